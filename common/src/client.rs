@@ -1,0 +1,339 @@
+//! The client library: a [`Producer`] that publishes jobs with publisher confirms and
+//! records them as queued, and a [`ResultSubscriber`] that yields decoded results.
+//! Both reconnect on their own after a broker or Redis restart.
+
+use crate::codec::{self, DecodeError, MSGPACK};
+use crate::config::Config;
+use crate::coordinator::{Coordinator, CoordinatorError};
+use crate::message::{is_valid_job_id, is_valid_name, JobMessage, ResultMessage};
+use crate::topology::Topology;
+use deadpool_lapin::lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions};
+use deadpool_lapin::lapin::types::FieldTable;
+use deadpool_lapin::lapin::{self, BasicProperties, Channel, Confirmation, Consumer, ConnectionProperties};
+use deadpool_lapin::{Pool, PoolConfig, Runtime, Timeouts};
+use futures::StreamExt;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The broker refused or the connection broke.
+    #[error("amqp: {0}")]
+    Amqp(#[from] lapin::Error),
+    /// No broker connection could be had.
+    #[error("amqp pool: {0}")]
+    Pool(#[from] deadpool_lapin::PoolError),
+    /// The pool could not be built from the URL.
+    #[error("amqp config: {0}")]
+    Config(String),
+    /// Redis failed.
+    #[error(transparent)]
+    Coordinator(#[from] CoordinatorError),
+    /// The broker did not take the message (a negative confirm).
+    #[error("the broker rejected job {0} (nack)")]
+    Nacked(String),
+    /// No queue exists for the job's group, so the broker returned it.
+    #[error("job {id} is unroutable: no queue for group {group:?} (start a worker or the master first)")]
+    Unroutable {
+        /// The job.
+        id: String,
+        /// Its group.
+        group: String,
+    },
+    /// The job breaks a rule of the wire protocol.
+    #[error("invalid job: {0}")]
+    InvalidJob(String),
+    /// A result could not be decoded.
+    #[error("undecodable result: {0}")]
+    Decode(#[from] DecodeError),
+    /// The retry deadline passed while the broker or Redis stayed unreachable.
+    #[error("gave up after {0:?}: {1}")]
+    GaveUp(Duration, Box<ClientError>),
+}
+
+impl ClientError {
+    /// Whether the error is a lost or refused connection, worth a reconnect and retry.
+    pub fn is_connection_error(&self) -> bool {
+        match self {
+            ClientError::Amqp(_) | ClientError::Pool(_) => true,
+            ClientError::Coordinator(e) => e.is_connection_error(),
+            _ => false,
+        }
+    }
+}
+
+/// A pool of AMQP connections.
+pub type AmqpPool = Pool;
+
+/// Builds a deadpool-lapin pool for `amqp_url`, with explicit timeouts.
+pub fn amqp_pool(amqp_url: &str, max_size: usize, connection_name: &str) -> Result<Pool, ClientError> {
+    let config = deadpool_lapin::Config {
+        url: Some(amqp_url.to_string()),
+        pool: Some(PoolConfig {
+            max_size,
+            timeouts: Timeouts { wait: Some(Duration::from_secs(10)), create: Some(Duration::from_secs(10)), recycle: Some(Duration::from_secs(5)) },
+            ..PoolConfig::default()
+        }),
+    };
+    let name = connection_name.to_string();
+    config
+        .create_pool(move || ConnectionProperties::default().with_connection_name(name.clone().into()), Runtime::Tokio1)
+        .map_err(|e| ClientError::Config(e.to_string()))
+}
+
+/// Opens a channel on a pooled connection, in confirm mode when `confirms` is set.
+pub async fn open_channel(pool: &Pool, confirms: bool) -> Result<Channel, ClientError> {
+    let connection = pool.get().await?;
+    let channel = connection.create_channel().await?;
+    if confirms {
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    }
+    Ok(channel)
+}
+
+/// Waits for a publish's confirm: an ack is success, a nack or a returned message an error.
+pub async fn confirmed(confirm: lapin::PublisherConfirm, id: &str, group: &str) -> Result<(), ClientError> {
+    match confirm.await? {
+        Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+        Confirmation::Ack(Some(_)) => Err(ClientError::Unroutable { id: id.to_string(), group: group.to_string() }),
+        Confirmation::Nack(_) => Err(ClientError::Nacked(id.to_string())),
+    }
+}
+
+/// Properties of a job message: persistent, msgpack, `message_id` = id.
+pub fn job_properties(id: &str) -> BasicProperties {
+    BasicProperties::default().with_delivery_mode(2).with_content_type(MSGPACK.into()).with_message_id(id.into())
+}
+
+/// The backoff before attempt `attempt` (0-based) of a reconnect: exponential from 100 ms
+/// to 5 s, with jitter so a fleet does not reconnect in step.
+pub fn backoff(attempt: u32) -> Duration {
+    let base = 100u64.saturating_mul(1 << attempt.min(6)).min(5_000);
+    let jitter = (uuid::Uuid::new_v4().as_u128() % (base as u128 / 2 + 1)) as u64;
+    Duration::from_millis(base / 2 + jitter)
+}
+
+/// A channel (in confirm mode when asked) that is reopened after a failure.
+pub struct ChannelSlot {
+    pool: Pool,
+    channel: Mutex<Option<Channel>>,
+    confirms: bool,
+}
+
+impl ChannelSlot {
+    /// A slot over `pool`; the channel opens on first use.
+    pub fn new(pool: Pool, confirms: bool) -> Self {
+        ChannelSlot { pool, channel: Mutex::new(None), confirms }
+    }
+
+    /// The open channel, reopened if it broke.
+    pub async fn get(&self) -> Result<Channel, ClientError> {
+        let mut slot = self.channel.lock().await;
+        if let Some(channel) = slot.as_ref().filter(|c| c.status().connected()) {
+            return Ok(channel.clone());
+        }
+        let channel = open_channel(&self.pool, self.confirms).await?;
+        *slot = Some(channel.clone());
+        Ok(channel)
+    }
+
+    /// Forgets the channel after an error, so the next [`ChannelSlot::get`] reopens it.
+    pub async fn invalidate(&self) {
+        *self.channel.lock().await = None;
+    }
+}
+
+/// Publishes jobs to `NS.jobs` with publisher confirms and records them as queued.
+///
+/// Many publishes share one channel and their confirms are awaited together, so callers
+/// get throughput by calling [`Producer::publish_many`] or by publishing from many tasks.
+pub struct Producer {
+    slot: ChannelSlot,
+    topology: Topology,
+    coordinator: Coordinator,
+    retry_for: Duration,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer").field("namespace", &self.topology.namespace()).finish_non_exhaustive()
+    }
+}
+
+impl Producer {
+    /// Connects to the broker and Redis of `config` and declares the exchanges.
+    pub async fn connect(config: &Config) -> Result<Producer, ClientError> {
+        let topology = Topology::new(&config.namespace);
+        let coordinator = Coordinator::connect(&config.redis_url, topology.clone(), config.retention)?;
+        let pool = amqp_pool(&config.amqp_url, 2, "jobfleet-producer")?;
+        Producer::new(pool, coordinator).await
+    }
+
+    /// A producer over an existing AMQP pool and coordinator.
+    pub async fn new(pool: Pool, coordinator: Coordinator) -> Result<Producer, ClientError> {
+        let topology = coordinator.topology().clone();
+        let slot = ChannelSlot::new(pool, true);
+        topology.declare_base(&slot.get().await?).await?;
+        Ok(Producer { slot, topology, coordinator, retry_for: Duration::from_secs(30) })
+    }
+
+    /// How long a publish keeps retrying while the broker or Redis is unreachable
+    /// (default 30 s). Retrying is safe: a job id runs once however often it is published.
+    pub fn with_retry_for(mut self, retry_for: Duration) -> Self {
+        self.retry_for = retry_for;
+        self
+    }
+
+    /// The coordinator this producer records jobs with.
+    pub fn coordinator(&self) -> &Coordinator {
+        &self.coordinator
+    }
+
+    /// Publishes one job and records it as queued.
+    pub async fn publish(&self, job: &JobMessage) -> Result<(), ClientError> {
+        self.publish_many(std::slice::from_ref(job)).await
+    }
+
+    /// Publishes jobs, waits for all their confirms at once, then records them as queued
+    /// in one pipelined Redis round trip. Retries connection failures until the retry
+    /// deadline; when it returns `Ok`, every job is in the broker.
+    pub async fn publish_many(&self, jobs: &[JobMessage]) -> Result<(), ClientError> {
+        for job in jobs {
+            validate(job)?;
+        }
+        let started = tokio::time::Instant::now();
+        let mut attempt = 0;
+        loop {
+            match self.try_publish_many(jobs).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_connection_error() => {
+                    self.slot.invalidate().await;
+                    if started.elapsed() >= self.retry_for {
+                        return Err(ClientError::GaveUp(self.retry_for, Box::new(e)));
+                    }
+                    tracing::warn!(error = %e, "publish failed; reconnecting");
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn try_publish_many(&self, jobs: &[JobMessage]) -> Result<(), ClientError> {
+        let channel = self.slot.get().await?;
+        let exchange = self.topology.jobs_exchange();
+        let mut confirms = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let body = codec::encode(job);
+            let confirm = channel
+                .basic_publish(exchange.as_str().into(), job.group.as_str().into(), BasicPublishOptions { mandatory: true, ..Default::default() }, &body, job_properties(&job.id))
+                .await?;
+            confirms.push(confirm);
+        }
+        let results = futures::future::join_all(jobs.iter().zip(confirms).map(|(job, confirm)| confirmed(confirm, &job.id, &job.group))).await;
+        results.into_iter().collect::<Result<Vec<()>, _>>()?;
+        self.coordinator.record_queued(jobs).await?;
+        Ok(())
+    }
+}
+
+/// Checks what the broker cannot: the id alphabet and the names usable in routing keys.
+fn validate(job: &JobMessage) -> Result<(), ClientError> {
+    if !is_valid_job_id(&job.id) {
+        return Err(ClientError::InvalidJob(format!("id {:?}: 1..128 chars of [A-Za-z0-9._:-]", job.id)));
+    }
+    if !is_valid_name(&job.group) || !is_valid_name(&job.function) {
+        return Err(ClientError::InvalidJob(format!("group {:?} / function {:?}: 1..64 chars of [A-Za-z0-9_-]", job.group, job.function)));
+    }
+    Ok(())
+}
+
+/// Receives decoded results from `NS.results` through its own queue bound with patterns
+/// such as `etl.#`, `*.*.failed` or `#`.
+///
+/// By default the queue is exclusive to this subscriber and goes away with it; with
+/// [`ResultSubscriber::durable`] it is a named durable queue that keeps results while the
+/// subscriber is away. Either way the subscriber reconnects after a broker restart.
+pub struct ResultSubscriber {
+    pool: Pool,
+    topology: Topology,
+    patterns: Vec<String>,
+    queue: Option<String>,
+    consumer: Option<(Channel, Consumer)>,
+}
+
+impl std::fmt::Debug for ResultSubscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResultSubscriber").field("patterns", &self.patterns).field("queue", &self.queue).finish_non_exhaustive()
+    }
+}
+
+impl ResultSubscriber {
+    /// Subscribes with an exclusive, auto-delete queue.
+    pub async fn connect(amqp_url: &str, topology: Topology, patterns: &[&str]) -> Result<ResultSubscriber, ClientError> {
+        Self::open(amqp_url, topology, patterns, None).await
+    }
+
+    /// Subscribes with a named durable queue that outlives the subscriber.
+    pub async fn durable(amqp_url: &str, topology: Topology, queue: &str, patterns: &[&str]) -> Result<ResultSubscriber, ClientError> {
+        Self::open(amqp_url, topology, patterns, Some(queue.to_string())).await
+    }
+
+    async fn open(amqp_url: &str, topology: Topology, patterns: &[&str], queue: Option<String>) -> Result<ResultSubscriber, ClientError> {
+        let pool = amqp_pool(amqp_url, 1, "jobfleet-subscriber")?;
+        let mut subscriber = ResultSubscriber { pool, topology, patterns: patterns.iter().map(|p| p.to_string()).collect(), queue, consumer: None };
+        subscriber.subscribe().await?;
+        Ok(subscriber)
+    }
+
+    async fn subscribe(&mut self) -> Result<(), ClientError> {
+        let channel = open_channel(&self.pool, false).await?;
+        self.topology.declare_base(&channel).await?;
+        let (name, options) = match &self.queue {
+            Some(name) => (name.clone(), QueueDeclareOptions { durable: true, ..Default::default() }),
+            None => (String::new(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }),
+        };
+        let queue = channel.queue_declare(name.into(), options, FieldTable::default()).await?;
+        for pattern in &self.patterns {
+            channel
+                .queue_bind(queue.name().clone(), self.topology.results_exchange().into(), pattern.as_str().into(), QueueBindOptions::default(), FieldTable::default())
+                .await?;
+        }
+        channel.basic_qos(500, BasicQosOptions::default()).await?;
+        let consumer = channel.basic_consume(queue.name().clone(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
+        self.consumer = Some((channel, consumer));
+        Ok(())
+    }
+
+    /// The next result. An undecodable message is acknowledged and returned as an error;
+    /// a broken connection is reopened (an exclusive queue misses what came meanwhile).
+    pub async fn next(&mut self) -> Result<ResultMessage, ClientError> {
+        let mut attempt = 0;
+        loop {
+            if self.consumer.is_none() {
+                if let Err(e) = self.subscribe().await {
+                    tracing::warn!(error = %e, "result subscriber reconnecting");
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                    continue;
+                }
+            }
+            let (_, consumer) = self.consumer.as_mut().expect("subscribed above");
+            match consumer.next().await {
+                Some(Ok(delivery)) => {
+                    let decoded = codec::decode_result(delivery.properties.content_type().as_ref().map(|c| c.as_str()), &delivery.data);
+                    // Acknowledging a broken channel fails; the message then comes back.
+                    let _ = delivery.ack(BasicAckOptions::default()).await;
+                    return decoded.map_err(ClientError::from);
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "result consumer failed");
+                    self.consumer = None;
+                }
+                None => self.consumer = None,
+            }
+        }
+    }
+}

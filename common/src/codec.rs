@@ -1,0 +1,198 @@
+//! Encoding and decoding of the wire messages: MessagePack maps with named fields
+//! (rmp-serde), JSON accepted on input by content type.
+
+use crate::message::{is_valid_job_id, JobMessage, ResultMessage};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The content type of every message jobfleet publishes.
+pub const MSGPACK: &str = "application/msgpack";
+/// The JSON content type, accepted on input.
+pub const JSON: &str = "application/json";
+
+/// Why a message could not be decoded. Carries the job id when it could still be read,
+/// so the job can be recorded as failed with `bad_message`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct DecodeError {
+    /// What is wrong with the message, for the `x-jobfleet-reason` header.
+    pub reason: String,
+    /// The job id, when the body holds a valid one.
+    pub id: Option<String>,
+}
+
+/// The body format named by a message's `content_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// MessagePack (the default when no content type is set).
+    MsgPack,
+    /// JSON.
+    Json,
+}
+
+impl Format {
+    /// The format of a content type; `None` means MessagePack, parameters such as
+    /// `; charset=utf-8` are ignored.
+    pub fn from_content_type(content_type: Option<&str>) -> Result<Format, String> {
+        let Some(content_type) = content_type else { return Ok(Format::MsgPack) };
+        let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        match essence.as_str() {
+            "" | MSGPACK | "application/x-msgpack" | "application/vnd.msgpack" => Ok(Format::MsgPack),
+            JSON => Ok(Format::Json),
+            other => Err(format!("unsupported content type {other:?}")),
+        }
+    }
+}
+
+/// Encodes any message as a MessagePack map with named fields.
+pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    // Serializing our own types (strings, integers, JSON values) into a Vec cannot fail.
+    rmp_serde::to_vec_named(message).expect("message types always encode")
+}
+
+fn decode_as<T: DeserializeOwned>(format: Format, body: &[u8]) -> Result<T, String> {
+    match format {
+        Format::MsgPack => rmp_serde::from_slice(body).map_err(|e| format!("undecodable msgpack body: {e}")),
+        Format::Json => serde_json::from_slice(body).map_err(|e| format!("undecodable json body: {e}")),
+    }
+}
+
+/// The fields of a job message as they arrive, before the required ones are checked.
+#[derive(Deserialize)]
+struct WireJob {
+    id: Option<String>,
+    group: Option<String>,
+    function: Option<String>,
+    #[serde(default)]
+    args: Value,
+    #[serde(default)]
+    submitted_at: Option<i64>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+/// Just the id, read from a body that failed to decode as a whole.
+#[derive(Deserialize)]
+struct IdOnly {
+    id: Option<String>,
+}
+
+/// Decodes a job message body. `routing_key`, when given, must equal the job's group.
+pub fn decode_job(content_type: Option<&str>, body: &[u8], routing_key: Option<&str>) -> Result<JobMessage, DecodeError> {
+    let format = Format::from_content_type(content_type).map_err(|reason| DecodeError { reason, id: None })?;
+    let wire: WireJob = match decode_as(format, body) {
+        Ok(wire) => wire,
+        Err(reason) => {
+            let id = decode_as::<IdOnly>(format, body).ok().and_then(|only| only.id).filter(|id| is_valid_job_id(id));
+            return Err(DecodeError { reason, id });
+        }
+    };
+    let fail = |reason: String, id: Option<String>| Err(DecodeError { reason, id });
+    let id = match wire.id {
+        Some(id) if is_valid_job_id(&id) => id,
+        Some(id) => return fail(format!("invalid id {:?}: 1..128 chars of [A-Za-z0-9._:-]", truncate(&id)), None),
+        None => return fail("missing field `id`".into(), None),
+    };
+    let Some(group) = wire.group else { return fail("missing field `group`".into(), Some(id)) };
+    let Some(function) = wire.function else { return fail("missing field `function`".into(), Some(id)) };
+    if let Some(routing_key) = routing_key {
+        if routing_key != group {
+            return fail(format!("group {group:?} differs from the routing key {routing_key:?}"), Some(id));
+        }
+    }
+    Ok(JobMessage { id, group, function, args: wire.args, submitted_at: wire.submitted_at, timeout_ms: wire.timeout_ms })
+}
+
+/// Decodes a result message body.
+pub fn decode_result(content_type: Option<&str>, body: &[u8]) -> Result<ResultMessage, DecodeError> {
+    let format = Format::from_content_type(content_type).map_err(|reason| DecodeError { reason, id: None })?;
+    decode_as(format, body).map_err(|reason| DecodeError { reason, id: None })
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{ErrorKind, JobError, JobStatus};
+    use serde_json::json;
+
+    fn job() -> JobMessage {
+        JobMessage::new("etl", "echo", json!({"a": [1, 2.5, "x", null, true]})).with_timeout_ms(500)
+    }
+
+    #[test]
+    fn a_job_round_trips_through_msgpack_as_a_named_map() {
+        let job = job();
+        let body = encode(&job);
+        // A map (fixmap marker 0x8X), not an array: foreign clients read fields by name.
+        assert_eq!(body[0] & 0xf0, 0x80);
+        assert_eq!(decode_job(Some(MSGPACK), &body, Some("etl")).unwrap(), job);
+        assert_eq!(decode_job(None, &body, None).unwrap(), job);
+    }
+
+    #[test]
+    fn json_bodies_are_accepted_and_unknown_fields_ignored() {
+        let body = br#"{"id":"j1","group":"g","function":"f","args":{"n":1},"future_field":7}"#;
+        let job = decode_job(Some("application/json; charset=utf-8"), body, Some("g")).unwrap();
+        assert_eq!(job.id, "j1");
+        assert_eq!(job.args, json!({"n": 1}));
+        assert_eq!(job.submitted_at, None);
+    }
+
+    #[test]
+    fn missing_args_decode_as_nil() {
+        let body = encode(&json!({"id": "j2", "group": "g", "function": "f"}));
+        assert_eq!(decode_job(None, &body, None).unwrap().args, Value::Null);
+    }
+
+    #[test]
+    fn malformed_bodies_give_a_reason_and_the_id_when_readable() {
+        let err = decode_job(None, b"\xc1garbage", None).unwrap_err();
+        assert!(err.reason.contains("msgpack"), "{}", err.reason);
+        assert_eq!(err.id, None);
+
+        let missing_function = encode(&json!({"id": "j3", "group": "g"}));
+        let err = decode_job(None, &missing_function, None).unwrap_err();
+        assert_eq!(err.id.as_deref(), Some("j3"));
+        assert!(err.reason.contains("function"));
+
+        let wrong_type = encode(&json!({"id": "j4", "group": 5, "function": "f"}));
+        let err = decode_job(None, &wrong_type, None).unwrap_err();
+        assert_eq!(err.id.as_deref(), Some("j4"));
+
+        let bad_id = encode(&json!({"id": "no spaces", "group": "g", "function": "f"}));
+        assert_eq!(decode_job(None, &bad_id, None).unwrap_err().id, None);
+
+        let wrong_queue = encode(&json!({"id": "j5", "group": "g", "function": "f"}));
+        let err = decode_job(None, &wrong_queue, Some("other")).unwrap_err();
+        assert_eq!(err.id.as_deref(), Some("j5"));
+
+        let err = decode_job(Some("text/plain"), b"hello", None).unwrap_err();
+        assert!(err.reason.contains("content type"));
+    }
+
+    #[test]
+    fn a_result_round_trips() {
+        let result = ResultMessage {
+            id: "j".into(),
+            group: "g".into(),
+            function: "fail".into(),
+            status: JobStatus::Failed,
+            result: None,
+            error: Some(JobError::new(ErrorKind::FunctionError, "boom")),
+            attempts: 2,
+            worker: "w1".into(),
+            submitted_at: Some(1),
+            started_at: Some(2),
+            finished_at: 3,
+            duration_ms: Some(1),
+        };
+        let decoded = decode_result(Some(MSGPACK), &encode(&result)).unwrap();
+        assert_eq!(decoded, result);
+        assert_eq!(result.routing_key(), "g.fail.failed");
+    }
+}

@@ -1,0 +1,413 @@
+//! The fleet configuration (SPEC §5): one TOML file for master and workers, overridden by
+//! environment variables, with the zero-config `default` group when there is no file.
+
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default namespace.
+pub const DEFAULT_NAMESPACE: &str = "jobfleet";
+/// Default AMQP URL.
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// Default Redis URL.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/0";
+/// Default master HTTP address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// The group of the zero-config fleet.
+pub const DEFAULT_GROUP: &str = "default";
+/// The built-in functions of SPEC §6, served by the default worker binary.
+pub const BUILTIN_FUNCTIONS: [&str; 5] = ["echo", "sleep", "fail", "wordcount", "crash"];
+
+/// Environment variable names (SPEC §5).
+pub mod env {
+    /// Config file path.
+    pub const CONFIG: &str = "JOBFLEET_CONFIG";
+    /// Namespace.
+    pub const NAMESPACE: &str = "JOBFLEET_NAMESPACE";
+    /// AMQP URL.
+    pub const AMQP_URL: &str = "JOBFLEET_AMQP_URL";
+    /// Redis URL.
+    pub const REDIS_URL: &str = "JOBFLEET_REDIS_URL";
+    /// Master HTTP address.
+    pub const LISTEN: &str = "JOBFLEET_LISTEN";
+    /// Worker groups, comma separated.
+    pub const GROUPS: &str = "JOBFLEET_GROUPS";
+    /// Worker jobs in flight.
+    pub const CONCURRENCY: &str = "JOBFLEET_CONCURRENCY";
+    /// Worker metrics address.
+    pub const METRICS_LISTEN: &str = "JOBFLEET_METRICS_LISTEN";
+}
+
+/// Why the configuration is unusable. Binaries exit 64 on it, before binding any port.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config: {0}")]
+    Parse(String),
+    /// A value breaks a rule of the schema.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// A group queue's RabbitMQ queue type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueType {
+    /// A classic durable queue (default).
+    #[default]
+    Classic,
+    /// A replicated quorum queue, for RabbitMQ clusters.
+    Quorum,
+}
+
+/// Where a function runs (SPEC §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxKind {
+    /// A Rust handler registered with the worker library.
+    #[default]
+    Inprocess,
+    /// A command run with args on stdin and the result on stdout.
+    Process,
+}
+
+/// Whether a process function gets a fresh process per job or reuses warm ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessMode {
+    /// A fresh process per job (default).
+    #[default]
+    Exclusive,
+    /// Long-lived processes fed newline-delimited JSON.
+    Shared,
+}
+
+/// One function of a group.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionConfig {
+    /// Sandbox; default `inprocess`.
+    #[serde(default)]
+    pub sandbox: SandboxKind,
+    /// argv of a `process` function.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Process mode; default `exclusive`.
+    #[serde(default)]
+    pub mode: ProcessMode,
+    /// Timeout per job, e.g. `"30s"`; default [`Config::DEFAULT_TIMEOUT`].
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub timeout: Option<Duration>,
+    /// Retries after a failure; default 0.
+    #[serde(default)]
+    pub max_retries: u32,
+    /// JSON Schema that `args` must satisfy.
+    #[serde(default)]
+    pub schema: Option<Value>,
+}
+
+/// One consumer group.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    /// Consecutive infrastructure failures that break the group; default 5.
+    #[serde(default = "default_max_failures")]
+    pub max_failures: u32,
+    /// Queue type; default classic.
+    #[serde(default)]
+    pub queue_type: QueueType,
+    /// How long a job may wait for a worker before failing with `no_worker`; default none.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub queue_timeout: Option<Duration>,
+    /// The group's functions by name.
+    #[serde(default)]
+    pub functions: BTreeMap<String, FunctionConfig>,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig { max_failures: default_max_failures(), queue_type: QueueType::Classic, queue_timeout: None, functions: BTreeMap::new() }
+    }
+}
+
+fn default_max_failures() -> u32 {
+    5
+}
+
+/// The fleet configuration, resolved: file, then environment on top.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Prefix of every AMQP name and Redis key.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// AMQP URL.
+    #[serde(default = "default_amqp_url")]
+    pub amqp_url: String,
+    /// Redis URL.
+    #[serde(default = "default_redis_url")]
+    pub redis_url: String,
+    /// Master HTTP address.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// How long terminal job records are kept; default 24 h.
+    #[serde(default = "default_retention", deserialize_with = "duration")]
+    pub retention: Duration,
+    /// Largest `args` accepted, in bytes; default 1 MiB.
+    #[serde(default = "default_max_args_bytes")]
+    pub max_args_bytes: usize,
+    /// The groups by name.
+    #[serde(default)]
+    pub groups: BTreeMap<String, GroupConfig>,
+}
+
+fn default_max_args_bytes() -> usize {
+    1024 * 1024
+}
+
+fn default_namespace() -> String {
+    DEFAULT_NAMESPACE.into()
+}
+fn default_amqp_url() -> String {
+    DEFAULT_AMQP_URL.into()
+}
+fn default_redis_url() -> String {
+    DEFAULT_REDIS_URL.into()
+}
+fn default_listen() -> String {
+    DEFAULT_LISTEN.into()
+}
+fn default_retention() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+/// Parses a duration such as `30s`, `5m`, `24h` or `250ms`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("duration {text:?}: {e}"))
+}
+
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    duration(deserializer).map(Some)
+}
+
+impl Default for Config {
+    /// The zero-config fleet: defaults everywhere and the `default` group with the built-ins.
+    fn default() -> Self {
+        let functions = BUILTIN_FUNCTIONS.iter().map(|name| (name.to_string(), FunctionConfig::default())).collect();
+        Config {
+            namespace: default_namespace(),
+            amqp_url: default_amqp_url(),
+            redis_url: default_redis_url(),
+            listen: default_listen(),
+            retention: default_retention(),
+            max_args_bytes: default_max_args_bytes(),
+            groups: BTreeMap::from([(DEFAULT_GROUP.to_string(), GroupConfig { functions, ..GroupConfig::default() })]),
+        }
+    }
+}
+
+impl Config {
+    /// A function's timeout when neither its config nor the job sets one.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+    /// Parses and validates a TOML document. A file without `[groups]` gets the `default` group.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        if config.groups.is_empty() {
+            config.groups = Config::default().groups;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Loads the configuration: the file at `path` (or the zero-config fleet), then the
+    /// environment read through `env` on top.
+    pub fn load(path: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+                Config::from_toml(&text)?
+            }
+            None => Config::default(),
+        };
+        if let Some(namespace) = env(env::NAMESPACE) {
+            config.namespace = namespace;
+        }
+        if let Some(url) = env(env::AMQP_URL) {
+            config.amqp_url = url;
+        }
+        if let Some(url) = env(env::REDIS_URL) {
+            config.redis_url = url;
+        }
+        if let Some(listen) = env(env::LISTEN) {
+            config.listen = listen;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the rules the types cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if !crate::message::is_valid_name(&self.namespace) {
+            return invalid(format!("namespace {:?}: use 1..64 chars of [A-Za-z0-9_-]", self.namespace));
+        }
+        for (group, group_config) in &self.groups {
+            if !crate::message::is_valid_name(group) {
+                return invalid(format!("group {group:?}: use 1..64 chars of [A-Za-z0-9_-]"));
+            }
+            if group_config.max_failures == 0 {
+                return invalid(format!("group {group:?}: max_failures must be at least 1"));
+            }
+            for (name, function) in &group_config.functions {
+                if !crate::message::is_valid_name(name) {
+                    return invalid(format!("function {group}.{name}: use 1..64 chars of [A-Za-z0-9_-]"));
+                }
+                if function.sandbox == SandboxKind::Process && function.command.is_empty() {
+                    return invalid(format!("function {group}.{name}: a process function needs a `command` argv"));
+                }
+                if function.sandbox == SandboxKind::Inprocess && !function.command.is_empty() {
+                    return invalid(format!("function {group}.{name}: `command` needs sandbox = \"process\""));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A group's configuration.
+    pub fn group(&self, group: &str) -> Option<&GroupConfig> {
+        self.groups.get(group)
+    }
+
+    /// A function's configuration.
+    pub fn function(&self, group: &str, function: &str) -> Option<&FunctionConfig> {
+        self.groups.get(group)?.functions.get(function)
+    }
+}
+
+/// Reads the process environment; binaries pass this to [`Config::load`], tests pass a map.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+/// Hides the password of a URL for logs: `amqp://guest:***@host/`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let (authority, path) = rest.split_once('/').map(|(a, p)| (a, Some(p))).unwrap_or((rest, None));
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_string(),
+    };
+    match path {
+        Some(path) => format!("{scheme}://{authority}/{path}"),
+        None => format!("{scheme}://{authority}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn zero_config_is_the_default_group_with_the_builtins() {
+        let config = Config::load(None, |_| None).unwrap();
+        assert_eq!(config.namespace, "jobfleet");
+        assert_eq!(config.amqp_url, DEFAULT_AMQP_URL);
+        assert_eq!(config.redis_url, DEFAULT_REDIS_URL);
+        assert_eq!(config.listen, "127.0.0.1:8080");
+        assert_eq!(config.retention, Duration::from_secs(86400));
+        let group = config.group("default").unwrap();
+        assert_eq!(group.max_failures, 5);
+        for name in BUILTIN_FUNCTIONS {
+            assert!(group.functions.contains_key(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_file_is_parsed_and_the_environment_overrides_it() {
+        let dir = std::env::temp_dir().join(format!("jobfleet-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("fleet.toml");
+        std::fs::write(
+            &path,
+            r#"
+namespace = "prod"
+retention = "2h"
+[groups.etl]
+max_failures = 3
+queue_type = "quorum"
+queue_timeout = "10m"
+[groups.etl.functions.wordcount]
+timeout = "5s"
+max_retries = 2
+schema = { type = "object", required = ["text"] }
+[groups.py.functions.score]
+sandbox = "process"
+command = ["python3", "score.py"]
+mode = "shared"
+"#,
+        )
+        .unwrap();
+        let env = HashMap::from([(env::NAMESPACE, "staging"), (env::REDIS_URL, "redis://r:6379/1")]);
+        let config = Config::load(Some(&path), |name| env.get(name).map(|v| v.to_string())).unwrap();
+        assert_eq!(config.namespace, "staging");
+        assert_eq!(config.redis_url, "redis://r:6379/1");
+        assert_eq!(config.retention, Duration::from_secs(7200));
+        let etl = config.group("etl").unwrap();
+        assert_eq!(etl.max_failures, 3);
+        assert_eq!(etl.queue_type, QueueType::Quorum);
+        assert_eq!(etl.queue_timeout, Some(Duration::from_secs(600)));
+        let wordcount = config.function("etl", "wordcount").unwrap();
+        assert_eq!(wordcount.timeout, Some(Duration::from_secs(5)));
+        assert_eq!(wordcount.max_retries, 2);
+        assert!(wordcount.schema.is_some());
+        let score = config.function("py", "score").unwrap();
+        assert_eq!(score.sandbox, SandboxKind::Process);
+        assert_eq!(score.mode, ProcessMode::Shared);
+        assert!(config.group("default").is_none(), "a file with groups replaces the default group");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn bad_configs_are_rejected_with_a_reason() {
+        let cases = [
+            ("namespace = \"has space\"", "namespace"),
+            ("[groups.g]\nmax_failures = 0", "max_failures"),
+            ("[groups.g.functions.f]\nsandbox = \"process\"", "command"),
+            ("[groups.g.functions.f]\ntimeout = \"soon\"", "duration"),
+            ("unknown_key = 1", "unknown"),
+            ("[groups.\"a.b\"]", "group"),
+        ];
+        for (text, needle) in cases {
+            let err = Config::from_toml(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text:?} gave {err:?}");
+        }
+        let err = Config::load(Some(Path::new("/nonexistent/fleet.toml")), |_| None).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }));
+    }
+
+    #[test]
+    fn urls_are_redacted_for_logs() {
+        assert_eq!(redact_url("amqp://guest:secret@host:5672/%2f"), "amqp://guest:***@host:5672/%2f");
+        assert_eq!(redact_url("redis://127.0.0.1:6379/0"), "redis://127.0.0.1:6379/0");
+    }
+}

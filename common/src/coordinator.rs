@@ -1,0 +1,525 @@
+//! The Redis coordinator: one hash per job, atomic status transitions as SPEC §2 allows
+//! (Lua scripts, no read-then-write races), group failure counts and the worker registry.
+
+use crate::message::{JobError, JobMessage, JobStatus, ResultMessage};
+use crate::topology::Topology;
+use deadpool_redis::redis::{self, AsyncCommands, Script, Value as RedisValue};
+use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/enqueue.lua")));
+static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/claim.lua")));
+static COMPLETE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/complete.lua")));
+static REQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/requeue.lua")));
+static BAD_MESSAGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/bad_message.lua")));
+
+/// Why a coordinator call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    /// No connection could be had from the pool (Redis down or the pool exhausted).
+    #[error("redis pool: {0}")]
+    Pool(#[from] deadpool_redis::PoolError),
+    /// Redis answered with an error or the connection broke.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A record or script reply has an unexpected shape.
+    #[error("corrupt coordinator data: {0}")]
+    Corrupt(String),
+    /// The pool could not be built from the URL.
+    #[error("redis config: {0}")]
+    Config(String),
+}
+
+impl CoordinatorError {
+    /// Whether the error is Redis being unreachable (worth retrying after a back-off).
+    pub fn is_connection_error(&self) -> bool {
+        match self {
+            CoordinatorError::Pool(_) => true,
+            CoordinatorError::Redis(e) => {
+                e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() || e.is_timeout() || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// What a worker should do with a delivered job (the verdict of the claim script).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// Run it: the job is now started by this worker, on this attempt.
+    Run {
+        /// The attempt number (1 on the first start).
+        attempts: u32,
+        /// When the job was submitted, as recorded.
+        submitted_at: Option<i64>,
+    },
+    /// A duplicate of a started or terminal job: acknowledge and drop the message.
+    Drop(JobStatus),
+    /// Another live worker runs this job: park the copy and look again later.
+    Hold,
+    /// The job has no record and the claim carried no args: claim again with them.
+    Missing,
+    /// The job is terminal (or just failed fast): publish its result, then acknowledge.
+    Ended(Box<JobRecord>),
+}
+
+/// Whether a recorded outcome took effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    /// The outcome is recorded; publish the result.
+    Recorded,
+    /// The job was no longer this worker's attempt (canceled, taken over): publish nothing.
+    Stale(Option<JobStatus>),
+}
+
+/// How an outcome changes its group's consecutive failure count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureEffect {
+    /// A finished job resets the count.
+    Reset,
+    /// An infrastructure failure counts.
+    Count,
+    /// Anything else leaves it.
+    Keep,
+}
+
+impl FailureEffect {
+    /// The effect of an outcome on the failure policy (SPEC §2).
+    pub fn of(status: JobStatus, error: Option<&JobError>) -> FailureEffect {
+        match (status, error) {
+            (JobStatus::Finished, _) => FailureEffect::Reset,
+            (_, Some(error)) if error.kind.is_infrastructure() => FailureEffect::Count,
+            _ => FailureEffect::Keep,
+        }
+    }
+
+    fn as_arg(self) -> &'static str {
+        match self {
+            FailureEffect::Reset => "reset",
+            FailureEffect::Count => "count",
+            FailureEffect::Keep => "none",
+        }
+    }
+}
+
+/// A job's end as a worker reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// finished, failed or canceled.
+    pub status: JobStatus,
+    /// The output, when finished.
+    pub result: Option<Value>,
+    /// The error, when failed or canceled.
+    pub error: Option<JobError>,
+    /// Execution time of this attempt.
+    pub duration_ms: u64,
+}
+
+/// A job's record as the coordinator keeps it (times in unix ms).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRecord {
+    /// The id.
+    pub id: String,
+    /// The group.
+    pub group: String,
+    /// The function.
+    pub function: String,
+    /// The status.
+    pub status: JobStatus,
+    /// The input.
+    pub args: Value,
+    /// The output, when finished.
+    pub result: Option<Value>,
+    /// The error, when failed or canceled.
+    pub error: Option<JobError>,
+    /// Times started.
+    pub attempts: u32,
+    /// The worker that ran (or runs) it.
+    pub worker: Option<String>,
+    /// Submitted.
+    pub submitted_at: Option<i64>,
+    /// Started (last attempt).
+    pub started_at: Option<i64>,
+    /// Ended.
+    pub finished_at: Option<i64>,
+    /// Execution time of the last attempt.
+    pub duration_ms: Option<u64>,
+}
+
+impl JobRecord {
+    fn from_fields(mut fields: HashMap<String, String>) -> Result<JobRecord, CoordinatorError> {
+        let status_text = fields.remove("status").ok_or_else(|| CoordinatorError::Corrupt("record without status".into()))?;
+        let status = status_text.parse().map_err(|e| CoordinatorError::Corrupt(format!("{e}")))?;
+        let json = |text: Option<String>| -> Result<Option<Value>, CoordinatorError> {
+            text.map(|t| serde_json::from_str(&t).map_err(|e| CoordinatorError::Corrupt(format!("json field: {e}")))).transpose()
+        };
+        let number = |text: Option<String>| text.and_then(|t| t.parse::<i64>().ok());
+        let error = match fields.remove("error_kind") {
+            Some(kind) => Some(JobError {
+                kind: kind.parse().map_err(CoordinatorError::Corrupt)?,
+                message: fields.remove("error_message").unwrap_or_default(),
+            }),
+            None => None,
+        };
+        Ok(JobRecord {
+            id: fields.remove("id").unwrap_or_default(),
+            group: fields.remove("group").unwrap_or_default(),
+            function: fields.remove("function").unwrap_or_default(),
+            status,
+            args: json(fields.remove("args"))?.unwrap_or(Value::Null),
+            result: json(fields.remove("result"))?,
+            error,
+            attempts: number(fields.remove("attempts")).unwrap_or(0) as u32,
+            worker: fields.remove("worker").filter(|w| !w.is_empty()),
+            submitted_at: number(fields.remove("submitted_at")),
+            started_at: number(fields.remove("started_at")),
+            finished_at: number(fields.remove("finished_at")),
+            duration_ms: number(fields.remove("duration_ms")).map(|d| d as u64),
+        })
+    }
+
+    /// The result message of a terminal record; `None` while the job is not terminal.
+    pub fn to_result_message(&self) -> Option<ResultMessage> {
+        if !self.status.is_terminal() {
+            return None;
+        }
+        Some(ResultMessage {
+            id: self.id.clone(),
+            group: self.group.clone(),
+            function: self.function.clone(),
+            status: self.status,
+            result: if self.status == JobStatus::Finished { Some(self.result.clone().unwrap_or(Value::Null)) } else { None },
+            error: self.error.clone(),
+            attempts: self.attempts,
+            worker: self.worker.clone().unwrap_or_default(),
+            submitted_at: self.submitted_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at.unwrap_or(0),
+            duration_ms: self.duration_ms,
+        })
+    }
+}
+
+/// The coordinator of one namespace, over a deadpool-redis pool.
+#[derive(Clone)]
+pub struct Coordinator {
+    pool: Pool,
+    topology: Topology,
+    retention: Duration,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator").field("namespace", &self.topology.namespace()).finish_non_exhaustive()
+    }
+}
+
+fn text(value: &RedisValue) -> Option<String> {
+    match value {
+        RedisValue::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        RedisValue::SimpleString(s) => Some(s.clone()),
+        RedisValue::Int(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn fields_of(value: &RedisValue) -> Result<HashMap<String, String>, CoordinatorError> {
+    let RedisValue::Array(items) = value else { return Err(CoordinatorError::Corrupt("expected a field list".into())) };
+    let mut fields = HashMap::with_capacity(items.len() / 2);
+    for pair in items.chunks(2) {
+        if let [name, value] = pair {
+            if let (Some(name), Some(value)) = (text(name), text(value)) {
+                fields.insert(name, value);
+            }
+        }
+    }
+    Ok(fields)
+}
+
+fn opt_ms(value: Option<i64>) -> String {
+    value.map(|v| v.to_string()).unwrap_or_default()
+}
+
+impl Coordinator {
+    /// Builds a pool for `redis_url` (explicit wait/create timeouts) and the coordinator of `topology`.
+    pub fn connect(redis_url: &str, topology: Topology, retention: Duration) -> Result<Coordinator, CoordinatorError> {
+        let mut config = deadpool_redis::Config::from_url(redis_url);
+        let timeout = Some(Duration::from_secs(5));
+        config.pool = Some(PoolConfig { max_size: 16, timeouts: Timeouts { wait: timeout, create: timeout, recycle: timeout }, ..PoolConfig::default() });
+        let pool = config.create_pool(Some(Runtime::Tokio1)).map_err(|e| CoordinatorError::Config(e.to_string()))?;
+        Ok(Coordinator { pool, topology, retention })
+    }
+
+    /// The topology whose keys this coordinator uses.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// How long terminal records are kept.
+    pub fn retention(&self) -> Duration {
+        self.retention
+    }
+
+    async fn connection(&self) -> Result<deadpool_redis::Connection, CoordinatorError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Checks that Redis answers.
+    pub async fn ping(&self) -> Result<(), CoordinatorError> {
+        let mut conn = self.connection().await?;
+        let _: String = redis::cmd("PING").query_async(&mut *conn).await?;
+        Ok(())
+    }
+
+    /// Records published jobs as queued, one pipelined round trip for all of them; a job
+    /// that already has a record is left as it is. Returns how many records were created.
+    pub async fn record_queued(&self, jobs: &[JobMessage]) -> Result<usize, CoordinatorError> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let mut pipe = redis::pipe();
+        for job in jobs {
+            let args = serde_json::to_string(&job.args).unwrap_or_else(|_| "null".into());
+            pipe.invoke_script(ENQUEUE.key(self.topology.job_key(&job.id)).arg(&job.id).arg(&job.group).arg(&job.function).arg(args).arg(opt_ms(job.submitted_at)));
+        }
+        let mut conn = self.connection().await?;
+        let created: Vec<i64> = match pipe.query_async(&mut *conn).await {
+            Ok(created) => created,
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                // The script cache is empty (Redis restarted): load it and pipeline again.
+                ENQUEUE.prepare_invoke().load_async(&mut *conn).await?;
+                pipe.query_async(&mut *conn).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(created.iter().filter(|&&c| c == 1).count())
+    }
+
+    /// Claims a delivered job for `worker_id` (see [`Claim`]). `recovery` marks a redelivered
+    /// or parked copy, which may take over a job whose owner is gone. Without `with_args`
+    /// a job that has no record yet answers [`Claim::Missing`] (large args are sent only then).
+    pub async fn claim(&self, job: &JobMessage, worker_id: &str, recovery: bool, with_args: bool, now_ms: i64) -> Result<Claim, CoordinatorError> {
+        let args = if with_args { serde_json::to_string(&job.args).unwrap_or_else(|_| "null".into()) } else { String::new() };
+        let mut conn = self.connection().await?;
+        let reply: RedisValue = CLAIM
+            .key(self.topology.job_key(&job.id))
+            .key(self.topology.group_key(&job.group))
+            .arg(&job.id)
+            .arg(&job.group)
+            .arg(&job.function)
+            .arg(args)
+            .arg(opt_ms(job.submitted_at))
+            .arg(worker_id)
+            .arg(now_ms)
+            .arg(if recovery { "1" } else { "0" })
+            .arg(self.topology.worker_key_prefix())
+            .arg(self.retention.as_secs().max(1))
+            .invoke_async(&mut *conn)
+            .await?;
+        let RedisValue::Array(items) = &reply else { return Err(CoordinatorError::Corrupt(format!("claim reply {reply:?}"))) };
+        let verdict = items.first().and_then(text).unwrap_or_default();
+        match verdict.as_str() {
+            "run" => {
+                let attempts = items.get(1).and_then(text).and_then(|a| a.parse().ok()).unwrap_or(1);
+                let submitted_at = items.get(2).and_then(text).and_then(|s| s.parse().ok());
+                Ok(Claim::Run { attempts, submitted_at })
+            }
+            "drop" => {
+                let status = items.get(1).and_then(text).and_then(|s| s.parse().ok()).ok_or_else(|| CoordinatorError::Corrupt("drop without status".into()))?;
+                Ok(Claim::Drop(status))
+            }
+            "hold" => Ok(Claim::Hold),
+            "missing" => Ok(Claim::Missing),
+            "ended" => {
+                let fields = fields_of(items.get(1).unwrap_or(&RedisValue::Nil))?;
+                Ok(Claim::Ended(Box::new(JobRecord::from_fields(fields)?)))
+            }
+            other => Err(CoordinatorError::Corrupt(format!("claim verdict {other:?}"))),
+        }
+    }
+
+    /// Records the outcome of `attempt` of a job run by `worker_id`, and applies the group's
+    /// failure policy with `max_failures`, in one round trip.
+    pub async fn complete(&self, job: &JobMessage, worker_id: &str, attempt: u32, outcome: &Outcome, max_failures: u32, now_ms: i64) -> Result<Completion, CoordinatorError> {
+        let result = match (&outcome.status, &outcome.result) {
+            (JobStatus::Finished, Some(result)) => serde_json::to_string(result).unwrap_or_else(|_| "null".into()),
+            (JobStatus::Finished, None) => "null".into(),
+            _ => String::new(),
+        };
+        let (kind, message) = match &outcome.error {
+            Some(error) => (error.kind.as_str(), error.message.as_str()),
+            None => ("", ""),
+        };
+        let effect = FailureEffect::of(outcome.status, outcome.error.as_ref());
+        let mut conn = self.connection().await?;
+        let reply: Vec<String> = COMPLETE
+            .key(self.topology.job_key(&job.id))
+            .key(self.topology.group_key(&job.group))
+            .arg(worker_id)
+            .arg(attempt)
+            .arg(outcome.status.as_str())
+            .arg(result)
+            .arg(kind)
+            .arg(message)
+            .arg(now_ms)
+            .arg(outcome.duration_ms)
+            .arg(self.retention.as_secs().max(1))
+            .arg(effect.as_arg())
+            .arg(max_failures)
+            .invoke_async(&mut *conn)
+            .await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => Ok(Completion::Recorded),
+            Some("stale") => Ok(Completion::Stale(reply.get(1).and_then(|s| s.parse().ok()))),
+            _ => Err(CoordinatorError::Corrupt(format!("complete reply {reply:?}"))),
+        }
+    }
+
+    /// Hands a started job back to the queue (started → queued) when its worker drains
+    /// without finishing it. Returns whether it was handed back.
+    pub async fn requeue(&self, id: &str, worker_id: &str, attempt: u32) -> Result<bool, CoordinatorError> {
+        let mut conn = self.connection().await?;
+        let moved: i64 = REQUEUE.key(self.topology.job_key(id)).arg(worker_id).arg(attempt).invoke_async(&mut *conn).await?;
+        Ok(moved == 1)
+    }
+
+    /// Records an undecodable job as failed with `bad_message` (if not started or ended yet).
+    pub async fn record_bad_message(&self, id: &str, group: &str, function: &str, reason: &str, now_ms: i64) -> Result<bool, CoordinatorError> {
+        let mut conn = self.connection().await?;
+        let recorded: i64 = BAD_MESSAGE
+            .key(self.topology.job_key(id))
+            .arg(id)
+            .arg(reason)
+            .arg(now_ms)
+            .arg(self.retention.as_secs().max(1))
+            .arg(group)
+            .arg(function)
+            .invoke_async(&mut *conn)
+            .await?;
+        Ok(recorded == 1)
+    }
+
+    /// A job's record, or `None` for an unknown id.
+    pub async fn job(&self, id: &str) -> Result<Option<JobRecord>, CoordinatorError> {
+        let mut conn = self.connection().await?;
+        let fields: HashMap<String, String> = conn.hgetall(self.topology.job_key(id)).await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        JobRecord::from_fields(fields).map(Some)
+    }
+
+    /// Many records in one pipelined round trip, in the order of `ids`.
+    pub async fn jobs(&self, ids: &[String]) -> Result<Vec<Option<JobRecord>>, CoordinatorError> {
+        let mut records = Vec::with_capacity(ids.len());
+        let mut conn = self.connection().await?;
+        // Chunks keep each reply well inside the response timeout.
+        for chunk in ids.chunks(500) {
+            let mut pipe = redis::pipe();
+            for id in chunk {
+                pipe.hgetall(self.topology.job_key(id));
+            }
+            let all: Vec<HashMap<String, String>> = pipe.query_async(&mut *conn).await?;
+            for fields in all {
+                records.push(if fields.is_empty() { None } else { Some(JobRecord::from_fields(fields)?) });
+            }
+        }
+        Ok(records)
+    }
+
+    /// A group's consecutive infrastructure failures and whether it is broken.
+    pub async fn group_health(&self, group: &str) -> Result<(u32, bool), CoordinatorError> {
+        let mut conn = self.connection().await?;
+        let (failures, broken): (Option<u32>, Option<String>) =
+            redis::cmd("HMGET").arg(self.topology.group_key(group)).arg("failures").arg("broken").query_async(&mut *conn).await?;
+        Ok((failures.unwrap_or(0), broken.as_deref() == Some("1")))
+    }
+
+    /// Clears a group's broken flag and failure count.
+    pub async fn reset_group(&self, group: &str) -> Result<(), CoordinatorError> {
+        let mut conn = self.connection().await?;
+        let _: () = conn.del(self.topology.group_key(group)).await?;
+        Ok(())
+    }
+
+    /// Writes a worker's record with a time to live; called again on every heartbeat. While
+    /// the record lives, no other worker takes over the worker's started jobs.
+    pub async fn heartbeat(&self, worker_id: &str, info: &Value, ttl: Duration) -> Result<(), CoordinatorError> {
+        let mut conn = self.connection().await?;
+        let _: () = redis::pipe()
+            .set_ex(self.topology.worker_key(worker_id), info.to_string(), ttl.as_secs().max(1))
+            .ignore()
+            .zadd(format!("{}:workers", self.topology.namespace()), worker_id, crate::now_ms())
+            .ignore()
+            .query_async(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Removes a worker's record (a clean stop), so its jobs can be taken over at once.
+    pub async fn deregister(&self, worker_id: &str) -> Result<(), CoordinatorError> {
+        let mut conn = self.connection().await?;
+        let _: () = redis::pipe()
+            .del(self.topology.worker_key(worker_id))
+            .ignore()
+            .zrem(format!("{}:workers", self.topology.namespace()), worker_id)
+            .ignore()
+            .query_async(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes every Redis key of this namespace (tests and `jobfleet` tooling).
+    pub async fn purge_namespace(&self) -> Result<u64, CoordinatorError> {
+        let mut conn = self.connection().await?;
+        let pattern = format!("{}:*", self.topology.namespace());
+        let mut cursor: u64 = 0;
+        let mut deleted = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000).query_async(&mut *conn).await?;
+            if !keys.is_empty() {
+                let n: u64 = conn.del(&keys).await?;
+                deleted += n;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_effects_follow_the_policy() {
+        assert_eq!(FailureEffect::of(JobStatus::Finished, None), FailureEffect::Reset);
+        let crash = JobError::new(ErrorKind::Crashed, "x");
+        let own = JobError::new(ErrorKind::FunctionError, "x");
+        assert_eq!(FailureEffect::of(JobStatus::Failed, Some(&crash)), FailureEffect::Count);
+        assert_eq!(FailureEffect::of(JobStatus::Failed, Some(&own)), FailureEffect::Keep);
+        assert_eq!(FailureEffect::of(JobStatus::Canceled, Some(&JobError::new(ErrorKind::Canceled, "x"))), FailureEffect::Keep);
+    }
+
+    #[test]
+    fn a_record_is_read_from_its_fields() {
+        let fields = HashMap::from(
+            [("id", "j"), ("group", "g"), ("function", "f"), ("status", "failed"), ("args", "{\"a\":1}"), ("attempts", "2"), ("error_kind", "timeout"), ("error_message", "slow"), ("finished_at", "9")]
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        let record = JobRecord::from_fields(fields).unwrap();
+        assert_eq!(record.status, JobStatus::Failed);
+        assert_eq!(record.args, serde_json::json!({"a": 1}));
+        assert_eq!(record.error, Some(JobError::new(ErrorKind::Timeout, "slow")));
+        let result = record.to_result_message().unwrap();
+        assert_eq!(result.attempts, 2);
+        assert_eq!(result.finished_at, 9);
+        assert_eq!(result.result, None);
+    }
+}

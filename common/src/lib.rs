@@ -1,0 +1,22 @@
+//! Shared by every jobfleet part: the wire types and their codec, the AMQP topology,
+//! the Redis coordinator, the fleet configuration and the producer/subscriber client.
+
+pub mod client;
+pub mod codec;
+pub mod config;
+pub mod coordinator;
+pub mod message;
+pub mod telemetry;
+pub mod topology;
+
+pub use deadpool_lapin::lapin;
+pub use deadpool_redis::redis;
+
+/// Milliseconds since the Unix epoch, the time unit of every wire and Redis timestamp.
+pub fn now_ms() -> i64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,15 @@
+-- Records an undecodable job as failed with bad_message, if it has no record yet or is
+-- still queued. Returns 1 if recorded.
+-- KEYS[1] job key
+-- ARGV: 1 id, 2 reason, 3 now (ms), 4 retention (s), 5 group (or ''), 6 function (or '')
+local status = redis.call('HGET', KEYS[1], 'status')
+if status and status ~= 'queued' then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'status', 'failed', 'error_kind', 'bad_message',
+  'error_message', ARGV[2], 'finished_at', ARGV[3])
+if not status then
+  redis.call('HSET', KEYS[1], 'attempts', 0, 'group', ARGV[5], 'function', ARGV[6], 'args', 'null')
+end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+return 1

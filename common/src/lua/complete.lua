@@ -1,0 +1,34 @@
+-- Records a job's outcome: started -> finished | failed | canceled, only for the worker
+-- and attempt that own it (a fencing token: a stale owner cannot add a second outcome),
+-- sets the record's retention, and applies the group's failure policy.
+-- Returns {'ok'} or {'stale', status}.
+-- KEYS[1] job key, KEYS[2] group key
+-- ARGV: 1 worker id, 2 attempt, 3 status, 4 result (JSON or ''), 5 error kind (or ''),
+--       6 error message, 7 now (ms), 8 duration (ms), 9 retention (s),
+--       10 failure effect ('reset' | 'count' | 'none'), 11 max failures
+local key = KEYS[1]
+local current = redis.call('HMGET', key, 'status', 'worker', 'attempts')
+if current[1] ~= 'started' or current[2] ~= ARGV[1] or current[3] ~= ARGV[2] then
+  return {'stale', current[1] or ''}
+end
+redis.call('HSET', key, 'status', ARGV[3], 'finished_at', ARGV[7], 'duration_ms', ARGV[8])
+if ARGV[4] ~= '' then
+  redis.call('HSET', key, 'result', ARGV[4])
+end
+if ARGV[5] ~= '' then
+  redis.call('HSET', key, 'error_kind', ARGV[5], 'error_message', ARGV[6])
+else
+  redis.call('HDEL', key, 'error_kind', 'error_message')
+end
+redis.call('EXPIRE', key, tonumber(ARGV[9]))
+if ARGV[10] == 'reset' then
+  if redis.call('HGET', KEYS[2], 'failures') ~= '0' then
+    redis.call('HSET', KEYS[2], 'failures', 0)
+  end
+elseif ARGV[10] == 'count' then
+  local failures = redis.call('HINCRBY', KEYS[2], 'failures', 1)
+  if failures >= tonumber(ARGV[11]) then
+    redis.call('HSET', KEYS[2], 'broken', 1)
+  end
+end
+return {'ok'}

@@ -1,0 +1,352 @@
+//! The wire types of SPEC §2–3: statuses, error kinds, job and result messages.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+use std::str::FromStr;
+
+/// A job's status; lowercase on every interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    /// Published, waiting for a worker.
+    Queued,
+    /// Claimed by a worker and running.
+    Started,
+    /// Ran to completion; terminal.
+    Finished,
+    /// Ended with an error; terminal.
+    Failed,
+    /// Stopped on request; terminal.
+    Canceled,
+}
+
+impl JobStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [JobStatus; 5] = [
+        JobStatus::Queued,
+        JobStatus::Started,
+        JobStatus::Finished,
+        JobStatus::Failed,
+        JobStatus::Canceled,
+    ];
+
+    /// The lowercase wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Started => "started",
+            JobStatus::Finished => "finished",
+            JobStatus::Failed => "failed",
+            JobStatus::Canceled => "canceled",
+        }
+    }
+
+    /// Whether nothing may ever change a job in this status.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobStatus::Finished | JobStatus::Failed | JobStatus::Canceled)
+    }
+
+    /// Whether SPEC §2 allows a job to move from `self` to `next`.
+    pub fn can_move_to(self, next: JobStatus) -> bool {
+        use JobStatus::*;
+        matches!(
+            (self, next),
+            (Queued, Started)
+                | (Queued, Canceled)
+                | (Started, Finished)
+                | (Started, Failed)
+                | (Started, Canceled)
+                | (Started, Queued)
+        )
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error for a status name that SPEC §2 does not define.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown status {0:?}")]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for JobStatus {
+    type Err = UnknownStatus;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.to_string()))
+    }
+}
+
+/// The machine-readable kind of a job's error (SPEC §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The args do not fit what the function expects.
+    InvalidArgs,
+    /// The group's workers have no function of that name.
+    UnknownFunction,
+    /// The function itself reported an error.
+    FunctionError,
+    /// The job ran past its timeout.
+    Timeout,
+    /// The sandbox crashed or could not start.
+    Crashed,
+    /// The job was canceled.
+    Canceled,
+    /// The group is broken by its failure policy.
+    GroupBroken,
+    /// No worker picked the job up within the group's queue timeout.
+    NoWorker,
+    /// The job or its args exceed a size limit.
+    TooLarge,
+    /// The job message could not be decoded.
+    BadMessage,
+}
+
+impl ErrorKind {
+    /// Every kind.
+    pub const ALL: [ErrorKind; 10] = [
+        ErrorKind::InvalidArgs,
+        ErrorKind::UnknownFunction,
+        ErrorKind::FunctionError,
+        ErrorKind::Timeout,
+        ErrorKind::Crashed,
+        ErrorKind::Canceled,
+        ErrorKind::GroupBroken,
+        ErrorKind::NoWorker,
+        ErrorKind::TooLarge,
+        ErrorKind::BadMessage,
+    ];
+
+    /// The snake_case wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidArgs => "invalid_args",
+            ErrorKind::UnknownFunction => "unknown_function",
+            ErrorKind::FunctionError => "function_error",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Crashed => "crashed",
+            ErrorKind::Canceled => "canceled",
+            ErrorKind::GroupBroken => "group_broken",
+            ErrorKind::NoWorker => "no_worker",
+            ErrorKind::TooLarge => "too_large",
+            ErrorKind::BadMessage => "bad_message",
+        }
+    }
+
+    /// Whether the failure policy counts this as an infrastructure failure (SPEC §2):
+    /// a sandbox that crashed, could not start, or was killed by its timeout.
+    pub fn is_infrastructure(self) -> bool {
+        matches!(self, ErrorKind::Crashed | ErrorKind::Timeout)
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ErrorKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ErrorKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == s)
+            .ok_or_else(|| format!("unknown error kind {s:?}"))
+    }
+}
+
+/// A job's error: `{kind, message}` on every interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobError {
+    /// What went wrong, machine-readable.
+    pub kind: ErrorKind,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+impl JobError {
+    /// An error of `kind` with `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        JobError { kind, message: message.into() }
+    }
+}
+
+impl JobError {
+    /// A function's own error (`function_error`).
+    pub fn function(message: impl Into<String>) -> Self {
+        JobError::new(ErrorKind::FunctionError, message)
+    }
+
+    /// Args that do not fit the function (`invalid_args`).
+    pub fn invalid_args(message: impl Into<String>) -> Self {
+        JobError::new(ErrorKind::InvalidArgs, message)
+    }
+}
+
+impl fmt::Display for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+impl std::error::Error for JobError {}
+
+/// The job message body (SPEC §3), published to `NS.jobs` with the group as routing key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobMessage {
+    /// Unique id, 1..128 chars of `[A-Za-z0-9._:-]`.
+    pub id: String,
+    /// The consumer group; equals the routing key.
+    pub group: String,
+    /// The function to run.
+    pub function: String,
+    /// The function's input; nil when absent.
+    #[serde(default)]
+    pub args: Value,
+    /// When the job was submitted, unix milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted_at: Option<i64>,
+    /// Overrides the function's timeout, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+impl JobMessage {
+    /// A job with a fresh random id, submitted now.
+    pub fn new(group: impl Into<String>, function: impl Into<String>, args: Value) -> Self {
+        JobMessage {
+            id: new_job_id(),
+            group: group.into(),
+            function: function.into(),
+            args,
+            submitted_at: Some(crate::now_ms()),
+            timeout_ms: None,
+        }
+    }
+
+    /// The same job with the given id.
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = id.into();
+        self
+    }
+
+    /// The same job with a timeout overriding the function's.
+    pub fn with_timeout_ms(mut self, timeout_ms: u64) -> Self {
+        self.timeout_ms = Some(timeout_ms);
+        self
+    }
+}
+
+/// A fresh job id: a random UUID in its simple (32 hex digits) form.
+pub fn new_job_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Whether `id` is a valid job id: 1..128 chars of `[A-Za-z0-9._:-]`.
+pub fn is_valid_job_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// Whether `name` is usable as a group or function name: 1..64 chars of `[A-Za-z0-9_-]`,
+/// so that it can stand in a queue name and a topic routing key segment.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+}
+
+/// The result message (SPEC §3), published to `NS.results` with routing key
+/// `<group>.<function>.<status>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultMessage {
+    /// The job's id.
+    pub id: String,
+    /// The job's group.
+    pub group: String,
+    /// The job's function.
+    pub function: String,
+    /// The terminal status.
+    pub status: JobStatus,
+    /// The function's output, when finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// The error, when failed or canceled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<JobError>,
+    /// How many times the job was started.
+    pub attempts: u32,
+    /// The id of the worker that ended the job.
+    #[serde(default)]
+    pub worker: String,
+    /// Submitted, unix ms.
+    #[serde(default)]
+    pub submitted_at: Option<i64>,
+    /// Started (last attempt), unix ms.
+    #[serde(default)]
+    pub started_at: Option<i64>,
+    /// Ended, unix ms.
+    pub finished_at: i64,
+    /// Execution time of the last attempt, ms.
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+}
+
+impl ResultMessage {
+    /// The routing key on `NS.results`: `<group>.<function>.<status>`.
+    pub fn routing_key(&self) -> String {
+        format!("{}.{}.{}", self.group, self.function, self.status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip_and_follow_the_spec_moves() {
+        for status in JobStatus::ALL {
+            assert_eq!(status.as_str().parse::<JobStatus>().unwrap(), status);
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
+        assert!(JobStatus::Queued.can_move_to(JobStatus::Started));
+        assert!(JobStatus::Started.can_move_to(JobStatus::Queued));
+        assert!(!JobStatus::Queued.can_move_to(JobStatus::Finished));
+        for terminal in [JobStatus::Finished, JobStatus::Failed, JobStatus::Canceled] {
+            assert!(terminal.is_terminal());
+            assert!(JobStatus::ALL.iter().all(|next| !terminal.can_move_to(*next)));
+        }
+        assert!("QUEUED".parse::<JobStatus>().is_err());
+    }
+
+    #[test]
+    fn error_kinds_use_their_wire_names() {
+        for kind in ErrorKind::ALL {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+            assert_eq!(kind.as_str().parse::<ErrorKind>().unwrap(), kind);
+        }
+        assert!(ErrorKind::Crashed.is_infrastructure());
+        assert!(!ErrorKind::FunctionError.is_infrastructure());
+    }
+
+    #[test]
+    fn job_ids_are_checked_against_the_spec_alphabet() {
+        assert!(is_valid_job_id("a"));
+        assert!(is_valid_job_id("order-17:retry_2.x"));
+        assert!(is_valid_job_id(&"x".repeat(128)));
+        assert!(!is_valid_job_id(""));
+        assert!(!is_valid_job_id(&"x".repeat(129)));
+        assert!(!is_valid_job_id("has space"));
+        assert!(!is_valid_job_id("slash/no"));
+        assert!(is_valid_job_id(&new_job_id()));
+    }
+}

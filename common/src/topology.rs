@@ -1,0 +1,165 @@
+//! The AMQP objects of SPEC §3, every name under the namespace, and their declaration.
+
+use crate::config::QueueType;
+use deadpool_lapin::lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use deadpool_lapin::lapin::types::{AMQPValue, FieldTable, ShortString};
+use deadpool_lapin::lapin::{Channel, Error as AmqpError, ExchangeKind};
+
+/// The header that carries why a message was dead-lettered.
+pub const REASON_HEADER: &str = "x-jobfleet-reason";
+/// The header marking a job copy parked in a delay queue while another worker owns the job
+/// (see `docs/design.md`, "long jobs and consumer_timeout").
+pub const HOLD_HEADER: &str = "x-jobfleet-hold";
+
+/// The names of one fleet's AMQP objects and Redis keys, all under its namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    namespace: String,
+}
+
+impl Topology {
+    /// The topology of namespace `ns`.
+    pub fn new(namespace: impl Into<String>) -> Self {
+        Topology { namespace: namespace.into() }
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// `NS.jobs`: direct exchange, routing key = group.
+    pub fn jobs_exchange(&self) -> String {
+        format!("{}.jobs", self.namespace)
+    }
+
+    /// `NS.results`: topic exchange, routing key `<group>.<function>.<status>`.
+    pub fn results_exchange(&self) -> String {
+        format!("{}.results", self.namespace)
+    }
+
+    /// `NS.control`: fanout exchange for cancel broadcasts.
+    pub fn control_exchange(&self) -> String {
+        format!("{}.control", self.namespace)
+    }
+
+    /// `NS.dead`: the fanout dead-letter exchange and the queue bound to it.
+    pub fn dead_letters(&self) -> String {
+        format!("{}.dead", self.namespace)
+    }
+
+    /// `NS.group.<group>`: a group's durable queue.
+    pub fn group_queue(&self, group: &str) -> String {
+        format!("{}.group.{group}", self.namespace)
+    }
+
+    /// `NS.delay.<group>.<ms>`: holds a group's messages for `ms`, then dead-letters them
+    /// back to the group's queue (retry back-off, parked copies).
+    pub fn delay_queue(&self, group: &str, delay_ms: u64) -> String {
+        format!("{}.delay.{group}.{delay_ms}", self.namespace)
+    }
+
+    /// The Redis key of a job's record.
+    pub fn job_key(&self, id: &str) -> String {
+        format!("{}:job:{id}", self.namespace)
+    }
+
+    /// The Redis key of a group's failure-policy state.
+    pub fn group_key(&self, group: &str) -> String {
+        format!("{}:group:{group}", self.namespace)
+    }
+
+    /// The Redis key prefix of worker records (`<prefix><worker id>`).
+    pub fn worker_key_prefix(&self) -> String {
+        format!("{}:worker:", self.namespace)
+    }
+
+    /// The Redis key of a worker's record.
+    pub fn worker_key(&self, worker_id: &str) -> String {
+        format!("{}{worker_id}", self.worker_key_prefix())
+    }
+
+    /// Declares the exchanges and the dead-letter queue.
+    pub async fn declare_base(&self, channel: &Channel) -> Result<(), AmqpError> {
+        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+        let exchanges = [
+            (self.jobs_exchange(), ExchangeKind::Direct),
+            (self.results_exchange(), ExchangeKind::Topic),
+            (self.control_exchange(), ExchangeKind::Fanout),
+            (self.dead_letters(), ExchangeKind::Fanout),
+        ];
+        for (name, kind) in exchanges {
+            channel.exchange_declare(name.into(), kind, durable, FieldTable::default()).await?;
+        }
+        let dead = self.dead_letters();
+        channel
+            .queue_declare(dead.clone().into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default())
+            .await?;
+        channel
+            .queue_bind(dead.clone().into(), dead.into(), "".into(), QueueBindOptions::default(), FieldTable::default())
+            .await?;
+        Ok(())
+    }
+
+    /// Declares a group's queue (dead-lettering to `NS.dead`) and binds it to `NS.jobs`.
+    pub async fn declare_group(&self, channel: &Channel, group: &str, queue_type: QueueType) -> Result<(), AmqpError> {
+        let queue = self.group_queue(group);
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-dead-letter-exchange".into(), long_string(self.dead_letters()));
+        if queue_type == QueueType::Quorum {
+            arguments.insert("x-queue-type".into(), long_string("quorum".into()));
+        }
+        channel
+            .queue_declare(queue.clone().into(), QueueDeclareOptions { durable: true, ..Default::default() }, arguments)
+            .await?;
+        channel
+            .queue_bind(queue.into(), self.jobs_exchange().into(), group.into(), QueueBindOptions::default(), FieldTable::default())
+            .await?;
+        Ok(())
+    }
+
+    /// Declares the delay queue of `group` for `delay_ms` and returns its name.
+    pub async fn declare_delay(&self, channel: &Channel, group: &str, delay_ms: u64) -> Result<String, AmqpError> {
+        let queue = self.delay_queue(group, delay_ms);
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-message-ttl".into(), AMQPValue::LongLongInt(delay_ms as i64));
+        arguments.insert("x-dead-letter-exchange".into(), long_string(self.jobs_exchange()));
+        arguments.insert("x-dead-letter-routing-key".into(), long_string(group.to_string()));
+        channel
+            .queue_declare(queue.clone().into(), QueueDeclareOptions { durable: true, ..Default::default() }, arguments)
+            .await?;
+        Ok(queue)
+    }
+}
+
+fn long_string(value: String) -> AMQPValue {
+    AMQPValue::LongString(value.into())
+}
+
+/// Reads a string header from a message's headers.
+pub fn header_str(headers: Option<&FieldTable>, name: &str) -> Option<String> {
+    let value = headers?.inner().get(&ShortString::from(name))?;
+    match value {
+        AMQPValue::LongString(s) => Some(s.to_string()),
+        AMQPValue::ShortString(s) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_lives_under_the_namespace() {
+        let t = Topology::new("ns1");
+        assert_eq!(t.jobs_exchange(), "ns1.jobs");
+        assert_eq!(t.results_exchange(), "ns1.results");
+        assert_eq!(t.control_exchange(), "ns1.control");
+        assert_eq!(t.dead_letters(), "ns1.dead");
+        assert_eq!(t.group_queue("etl"), "ns1.group.etl");
+        assert_eq!(t.delay_queue("etl", 250), "ns1.delay.etl.250");
+        assert_eq!(t.job_key("a"), "ns1:job:a");
+        assert_eq!(t.worker_key("w"), "ns1:worker:w");
+    }
+}

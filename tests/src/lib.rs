@@ -1,0 +1,265 @@
+//! The end-to-end test kit: a [`TestEnv`] per test with its own namespace on the real
+//! RabbitMQ and Redis (cleaned up when dropped, even after a panic), in-process and
+//! out-of-process workers, and polling waits instead of fixed sleeps.
+
+use jobfleet_common::client::{amqp_pool, open_channel, Producer, ResultSubscriber};
+use jobfleet_common::config::Config;
+use jobfleet_common::coordinator::Coordinator;
+use jobfleet_common::lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+use jobfleet_common::message::ResultMessage;
+use jobfleet_common::topology::Topology;
+use jobfleet_worker::{Worker, WorkerBuilder};
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The delay after which parked job copies come back, in every test environment.
+pub const HOLD_DELAY: Duration = Duration::from_millis(500);
+
+/// One test's fleet: a unique namespace, its configuration, and what it started.
+pub struct TestEnv {
+    /// The resolved configuration (namespace, URLs, groups).
+    pub config: Config,
+    /// Names under the namespace.
+    pub topology: Topology,
+    /// The coordinator of the namespace.
+    pub coordinator: Coordinator,
+    workers: Vec<(CancellationToken, JoinHandle<()>)>,
+    processes: Vec<Child>,
+    dir: PathBuf,
+}
+
+impl TestEnv {
+    /// A fleet with the zero-config `default` group.
+    pub fn new(name: &str) -> TestEnv {
+        TestEnv::with_config(name, "")
+    }
+
+    /// A fleet configured by `toml` (groups, policies); namespace and URLs come from here.
+    pub fn with_config(name: &str, toml: &str) -> TestEnv {
+        let namespace = format!("t-{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let mut config = Config::from_toml(toml).expect("test config");
+        config.namespace = namespace.clone();
+        if let Ok(url) = std::env::var("JOBFLEET_AMQP_URL") {
+            config.amqp_url = url;
+        }
+        if let Ok(url) = std::env::var("JOBFLEET_REDIS_URL") {
+            config.redis_url = url;
+        }
+        let topology = Topology::new(&namespace);
+        let coordinator = Coordinator::connect(&config.redis_url, topology.clone(), config.retention).expect("redis pool");
+        let dir = std::env::temp_dir().join(&namespace);
+        std::fs::create_dir_all(&dir).expect("test dir");
+        std::fs::write(dir.join("fleet.toml"), format!("namespace = \"{namespace}\"\n{toml}")).expect("config file");
+        TestEnv { config, topology, coordinator, workers: Vec::new(), processes: Vec::new(), dir }
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &str {
+        self.topology.namespace()
+    }
+
+    /// The config file written for out-of-process workers.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("fleet.toml")
+    }
+
+    /// A producer for this fleet.
+    pub async fn producer(&self) -> Producer {
+        Producer::connect(&self.config).await.expect("producer")
+    }
+
+    /// A result subscriber bound with `patterns`.
+    pub async fn subscriber(&self, patterns: &[&str]) -> ResultSubscriber {
+        ResultSubscriber::connect(&self.config.amqp_url, self.topology.clone(), patterns).await.expect("subscriber")
+    }
+
+    /// A worker builder for this fleet with the built-ins and quick test timings.
+    pub fn worker(&self) -> WorkerBuilder {
+        Worker::builder()
+            .config(self.config.clone())
+            .builtins()
+            .heartbeat(Duration::from_millis(500), Duration::from_secs(2))
+            .hold_delay(HOLD_DELAY)
+            .drain_timeout(Duration::from_secs(5))
+    }
+
+    /// Starts an in-process worker and waits until its queues are declared.
+    pub async fn start_worker(&mut self, builder: WorkerBuilder) -> String {
+        let worker = builder.build().expect("worker");
+        let id = worker.id().to_string();
+        let groups = worker.groups().to_vec();
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let handle = tokio::spawn(async move { worker.run(token).await.expect("worker run") });
+        self.workers.push((stop, handle));
+        self.wait_for_queues(&groups).await;
+        id
+    }
+
+    /// Stops every in-process worker cleanly and waits for them.
+    pub async fn stop_workers(&mut self) {
+        for (stop, _) in &self.workers {
+            stop.cancel();
+        }
+        for (_, handle) in self.workers.drain(..) {
+            handle.await.expect("worker task");
+        }
+    }
+
+    /// Starts a `jobfleet-worker` process for this fleet; `args` are extra flags.
+    pub fn spawn_worker_process(&mut self, args: &[&str]) -> u32 {
+        let child = Command::new(binary("jobfleet-worker"))
+            .args(["--config", self.config_path().to_str().expect("utf-8 path")])
+            .args(["--heartbeat-interval", "500ms", "--heartbeat-ttl", "2s", "--hold-delay", "500ms", "--metrics-listen", "off"])
+            .args(args)
+            .env("JOBFLEET_AMQP_URL", &self.config.amqp_url)
+            .env("JOBFLEET_REDIS_URL", &self.config.redis_url)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn jobfleet-worker (run `cargo build --workspace --bins` first)");
+        let pid = child.id();
+        self.processes.push(child);
+        pid
+    }
+
+    /// Waits for a spawned process to exit and returns its exit code.
+    pub async fn wait_process(&mut self, pid: u32, timeout: Duration) -> Option<i32> {
+        let index = self.processes.iter().position(|c| c.id() == pid).expect("a process of this env");
+        let mut child = self.processes.remove(index);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            if tokio::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the group queues exist (a worker has declared them).
+    pub async fn wait_for_queues(&self, groups: &[String]) {
+        let pool = amqp_pool(&self.config.amqp_url, 1, "jobfleet-test").expect("pool");
+        eventually(Duration::from_secs(20), || async {
+            for group in groups {
+                let channel = open_channel(&pool, false).await.ok()?;
+                let passive = jobfleet_common::lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
+                channel.queue_declare(self.topology.group_queue(group).into(), passive, Default::default()).await.ok()?;
+                let _ = channel.close(200, "".into()).await;
+            }
+            Some(())
+        })
+        .await;
+        pool.close();
+    }
+
+    /// Sends a signal to a spawned worker process.
+    pub fn signal(&self, pid: u32, signal: i32) {
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().expect("kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        for child in &mut self.processes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for (stop, handle) in &self.workers {
+            stop.cancel();
+            handle.abort();
+        }
+        let config = self.config.clone();
+        let topology = self.topology.clone();
+        let coordinator = self.coordinator.clone();
+        let dir = self.dir.clone();
+        // Drop cannot await: clean up on a thread with its own runtime.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async move {
+                let _ = coordinator.purge_namespace().await;
+                let Ok(pool) = amqp_pool(&config.amqp_url, 1, "jobfleet-test-cleanup") else { return };
+                let mut queues = vec![topology.dead_letters()];
+                for group in config.groups.keys().map(String::as_str).chain(["default"]) {
+                    queues.push(topology.group_queue(group));
+                    queues.push(topology.delay_queue(group, HOLD_DELAY.as_millis() as u64));
+                }
+                for queue in queues {
+                    if let Ok(channel) = open_channel(&pool, false).await {
+                        let _ = channel.queue_delete(queue.into(), QueueDeleteOptions::default()).await;
+                    }
+                }
+                for exchange in [topology.jobs_exchange(), topology.results_exchange(), topology.control_exchange(), topology.dead_letters()] {
+                    if let Ok(channel) = open_channel(&pool, false).await {
+                        let _ = channel.exchange_delete(exchange.into(), ExchangeDeleteOptions::default()).await;
+                    }
+                }
+                pool.close();
+            });
+            let _ = std::fs::remove_dir_all(dir);
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// The path of a workspace binary next to the test executable's directory.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first", path.display());
+    path
+}
+
+/// Polls `check` until it returns `Some`, panicking after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "condition not met within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Receives results until every id in `ids` has one (or `timeout` passes, which panics);
+/// returns all results received per id, duplicates included.
+pub async fn collect_results(subscriber: &mut ResultSubscriber, ids: &[String], timeout: Duration) -> HashMap<String, Vec<ResultMessage>> {
+    let mut by_id: HashMap<String, Vec<ResultMessage>> = HashMap::with_capacity(ids.len());
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut missing: std::collections::HashSet<&String> = ids.iter().collect();
+    while !missing.is_empty() {
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let result = match tokio::time::timeout(remaining, subscriber.next()).await {
+            Ok(result) => result.expect("a decodable result"),
+            Err(_) => panic!("{} of {} results missing after {timeout:?}, e.g. {:?}", missing.len(), ids.len(), missing.iter().take(3).collect::<Vec<_>>()),
+        };
+        missing.remove(&result.id);
+        by_id.entry(result.id.clone()).or_default().push(result);
+    }
+    by_id
+}
+
+/// Receives whatever results arrive within `quiet` (to catch duplicates after the fact).
+pub async fn drain_results(subscriber: &mut ResultSubscriber, quiet: Duration) -> Vec<ResultMessage> {
+    let mut extra = Vec::new();
+    while let Ok(result) = tokio::time::timeout(quiet, subscriber.next()).await {
+        extra.push(result.expect("a decodable result"));
+    }
+    extra
+}

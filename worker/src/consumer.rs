@@ -1,0 +1,317 @@
+//! The delivery path: decode, claim, run in the sandbox, record, publish the result, ack.
+//! Every step that can fail leaves the message unacknowledged or handed back, so a crash
+//! between any two of them never loses a job, and the coordinator's fencing keeps it to
+//! one outcome.
+
+use crate::function::FunctionRegistry;
+use crate::sandbox::inprocess;
+use jobfleet_common::client::{confirmed, ChannelSlot, ClientError};
+use jobfleet_common::codec::{self, MSGPACK};
+use jobfleet_common::config::Config;
+use jobfleet_common::coordinator::{Claim, Completion, Coordinator, CoordinatorError, Outcome};
+use jobfleet_common::lapin::message::Delivery;
+use jobfleet_common::lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions};
+use jobfleet_common::lapin::types::AMQPValue;
+use jobfleet_common::lapin::BasicProperties;
+use jobfleet_common::message::{ErrorKind, JobError, JobMessage, JobStatus, ResultMessage};
+use jobfleet_common::topology::{header_str, Topology, HOLD_HEADER, REASON_HEADER};
+use jobfleet_common::{client, now_ms};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, warn, Instrument};
+
+/// Bodies up to this size carry their args in the claim, so a job without a record
+/// (published by a foreign client) is claimed in one round trip.
+const INLINE_ARGS_BYTES: usize = 16 * 1024;
+/// Room for the envelope (id, names, timestamps) around `max_args_bytes`.
+const ENVELOPE_BYTES: usize = 16 * 1024;
+
+/// What every delivery task of one worker shares.
+pub(crate) struct Shared {
+    pub(crate) worker_id: String,
+    pub(crate) topology: Topology,
+    pub(crate) coordinator: Coordinator,
+    pub(crate) registry: FunctionRegistry,
+    pub(crate) config: Config,
+    pub(crate) max_args_bytes: usize,
+    pub(crate) results: ChannelSlot,
+    pub(crate) hold_delay: Duration,
+    /// Ids of the jobs this process runs now, each with the token that stops it.
+    pub(crate) running: Mutex<HashMap<String, CancellationToken>>,
+    /// Cancelled when the drain timeout passes: running jobs are handed back.
+    pub(crate) force_stop: CancellationToken,
+}
+
+/// How a delivery ended, for logs and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handled {
+    Ran,
+    Dropped,
+    Held,
+    Republished,
+    HandedBack,
+    LeftUnacked,
+}
+
+impl Shared {
+    /// Handles one delivery to the end.
+    pub(crate) async fn handle(&self, delivery: Delivery) {
+        let content_type = delivery.properties.content_type().as_ref().map(|c| c.as_str());
+        let job = match codec::decode_job(content_type, &delivery.data, Some(delivery.routing_key.as_str())) {
+            Ok(job) => job,
+            Err(e) => {
+                self.reject_undecodable(&delivery, e).await;
+                return;
+            }
+        };
+        let span = tracing::info_span!("job", job_id = %job.id, group = %job.group, function = %job.function, attempt = tracing::field::Empty);
+        let handled = self.handle_job(&delivery, &job).instrument(span).await;
+        debug!(job_id = %job.id, ?handled, "delivery handled");
+    }
+
+    async fn handle_job(&self, delivery: &Delivery, job: &JobMessage) -> Handled {
+        let recovery = delivery.redelivered || header_str(delivery.properties.headers().as_ref(), HOLD_HEADER).is_some();
+        if recovery && self.is_running(&job.id) {
+            // Our own channel broke while we run this job: its message came back to us.
+            return self.hold(delivery, job).await;
+        }
+        let now = now_ms();
+        let mut with_args = delivery.data.len() <= INLINE_ARGS_BYTES;
+        let claim = loop {
+            let Some(claim) = self.with_redis(|| self.coordinator.claim(job, &self.worker_id, recovery, with_args, now)).await else {
+                return self.hand_back(delivery).await;
+            };
+            match claim {
+                Claim::Missing if !with_args => with_args = true,
+                claim => break claim,
+            }
+        };
+        match claim {
+            Claim::Run { attempts, submitted_at } => self.run(delivery, job, attempts, submitted_at, now).await,
+            Claim::Drop(status) => {
+                debug!(%status, "duplicate message dropped");
+                ack(delivery).await;
+                Handled::Dropped
+            }
+            Claim::Hold => self.hold(delivery, job).await,
+            Claim::Ended(record) => match record.to_result_message() {
+                Some(result) => self.publish_then_ack(delivery, &result, Handled::Republished).await,
+                None => {
+                    ack(delivery).await;
+                    Handled::Dropped
+                }
+            },
+            Claim::Missing => {
+                error!("claim asked for args it was given");
+                self.hand_back(delivery).await
+            }
+        }
+    }
+
+    async fn run(&self, delivery: &Delivery, job: &JobMessage, attempts: u32, submitted_at: Option<i64>, started_at: i64) -> Handled {
+        tracing::Span::current().record("attempt", attempts);
+        if attempts > 1 {
+            warn!(attempts, "running a redelivered job again");
+        }
+        let stop = CancellationToken::new();
+        self.running.lock().expect("running set").insert(job.id.clone(), stop.clone());
+        let started = tokio::time::Instant::now();
+        let result = if delivery.data.len() > self.max_args_bytes + ENVELOPE_BYTES {
+            Err(JobError::new(ErrorKind::TooLarge, format!("the message has {} bytes; args may have at most {}", delivery.data.len(), self.max_args_bytes)))
+        } else {
+            match self.resolve(job) {
+                Ok((handler, timeout)) => {
+                    tokio::select! {
+                        result = inprocess::run(&handler, job.args.clone(), timeout) => result,
+                        _ = stop.cancelled() => Err(JobError::new(ErrorKind::Canceled, "canceled while running")),
+                        _ = self.force_stop.cancelled() => {
+                            self.running.lock().expect("running set").remove(&job.id);
+                            self.with_redis(|| self.coordinator.requeue(&job.id, &self.worker_id, attempts)).await;
+                            return self.hand_back(delivery).await;
+                        }
+                    }
+                }
+                Err(error) => Err(error),
+            }
+        };
+        self.running.lock().expect("running set").remove(&job.id);
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let outcome = match result {
+            Ok(value) => Outcome { status: JobStatus::Finished, result: Some(value), error: None, duration_ms },
+            Err(error) => {
+                let status = if error.kind == ErrorKind::Canceled { JobStatus::Canceled } else { JobStatus::Failed };
+                Outcome { status, result: None, error: Some(error), duration_ms }
+            }
+        };
+        let max_failures = self.config.group(&job.group).map(|g| g.max_failures).unwrap_or(5);
+        let finished_at = now_ms();
+        let Some(completion) = self.with_redis(|| self.coordinator.complete(job, &self.worker_id, attempts, &outcome, max_failures, finished_at)).await else {
+            return self.hand_back(delivery).await;
+        };
+        match completion {
+            Completion::Recorded => {
+                let result = ResultMessage {
+                    id: job.id.clone(),
+                    group: job.group.clone(),
+                    function: job.function.clone(),
+                    status: outcome.status,
+                    result: outcome.result,
+                    error: outcome.error,
+                    attempts,
+                    worker: self.worker_id.clone(),
+                    submitted_at: submitted_at.or(job.submitted_at),
+                    started_at: Some(started_at),
+                    finished_at,
+                    duration_ms: Some(duration_ms),
+                };
+                self.publish_then_ack(delivery, &result, Handled::Ran).await
+            }
+            Completion::Stale(status) => {
+                // Canceled or taken over meanwhile: whoever ended it published its result.
+                debug!(?status, "outcome discarded: the job is no longer this attempt's");
+                ack(delivery).await;
+                Handled::Dropped
+            }
+        }
+    }
+
+    /// The handler and timeout of a job's function, or `unknown_function`.
+    fn resolve(&self, job: &JobMessage) -> Result<(crate::function::Handler, Duration), JobError> {
+        let unknown = || JobError::new(ErrorKind::UnknownFunction, format!("group {:?} has no function {:?}", job.group, job.function));
+        let configured = match self.config.group(&job.group) {
+            Some(group) => Some(group.functions.get(&job.function).ok_or_else(unknown)?),
+            None => None,
+        };
+        let function = self.registry.get(&job.function).ok_or_else(unknown)?;
+        let timeout = job
+            .timeout_ms
+            .map(Duration::from_millis)
+            .or_else(|| configured.and_then(|c| c.timeout))
+            .or(function.timeout)
+            .unwrap_or(Config::DEFAULT_TIMEOUT);
+        Ok((function.handler.clone(), timeout))
+    }
+
+    fn is_running(&self, id: &str) -> bool {
+        self.running.lock().expect("running set").contains_key(id)
+    }
+
+    /// Runs a Redis call, retrying while Redis is unreachable; `None` once the worker is
+    /// forced to stop (or the error is not a connection error) and the delivery must be
+    /// handed back.
+    async fn with_redis<T, F, Fut>(&self, call: F) -> Option<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, CoordinatorError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match call().await {
+                Ok(value) => return Some(value),
+                Err(e) if e.is_connection_error() => {
+                    warn!(error = %e, "redis unreachable; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(client::backoff(attempt)) => {}
+                        _ = self.force_stop.cancelled() => return None,
+                    }
+                    attempt += 1;
+                }
+                Err(e) => {
+                    error!(error = %e, "coordinator call failed");
+                    return None;
+                }
+            }
+        }
+    }
+
+    async fn publish_then_ack(&self, delivery: &Delivery, result: &ResultMessage, handled: Handled) -> Handled {
+        match self.publish_result(result).await {
+            Ok(()) => {
+                ack(delivery).await;
+                handled
+            }
+            Err(e) => {
+                // The outcome is recorded; the redelivered message publishes the result.
+                warn!(error = %e, "result publish failed; the message goes back to be republished");
+                self.results.invalidate().await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                self.hand_back(delivery).await
+            }
+        }
+    }
+
+    /// Publishes a result message and waits for its confirm.
+    pub(crate) async fn publish_result(&self, result: &ResultMessage) -> Result<(), ClientError> {
+        let channel = self.results.get().await?;
+        let properties = BasicProperties::default().with_delivery_mode(2).with_content_type(MSGPACK.into()).with_message_id(result.id.as_str().into());
+        let confirm = channel
+            .basic_publish(self.topology.results_exchange().into(), result.routing_key().into(), BasicPublishOptions::default(), &codec::encode(result), properties)
+            .await?;
+        confirmed(confirm, &result.id, &result.group).await
+    }
+
+    /// Copies a message elsewhere with an extra header, then acks the original.
+    async fn forward(&self, delivery: &Delivery, exchange: &str, routing_key: &str, header: (&str, String)) -> Result<(), ClientError> {
+        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        headers.insert(header.0.into(), AMQPValue::LongString(header.1.into()));
+        let properties = delivery.properties.clone().with_headers(headers).with_delivery_mode(2);
+        let channel = self.results.get().await?;
+        let confirm = channel.basic_publish(exchange.into(), routing_key.into(), BasicPublishOptions::default(), &delivery.data, properties).await?;
+        confirmed(confirm, "", routing_key).await
+    }
+
+    /// Parks a copy of a job owned by another live worker in the group's delay queue; it
+    /// comes back after the hold delay and is looked at again.
+    async fn hold(&self, delivery: &Delivery, job: &JobMessage) -> Handled {
+        let queue = self.topology.delay_queue(&job.group, self.hold_delay.as_millis() as u64);
+        debug!("another worker owns the job; parking this copy");
+        match self.forward(delivery, "", &queue, (HOLD_HEADER, self.worker_id.clone())).await {
+            Ok(()) => {
+                ack(delivery).await;
+                Handled::Held
+            }
+            Err(e) => {
+                warn!(error = %e, "could not park a copy");
+                self.hand_back(delivery).await
+            }
+        }
+    }
+
+    /// Dead-letters an undecodable message with its reason, and records the job as failed
+    /// with `bad_message` when its id could be read.
+    async fn reject_undecodable(&self, delivery: &Delivery, e: codec::DecodeError) {
+        warn!(reason = %e.reason, id = ?e.id, "dead-lettering an undecodable message");
+        if let Err(publish_error) = self.forward(delivery, &self.topology.dead_letters(), "", (REASON_HEADER, e.reason.clone())).await {
+            warn!(error = %publish_error, "could not dead-letter");
+            self.hand_back(delivery).await;
+            return;
+        }
+        if let Some(id) = &e.id {
+            let group = delivery.routing_key.as_str();
+            if self.with_redis(|| self.coordinator.record_bad_message(id, group, "", &e.reason, now_ms())).await.is_none() {
+                self.hand_back(delivery).await;
+                return;
+            }
+        }
+        ack(delivery).await;
+    }
+
+    /// Returns a delivery to its queue (nack + requeue).
+    async fn hand_back(&self, delivery: &Delivery) -> Handled {
+        match delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await {
+            Ok(_) => Handled::HandedBack,
+            Err(_) => Handled::LeftUnacked,
+        }
+    }
+}
+
+/// Acknowledges a delivery. On a broken channel this fails and the broker redelivers the
+/// message, which then meets a terminal record and is dropped or republished.
+async fn ack(delivery: &Delivery) {
+    if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+        warn!(error = %e, "ack failed; the message will be redelivered");
+    }
+}

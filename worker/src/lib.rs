@@ -1,0 +1,332 @@
+//! The jobfleet worker: consumes its groups' queues and runs each job in its function's
+//! sandbox. Build your own with [`Worker::builder`] and in-process functions:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), jobfleet_worker::WorkerError> {
+//! use jobfleet_worker::{JobError, Worker};
+//! let worker = Worker::builder()
+//!     .group("default")
+//!     .function("double", |n: i64| async move { Ok::<_, JobError>(n * 2) })
+//!     .build()?;
+//! worker.run(tokio_util::sync::CancellationToken::new()).await
+//! # }
+//! ```
+
+pub mod builtins;
+mod consumer;
+mod error;
+pub mod function;
+mod heartbeat;
+pub mod sandbox;
+
+pub use error::WorkerError;
+pub use jobfleet_common::message::{ErrorKind, JobError};
+
+use consumer::Shared;
+use function::{handler, Function, FunctionRegistry};
+use futures::StreamExt;
+use jobfleet_common::client::{self, amqp_pool, AmqpPool, ChannelSlot};
+use jobfleet_common::config::{Config, DEFAULT_GROUP};
+use jobfleet_common::coordinator::Coordinator;
+use jobfleet_common::lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use jobfleet_common::lapin::types::FieldTable;
+use jobfleet_common::message::is_valid_name;
+use jobfleet_common::topology::Topology;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn, Instrument};
+
+/// Builds a [`Worker`]: its configuration, groups, concurrency and functions.
+pub struct WorkerBuilder {
+    config: Config,
+    groups: Vec<String>,
+    concurrency: usize,
+    registry: FunctionRegistry,
+    drain_timeout: Duration,
+    heartbeat_interval: Duration,
+    heartbeat_ttl: Duration,
+    hold_delay: Duration,
+    worker_id: Option<String>,
+}
+
+impl Default for WorkerBuilder {
+    fn default() -> Self {
+        WorkerBuilder {
+            config: Config::default(),
+            groups: Vec::new(),
+            concurrency: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            registry: FunctionRegistry::default(),
+            drain_timeout: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(2),
+            heartbeat_ttl: Duration::from_secs(10),
+            hold_delay: Duration::from_secs(5),
+            worker_id: None,
+        }
+    }
+}
+
+impl WorkerBuilder {
+    /// The fleet configuration (URLs, namespace, group policies); default: zero-config.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Adds a group to consume; with none, the worker consumes `default`.
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.groups.push(group.into());
+        self
+    }
+
+    /// Jobs in flight at once (= the AMQP prefetch); default: the number of CPUs.
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency;
+        self
+    }
+
+    /// Registers an in-process function. Its args are deserialized into `A` (a mismatch
+    /// fails the job with `invalid_args`); its output `R` is the job's result.
+    pub fn function<A, R, F, Fut>(self, name: impl Into<String>, f: F) -> Self
+    where
+        A: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, JobError>> + Send + 'static,
+    {
+        self.function_entry(name, Function { handler: handler(f), timeout: None })
+    }
+
+    /// Registers an in-process function with its own timeout (the config file's wins).
+    pub fn function_with_timeout<A, R, F, Fut>(self, name: impl Into<String>, timeout: Duration, f: F) -> Self
+    where
+        A: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, JobError>> + Send + 'static,
+    {
+        self.function_entry(name, Function { handler: handler(f), timeout: Some(timeout) })
+    }
+
+    /// Registers a prepared function entry.
+    pub fn function_entry(mut self, name: impl Into<String>, function: Function) -> Self {
+        self.registry.insert(name, function);
+        self
+    }
+
+    /// Registers the built-in functions (echo, sleep, fail, wordcount, crash).
+    pub fn builtins(mut self) -> Self {
+        builtins::register(&mut self.registry);
+        self
+    }
+
+    /// How long a stopping worker waits for its running jobs before handing them back;
+    /// default 30 s.
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// Heartbeat interval and the time to live of the worker's record (after which its
+    /// started jobs may be taken over); default 2 s and 10 s.
+    pub fn heartbeat(mut self, interval: Duration, ttl: Duration) -> Self {
+        self.heartbeat_interval = interval;
+        self.heartbeat_ttl = ttl;
+        self
+    }
+
+    /// How long a copy of a job that another live worker owns is parked before it is
+    /// looked at again; default 5 s.
+    pub fn hold_delay(mut self, delay: Duration) -> Self {
+        self.hold_delay = delay;
+        self
+    }
+
+    /// Sets the worker's id (default: `<host>-<pid>-<random>`).
+    pub fn worker_id(mut self, id: impl Into<String>) -> Self {
+        self.worker_id = Some(id.into());
+        self
+    }
+
+    /// Checks the settings and builds the worker.
+    pub fn build(mut self) -> Result<Worker, WorkerError> {
+        if self.groups.is_empty() {
+            self.groups.push(DEFAULT_GROUP.to_string());
+        }
+        self.groups.dedup();
+        for group in &self.groups {
+            if !is_valid_name(group) {
+                return Err(WorkerError::Settings(format!("group {group:?}: use 1..64 chars of [A-Za-z0-9_-]")));
+            }
+            if !self.config.groups.is_empty() && self.config.group(group).is_none() {
+                return Err(WorkerError::Settings(format!("group {group:?} is not in the configuration (groups: {:?})", self.config.groups.keys().collect::<Vec<_>>())));
+            }
+            if let Some(config) = self.config.group(group) {
+                for name in config.functions.keys() {
+                    if self.registry.get(name).is_none() {
+                        warn!(group = %group, function = %name, "configured function has no handler in this worker; its jobs fail with unknown_function");
+                    }
+                }
+            }
+        }
+        if self.concurrency == 0 || self.concurrency > u16::MAX as usize {
+            return Err(WorkerError::Settings(format!("concurrency {} must be 1..=65535", self.concurrency)));
+        }
+        if self.heartbeat_ttl <= self.heartbeat_interval {
+            return Err(WorkerError::Settings("the heartbeat ttl must exceed its interval".into()));
+        }
+        let worker_id = self.worker_id.unwrap_or_else(|| format!("{}-{}-{}", heartbeat::hostname(), std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..6]));
+        let topology = Topology::new(&self.config.namespace);
+        let coordinator = Coordinator::connect(&self.config.redis_url, topology.clone(), self.config.retention)?;
+        let pool = amqp_pool(&self.config.amqp_url, 2, &format!("jobfleet-worker {worker_id}"))?;
+        let shared = Arc::new(Shared {
+            worker_id,
+            topology,
+            coordinator,
+            registry: self.registry,
+            max_args_bytes: self.config.max_args_bytes,
+            config: self.config,
+            results: ChannelSlot::new(pool.clone(), true),
+            hold_delay: self.hold_delay,
+            running: Default::default(),
+            force_stop: CancellationToken::new(),
+        });
+        Ok(Worker {
+            shared,
+            pool,
+            groups: self.groups,
+            concurrency: self.concurrency,
+            drain_timeout: self.drain_timeout,
+            heartbeat_interval: self.heartbeat_interval,
+            heartbeat_ttl: self.heartbeat_ttl,
+        })
+    }
+}
+
+/// A worker process's consuming side: run it with [`Worker::run`].
+pub struct Worker {
+    shared: Arc<Shared>,
+    pool: AmqpPool,
+    groups: Vec<String>,
+    concurrency: usize,
+    drain_timeout: Duration,
+    heartbeat_interval: Duration,
+    heartbeat_ttl: Duration,
+}
+
+impl Worker {
+    /// A builder with the zero-config defaults.
+    pub fn builder() -> WorkerBuilder {
+        WorkerBuilder::default()
+    }
+
+    /// This worker's id, as recorded on the jobs it runs.
+    pub fn id(&self) -> &str {
+        &self.shared.worker_id
+    }
+
+    /// The groups this worker consumes.
+    pub fn groups(&self) -> &[String] {
+        &self.groups
+    }
+
+    /// Consumes until `shutdown` is cancelled, reconnecting after broker failures; then
+    /// stops taking jobs, lets running ones finish within the drain timeout, hands back
+    /// the rest, and returns.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
+        let shared = self.shared.clone();
+        let span = tracing::info_span!("worker", worker_id = %shared.worker_id);
+        async move {
+            info!(groups = ?self.groups, concurrency = self.concurrency, amqp = %jobfleet_common::config::redact_url(&shared.config.amqp_url), "worker starting");
+            // The record must exist before any job is claimed, so nobody takes ours over.
+            let mut attempt = 0;
+            while let Err(e) = shared.coordinator.heartbeat(&shared.worker_id, &heartbeat::info(&shared, &self.groups, self.concurrency, 0), self.heartbeat_ttl).await {
+                if shutdown.is_cancelled() {
+                    return Err(e.into());
+                }
+                warn!(error = %e, "redis unreachable at start; retrying");
+                tokio::time::sleep(client::backoff(attempt)).await;
+                attempt += 1;
+            }
+            let heartbeat_stop = CancellationToken::new();
+            let heartbeat = tokio::spawn(heartbeat::run(shared.clone(), self.groups.clone(), self.concurrency, self.heartbeat_interval, self.heartbeat_ttl, heartbeat_stop.clone()));
+            let tracker = TaskTracker::new();
+            let mut attempt = 0;
+            while !shutdown.is_cancelled() {
+                match self.consume(&tracker, &shutdown).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        warn!(error = %e, "consumption interrupted; reconnecting");
+                        tokio::select! {
+                            _ = tokio::time::sleep(client::backoff(attempt)) => {}
+                            _ = shutdown.cancelled() => {}
+                        }
+                        attempt += 1;
+                    }
+                }
+            }
+            info!(running = tracker.len(), "draining");
+            tracker.close();
+            if tokio::time::timeout(self.drain_timeout, tracker.wait()).await.is_err() {
+                warn!(running = tracker.len(), "drain timeout: handing running jobs back");
+                shared.force_stop.cancel();
+                tracker.wait().await;
+            }
+            heartbeat_stop.cancel();
+            let _ = heartbeat.await;
+            if let Err(e) = shared.coordinator.deregister(&shared.worker_id).await {
+                warn!(error = %e, "could not remove the worker record; it expires on its own");
+            }
+            self.pool.close();
+            info!("worker stopped");
+            Ok(())
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// One broker session: declare, consume, hand each delivery to a task. Returns `Ok`
+    /// when shutdown was requested, an error when the connection broke.
+    async fn consume(&self, tracker: &TaskTracker, shutdown: &CancellationToken) -> Result<(), WorkerError> {
+        let shared = &self.shared;
+        let channel = client::open_channel(&self.pool, false).await?;
+        shared.topology.declare_base(&channel).await?;
+        for group in &self.groups {
+            let queue_type = shared.config.group(group).map(|g| g.queue_type).unwrap_or_default();
+            shared.topology.declare_group(&channel, group, queue_type).await?;
+            shared.topology.declare_delay(&channel, group, shared.hold_delay.as_millis() as u64).await?;
+        }
+        channel.basic_qos(self.concurrency as u16, BasicQosOptions::default()).await?;
+        let mut consumers = Vec::with_capacity(self.groups.len());
+        for group in &self.groups {
+            let tag = format!("{}/{group}", shared.worker_id);
+            let consumer = channel.basic_consume(shared.topology.group_queue(group).into(), tag.into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
+            consumers.push(consumer);
+        }
+        let tags: Vec<_> = consumers.iter().map(|c| c.tag()).collect();
+        let mut deliveries = futures::stream::select_all(consumers);
+        info!("consuming");
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    for tag in tags {
+                        let _ = channel.basic_cancel(tag, BasicCancelOptions::default()).await;
+                    }
+                    return Ok(());
+                }
+                next = deliveries.next() => match next {
+                    Some(Ok(delivery)) => {
+                        let shared = shared.clone();
+                        tracker.spawn(async move { shared.handle(delivery).await });
+                    }
+                    Some(Err(e)) => return Err(e.into()),
+                    None => return Err(WorkerError::Stalled("the broker closed the consumers".into())),
+                },
+            }
+        }
+    }
+}

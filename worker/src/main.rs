@@ -1,0 +1,89 @@
+//! `jobfleet-worker`: consumes the configured groups and runs their jobs, with the
+//! built-in functions registered.
+
+use clap::Parser;
+use jobfleet_common::config::{self, Config};
+use jobfleet_common::telemetry::{self, LogFormat};
+use jobfleet_worker::Worker;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// jobfleet worker: runs the jobs of one or more consumer groups.
+#[derive(Parser, Debug)]
+#[command(name = "jobfleet-worker", version)]
+struct Args {
+    /// Fleet configuration file (TOML).
+    #[arg(long, env = "JOBFLEET_CONFIG")]
+    config: Option<PathBuf>,
+    /// A group to consume (repeatable); default `default`.
+    #[arg(long = "group", env = "JOBFLEET_GROUPS", value_delimiter = ',')]
+    groups: Vec<String>,
+    /// Jobs in flight at once (= prefetch); default: number of CPUs.
+    #[arg(long, env = "JOBFLEET_CONCURRENCY")]
+    concurrency: Option<usize>,
+    /// Address of the worker's /metrics endpoint, or `off`.
+    #[arg(long, env = "JOBFLEET_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
+    metrics_listen: String,
+    /// How long a stopping worker lets running jobs finish before handing them back.
+    #[arg(long, default_value = "30s", value_parser = humantime_duration)]
+    drain_timeout: Duration,
+    /// How often the worker refreshes its record in Redis.
+    #[arg(long, default_value = "2s", value_parser = humantime_duration)]
+    heartbeat_interval: Duration,
+    /// How long the record lives without a refresh; after that, the worker's started jobs
+    /// may be taken over by other workers.
+    #[arg(long, default_value = "10s", value_parser = humantime_duration)]
+    heartbeat_ttl: Duration,
+    /// How long a copy of a job that another live worker runs is parked before a new look.
+    #[arg(long, default_value = "5s", value_parser = humantime_duration)]
+    hold_delay: Duration,
+    /// Log format: text or json.
+    #[arg(long, default_value = "text")]
+    log_format: LogFormat,
+}
+
+fn humantime_duration(text: &str) -> Result<Duration, String> {
+    jobfleet_common::config::parse_duration(text)
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    telemetry::init(args.log_format);
+    let config = match Config::load(args.config.as_deref(), config::process_env) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("jobfleet-worker: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    runtime.block_on(async move {
+        let mut builder = Worker::builder().config(config).builtins().drain_timeout(args.drain_timeout)
+            .heartbeat(args.heartbeat_interval, args.heartbeat_ttl)
+            .hold_delay(args.hold_delay);
+        for group in &args.groups {
+            builder = builder.group(group.trim());
+        }
+        if let Some(concurrency) = args.concurrency {
+            builder = builder.concurrency(concurrency);
+        }
+        let worker = match builder.build() {
+            Ok(worker) => worker,
+            Err(e) => {
+                eprintln!("jobfleet-worker: {e}");
+                return ExitCode::from(64);
+            }
+        };
+        let shutdown = CancellationToken::new();
+        tokio::spawn(jobfleet_common::telemetry::shutdown_on_signals(shutdown.clone()));
+        match worker.run(shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("jobfleet-worker: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

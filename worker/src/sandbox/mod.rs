@@ -1,0 +1,3 @@
+//! Sandboxes run one job of a function and turn whatever happens into an outcome.
+
+pub mod inprocess;
