@@ -472,6 +472,21 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Ids of the workers whose record is alive.
+    pub async fn live_workers(&self) -> Result<Vec<String>, CoordinatorError> {
+        let mut conn = self.connection().await?;
+        let ids: Vec<String> = conn.zrange(format!("{}:workers", self.topology.namespace()), 0, -1).await?;
+        if ids.is_empty() {
+            return Ok(ids);
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.exists(self.topology.worker_key(id));
+        }
+        let alive: Vec<bool> = pipe.query_async(&mut *conn).await?;
+        Ok(ids.into_iter().zip(alive).filter(|(_, alive)| *alive).map(|(id, _)| id).collect())
+    }
+
     /// Deletes every Redis key of this namespace (tests and `jobfleet` tooling).
     pub async fn purge_namespace(&self) -> Result<u64, CoordinatorError> {
         let mut conn = self.connection().await?;

@@ -30,6 +30,7 @@ use jobfleet_common::config::{Config, DEFAULT_GROUP};
 use jobfleet_common::coordinator::Coordinator;
 use jobfleet_common::lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use jobfleet_common::lapin::types::FieldTable;
+use jobfleet_common::lapin::Channel;
 use jobfleet_common::message::is_valid_name;
 use jobfleet_common::topology::Topology;
 use serde::de::DeserializeOwned;
@@ -256,9 +257,15 @@ impl Worker {
             let heartbeat = tokio::spawn(heartbeat::run(shared.clone(), self.groups.clone(), self.concurrency, self.heartbeat_interval, self.heartbeat_ttl, heartbeat_stop.clone()));
             let tracker = TaskTracker::new();
             let mut attempt = 0;
+            // The consuming channel stays open through the drain: closing it would return
+            // the running jobs' messages to the queue before they are acknowledged.
+            let mut consuming_channel = None;
             while !shutdown.is_cancelled() {
                 match self.consume(&tracker, &shutdown).await {
-                    Ok(()) => break,
+                    Ok(channel) => {
+                        consuming_channel = Some(channel);
+                        break;
+                    }
                     Err(e) => {
                         warn!(error = %e, "consumption interrupted; reconnecting");
                         tokio::select! {
@@ -276,6 +283,9 @@ impl Worker {
                 shared.force_stop.cancel();
                 tracker.wait().await;
             }
+            if let Some(channel) = consuming_channel {
+                let _ = channel.close(200, "worker stopped".into()).await;
+            }
             heartbeat_stop.cancel();
             let _ = heartbeat.await;
             if let Err(e) = shared.coordinator.deregister(&shared.worker_id).await {
@@ -289,9 +299,10 @@ impl Worker {
         .await
     }
 
-    /// One broker session: declare, consume, hand each delivery to a task. Returns `Ok`
-    /// when shutdown was requested, an error when the connection broke.
-    async fn consume(&self, tracker: &TaskTracker, shutdown: &CancellationToken) -> Result<(), WorkerError> {
+    /// One broker session: declare, consume, hand each delivery to a task. Returns the
+    /// channel when shutdown was requested (consumers canceled), an error when the
+    /// connection broke.
+    async fn consume(&self, tracker: &TaskTracker, shutdown: &CancellationToken) -> Result<Channel, WorkerError> {
         let shared = &self.shared;
         let channel = client::open_channel(&self.pool, false).await?;
         shared.topology.declare_base(&channel).await?;
@@ -316,7 +327,7 @@ impl Worker {
                     for tag in tags {
                         let _ = channel.basic_cancel(tag, BasicCancelOptions::default()).await;
                     }
-                    return Ok(());
+                    return Ok(channel);
                 }
                 next = deliveries.next() => match next {
                     Some(Ok(delivery)) => {

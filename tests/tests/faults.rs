@@ -1,0 +1,118 @@
+//! Faults are normal: a worker killed with SIGKILL mid-batch, and workers stopped with
+//! SIGTERM (drained, or handing jobs back past the drain timeout). Every job still ends
+//! exactly once.
+
+use jobfleet_common::message::{JobMessage, JobStatus, ResultMessage};
+use jobfleet_tests::{collect_results, drain_results, eventually, TestEnv};
+use serde_json::json;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Every id has results, all identical in status and content, and a finished record.
+async fn assert_one_outcome_each(env: &TestEnv, ids: &[String], results: &HashMap<String, Vec<ResultMessage>>) {
+    for id in ids {
+        let got = &results[id];
+        let first = &got[0];
+        assert_eq!(first.status, JobStatus::Finished, "{first:?}");
+        for other in got {
+            assert_eq!((other.status, &other.result, other.attempts), (first.status, &first.result, first.attempts), "two different outcomes for {id}");
+        }
+    }
+    for (id, record) in ids.iter().zip(env.coordinator.jobs(ids).await.unwrap()) {
+        let record = record.unwrap_or_else(|| panic!("{id} has no record"));
+        assert_eq!(record.status, JobStatus::Finished, "{id}");
+        assert_eq!(record.attempts, results[id][0].attempts, "{id}: the result reports the recorded attempts");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_batch_loses_nothing_and_its_jobs_run_again() {
+    let mut env = TestEnv::new("sigkill");
+    let mut subscriber = env.subscriber(&["#"]).await;
+    let first = env.spawn_worker_process(&["--concurrency", "8"]);
+    env.wait_for_queues(&["default".to_string()]).await;
+    let producer = env.producer().await;
+    let jobs: Vec<JobMessage> = (0..400).map(|i| JobMessage::new("default", "sleep", json!({"ms": 20 + i % 5}))).collect();
+    producer.publish_many(&jobs).await.unwrap();
+    let ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
+
+    // Let it get well into the batch, then kill it without warning.
+    let mut results: HashMap<String, Vec<ResultMessage>> = HashMap::new();
+    while results.len() < 60 {
+        let result = tokio::time::timeout(Duration::from_secs(30), subscriber.next()).await.expect("results flow").unwrap();
+        results.entry(result.id.clone()).or_default().push(result);
+    }
+    env.signal(first, libc::SIGKILL);
+    assert_eq!(env.wait_process(first, Duration::from_secs(5)).await, None, "killed by a signal");
+    let started_when_killed = env.coordinator.jobs(&ids).await.unwrap().iter().flatten().filter(|r| r.status == JobStatus::Started).count();
+    assert!(started_when_killed > 0, "the kill caught jobs mid-run");
+
+    env.spawn_worker_process(&["--concurrency", "8"]);
+    let missing: Vec<String> = ids.iter().filter(|id| !results.contains_key(*id)).cloned().collect();
+    for (id, got) in collect_results(&mut subscriber, &missing, Duration::from_secs(60)).await {
+        results.entry(id).or_default().extend(got);
+    }
+    for extra in drain_results(&mut subscriber, Duration::from_millis(500)).await {
+        results.entry(extra.id.clone()).or_default().push(extra);
+    }
+    assert_one_outcome_each(&env, &ids, &results).await;
+    let rerun = results.values().filter(|r| r[0].attempts > 1).count();
+    assert!(rerun >= 1 && rerun <= started_when_killed, "{rerun} jobs ran again; {started_when_killed} were running at the kill");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_running_jobs_and_exits_zero() {
+    let mut env = TestEnv::new("drain");
+    let mut subscriber = env.subscriber(&["#"]).await;
+    let worker = env.spawn_worker_process(&["--concurrency", "4", "--drain-timeout", "20s"]);
+    env.wait_for_queues(&["default".to_string()]).await;
+    let producer = env.producer().await;
+    let jobs: Vec<JobMessage> = (0..12).map(|_| JobMessage::new("default", "sleep", json!({"ms": 400}))).collect();
+    producer.publish_many(&jobs).await.unwrap();
+    let ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
+    let first = tokio::time::timeout(Duration::from_secs(20), subscriber.next()).await.unwrap().unwrap();
+    env.signal(worker, libc::SIGTERM);
+    assert_eq!(env.wait_process(worker, Duration::from_secs(20)).await, Some(0), "a drained worker exits 0");
+    // What ran finished; what was waiting is still queued, not lost.
+    let records = env.coordinator.jobs(&ids).await.unwrap();
+    assert!(records.iter().flatten().all(|r| matches!(r.status, JobStatus::Finished | JobStatus::Queued)), "{records:?}");
+    assert!(records.iter().flatten().any(|r| r.status == JobStatus::Queued), "the drain stopped taking jobs");
+    let workers: Vec<String> = env.coordinator.live_workers().await.unwrap();
+    assert!(workers.is_empty(), "a stopped worker removes its record: {workers:?}");
+
+    env.spawn_worker_process(&["--concurrency", "4"]);
+    let rest: Vec<String> = ids.iter().filter(|id| **id != first.id).cloned().collect();
+    let mut results = collect_results(&mut subscriber, &rest, Duration::from_secs(30)).await;
+    results.entry(first.id.clone()).or_default().push(first);
+    for extra in drain_results(&mut subscriber, Duration::from_millis(300)).await {
+        results.entry(extra.id.clone()).or_default().push(extra);
+    }
+    assert_one_outcome_each(&env, &ids, &results).await;
+    assert!(results.values().all(|r| r.len() == 1), "a clean drain publishes no duplicate");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_that_times_out_hands_running_jobs_back() {
+    let mut env = TestEnv::new("handback");
+    let mut subscriber = env.subscriber(&["#"]).await;
+    let worker = env.spawn_worker_process(&["--concurrency", "2", "--drain-timeout", "300ms"]);
+    env.wait_for_queues(&["default".to_string()]).await;
+    let producer = env.producer().await;
+    let jobs: Vec<JobMessage> = (0..2).map(|_| JobMessage::new("default", "sleep", json!({"ms": 3000}))).collect();
+    producer.publish_many(&jobs).await.unwrap();
+    let ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
+    eventually(Duration::from_secs(10), || async {
+        let records = env.coordinator.jobs(&ids).await.unwrap();
+        records.iter().flatten().all(|r| r.status == JobStatus::Started).then_some(())
+    })
+    .await;
+    env.signal(worker, libc::SIGTERM);
+    assert_eq!(env.wait_process(worker, Duration::from_secs(10)).await, Some(0));
+    let records = env.coordinator.jobs(&ids).await.unwrap();
+    assert!(records.iter().flatten().all(|r| r.status == JobStatus::Queued), "handed back: {records:?}");
+
+    env.spawn_worker_process(&["--concurrency", "2"]);
+    let results = collect_results(&mut subscriber, &ids, Duration::from_secs(30)).await;
+    assert_one_outcome_each(&env, &ids, &results).await;
+    assert!(results.values().all(|r| r[0].attempts == 2), "the second start is attempt 2");
+}
