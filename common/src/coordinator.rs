@@ -66,6 +66,29 @@ pub enum Claim {
     Ended(Box<JobRecord>),
 }
 
+/// How a job message reached the worker, which decides what a claim may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Copy {
+    /// A first delivery: a duplicate of a started or terminal job is dropped.
+    Fresh,
+    /// Redelivered by the broker (a crash or lost channel): may take over a job whose
+    /// owner is gone, and republishes the result of a terminal job.
+    Redelivered,
+    /// A parked copy back from a delay queue: may take over a job whose owner is gone, and
+    /// republishes a terminal job's result only when its owner is gone.
+    Parked,
+}
+
+impl Copy {
+    fn as_arg(self) -> &'static str {
+        match self {
+            Copy::Fresh => "0",
+            Copy::Redelivered => "1",
+            Copy::Parked => "2",
+        }
+    }
+}
+
 /// Whether a recorded outcome took effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Completion {
@@ -298,10 +321,10 @@ impl Coordinator {
         Ok(created.iter().filter(|&&c| c == 1).count())
     }
 
-    /// Claims a delivered job for `worker_id` (see [`Claim`]). `recovery` marks a redelivered
-    /// or parked copy, which may take over a job whose owner is gone. Without `with_args`
-    /// a job that has no record yet answers [`Claim::Missing`] (large args are sent only then).
-    pub async fn claim(&self, job: &JobMessage, worker_id: &str, recovery: bool, with_args: bool, now_ms: i64) -> Result<Claim, CoordinatorError> {
+    /// Claims a delivered job for `worker_id` (see [`Claim`] and [`Copy`]). Without
+    /// `with_args` a job that has no record yet answers [`Claim::Missing`] (so large args
+    /// are sent only then).
+    pub async fn claim(&self, job: &JobMessage, worker_id: &str, copy: Copy, with_args: bool, now_ms: i64) -> Result<Claim, CoordinatorError> {
         let args = if with_args { serde_json::to_string(&job.args).unwrap_or_else(|_| "null".into()) } else { String::new() };
         let mut conn = self.connection().await?;
         let reply: RedisValue = CLAIM
@@ -314,7 +337,7 @@ impl Coordinator {
             .arg(opt_ms(job.submitted_at))
             .arg(worker_id)
             .arg(now_ms)
-            .arg(if recovery { "1" } else { "0" })
+            .arg(copy.as_arg())
             .arg(self.topology.worker_key_prefix())
             .arg(self.retention.as_secs().max(1))
             .invoke_async(&mut *conn)

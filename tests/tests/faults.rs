@@ -116,3 +116,49 @@ async fn a_drain_that_times_out_hands_running_jobs_back() {
     assert_one_outcome_each(&env, &ids, &results).await;
     assert!(results.values().all(|r| r[0].attempts == 2), "the second start is attempt 2");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_job_lets_go_of_its_delivery_and_still_ends_once() {
+    let mut env = TestEnv::new("longjob");
+    env.start_worker(env.worker().concurrency(2).long_job_handoff(Duration::from_millis(300))).await;
+    let mut subscriber = env.subscriber(&["#"]).await;
+    let producer = env.producer().await;
+    let long = JobMessage::new("default", "sleep", json!({"ms": 2500}));
+    producer.publish(&long).await.unwrap();
+
+    // Past the handoff, the delivery is acknowledged and a parked copy stands in for it.
+    let pool = jobfleet_common::client::amqp_pool(&env.config.amqp_url, 1, "test").unwrap();
+    let channel = jobfleet_common::client::open_channel(&pool, false).await.unwrap();
+    eventually(Duration::from_secs(5), || async {
+        let passive = jobfleet_common::lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
+        let delay = channel.queue_declare(env.topology.delay_queue("default", jobfleet_tests::HOLD_DELAY.as_millis() as u64).into(), passive, Default::default()).await.ok()?;
+        (delay.message_count() > 0).then_some(())
+    })
+    .await;
+
+    let results = collect_results(&mut subscriber, &[long.id.clone()], Duration::from_secs(20)).await;
+    // Parked copies that come back after the end are dropped, not republished.
+    let extra = drain_results(&mut subscriber, jobfleet_tests::HOLD_DELAY * 3).await;
+    assert!(extra.is_empty(), "duplicates: {extra:?}");
+    assert_eq!(results[&long.id].len(), 1);
+    assert_eq!((results[&long.id][0].status, results[&long.id][0].attempts), (JobStatus::Finished, 1));
+    env.stop_workers().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_consumer_the_broker_cancels_consumes_again() {
+    let mut env = TestEnv::new("recancel");
+    env.start_worker(env.worker().concurrency(2)).await;
+    let mut subscriber = env.subscriber(&["#"]).await;
+    // Deleting the queue makes the broker cancel the worker's consumer.
+    let pool = jobfleet_common::client::amqp_pool(&env.config.amqp_url, 1, "test").unwrap();
+    let channel = jobfleet_common::client::open_channel(&pool, false).await.unwrap();
+    channel.queue_delete(env.topology.group_queue("default").into(), Default::default()).await.unwrap();
+    env.wait_for_queues(&["default".to_string()]).await;
+    let producer = env.producer().await;
+    let job = JobMessage::new("default", "echo", json!("back"));
+    producer.publish(&job).await.expect("the worker declared its queue again");
+    let results = collect_results(&mut subscriber, &[job.id.clone()], Duration::from_secs(20)).await;
+    assert_eq!(results[&job.id][0].result, Some(json!("back")));
+    env.stop_workers().await;
+}

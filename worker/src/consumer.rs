@@ -8,7 +8,7 @@ use crate::sandbox::inprocess;
 use jobfleet_common::client::{confirmed, ChannelSlot, ClientError};
 use jobfleet_common::codec::{self, MSGPACK};
 use jobfleet_common::config::Config;
-use jobfleet_common::coordinator::{Claim, Completion, Coordinator, CoordinatorError, Outcome};
+use jobfleet_common::coordinator::{Claim, Completion, Coordinator, CoordinatorError, Copy, Outcome};
 use jobfleet_common::lapin::message::Delivery;
 use jobfleet_common::lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions};
 use jobfleet_common::lapin::types::AMQPValue;
@@ -39,6 +39,8 @@ pub(crate) struct Shared {
     pub(crate) max_args_bytes: usize,
     pub(crate) results: ChannelSlot,
     pub(crate) hold_delay: Duration,
+    /// How long a job may hold its delivery before a parked copy takes its place.
+    pub(crate) long_job_handoff: Duration,
     /// Ids of the jobs this process runs now, each with the token that stops it.
     pub(crate) running: Mutex<HashMap<String, CancellationToken>>,
     /// Cancelled when the drain timeout passes: running jobs are handed back.
@@ -73,15 +75,21 @@ impl Shared {
     }
 
     async fn handle_job(&self, delivery: &Delivery, job: &JobMessage) -> Handled {
-        let recovery = delivery.redelivered || header_str(delivery.properties.headers().as_ref(), HOLD_HEADER).is_some();
-        if recovery && self.is_running(&job.id) {
+        let copy = if header_str(delivery.properties.headers().as_ref(), HOLD_HEADER).is_some() {
+            Copy::Parked
+        } else if delivery.redelivered {
+            Copy::Redelivered
+        } else {
+            Copy::Fresh
+        };
+        if copy != Copy::Fresh && self.is_running(&job.id) {
             // Our own channel broke while we run this job: its message came back to us.
             return self.hold(delivery, job).await;
         }
         let now = now_ms();
         let mut with_args = delivery.data.len() <= INLINE_ARGS_BYTES;
         let claim = loop {
-            let Some(claim) = self.with_redis(|| self.coordinator.claim(job, &self.worker_id, recovery, with_args, now)).await else {
+            let Some(claim) = self.with_redis(|| self.coordinator.claim(job, &self.worker_id, copy, with_args, now)).await else {
                 return self.hand_back(delivery).await;
             };
             match claim {
@@ -119,18 +127,33 @@ impl Shared {
         let stop = CancellationToken::new();
         self.running.lock().expect("running set").insert(job.id.clone(), stop.clone());
         let started = tokio::time::Instant::now();
+        let mut handed_off = false;
         let result = if delivery.data.len() > self.max_args_bytes + ENVELOPE_BYTES {
             Err(JobError::new(ErrorKind::TooLarge, format!("the message has {} bytes; args may have at most {}", delivery.data.len(), self.max_args_bytes)))
         } else {
             match self.resolve(job) {
                 Ok((handler, timeout)) => {
-                    tokio::select! {
-                        result = inprocess::run(&handler, job.args.clone(), timeout) => result,
-                        _ = stop.cancelled() => Err(JobError::new(ErrorKind::Canceled, "canceled while running")),
-                        _ = self.force_stop.cancelled() => {
-                            self.running.lock().expect("running set").remove(&job.id);
-                            self.with_redis(|| self.coordinator.requeue(&job.id, &self.worker_id, attempts)).await;
-                            return self.hand_back(delivery).await;
+                    let execution = inprocess::run(&handler, job.args.clone(), timeout);
+                    tokio::pin!(execution);
+                    let handoff = tokio::time::sleep(self.long_job_handoff);
+                    tokio::pin!(handoff);
+                    loop {
+                        tokio::select! {
+                            result = &mut execution => break result,
+                            _ = stop.cancelled() => break Err(JobError::new(ErrorKind::Canceled, "canceled while running")),
+                            _ = self.force_stop.cancelled(), if !handed_off => {
+                                self.running.lock().expect("running set").remove(&job.id);
+                                self.with_redis(|| self.coordinator.requeue(&job.id, &self.worker_id, attempts)).await;
+                                return self.hand_back(delivery).await;
+                            }
+                            _ = &mut handoff, if !handed_off => {
+                                // A long job must not hold its delivery past the broker's
+                                // consumer_timeout: a parked copy stands in for it from now on.
+                                handed_off = self.hold(delivery, job).await == Handled::Held;
+                                if !handed_off {
+                                    handoff.as_mut().reset(tokio::time::Instant::now() + self.hold_delay);
+                                }
+                            }
                         }
                     }
                 }
@@ -149,7 +172,8 @@ impl Shared {
         let max_failures = self.config.group(&job.group).map(|g| g.max_failures).unwrap_or(5);
         let finished_at = now_ms();
         let Some(completion) = self.with_redis(|| self.coordinator.complete(job, &self.worker_id, attempts, &outcome, max_failures, finished_at)).await else {
-            return self.hand_back(delivery).await;
+            // Not recorded: the job goes back (its parked copy, once handed off).
+            return if handed_off { Handled::LeftUnacked } else { self.hand_back(delivery).await };
         };
         match completion {
             Completion::Recorded => {
@@ -167,12 +191,18 @@ impl Shared {
                     finished_at,
                     duration_ms: Some(duration_ms),
                 };
+                if handed_off {
+                    self.publish_result_until_done(&result).await;
+                    return Handled::Ran;
+                }
                 self.publish_then_ack(delivery, &result, Handled::Ran).await
             }
             Completion::Stale(status) => {
                 // Canceled or taken over meanwhile: whoever ended it published its result.
                 debug!(?status, "outcome discarded: the job is no longer this attempt's");
-                ack(delivery).await;
+                if !handed_off {
+                    ack(delivery).await;
+                }
                 Handled::Dropped
             }
         }
@@ -228,17 +258,32 @@ impl Shared {
     }
 
     async fn publish_then_ack(&self, delivery: &Delivery, result: &ResultMessage, handled: Handled) -> Handled {
-        match self.publish_result(result).await {
-            Ok(()) => {
-                ack(delivery).await;
-                handled
-            }
-            Err(e) => {
-                // The outcome is recorded; the redelivered message publishes the result.
-                warn!(error = %e, "result publish failed; the message goes back to be republished");
-                self.results.invalidate().await;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                self.hand_back(delivery).await
+        if self.publish_result_until_done(result).await {
+            ack(delivery).await;
+            handled
+        } else {
+            // Forced to stop first: the redelivered message publishes the recorded result.
+            self.hand_back(delivery).await
+        }
+    }
+
+    /// Publishes a result, retrying through broker trouble, until it is confirmed (`true`)
+    /// or the worker is forced to stop (`false`). While this worker lives, parked copies of
+    /// the job rely on it to publish.
+    async fn publish_result_until_done(&self, result: &ResultMessage) -> bool {
+        let mut attempt = 0;
+        loop {
+            match self.publish_result(result).await {
+                Ok(()) => return true,
+                Err(e) => {
+                    warn!(error = %e, "result publish failed; retrying");
+                    self.results.invalidate().await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(client::backoff(attempt)) => {}
+                        _ = self.force_stop.cancelled() => return false,
+                    }
+                    attempt += 1;
+                }
             }
         }
     }

@@ -28,7 +28,7 @@ use futures::StreamExt;
 use jobfleet_common::client::{self, amqp_pool, AmqpPool, ChannelSlot};
 use jobfleet_common::config::{Config, DEFAULT_GROUP};
 use jobfleet_common::coordinator::Coordinator;
-use jobfleet_common::lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use jobfleet_common::lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
 use jobfleet_common::lapin::types::FieldTable;
 use jobfleet_common::lapin::Channel;
 use jobfleet_common::message::is_valid_name;
@@ -40,7 +40,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn, Instrument};
+use tracing::{error, info, warn, Instrument};
+
+/// Stalled sessions in a row (no delivery while jobs wait) after which the worker exits.
+const MAX_STALLS: u32 = 3;
 
 /// Builds a [`Worker`]: its configuration, groups, concurrency and functions.
 pub struct WorkerBuilder {
@@ -52,6 +55,8 @@ pub struct WorkerBuilder {
     heartbeat_interval: Duration,
     heartbeat_ttl: Duration,
     hold_delay: Duration,
+    long_job_handoff: Duration,
+    stall_check: Duration,
     worker_id: Option<String>,
 }
 
@@ -66,6 +71,8 @@ impl Default for WorkerBuilder {
             heartbeat_interval: Duration::from_secs(2),
             heartbeat_ttl: Duration::from_secs(10),
             hold_delay: Duration::from_secs(5),
+            long_job_handoff: Duration::from_secs(15 * 60),
+            stall_check: Duration::from_secs(15),
             worker_id: None,
         }
     }
@@ -147,6 +154,21 @@ impl WorkerBuilder {
         self
     }
 
+    /// How long a running job keeps its delivery unacknowledged before a parked copy in the
+    /// delay queue takes its place; keep it below RabbitMQ's `consumer_timeout` (30 min by
+    /// default). Default 15 min.
+    pub fn long_job_handoff(mut self, after: Duration) -> Self {
+        self.long_job_handoff = after;
+        self
+    }
+
+    /// How often an idle worker checks whether jobs wait in its queues without being
+    /// delivered (a stalled consumer); two such checks in a row reconnect. Default 15 s.
+    pub fn stall_check(mut self, every: Duration) -> Self {
+        self.stall_check = every;
+        self
+    }
+
     /// Sets the worker's id (default: `<host>-<pid>-<random>`).
     pub fn worker_id(mut self, id: impl Into<String>) -> Self {
         self.worker_id = Some(id.into());
@@ -193,6 +215,7 @@ impl WorkerBuilder {
             config: self.config,
             results: ChannelSlot::new(pool.clone(), true),
             hold_delay: self.hold_delay,
+            long_job_handoff: self.long_job_handoff,
             running: Default::default(),
             force_stop: CancellationToken::new(),
         });
@@ -204,6 +227,7 @@ impl WorkerBuilder {
             drain_timeout: self.drain_timeout,
             heartbeat_interval: self.heartbeat_interval,
             heartbeat_ttl: self.heartbeat_ttl,
+            stall_check: self.stall_check,
         })
     }
 }
@@ -217,6 +241,7 @@ pub struct Worker {
     drain_timeout: Duration,
     heartbeat_interval: Duration,
     heartbeat_ttl: Duration,
+    stall_check: Duration,
 }
 
 impl Worker {
@@ -260,13 +285,26 @@ impl Worker {
             // The consuming channel stays open through the drain: closing it would return
             // the running jobs' messages to the queue before they are acknowledged.
             let mut consuming_channel = None;
+            let mut stalls = 0;
+            let mut failure = None;
             while !shutdown.is_cancelled() {
-                match self.consume(&tracker, &shutdown).await {
+                let mut delivered = false;
+                match self.consume(&tracker, &shutdown, &mut delivered).await {
                     Ok(channel) => {
                         consuming_channel = Some(channel);
                         break;
                     }
                     Err(e) => {
+                        stalls = match (&e, delivered) {
+                            (WorkerError::Stalled(_), false) => stalls + 1,
+                            _ => 0,
+                        };
+                        if stalls >= MAX_STALLS {
+                            // Reconnecting did not help: exit non-zero so a supervisor restarts us.
+                            error!(error = %e, "consumption keeps stalling; stopping");
+                            failure = Some(e);
+                            break;
+                        }
                         warn!(error = %e, "consumption interrupted; reconnecting");
                         tokio::select! {
                             _ = tokio::time::sleep(client::backoff(attempt)) => {}
@@ -293,7 +331,10 @@ impl Worker {
             }
             self.pool.close();
             info!("worker stopped");
-            Ok(())
+            match failure {
+                Some(e) => Err(e),
+                None => Ok(()),
+            }
         }
         .instrument(span)
         .await
@@ -302,7 +343,7 @@ impl Worker {
     /// One broker session: declare, consume, hand each delivery to a task. Returns the
     /// channel when shutdown was requested (consumers canceled), an error when the
     /// connection broke.
-    async fn consume(&self, tracker: &TaskTracker, shutdown: &CancellationToken) -> Result<Channel, WorkerError> {
+    async fn consume(&self, tracker: &TaskTracker, shutdown: &CancellationToken, delivered: &mut bool) -> Result<Channel, WorkerError> {
         let shared = &self.shared;
         let channel = client::open_channel(&self.pool, false).await?;
         shared.topology.declare_base(&channel).await?;
@@ -319,7 +360,19 @@ impl Worker {
             consumers.push(consumer);
         }
         let tags: Vec<_> = consumers.iter().map(|c| c.tag()).collect();
-        let mut deliveries = futures::stream::select_all(consumers);
+        // A consumer the broker cancels (its queue deleted, a node lost) ends its stream:
+        // that ends the session, so the worker reconnects and consumes again.
+        let mut deliveries = futures::stream::select_all(consumers.into_iter().map(|consumer| {
+            let queue = consumer.queue().to_string();
+            consumer
+                .map(|delivery| delivery.map_err(WorkerError::from))
+                .chain(futures::stream::once(async move { Err(WorkerError::Stalled(format!("the broker canceled the consumer of {queue}"))) }))
+                .boxed()
+        }));
+        let mut watchdog = tokio::time::interval(self.stall_check);
+        watchdog.tick().await;
+        let mut last_delivery = tokio::time::Instant::now();
+        let mut stalled_checks = 0;
         info!("consuming");
         loop {
             tokio::select! {
@@ -329,15 +382,36 @@ impl Worker {
                     }
                     return Ok(channel);
                 }
+                _ = watchdog.tick() => {
+                    let idle = last_delivery.elapsed() >= self.stall_check && tracker.len() < self.concurrency;
+                    let waiting = if idle { self.ready_messages(&channel).await? } else { 0 };
+                    stalled_checks = if waiting > 0 { stalled_checks + 1 } else { 0 };
+                    if stalled_checks >= 2 {
+                        return Err(WorkerError::Stalled(format!("{waiting} jobs wait in the queues but none were delivered for {:?}", last_delivery.elapsed())));
+                    }
+                }
                 next = deliveries.next() => match next {
                     Some(Ok(delivery)) => {
+                        last_delivery = tokio::time::Instant::now();
+                        *delivered = true;
                         let shared = shared.clone();
                         tracker.spawn(async move { shared.handle(delivery).await });
                     }
-                    Some(Err(e)) => return Err(e.into()),
+                    Some(Err(e)) => return Err(e),
                     None => return Err(WorkerError::Stalled("the broker closed the consumers".into())),
                 },
             }
         }
+    }
+
+    /// Jobs ready (not delivered) in this worker's group queues.
+    async fn ready_messages(&self, channel: &Channel) -> Result<u64, WorkerError> {
+        let mut ready = 0;
+        for group in &self.groups {
+            let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+            let queue = channel.queue_declare(self.shared.topology.group_queue(group).into(), passive, FieldTable::default()).await?;
+            ready += u64::from(queue.message_count());
+        }
+        Ok(ready)
     }
 }

@@ -39,6 +39,10 @@ struct Args {
     /// How long a copy of a job that another live worker runs is parked before a new look.
     #[arg(long, default_value = "5s", value_parser = humantime_duration)]
     hold_delay: Duration,
+    /// How long a running job holds its delivery before a parked copy replaces it (keep it
+    /// below RabbitMQ's consumer_timeout).
+    #[arg(long, default_value = "15m", value_parser = humantime_duration)]
+    long_job_handoff: Duration,
     /// Log format: text or json.
     #[arg(long, default_value = "text")]
     log_format: LogFormat,
@@ -62,7 +66,8 @@ fn main() -> ExitCode {
     runtime.block_on(async move {
         let mut builder = Worker::builder().config(config).builtins().drain_timeout(args.drain_timeout)
             .heartbeat(args.heartbeat_interval, args.heartbeat_ttl)
-            .hold_delay(args.hold_delay);
+            .hold_delay(args.hold_delay)
+            .long_job_handoff(args.long_job_handoff);
         for group in &args.groups {
             builder = builder.group(group.trim());
         }

@@ -8,7 +8,8 @@
 --   {'missing'}                       no record and no args given: call again with args
 -- KEYS[1] job key, KEYS[2] group key
 -- ARGV: 1 id, 2 group, 3 function, 4 args (JSON, or '' when not sent), 5 submitted_at (ms or ''), 6 worker id,
---       7 now (ms), 8 recovery ('1' for a redelivered or parked copy), 9 worker key prefix,
+--       7 now (ms), 8 copy: '0' a fresh delivery, '1' a redelivery, '2' a parked copy,
+--       9 worker key prefix,
 --       10 retention (s)
 local key = KEYS[1]
 local worker = ARGV[6]
@@ -45,7 +46,7 @@ if status == 'queued' then
 end
 
 if status == 'started' then
-  if ARGV[8] ~= '1' then
+  if ARGV[8] == '0' then
     return {'drop', status}
   end
   local owner = redis.call('HGET', key, 'worker')
@@ -57,7 +58,15 @@ if status == 'started' then
   return {'run', attempts, redis.call('HGET', key, 'submitted_at') or ''}
 end
 
+-- Terminal. A redelivery may follow a crash between recording and publishing: publish
+-- again. A parked copy does so only when the owner is gone; a live owner publishes itself.
 if ARGV[8] == '1' then
   return {'ended', redis.call('HGETALL', key)}
+end
+if ARGV[8] == '2' then
+  local owner = redis.call('HGET', key, 'worker')
+  if not owner or redis.call('EXISTS', ARGV[9] .. owner) == 0 then
+    return {'ended', redis.call('HGETALL', key)}
+  end
 end
 return {'drop', status}
