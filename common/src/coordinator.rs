@@ -534,6 +534,7 @@ impl Coordinator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::ErrorKind;
 
     #[test]
     fn failure_effects_follow_the_policy() {
