@@ -15,6 +15,10 @@ static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/
 static COMPLETE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/complete.lua")));
 static REQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/requeue.lua")));
 static BAD_MESSAGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/bad_message.lua")));
+static SUBMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/submit.lua")));
+static END_EARLY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/end_early.lua")));
+static FORGET: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/forget.lua")));
+static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/lease.lua")));
 
 /// Why a coordinator call failed.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +100,75 @@ pub enum Completion {
     Recorded,
     /// The job was no longer this worker's attempt (canceled, taken over): publish nothing.
     Stale(Option<JobStatus>),
+}
+
+/// What ending a job early did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EndEarly {
+    /// Ended; publish the record's result.
+    Ended {
+        /// The status it had.
+        previous: JobStatus,
+        /// The record now.
+        record: Box<JobRecord>,
+    },
+    /// Its status does not allow it (e.g. already terminal).
+    Conflict(JobStatus),
+    /// No such job.
+    Missing,
+}
+
+/// What forgetting a job did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forget {
+    /// The record is gone.
+    Deleted,
+    /// The job is not terminal yet.
+    Conflict(JobStatus),
+    /// No such job.
+    Missing,
+}
+
+/// Which jobs a listing returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Only this group.
+    pub group: Option<String>,
+    /// Only this function.
+    pub function: Option<String>,
+    /// Only this status.
+    pub status: Option<JobStatus>,
+}
+
+impl ListFilter {
+    /// Whether a record passes the filter.
+    pub fn matches(&self, record: &JobRecord) -> bool {
+        self.group.as_ref().is_none_or(|g| *g == record.group) && self.function.as_ref().is_none_or(|f| *f == record.function) && self.status.is_none_or(|s| s == record.status)
+    }
+}
+
+/// A position in the newest-first listing: the last entry examined (its index score, the
+/// submission time in ms, and its id). Stays valid while jobs are added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// Index score of the last entry examined.
+    pub score: i64,
+    /// Id of the last entry examined.
+    pub id: String,
+}
+
+impl Cursor {
+    /// The opaque text form used in the HTTP API.
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.score, self.id)
+    }
+
+    /// Parses [`Cursor::encode`]'s form.
+    pub fn decode(text: &str) -> Option<Cursor> {
+        let (score, id) = text.split_once('.')?;
+        let score = score.parse().ok()?;
+        crate::message::is_valid_job_id(id).then(|| Cursor { score, id: id.to_string() })
+    }
 }
 
 /// How an outcome changes its group's consecutive failure count.
@@ -306,7 +379,8 @@ impl Coordinator {
         let mut pipe = redis::pipe();
         for job in jobs {
             let args = serde_json::to_string(&job.args).unwrap_or_else(|_| "null".into());
-            pipe.invoke_script(ENQUEUE.key(self.topology.job_key(&job.id)).arg(&job.id).arg(&job.group).arg(&job.function).arg(args).arg(opt_ms(job.submitted_at)));
+            let submitted_at = job.submitted_at.unwrap_or_else(crate::now_ms);
+            pipe.invoke_script(ENQUEUE.key(self.topology.job_key(&job.id)).arg(&job.id).arg(&job.group).arg(&job.function).arg(args).arg(submitted_at).arg(self.topology.namespace()));
         }
         let mut conn = self.connection().await?;
         let created: Vec<i64> = match pipe.query_async(&mut *conn).await {
@@ -338,7 +412,7 @@ impl Coordinator {
             .arg(worker_id)
             .arg(now_ms)
             .arg(copy.as_arg())
-            .arg(self.topology.worker_key_prefix())
+            .arg(self.topology.namespace())
             .arg(self.retention.as_secs().max(1))
             .invoke_async(&mut *conn)
             .await?;
@@ -392,6 +466,7 @@ impl Coordinator {
             .arg(self.retention.as_secs().max(1))
             .arg(effect.as_arg())
             .arg(max_failures)
+            .arg(self.topology.namespace())
             .invoke_async(&mut *conn)
             .await?;
         match reply.first().map(String::as_str) {
@@ -405,7 +480,7 @@ impl Coordinator {
     /// without finishing it. Returns whether it was handed back.
     pub async fn requeue(&self, id: &str, worker_id: &str, attempt: u32) -> Result<bool, CoordinatorError> {
         let mut conn = self.connection().await?;
-        let moved: i64 = REQUEUE.key(self.topology.job_key(id)).arg(worker_id).arg(attempt).invoke_async(&mut *conn).await?;
+        let moved: i64 = REQUEUE.key(self.topology.job_key(id)).arg(worker_id).arg(attempt).arg(crate::now_ms()).arg(self.topology.namespace()).invoke_async(&mut *conn).await?;
         Ok(moved == 1)
     }
 
@@ -420,6 +495,7 @@ impl Coordinator {
             .arg(self.retention.as_secs().max(1))
             .arg(group)
             .arg(function)
+            .arg(self.topology.namespace())
             .invoke_async(&mut *conn)
             .await?;
         Ok(recorded == 1)
@@ -468,14 +544,19 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Writes a worker's record with a time to live; called again on every heartbeat. While
-    /// the record lives, no other worker takes over the worker's started jobs.
+    fn workers_key(&self) -> String {
+        format!("{}:workers", self.topology.namespace())
+    }
+
+    /// Writes a worker's record: a liveness key with a time to live (while it lives, no
+    /// other worker takes over the worker's started jobs) and its info in the registry.
     pub async fn heartbeat(&self, worker_id: &str, info: &Value, ttl: Duration) -> Result<(), CoordinatorError> {
         let mut conn = self.connection().await?;
+        let info = info.to_string();
         let _: () = redis::pipe()
-            .set_ex(self.topology.worker_key(worker_id), info.to_string(), ttl.as_secs().max(1))
+            .set_ex(self.topology.worker_key(worker_id), &info, ttl.as_secs().max(1))
             .ignore()
-            .zadd(format!("{}:workers", self.topology.namespace()), worker_id, crate::now_ms())
+            .hset(self.workers_key(), worker_id, &info)
             .ignore()
             .query_async(&mut *conn)
             .await?;
@@ -488,26 +569,227 @@ impl Coordinator {
         let _: () = redis::pipe()
             .del(self.topology.worker_key(worker_id))
             .ignore()
-            .zrem(format!("{}:workers", self.topology.namespace()), worker_id)
+            .hdel(self.workers_key(), worker_id)
             .ignore()
             .query_async(&mut *conn)
             .await?;
         Ok(())
     }
 
+    /// The registry split by liveness: (live workers' info, dead workers' last info).
+    async fn registry(&self) -> Result<(Vec<Value>, Vec<(String, Value)>), CoordinatorError> {
+        let mut conn = self.connection().await?;
+        let entries: Vec<(String, String)> = conn.hgetall(self.workers_key()).await?;
+        if entries.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let mut pipe = redis::pipe();
+        for (id, _) in &entries {
+            pipe.get(self.topology.worker_key(id));
+        }
+        let current: Vec<Option<String>> = pipe.query_async(&mut *conn).await?;
+        let (mut live, mut dead) = (Vec::new(), Vec::new());
+        for ((id, last), now) in entries.into_iter().zip(current) {
+            match now {
+                Some(info) => live.push(serde_json::from_str(&info).unwrap_or(Value::Null)),
+                None => dead.push((id, serde_json::from_str(&last).unwrap_or(Value::Null))),
+            }
+        }
+        Ok((live, dead))
+    }
+
+    /// The info of every live worker (as written by its last heartbeat).
+    pub async fn workers(&self) -> Result<Vec<Value>, CoordinatorError> {
+        Ok(self.registry().await?.0)
+    }
+
     /// Ids of the workers whose record is alive.
     pub async fn live_workers(&self) -> Result<Vec<String>, CoordinatorError> {
+        Ok(self.workers().await?.iter().filter_map(|w| w["id"].as_str().map(String::from)).collect())
+    }
+
+    /// Removes workers whose heartbeat stopped from the registry, counts a crash for each
+    /// of their groups (`max_failures` per group from `max_failures_of`), and returns them.
+    pub async fn reap_dead_workers(&self, max_failures_of: impl Fn(&str) -> u32) -> Result<Vec<(String, Value)>, CoordinatorError> {
+        let (_, dead) = self.registry().await?;
         let mut conn = self.connection().await?;
-        let ids: Vec<String> = conn.zrange(format!("{}:workers", self.topology.namespace()), 0, -1).await?;
+        let mut reaped = Vec::new();
+        for (id, info) in dead {
+            let removed: i64 = conn.hdel(self.workers_key(), &id).await?;
+            if removed == 0 {
+                continue; // another master reaped it first
+            }
+            for group in info["groups"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+                let key = self.topology.group_key(group);
+                let failures: u32 = conn.hincr(&key, "failures", 1).await?;
+                if failures >= max_failures_of(group) {
+                    let _: () = conn.hset(&key, "broken", 1).await?;
+                }
+            }
+            reaped.push((id, info));
+        }
+        Ok(reaped)
+    }
+
+    /// Creates a submitted job's queued record unless its id or idempotency key already
+    /// names a job. Returns `None` when created, or the id of the existing job.
+    pub async fn submit(&self, job: &JobMessage, idempotency_key: Option<&str>) -> Result<Option<String>, CoordinatorError> {
+        let args = serde_json::to_string(&job.args).unwrap_or_else(|_| "null".into());
+        let idem = idempotency_key.map(|k| format!("{}:idem:{k}", self.topology.namespace())).unwrap_or_default();
+        let mut conn = self.connection().await?;
+        let reply: Vec<String> = SUBMIT
+            .key(self.topology.job_key(&job.id))
+            .key(idem)
+            .arg(&job.id)
+            .arg(&job.group)
+            .arg(&job.function)
+            .arg(args)
+            .arg(job.submitted_at.unwrap_or_else(crate::now_ms))
+            .arg(job.timeout_ms.map(|t| t.to_string()).unwrap_or_default())
+            .arg(self.topology.namespace())
+            .arg(self.retention.as_secs().max(1))
+            .invoke_async(&mut *conn)
+            .await?;
+        match reply.first().map(String::as_str) {
+            Some("created") => Ok(None),
+            Some("existing") => Ok(reply.get(1).cloned()),
+            _ => Err(CoordinatorError::Corrupt(format!("submit reply {reply:?}"))),
+        }
+    }
+
+    /// Ends a job early: a cancel (`queued|started → canceled`) or a queue timeout
+    /// (`queued → failed`). The caller publishes the result, then calls
+    /// [`Coordinator::announced`].
+    pub async fn end_early(&self, id: &str, status: JobStatus, error: &JobError, allowed_from: &[JobStatus]) -> Result<EndEarly, CoordinatorError> {
+        let from: Vec<&str> = allowed_from.iter().map(|s| s.as_str()).collect();
+        let mut conn = self.connection().await?;
+        let reply: RedisValue = END_EARLY
+            .key(self.topology.job_key(id))
+            .arg(status.as_str())
+            .arg(error.kind.as_str())
+            .arg(&error.message)
+            .arg(crate::now_ms())
+            .arg(self.retention.as_secs().max(1))
+            .arg(from.join(","))
+            .arg(self.topology.namespace())
+            .invoke_async(&mut *conn)
+            .await?;
+        let RedisValue::Array(items) = &reply else { return Err(CoordinatorError::Corrupt(format!("end reply {reply:?}"))) };
+        match items.first().and_then(text).as_deref() {
+            Some("ended") => {
+                let previous = items.get(1).and_then(text).and_then(|s| s.parse().ok()).ok_or_else(|| CoordinatorError::Corrupt("ended without status".into()))?;
+                let record = JobRecord::from_fields(fields_of(items.get(2).unwrap_or(&RedisValue::Nil))?)?;
+                Ok(EndEarly::Ended { previous, record: Box::new(record) })
+            }
+            Some("conflict") => Ok(EndEarly::Conflict(items.get(1).and_then(text).and_then(|s| s.parse().ok()).unwrap_or(JobStatus::Finished))),
+            Some("missing") => Ok(EndEarly::Missing),
+            other => Err(CoordinatorError::Corrupt(format!("end verdict {other:?}"))),
+        }
+    }
+
+    /// Marks an early-ended job's result as published.
+    pub async fn announced(&self, id: &str) -> Result<(), CoordinatorError> {
+        let mut conn = self.connection().await?;
+        let _: () = conn.hdel(self.topology.job_key(id), "announce").await?;
+        Ok(())
+    }
+
+    /// Forgets a terminal job's record and index entries.
+    pub async fn forget(&self, id: &str) -> Result<Forget, CoordinatorError> {
+        let mut conn = self.connection().await?;
+        let reply: Vec<String> = FORGET.key(self.topology.job_key(id)).arg(id).arg(self.topology.namespace()).invoke_async(&mut *conn).await?;
+        match reply.first().map(String::as_str) {
+            Some("deleted") => Ok(Forget::Deleted),
+            Some("conflict") => Ok(Forget::Conflict(reply.get(1).and_then(|s| s.parse().ok()).unwrap_or(JobStatus::Queued))),
+            Some("missing") => Ok(Forget::Missing),
+            _ => Err(CoordinatorError::Corrupt(format!("forget reply {reply:?}"))),
+        }
+    }
+
+    /// Jobs newest first from the index, filtered, after `cursor` (an opaque position from a
+    /// previous page). Returns the page and the cursor of the next one.
+    pub async fn list(&self, filter: &ListFilter, limit: usize, cursor: Option<&Cursor>) -> Result<(Vec<JobRecord>, Option<Cursor>), CoordinatorError> {
+        let index = format!("{}:index", self.topology.namespace());
+        let mut conn = self.connection().await?;
+        let mut page = Vec::with_capacity(limit);
+        let max = cursor.map(|c| c.score.to_string()).unwrap_or_else(|| "+inf".into());
+        let batch = (limit * 2).clamp(50, 1000);
+        let mut offset = 0;
+        let mut last: Option<Cursor>;
+        loop {
+            let entries: Vec<(String, f64)> = redis::cmd("ZREVRANGEBYSCORE").arg(&index).arg(&max).arg("-inf").arg("WITHSCORES").arg("LIMIT").arg(offset).arg(batch).query_async(&mut *conn).await?;
+            offset += entries.len();
+            let exhausted = entries.len() < batch;
+            // Equal scores come in reverse id order, so "after the cursor" is a lower score,
+            // or the same score and a lower id.
+            let fresh: Vec<(String, i64)> = entries
+                .into_iter()
+                .map(|(id, score)| (id, score as i64))
+                .filter(|(id, score)| cursor.is_none_or(|c| *score < c.score || (*score == c.score && id.as_str() < c.id.as_str())))
+                .collect();
+            let mut pipe = redis::pipe();
+            for (id, _) in &fresh {
+                pipe.hgetall(self.topology.job_key(id));
+            }
+            let records: Vec<HashMap<String, String>> = if fresh.is_empty() { Vec::new() } else { pipe.query_async(&mut *conn).await? };
+            for ((id, score), fields) in fresh.into_iter().zip(records) {
+                last = Some(Cursor { score, id });
+                if fields.is_empty() {
+                    continue; // expired; the sweep removes its index entry
+                }
+                let record = JobRecord::from_fields(fields)?;
+                if filter.matches(&record) {
+                    page.push(record);
+                    if page.len() == limit {
+                        return Ok((page, last));
+                    }
+                }
+            }
+            if exhausted {
+                return Ok((page, None));
+            }
+        }
+    }
+
+    /// Removes up to `batch` index entries, oldest first, whose record has expired.
+    /// Returns how many were removed.
+    pub async fn sweep_index(&self, older_than_ms: i64, batch: usize) -> Result<usize, CoordinatorError> {
+        let index = format!("{}:index", self.topology.namespace());
+        let mut conn = self.connection().await?;
+        let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE").arg(&index).arg("-inf").arg(older_than_ms).arg("LIMIT").arg(0).arg(batch).query_async(&mut *conn).await?;
         if ids.is_empty() {
-            return Ok(ids);
+            return Ok(0);
         }
         let mut pipe = redis::pipe();
         for id in &ids {
-            pipe.exists(self.topology.worker_key(id));
+            pipe.exists(self.topology.job_key(id));
         }
-        let alive: Vec<bool> = pipe.query_async(&mut *conn).await?;
-        Ok(ids.into_iter().zip(alive).filter(|(_, alive)| *alive).map(|(id, _)| id).collect())
+        let exists: Vec<bool> = pipe.query_async(&mut *conn).await?;
+        let gone: Vec<&String> = ids.iter().zip(exists).filter(|(_, e)| !e).map(|(id, _)| id).collect();
+        if !gone.is_empty() {
+            let _: () = conn.zrem(&index, gone.clone()).await?;
+        }
+        Ok(gone.len())
+    }
+
+    /// Ids of a group's queued jobs enqueued before `before_ms`, oldest first.
+    pub async fn queued_before(&self, group: &str, before_ms: i64, limit: usize) -> Result<Vec<String>, CoordinatorError> {
+        let mut conn = self.connection().await?;
+        let key = format!("{}:queued:{group}", self.topology.namespace());
+        Ok(redis::cmd("ZRANGEBYSCORE").arg(key).arg("-inf").arg(before_ms).arg("LIMIT").arg(0).arg(limit).query_async(&mut *conn).await?)
+    }
+
+    /// How many of a group's jobs are started now.
+    pub async fn running(&self, group: &str) -> Result<u64, CoordinatorError> {
+        let mut conn = self.connection().await?;
+        Ok(conn.scard(format!("{}:running:{group}", self.topology.namespace())).await?)
+    }
+
+    /// Takes or renews the lease `name` for `holder` for `ttl`; returns whether it holds it.
+    pub async fn lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, CoordinatorError> {
+        let mut conn = self.connection().await?;
+        let held: i64 = LEASE.key(format!("{}:lease:{name}", self.topology.namespace())).arg(holder).arg(ttl.as_millis() as u64).invoke_async(&mut *conn).await?;
+        Ok(held == 1)
     }
 
     /// Deletes every Redis key of this namespace (tests and `jobfleet` tooling).

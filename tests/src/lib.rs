@@ -41,6 +41,11 @@ impl TestEnv {
 
     /// A fleet configured by `toml` (groups, policies); namespace and URLs come from here.
     pub fn with_config(name: &str, toml: &str) -> TestEnv {
+        // Logs go through the test harness, so they show with a failing test only.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+            .with_test_writer()
+            .try_init();
         let namespace = format!("t-{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let mut config = Config::from_toml(toml).expect("test config");
         config.namespace = namespace.clone();

@@ -147,11 +147,12 @@ async fn duplicates_run_once_and_bad_input_ends_with_the_right_error() {
     publish(codec::encode(&json!({"id": "half-1", "group": "beta"})), codec::MSGPACK).await;
     publish(br#"{"id": "json-1", "group": "beta", "function": "echo", "args": [1]}"#.to_vec(), codec::JSON).await;
 
+    let seen = std::sync::Mutex::new(Vec::new());
     let reasons = eventually(Duration::from_secs(20), || async {
-        let mut reasons = Vec::new();
         while let Some(message) = channel.basic_get(env.topology.dead_letters().into(), BasicGetOptions { no_ack: true }).await.unwrap() {
-            reasons.push(header_str(message.delivery.properties.headers().as_ref(), REASON_HEADER).expect("a reason header"));
+            seen.lock().unwrap().push(header_str(message.delivery.properties.headers().as_ref(), REASON_HEADER).expect("a reason header"));
         }
+        let reasons = seen.lock().unwrap().clone();
         (reasons.len() >= 2).then_some(reasons)
     })
     .await;

@@ -1,7 +1,8 @@
 -- Records an undecodable job as failed with bad_message, if it has no record yet or is
 -- still queued. Returns 1 if recorded.
 -- KEYS[1] job key
--- ARGV: 1 id, 2 reason, 3 now (ms), 4 retention (s), 5 group (or ''), 6 function (or '')
+-- ARGV: 1 id, 2 reason, 3 now (ms), 4 retention (s), 5 group (or ''), 6 function (or ''),
+--       7 namespace
 local status = redis.call('HGET', KEYS[1], 'status')
 if status and status ~= 'queued' then
   return 0
@@ -9,7 +10,11 @@ end
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'status', 'failed', 'error_kind', 'bad_message',
   'error_message', ARGV[2], 'finished_at', ARGV[3])
 if not status then
-  redis.call('HSET', KEYS[1], 'attempts', 0, 'group', ARGV[5], 'function', ARGV[6], 'args', 'null')
+  redis.call('HSET', KEYS[1], 'attempts', 0, 'group', ARGV[5], 'function', ARGV[6], 'args', 'null',
+    'submitted_at', ARGV[3])
+  redis.call('ZADD', ARGV[7] .. ':index', ARGV[3], ARGV[1])
+else
+  redis.call('ZREM', ARGV[7] .. ':queued:' .. (redis.call('HGET', KEYS[1], 'group') or ''), ARGV[1])
 end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
 return 1

@@ -7,42 +7,54 @@
 --   {'ended', {field, value, ...}}    terminal: publish its result (again), then ack
 --   {'missing'}                       no record and no args given: call again with args
 -- KEYS[1] job key, KEYS[2] group key
--- ARGV: 1 id, 2 group, 3 function, 4 args (JSON, or '' when not sent), 5 submitted_at (ms or ''), 6 worker id,
---       7 now (ms), 8 copy: '0' a fresh delivery, '1' a redelivery, '2' a parked copy,
---       9 worker key prefix,
---       10 retention (s)
+-- ARGV: 1 id, 2 group, 3 function, 4 args (JSON, or '' when not sent), 5 submitted_at (ms
+--       or ''), 6 worker id, 7 now (ms), 8 copy: '0' a fresh delivery, '1' a redelivery,
+--       '2' a parked copy, 9 namespace, 10 retention (s)
 local key = KEYS[1]
+local id = ARGV[1]
+local group = ARGV[2]
 local worker = ARGV[6]
 local now = ARGV[7]
+local ns = ARGV[9]
+local workers = ns .. ':worker:'
+local running = ns .. ':running:' .. group
 local status = redis.call('HGET', key, 'status')
 
-local function fail_broken()
-  redis.call('HSET', key, 'status', 'failed', 'error_kind', 'group_broken',
-    'error_message', 'group ' .. ARGV[2] .. ' is broken; reset it to run jobs again',
-    'finished_at', now, 'worker', worker)
-  redis.call('EXPIRE', key, tonumber(ARGV[10]))
+local function ended()
   return {'ended', redis.call('HGETALL', key)}
+end
+
+local function start()
+  local attempts = redis.call('HINCRBY', key, 'attempts', 1)
+  redis.call('HSET', key, 'status', 'started', 'worker', worker, 'started_at', now)
+  redis.call('SADD', running, id)
+  return {'run', attempts, redis.call('HGET', key, 'submitted_at') or ''}
 end
 
 if not status then
   if ARGV[4] == '' then
     return {'missing'}
   end
-  redis.call('HSET', key, 'id', ARGV[1], 'group', ARGV[2], 'function', ARGV[3], 'args', ARGV[4],
-    'attempts', 0)
-  if ARGV[5] ~= '' then
-    redis.call('HSET', key, 'submitted_at', ARGV[5])
+  local submitted = ARGV[5]
+  if submitted == '' then
+    submitted = now
   end
+  redis.call('HSET', key, 'id', id, 'group', group, 'function', ARGV[3], 'args', ARGV[4],
+    'attempts', 0, 'submitted_at', submitted)
+  redis.call('ZADD', ns .. ':index', submitted, id)
   status = 'queued'
 end
 
 if status == 'queued' then
+  redis.call('ZREM', ns .. ':queued:' .. group, id)
   if redis.call('HGET', KEYS[2], 'broken') == '1' then
-    return fail_broken()
+    redis.call('HSET', key, 'status', 'failed', 'error_kind', 'group_broken',
+      'error_message', 'group ' .. group .. ' is broken; reset it to run jobs again',
+      'finished_at', now, 'worker', worker)
+    redis.call('EXPIRE', key, tonumber(ARGV[10]))
+    return ended()
   end
-  local attempts = redis.call('HINCRBY', key, 'attempts', 1)
-  redis.call('HSET', key, 'status', 'started', 'worker', worker, 'started_at', now)
-  return {'run', attempts, redis.call('HGET', key, 'submitted_at') or ''}
+  return start()
 end
 
 if status == 'started' then
@@ -50,23 +62,22 @@ if status == 'started' then
     return {'drop', status}
   end
   local owner = redis.call('HGET', key, 'worker')
-  if owner and owner ~= worker and redis.call('EXISTS', ARGV[9] .. owner) == 1 then
+  if owner and owner ~= worker and redis.call('EXISTS', workers .. owner) == 1 then
     return {'hold'}
   end
-  local attempts = redis.call('HINCRBY', key, 'attempts', 1)
-  redis.call('HSET', key, 'worker', worker, 'started_at', now)
-  return {'run', attempts, redis.call('HGET', key, 'submitted_at') or ''}
+  return start()
 end
 
 -- Terminal. A redelivery may follow a crash between recording and publishing: publish
--- again. A parked copy does so only when the owner is gone; a live owner publishes itself.
-if ARGV[8] == '1' then
-  return {'ended', redis.call('HGETALL', key)}
+-- again; so does any copy of a job whose result its ender (the master) has not confirmed.
+-- A parked copy publishes only when the owner is gone; a live owner publishes itself.
+if ARGV[8] == '1' or redis.call('HGET', key, 'announce') == '1' then
+  return ended()
 end
 if ARGV[8] == '2' then
   local owner = redis.call('HGET', key, 'worker')
-  if not owner or redis.call('EXISTS', ARGV[9] .. owner) == 0 then
-    return {'ended', redis.call('HGETALL', key)}
+  if not owner or redis.call('EXISTS', workers .. owner) == 0 then
+    return ended()
   end
 end
 return {'drop', status}

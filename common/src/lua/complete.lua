@@ -5,9 +5,9 @@
 -- KEYS[1] job key, KEYS[2] group key
 -- ARGV: 1 worker id, 2 attempt, 3 status, 4 result (JSON or ''), 5 error kind (or ''),
 --       6 error message, 7 now (ms), 8 duration (ms), 9 retention (s),
---       10 failure effect ('reset' | 'count' | 'none'), 11 max failures
+--       10 failure effect ('reset' | 'count' | 'none'), 11 max failures, 12 namespace
 local key = KEYS[1]
-local current = redis.call('HMGET', key, 'status', 'worker', 'attempts')
+local current = redis.call('HMGET', key, 'status', 'worker', 'attempts', 'group', 'id')
 if current[1] ~= 'started' or current[2] ~= ARGV[1] or current[3] ~= ARGV[2] then
   return {'stale', current[1] or ''}
 end
@@ -21,6 +21,7 @@ else
   redis.call('HDEL', key, 'error_kind', 'error_message')
 end
 redis.call('EXPIRE', key, tonumber(ARGV[9]))
+redis.call('SREM', ARGV[12] .. ':running:' .. current[4], current[5])
 if ARGV[10] == 'reset' then
   if redis.call('HGET', KEYS[2], 'failures') ~= '0' then
     redis.call('HSET', KEYS[2], 'failures', 0)
