@@ -687,6 +687,22 @@ impl Coordinator {
         }
     }
 
+    /// Removes a submitted job whose publish failed (its record, index entries and
+    /// idempotency key), so that a retried submit starts afresh.
+    pub async fn discard(&self, id: &str, group: &str, idempotency_key: Option<&str>) -> Result<(), CoordinatorError> {
+        let ns = self.topology.namespace();
+        let mut pipe = redis::pipe();
+        pipe.del(self.topology.job_key(id)).ignore();
+        pipe.zrem(format!("{ns}:index"), id).ignore();
+        pipe.zrem(format!("{ns}:queued:{group}"), id).ignore();
+        if let Some(key) = idempotency_key {
+            pipe.del(format!("{ns}:idem:{key}")).ignore();
+        }
+        let mut conn = self.connection().await?;
+        let _: () = pipe.query_async(&mut *conn).await?;
+        Ok(())
+    }
+
     /// Marks an early-ended job's result as published.
     pub async fn announced(&self, id: &str) -> Result<(), CoordinatorError> {
         let mut conn = self.connection().await?;

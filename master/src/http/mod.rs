@@ -1,0 +1,68 @@
+//! The HTTP API of SPEC §4: the router, its handlers, errors and the OpenAPI document.
+
+pub mod error;
+pub mod groups;
+pub mod jobs;
+pub mod system;
+pub mod views;
+
+use crate::state::SharedState;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use error::ApiError;
+use utoipa::OpenApi;
+
+/// The OpenAPI description, generated from the handlers' annotations.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "jobfleet master", description = "Submit jobs, follow them, and watch the fleet."),
+    paths(jobs::submit, jobs::get, jobs::list, jobs::cancel, jobs::delete, groups::list, groups::get, groups::reset, groups::workers, system::healthz, system::readyz, system::metrics, system::openapi)
+)]
+struct ApiDoc;
+
+/// The OpenAPI 3 document.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The API router over `state`.
+pub fn router(state: SharedState) -> Router {
+    // Room for the JSON envelope around args of max_args_bytes.
+    let body_limit = state.config.max_args_bytes.saturating_mul(2).saturating_add(64 * 1024);
+    Router::new()
+        .route("/v1/jobs", post(jobs::submit).get(jobs::list))
+        .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::delete))
+        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/v1/groups", get(groups::list))
+        .route("/v1/groups/{group}", get(groups::get))
+        .route("/v1/groups/{group}/reset", post(groups::reset))
+        .route("/v1/workers", get(groups::workers))
+        .route("/healthz", get(system::healthz))
+        .route("/readyz", get(system::readyz))
+        .route("/metrics", get(system::metrics))
+        .route("/openapi.json", get(system::openapi))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+/// Counts and times every request by method, matched route and status.
+async fn track(State(state): State<SharedState>, request: Request, next: Next) -> Response {
+    // Label values stay bounded whatever clients send.
+    let method = match request.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "HEAD" | "OPTIONS") => m.to_string(),
+        _ => "other".to_string(),
+    };
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    state.metrics.http_requests.with_label_values(&[&method, &route, &status]).inc();
+    state.metrics.http_duration.with_label_values(&[&method, &route]).observe(started.elapsed().as_secs_f64());
+    response
+}

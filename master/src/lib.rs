@@ -1,0 +1,104 @@
+//! The jobfleet master: the HTTP API of SPEC §4, the fleet monitor and the master metrics.
+//! [`run`] serves on a listener it is given, so tests start a real master on port 0.
+
+pub mod http;
+pub mod metrics;
+pub mod monitor;
+pub mod state;
+pub mod waiters;
+
+pub use monitor::MonitorTimings;
+
+use jobfleet_common::client::{self, amqp_pool, ChannelSlot, ClientError, ResultSubscriber};
+use jobfleet_common::config::{Config, ConfigError};
+use jobfleet_common::coordinator::{Coordinator, CoordinatorError};
+use jobfleet_common::topology::Topology;
+use state::AppState;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// Why the master could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum MasterError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The broker failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// Redis failed.
+    #[error(transparent)]
+    Coordinator(#[from] CoordinatorError),
+    /// Serving HTTP failed.
+    #[error("http server: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// Connects to the broker and Redis (retrying until they answer or `shutdown`), declares
+/// the exchanges and every configured group's queue, and builds the shared state.
+pub async fn connect(config: Config, shutdown: &CancellationToken) -> Result<Arc<AppState>, MasterError> {
+    let schemas = state::compile_schemas(&config)?;
+    let topology = Topology::new(&config.namespace);
+    let coordinator = Coordinator::connect(&config.redis_url, topology.clone(), config.retention)?;
+    let master_id = format!("master-{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    let pool = amqp_pool(&config.amqp_url, 4, &master_id)?;
+    let mut attempt = 0;
+    loop {
+        match declare(&pool, &topology, &config).await {
+            Ok(()) => break,
+            Err(e) if !shutdown.is_cancelled() && e.is_connection_error() => {
+                warn!(error = %e, "broker unreachable at start; retrying");
+                tokio::time::sleep(client::backoff(attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Arc::new(AppState {
+        publisher: ChannelSlot::new(pool.clone(), true),
+        inspector: ChannelSlot::new(pool.clone(), false),
+        pool,
+        schemas,
+        waiters: Default::default(),
+        metrics: Default::default(),
+        config,
+        topology,
+        coordinator,
+        master_id,
+    }))
+}
+
+async fn declare(pool: &client::AmqpPool, topology: &Topology, config: &Config) -> Result<(), ClientError> {
+    let channel = client::open_channel(pool, false).await?;
+    topology.declare_base(&channel).await?;
+    for (group, group_config) in &config.groups {
+        topology.declare_group(&channel, group, group_config.queue_type).await?;
+    }
+    let _ = channel.close(200, "declared".into()).await;
+    Ok(())
+}
+
+/// Serves the API on `listener` and runs the monitor until `shutdown`, then stops cleanly.
+pub async fn run(config: Config, listener: TcpListener, timings: MonitorTimings, shutdown: CancellationToken) -> Result<(), MasterError> {
+    let state = connect(config, &shutdown).await?;
+    let subscriber = ResultSubscriber::connect(&state.config.amqp_url, state.topology.clone(), &["#"]).await?;
+    let waiters = {
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { state.waiters.listen(subscriber, shutdown).await })
+    };
+    let monitor = {
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { monitor::run(&state, timings, shutdown).await })
+    };
+    info!(address = %listener.local_addr()?, master = %state.master_id, "master serving");
+    let served = axum::serve(listener, http::router(state.clone())).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+    shutdown.cancel();
+    let _ = tokio::join!(waiters, monitor);
+    state.pool.close();
+    info!("master stopped");
+    Ok(served?)
+}

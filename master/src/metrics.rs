@@ -1,0 +1,57 @@
+//! The master's Prometheus metrics (SPEC §7), labels bounded by the configuration.
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+/// Every master metric, registered on its own registry.
+pub struct MasterMetrics {
+    registry: Registry,
+    /// `jobfleet_jobs_submitted_total{group,function}`.
+    pub jobs_submitted: IntCounterVec,
+    /// `jobfleet_queue_depth{group}`.
+    pub queue_depth: IntGaugeVec,
+    /// `jobfleet_workers{group}`.
+    pub workers: IntGaugeVec,
+    /// `jobfleet_group_broken{group}`.
+    pub group_broken: IntGaugeVec,
+    /// `jobfleet_http_requests_total{method,route,status}`.
+    pub http_requests: IntCounterVec,
+    /// `jobfleet_http_request_duration_seconds{method,route}`.
+    pub http_duration: HistogramVec,
+}
+
+impl MasterMetrics {
+    /// Creates and registers the metrics.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(metric.clone())).expect("unique metric");
+            metric
+        };
+        let gauge = |name: &str, help: &str| {
+            let metric = IntGaugeVec::new(Opts::new(name, help), &["group"]).expect("valid metric");
+            registry.register(Box::new(metric.clone())).expect("unique metric");
+            metric
+        };
+        let jobs_submitted = counter("jobfleet_jobs_submitted_total", "Jobs accepted by POST /v1/jobs.", &["group", "function"]);
+        let http_requests = counter("jobfleet_http_requests_total", "HTTP requests answered.", &["method", "route", "status"]);
+        let queue_depth = gauge("jobfleet_queue_depth", "Jobs waiting in the group's queue.");
+        let workers = gauge("jobfleet_workers", "Live workers serving the group.");
+        let group_broken = gauge("jobfleet_group_broken", "1 when the failure policy broke the group.");
+        let buckets = vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+        let http_duration = HistogramVec::new(HistogramOpts::new("jobfleet_http_request_duration_seconds", "HTTP request latency.").buckets(buckets), &["method", "route"]).expect("valid metric");
+        registry.register(Box::new(http_duration.clone())).expect("unique metric");
+        MasterMetrics { registry, jobs_submitted, queue_depth, workers, group_broken, http_requests, http_duration }
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn render(&self) -> String {
+        TextEncoder::new().encode_to_string(&self.registry.gather()).unwrap_or_default()
+    }
+}
+
+impl Default for MasterMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

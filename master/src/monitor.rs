@@ -1,0 +1,129 @@
+//! The fleet monitor. Duties that must run once per fleet (reaping dead workers, queue
+//! timeouts, index expiry) run on the master holding the Redis lease; another master takes
+//! the lease within seconds when the holder dies.
+
+use crate::http::groups::queue_depth;
+use crate::state::AppState;
+use jobfleet_common::client::ClientError;
+use jobfleet_common::coordinator::{EndEarly, JobRecord};
+use jobfleet_common::lapin::options::BasicPublishOptions;
+use jobfleet_common::lapin::BasicProperties;
+use jobfleet_common::message::{ErrorKind, JobError, JobStatus};
+use jobfleet_common::{codec, now_ms};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// Timings of the monitor.
+#[derive(Debug, Clone, Copy)]
+pub struct MonitorTimings {
+    /// How often the duties run.
+    pub tick: Duration,
+    /// How long the lease outlives its holder's last renewal.
+    pub lease_ttl: Duration,
+    /// How often expired index entries are swept.
+    pub sweep_every: Duration,
+}
+
+impl Default for MonitorTimings {
+    fn default() -> Self {
+        MonitorTimings { tick: Duration::from_secs(1), lease_ttl: Duration::from_secs(5), sweep_every: Duration::from_secs(60) }
+    }
+}
+
+/// Runs the monitor until `shutdown`.
+pub async fn run(state: &AppState, timings: MonitorTimings, shutdown: CancellationToken) {
+    let mut leading = false;
+    let mut last_sweep = tokio::time::Instant::now() - timings.sweep_every;
+    let mut tick = tokio::time::interval(timings.tick);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let holds = match state.coordinator.lease("monitor", &state.master_id, timings.lease_ttl).await {
+            Ok(holds) => holds,
+            Err(e) => {
+                warn!(error = %e, "cannot reach the lease");
+                false
+            }
+        };
+        if holds != leading {
+            info!(master = %state.master_id, leading = holds, "monitor lease {}", if holds { "taken" } else { "lost" });
+            leading = holds;
+        }
+        if !leading {
+            continue;
+        }
+        if let Err(e) = duties(state, &mut last_sweep, timings.sweep_every).await {
+            warn!(error = %e, "monitor duties failed; retrying next tick");
+        }
+    }
+}
+
+async fn duties(state: &AppState, last_sweep: &mut tokio::time::Instant, sweep_every: Duration) -> Result<(), jobfleet_common::coordinator::CoordinatorError> {
+    let config = &state.config;
+    for (id, info) in state.coordinator.reap_dead_workers(|group| config.group(group).map_or(5, |g| g.max_failures)).await? {
+        warn!(worker = %id, groups = %info["groups"], "worker stopped heartbeating: removed and counted as a crash");
+    }
+    for (group, group_config) in &config.groups {
+        let Some(timeout) = group_config.queue_timeout else { continue };
+        let before = now_ms() - timeout.as_millis() as i64;
+        for id in state.coordinator.queued_before(group, before, 100).await? {
+            let error = JobError::new(ErrorKind::NoWorker, format!("no worker picked the job up within the queue timeout of {}", humantime::format_duration(timeout)));
+            if let EndEarly::Ended { record, .. } = state.coordinator.end_early(&id, JobStatus::Failed, &error, &[JobStatus::Queued]).await? {
+                info!(job_id = %id, %group, "queue timeout: failed with no_worker");
+                announce(state, &record).await;
+            }
+        }
+    }
+    if last_sweep.elapsed() >= sweep_every {
+        *last_sweep = tokio::time::Instant::now();
+        let horizon = now_ms() - state.config.retention.as_millis() as i64;
+        let removed = state.coordinator.sweep_index(horizon, 1000).await?;
+        if removed > 0 {
+            info!(removed, "expired jobs left the index");
+        }
+    }
+    Ok(())
+}
+
+/// Publishes the result of a job the master ended (a cancel, a queue timeout), then clears
+/// the record's `announce` mark. If this fails, the worker that meets the job's message
+/// publishes it instead.
+pub async fn announce(state: &AppState, record: &JobRecord) {
+    let Some(result) = record.to_result_message() else { return };
+    let published: Result<(), ClientError> = async {
+        let channel = state.publisher.get().await?;
+        let properties = BasicProperties::default().with_delivery_mode(2).with_content_type(codec::MSGPACK.into()).with_message_id(result.id.as_str().into());
+        let confirm = channel.basic_publish(state.topology.results_exchange().into(), result.routing_key().into(), BasicPublishOptions::default(), &codec::encode(&result), properties).await?;
+        jobfleet_common::client::confirmed(confirm, &result.id, &result.group).await
+    }
+    .await;
+    match published {
+        Ok(()) => {
+            if let Err(e) = state.coordinator.announced(&record.id).await {
+                warn!(error = %e, "could not clear the announce mark");
+            }
+        }
+        Err(e) => {
+            state.publisher.invalidate().await;
+            warn!(error = %e, job_id = %record.id, "could not publish the result; a worker will");
+        }
+    }
+}
+
+/// Sets the per-group gauges (queue depth, workers, broken) from the broker and Redis.
+pub async fn refresh_gauges(state: &AppState) {
+    let workers = state.coordinator.workers().await.unwrap_or_default();
+    for group in state.config.groups.keys() {
+        if let Ok(depth) = queue_depth(state, group).await {
+            state.metrics.queue_depth.with_label_values(&[group]).set(depth as i64);
+        }
+        let serving = workers.iter().filter(|w| w["groups"].as_array().is_some_and(|g| g.iter().any(|g| g == group.as_str()))).count();
+        state.metrics.workers.with_label_values(&[group]).set(serving as i64);
+        if let Ok((_, broken)) = state.coordinator.group_health(group).await {
+            state.metrics.group_broken.with_label_values(&[group]).set(i64::from(broken));
+        }
+    }
+}
