@@ -1,9 +1,11 @@
 //! Shared by every jobfleet part: the wire types and their codec, the AMQP topology,
-//! the Redis coordinator, the fleet configuration and the producer/subscriber client.
+//! the Redis coordinator, the fleet configuration, the producer/subscriber client and the
+//! control messages (cancel broadcasts).
 
 pub mod client;
 pub mod codec;
 pub mod config;
+pub mod control;
 pub mod coordinator;
 pub mod message;
 pub mod telemetry;

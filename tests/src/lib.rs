@@ -95,7 +95,12 @@ impl TestEnv {
 
     /// Starts an in-process worker and waits until its queues are declared.
     pub async fn start_worker(&mut self, builder: WorkerBuilder) -> String {
-        let worker = builder.build().expect("worker");
+        self.run_worker(builder.build().expect("worker")).await
+    }
+
+    /// Runs an already built worker (to read its metrics address first) and waits until
+    /// its queues are declared.
+    pub async fn run_worker(&mut self, worker: Worker) -> String {
         let id = worker.id().to_string();
         let groups = worker.groups().to_vec();
         let stop = CancellationToken::new();

@@ -3,7 +3,9 @@
 //! between any two of them never loses a job, and the coordinator's fencing keeps it to
 //! one outcome.
 
+use crate::control::RecentCancels;
 use crate::function::FunctionRegistry;
+use crate::metrics::WorkerMetrics;
 use crate::sandbox::inprocess;
 use jobfleet_common::client::{confirmed, ChannelSlot, ClientError};
 use jobfleet_common::codec::{self, MSGPACK};
@@ -18,7 +20,7 @@ use jobfleet_common::topology::{header_str, Topology, HOLD_HEADER, REASON_HEADER
 use jobfleet_common::{client, now_ms};
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn, Instrument};
@@ -45,6 +47,11 @@ pub(crate) struct Shared {
     pub(crate) running: Mutex<HashMap<String, CancellationToken>>,
     /// Cancelled when the drain timeout passes: running jobs are handed back.
     pub(crate) force_stop: CancellationToken,
+    /// Cancels that arrived before their job registered in `running` (lock it after
+    /// `running`, never before).
+    pub(crate) recent_cancels: Mutex<RecentCancels>,
+    /// The worker's Prometheus metrics.
+    pub(crate) metrics: Arc<WorkerMetrics>,
 }
 
 /// How a delivery ended, for logs and tests.
@@ -61,6 +68,9 @@ enum Handled {
 impl Shared {
     /// Handles one delivery to the end.
     pub(crate) async fn handle(&self, delivery: Delivery) {
+        if delivery.redelivered {
+            self.metrics.redelivered(delivery.routing_key.as_str());
+        }
         let content_type = delivery.properties.content_type().as_ref().map(|c| c.as_str());
         let job = match codec::decode_job(content_type, &delivery.data, Some(delivery.routing_key.as_str())) {
             Ok(job) => job,
@@ -125,7 +135,18 @@ impl Shared {
             warn!(attempts, "running a redelivered job again");
         }
         let stop = CancellationToken::new();
-        self.running.lock().expect("running set").insert(job.id.clone(), stop.clone());
+        {
+            let mut running = self.running.lock().expect("running set");
+            running.insert(job.id.clone(), stop.clone());
+            if self.recent_cancels.lock().expect("recent cancels").take(&job.id) {
+                // The cancel overtook the job between its claim and now.
+                stop.cancel();
+            }
+        }
+        let metrics = self.metrics.function(&job.group, &job.function);
+        // Queue time is submission to the first start; a retry's wait is not queueing.
+        let queued = submitted_at.or(job.submitted_at).filter(|_| attempts == 1).map(|at| Duration::from_millis(started_at.saturating_sub(at).max(0) as u64));
+        let running_guard = metrics.start(queued);
         let started = tokio::time::Instant::now();
         let mut handed_off = false;
         let result = if delivery.data.len() > self.max_args_bytes + ENVELOPE_BYTES {
@@ -161,7 +182,9 @@ impl Shared {
             }
         };
         self.running.lock().expect("running set").remove(&job.id);
-        let duration_ms = started.elapsed().as_millis() as u64;
+        drop(running_guard);
+        let elapsed = started.elapsed();
+        let duration_ms = elapsed.as_millis() as u64;
         let outcome = match result {
             Ok(value) => Outcome { status: JobStatus::Finished, result: Some(value), error: None, duration_ms },
             Err(error) => {
@@ -169,6 +192,7 @@ impl Shared {
                 Outcome { status, result: None, error: Some(error), duration_ms }
             }
         };
+        metrics.executed(elapsed, outcome.error.as_ref());
         let max_failures = self.config.group(&job.group).map(|g| g.max_failures).unwrap_or(5);
         let finished_at = now_ms();
         let Some(completion) = self.with_redis(|| self.coordinator.complete(job, &self.worker_id, attempts, &outcome, max_failures, finished_at)).await else {
@@ -177,6 +201,7 @@ impl Shared {
         };
         match completion {
             Completion::Recorded => {
+                metrics.completed(outcome.status);
                 let result = ResultMessage {
                     id: job.id.clone(),
                     group: job.group.clone(),
@@ -199,6 +224,10 @@ impl Shared {
             }
             Completion::Stale(status) => {
                 // Canceled or taken over meanwhile: whoever ended it published its result.
+                if status == Some(JobStatus::Canceled) && outcome.status == JobStatus::Canceled {
+                    // The master recorded the cancel; this worker carried it out.
+                    metrics.completed(JobStatus::Canceled);
+                }
                 debug!(?status, "outcome discarded: the job is no longer this attempt's");
                 if !handed_off {
                     ack(delivery).await;
@@ -223,6 +252,23 @@ impl Shared {
             .or(function.timeout)
             .unwrap_or(Config::DEFAULT_TIMEOUT);
         Ok((function.handler.clone(), timeout))
+    }
+
+    /// Stops the running job `id` (its outcome becomes `canceled`); `false` when it does
+    /// not run here, in which case the cancel is remembered briefly in case the job is
+    /// between its claim and its start.
+    pub(crate) fn cancel_running(&self, id: &str) -> bool {
+        let running = self.running.lock().expect("running set");
+        match running.get(id) {
+            Some(stop) => {
+                stop.cancel();
+                true
+            }
+            None => {
+                self.recent_cancels.lock().expect("recent cancels").remember(id);
+                false
+            }
+        }
     }
 
     fn is_running(&self, id: &str) -> bool {

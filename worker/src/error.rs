@@ -19,6 +19,17 @@ pub enum WorkerError {
     /// Redis failed.
     #[error(transparent)]
     Coordinator(#[from] CoordinatorError),
+    /// The metrics could not be registered (a registry that already holds them).
+    #[error("metrics: {0}")]
+    Metrics(String),
+    /// The metrics address could not be bound.
+    #[error("cannot listen for /metrics on {addr}: {source}")]
+    MetricsListen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Consumption stalled while the queue held jobs, and reconnecting did not help.
     #[error("consumption stalled: {0}")]
     Stalled(String),

@@ -14,15 +14,19 @@
 
 pub mod builtins;
 mod consumer;
+mod control;
 mod error;
 pub mod function;
 mod heartbeat;
+pub mod metrics;
 pub mod sandbox;
 
 pub use error::WorkerError;
 pub use jobfleet_common::message::{ErrorKind, JobError};
+pub use metrics::WorkerMetrics;
 
 use consumer::Shared;
+use control::ControlTask;
 use function::{handler, Function, FunctionRegistry};
 use futures::StreamExt;
 use jobfleet_common::client::{self, amqp_pool, AmqpPool, ChannelSlot};
@@ -35,7 +39,9 @@ use jobfleet_common::message::is_valid_name;
 use jobfleet_common::topology::Topology;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -58,6 +64,8 @@ pub struct WorkerBuilder {
     long_job_handoff: Duration,
     stall_check: Duration,
     worker_id: Option<String>,
+    metrics_listen: Option<SocketAddr>,
+    metrics_registry: Option<prometheus::Registry>,
 }
 
 impl Default for WorkerBuilder {
@@ -74,6 +82,8 @@ impl Default for WorkerBuilder {
             long_job_handoff: Duration::from_secs(15 * 60),
             stall_check: Duration::from_secs(15),
             worker_id: None,
+            metrics_listen: None,
+            metrics_registry: None,
         }
     }
 }
@@ -175,6 +185,21 @@ impl WorkerBuilder {
         self
     }
 
+    /// Serves `GET /metrics` on `addr` while the worker runs (port 0 picks a free port; see
+    /// [`Worker::metrics_addr`]). Default: no server; the metrics are still kept, see
+    /// [`Worker::metrics`]. The port is bound by [`WorkerBuilder::build`].
+    pub fn metrics_listen(mut self, addr: SocketAddr) -> Self {
+        self.metrics_listen = Some(addr);
+        self
+    }
+
+    /// Registers the worker's metrics on `registry` (shared with the embedding program's
+    /// own metrics) instead of a registry of their own.
+    pub fn metrics_registry(mut self, registry: prometheus::Registry) -> Self {
+        self.metrics_registry = Some(registry);
+        self
+    }
+
     /// Checks the settings and builds the worker.
     pub fn build(mut self) -> Result<Worker, WorkerError> {
         if self.groups.is_empty() {
@@ -202,6 +227,27 @@ impl WorkerBuilder {
         if self.heartbeat_ttl <= self.heartbeat_interval {
             return Err(WorkerError::Settings("the heartbeat ttl must exceed its interval".into()));
         }
+        // Metric labels: the worker's groups, each with the functions it knows.
+        let known: Vec<(String, BTreeSet<String>)> = self
+            .groups
+            .iter()
+            .map(|group| {
+                let mut functions: BTreeSet<String> = self.registry.names().into_iter().collect();
+                if let Some(config) = self.config.group(group) {
+                    functions.extend(config.functions.keys().cloned());
+                }
+                (group.clone(), functions)
+            })
+            .collect();
+        let metrics = Arc::new(WorkerMetrics::new(self.metrics_registry.unwrap_or_default(), &known).map_err(|e| WorkerError::Metrics(e.to_string()))?);
+        let metrics_listener = match self.metrics_listen {
+            Some(addr) => {
+                let listener = std::net::TcpListener::bind(addr).map_err(|source| WorkerError::MetricsListen { addr, source })?;
+                listener.set_nonblocking(true).map_err(|source| WorkerError::MetricsListen { addr, source })?;
+                Some(listener)
+            }
+            None => None,
+        };
         let worker_id = self.worker_id.unwrap_or_else(|| format!("{}-{}-{}", heartbeat::hostname(), std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..6]));
         let topology = Topology::new(&self.config.namespace);
         let coordinator = Coordinator::connect(&self.config.redis_url, topology.clone(), self.config.retention)?;
@@ -218,6 +264,8 @@ impl WorkerBuilder {
             long_job_handoff: self.long_job_handoff,
             running: Default::default(),
             force_stop: CancellationToken::new(),
+            recent_cancels: Default::default(),
+            metrics,
         });
         Ok(Worker {
             shared,
@@ -228,6 +276,7 @@ impl WorkerBuilder {
             heartbeat_interval: self.heartbeat_interval,
             heartbeat_ttl: self.heartbeat_ttl,
             stall_check: self.stall_check,
+            metrics_listener,
         })
     }
 }
@@ -242,6 +291,15 @@ pub struct Worker {
     heartbeat_interval: Duration,
     heartbeat_ttl: Duration,
     stall_check: Duration,
+    metrics_listener: Option<std::net::TcpListener>,
+}
+
+/// What a broker session leaves for the drain when shutdown ends it.
+struct Session {
+    /// The consuming channel, kept open until the running jobs are done.
+    channel: Channel,
+    /// The control consumer, so cancels still reach jobs that run through the drain.
+    control: ControlTask,
 }
 
 impl Worker {
@@ -260,14 +318,39 @@ impl Worker {
         &self.groups
     }
 
+    /// The worker's metrics (also served on [`WorkerBuilder::metrics_listen`]).
+    pub fn metrics(&self) -> Arc<WorkerMetrics> {
+        self.shared.metrics.clone()
+    }
+
+    /// The bound address of the metrics server, when one was asked for.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|listener| listener.local_addr().ok())
+    }
+
     /// Consumes until `shutdown` is cancelled, reconnecting after broker failures; then
     /// stops taking jobs, lets running ones finish within the drain timeout, hands back
     /// the rest, and returns.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), WorkerError> {
         let shared = self.shared.clone();
         let span = tracing::info_span!("worker", worker_id = %shared.worker_id);
         async move {
             info!(groups = ?self.groups, concurrency = self.concurrency, amqp = %jobfleet_common::config::redact_url(&shared.config.amqp_url), "worker starting");
+            // Stops the metrics server however run() returns; it serves through the drain.
+            let metrics_stop = CancellationToken::new();
+            let _metrics_guard = metrics_stop.clone().drop_guard();
+            let metrics_server = match self.metrics_listener.take().map(tokio::net::TcpListener::from_std) {
+                Some(Ok(listener)) => {
+                    info!(addr = ?listener.local_addr().ok(), "serving /metrics");
+                    let server = metrics::serve(listener, shared.metrics.clone(), metrics_stop.clone());
+                    Some(tokio::spawn(server.instrument(tracing::info_span!("metrics"))))
+                }
+                Some(Err(e)) => {
+                    error!(error = %e, "cannot serve /metrics");
+                    None
+                }
+                None => None,
+            };
             // The record must exist before any job is claimed, so nobody takes ours over.
             let mut attempt = 0;
             while let Err(e) = shared.coordinator.heartbeat(&shared.worker_id, &heartbeat::info(&shared, &self.groups, self.concurrency, 0), self.heartbeat_ttl).await {
@@ -284,14 +367,14 @@ impl Worker {
             let mut attempt = 0;
             // The consuming channel stays open through the drain: closing it would return
             // the running jobs' messages to the queue before they are acknowledged.
-            let mut consuming_channel = None;
+            let mut session = None;
             let mut stalls = 0;
             let mut failure = None;
             while !shutdown.is_cancelled() {
                 let mut delivered = false;
                 match self.consume(&tracker, &shutdown, &mut delivered).await {
-                    Ok(channel) => {
-                        consuming_channel = Some(channel);
+                    Ok(ended) => {
+                        session = Some(ended);
                         break;
                     }
                     Err(e) => {
@@ -321,7 +404,8 @@ impl Worker {
                 shared.force_stop.cancel();
                 tracker.wait().await;
             }
-            if let Some(channel) = consuming_channel {
+            if let Some(Session { channel, control }) = session {
+                drop(control);
                 let _ = channel.close(200, "worker stopped".into()).await;
             }
             heartbeat_stop.cancel();
@@ -330,6 +414,10 @@ impl Worker {
                 warn!(error = %e, "could not remove the worker record; it expires on its own");
             }
             self.pool.close();
+            metrics_stop.cancel();
+            if let Some(server) = metrics_server {
+                let _ = server.await;
+            }
             info!("worker stopped");
             match failure {
                 Some(e) => Err(e),
@@ -340,10 +428,10 @@ impl Worker {
         .await
     }
 
-    /// One broker session: declare, consume, hand each delivery to a task. Returns the
-    /// channel when shutdown was requested (consumers canceled), an error when the
-    /// connection broke.
-    async fn consume(&self, tracker: &TaskTracker, shutdown: &CancellationToken, delivered: &mut bool) -> Result<Channel, WorkerError> {
+    /// One broker session: declare, consume the group queues and the control queue, hand
+    /// each delivery to a task. Returns the session when shutdown was requested (job
+    /// consumers canceled), an error when the connection broke or a consumer failed.
+    async fn consume(&self, tracker: &TaskTracker, shutdown: &CancellationToken, delivered: &mut bool) -> Result<Session, WorkerError> {
         let shared = &self.shared;
         let channel = client::open_channel(&self.pool, false).await?;
         shared.topology.declare_base(&channel).await?;
@@ -353,6 +441,7 @@ impl Worker {
             shared.topology.declare_delay(&channel, group, shared.hold_delay.as_millis() as u64).await?;
         }
         channel.basic_qos(self.concurrency as u16, BasicQosOptions::default()).await?;
+        let mut control = control::start(shared, &channel).await?;
         let mut consumers = Vec::with_capacity(self.groups.len());
         for group in &self.groups {
             let tag = format!("{}/{group}", shared.worker_id);
@@ -380,7 +469,15 @@ impl Worker {
                     for tag in tags {
                         let _ = channel.basic_cancel(tag, BasicCancelOptions::default()).await;
                     }
-                    return Ok(channel);
+                    return Ok(Session { channel, control });
+                }
+                ended = &mut control.handle => {
+                    // Like a failed job consumer: end the session, so the worker reconnects.
+                    return Err(match ended {
+                        Ok(Err(e)) => e,
+                        Ok(Ok(())) => WorkerError::Stalled("the control consumer stopped".into()),
+                        Err(e) => WorkerError::Stalled(format!("the control consumer task failed: {e}")),
+                    });
                 }
                 _ = watchdog.tick() => {
                     let idle = last_delivery.elapsed() >= self.stall_check && tracker.len() < self.concurrency;

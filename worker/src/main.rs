@@ -5,6 +5,7 @@ use clap::Parser;
 use jobfleet_common::config::{self, Config};
 use jobfleet_common::telemetry::{self, LogFormat};
 use jobfleet_worker::Worker;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -52,11 +53,31 @@ fn humantime_duration(text: &str) -> Result<Duration, String> {
     jobfleet_common::config::parse_duration(text)
 }
 
+/// The metrics address: `off` (no server), `IP:PORT`, or `HOST:PORT` resolved once.
+fn metrics_address(text: &str) -> Result<Option<SocketAddr>, String> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    if let Ok(addr) = text.parse() {
+        return Ok(Some(addr));
+    }
+    let invalid = || format!("--metrics-listen {text:?}: expected IP:PORT, HOST:PORT or off");
+    text.to_socket_addrs().map_err(|_| invalid())?.next().map(Some).ok_or_else(invalid)
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     telemetry::init(args.log_format);
     let config = match Config::load(args.config.as_deref(), config::process_env) {
         Ok(config) => config,
+        Err(e) => {
+            eprintln!("jobfleet-worker: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    let metrics_listen = match metrics_address(&args.metrics_listen) {
+        Ok(addr) => addr,
         Err(e) => {
             eprintln!("jobfleet-worker: {e}");
             return ExitCode::from(64);
@@ -73,6 +94,9 @@ fn main() -> ExitCode {
         }
         if let Some(concurrency) = args.concurrency {
             builder = builder.concurrency(concurrency);
+        }
+        if let Some(addr) = metrics_listen {
+            builder = builder.metrics_listen(addr);
         }
         let worker = match builder.build() {
             Ok(worker) => worker,
