@@ -29,6 +29,7 @@ pub struct TestEnv {
     /// The coordinator of the namespace.
     pub coordinator: Coordinator,
     workers: Vec<(CancellationToken, JoinHandle<()>)>,
+    masters: Vec<(CancellationToken, JoinHandle<()>)>,
     processes: Vec<Child>,
     dir: PathBuf,
 }
@@ -60,7 +61,7 @@ impl TestEnv {
         let dir = std::env::temp_dir().join(&namespace);
         std::fs::create_dir_all(&dir).expect("test dir");
         std::fs::write(dir.join("fleet.toml"), format!("namespace = \"{namespace}\"\n{toml}")).expect("config file");
-        TestEnv { config, topology, coordinator, workers: Vec::new(), processes: Vec::new(), dir }
+        TestEnv { config, topology, coordinator, workers: Vec::new(), masters: Vec::new(), processes: Vec::new(), dir }
     }
 
     /// The namespace.
@@ -109,6 +110,41 @@ impl TestEnv {
         self.workers.push((stop, handle));
         self.wait_for_queues(&groups).await;
         id
+    }
+
+    /// Starts an in-process master on a free port with quick monitor timings and returns
+    /// its base URL once it answers.
+    pub async fn start_master(&mut self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let config = self.config.clone();
+        let timings = jobfleet_master::MonitorTimings { tick: Duration::from_millis(200), lease_ttl: Duration::from_secs(2), sweep_every: Duration::from_millis(500) };
+        let handle = tokio::spawn(async move { jobfleet_master::run(config, listener, timings, token).await.expect("master run") });
+        self.masters.push((stop, handle));
+        let client = reqwest::Client::new();
+        eventually(Duration::from_secs(20), || async { client.get(format!("{url}/readyz")).send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }).await;
+        url
+    }
+
+    /// Starts a `jobfleet-master` process for this fleet on a free port; returns its pid and URL.
+    pub async fn spawn_master_process(&mut self) -> (u32, String) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port();
+        let url = format!("http://127.0.0.1:{port}");
+        let child = Command::new(binary("jobfleet-master"))
+            .args(["--config", self.config_path().to_str().expect("utf-8 path"), "--listen", &format!("127.0.0.1:{port}")])
+            .env("JOBFLEET_AMQP_URL", &self.config.amqp_url)
+            .env("JOBFLEET_REDIS_URL", &self.config.redis_url)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn jobfleet-master (run `cargo build --workspace --bins` first)");
+        let pid = child.id();
+        self.processes.push(child);
+        let client = reqwest::Client::new();
+        eventually(Duration::from_secs(20), || async { client.get(format!("{url}/readyz")).send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }).await;
+        (pid, url)
     }
 
     /// Stops every in-process worker cleanly and waits for them.
@@ -185,7 +221,7 @@ impl Drop for TestEnv {
             let _ = child.kill();
             let _ = child.wait();
         }
-        for (stop, handle) in &self.workers {
+        for (stop, handle) in self.workers.iter().chain(&self.masters) {
             stop.cancel();
             handle.abort();
         }
