@@ -99,8 +99,9 @@ impl Shared {
         let now = now_ms();
         let mut with_args = delivery.data.len() <= INLINE_ARGS_BYTES;
         let claim = loop {
-            let Some(claim) = self.with_redis(|| self.coordinator.claim(job, &self.worker_id, copy, with_args, now)).await else {
-                return self.hand_back(delivery).await;
+            let claim = match self.with_redis(|| self.coordinator.claim(job, &self.worker_id, copy, with_args, now)).await {
+                Ok(claim) => claim,
+                Err(why) => return self.unrecorded(delivery, why).await,
             };
             match claim {
                 Claim::Missing if !with_args => with_args = true,
@@ -164,7 +165,7 @@ impl Shared {
                             _ = stop.cancelled() => break Err(JobError::new(ErrorKind::Canceled, "canceled while running")),
                             _ = self.force_stop.cancelled(), if !handed_off => {
                                 self.running.lock().expect("running set").remove(&job.id);
-                                self.with_redis(|| self.coordinator.requeue(&job.id, &self.worker_id, attempts)).await;
+                                let _ = self.with_redis(|| self.coordinator.requeue(&job.id, &self.worker_id, attempts)).await;
                                 return self.hand_back(delivery).await;
                             }
                             _ = &mut handoff, if !handed_off => {
@@ -195,9 +196,11 @@ impl Shared {
         metrics.executed(elapsed, outcome.error.as_ref());
         let max_failures = self.config.group(&job.group).map(|g| g.max_failures).unwrap_or(5);
         let finished_at = now_ms();
-        let Some(completion) = self.with_redis(|| self.coordinator.complete(job, &self.worker_id, attempts, &outcome, max_failures, finished_at)).await else {
-            // Not recorded: the job goes back (its parked copy, once handed off).
-            return if handed_off { Handled::LeftUnacked } else { self.hand_back(delivery).await };
+        let completion = match self.with_redis(|| self.coordinator.complete(job, &self.worker_id, attempts, &outcome, max_failures, finished_at)).await {
+            Ok(completion) => completion,
+            // Not recorded: the job goes back (its parked copy stands in, once handed off).
+            Err(_) if handed_off => return Handled::LeftUnacked,
+            Err(why) => return self.unrecorded(delivery, why).await,
         };
         match completion {
             Completion::Recorded => {
@@ -275,10 +278,10 @@ impl Shared {
         self.running.lock().expect("running set").contains_key(id)
     }
 
-    /// Runs a Redis call, retrying while Redis is unreachable; `None` once the worker is
-    /// forced to stop (or the error is not a connection error) and the delivery must be
-    /// handed back.
-    async fn with_redis<T, F, Fut>(&self, call: F) -> Option<T>
+    /// Runs a Redis call, retrying while Redis is unreachable. `Err(None)` once the worker
+    /// is forced to stop (hand the delivery back); `Err(Some(reason))` when the coordinator
+    /// refuses the call for good (dead-letter it, or it would come back forever).
+    async fn with_redis<T, F, Fut>(&self, call: F) -> Result<T, Option<String>>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, CoordinatorError>>,
@@ -286,20 +289,33 @@ impl Shared {
         let mut attempt = 0;
         loop {
             match call().await {
-                Ok(value) => return Some(value),
+                Ok(value) => return Ok(value),
                 Err(e) if e.is_connection_error() => {
                     warn!(error = %e, "redis unreachable; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(client::backoff(attempt)) => {}
-                        _ = self.force_stop.cancelled() => return None,
+                        _ = self.force_stop.cancelled() => return Err(None),
                     }
                     attempt += 1;
                 }
                 Err(e) => {
                     error!(error = %e, "coordinator call failed");
-                    return None;
+                    return Err(Some(format!("coordinator error: {e}")));
                 }
             }
+        }
+    }
+
+    /// Disposes of a delivery whose job could not be recorded: handed back while stopping,
+    /// dead-lettered with the reason when the coordinator refused it.
+    async fn unrecorded(&self, delivery: &Delivery, why: Option<String>) -> Handled {
+        let Some(reason) = why else { return self.hand_back(delivery).await };
+        match self.forward(delivery, &self.topology.dead_letters(), "", (REASON_HEADER, reason)).await {
+            Ok(()) => {
+                ack(delivery).await;
+                Handled::Dropped
+            }
+            Err(_) => self.hand_back(delivery).await,
         }
     }
 
@@ -382,7 +398,9 @@ impl Shared {
         }
         if let Some(id) = &e.id {
             let group = delivery.routing_key.as_str();
-            if self.with_redis(|| self.coordinator.record_bad_message(id, group, "", &e.reason, now_ms())).await.is_none() {
+            if let Err(None) = self.with_redis(|| self.coordinator.record_bad_message(id, group, "", &e.reason, now_ms())).await {
+                // Stopping: the message comes back and is dead-lettered again (a duplicate
+                // in NS.dead beats a lost reason).
                 self.hand_back(delivery).await;
                 return;
             }

@@ -223,9 +223,16 @@ pub async fn cancel(State(state): State<SharedState>, Path(id): Path<String>) ->
     match state.coordinator.end_early(&id, JobStatus::Canceled, &error, &[JobStatus::Queued, JobStatus::Started]).await? {
         EndEarly::Ended { previous, record } => {
             if previous == JobStatus::Started {
-                // Stop the sandbox wherever it runs; its late outcome is fenced off.
-                let channel = state.publisher.get().await?;
-                jobfleet_common::control::publish_cancel(&channel, &state.topology, &id).await?;
+                // Stop the sandbox wherever it runs. The job is canceled either way: if the
+                // broadcast fails, the sandbox runs on and its late outcome is fenced off.
+                let broadcast = async {
+                    let channel = state.publisher.get().await?;
+                    jobfleet_common::control::publish_cancel(&channel, &state.topology, &id).await
+                };
+                if let Err(e) = broadcast.await {
+                    state.publisher.invalidate().await;
+                    tracing::warn!(error = %e, job_id = %id, "could not broadcast the cancel; the job is canceled, its sandbox runs to its end");
+                }
             }
             crate::monitor::announce(&state, &record).await;
             Ok(Json(JobView::from(&*record)))
