@@ -114,6 +114,62 @@ pub struct FunctionConfig {
     /// JSON Schema that `args` must satisfy.
     #[serde(default)]
     pub schema: Option<Value>,
+    /// Base of the exponential back-off between retries (`base * 2^(attempt-1)`, at most
+    /// 1 h); default 1 s.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub retry_backoff: Option<Duration>,
+    /// Names of worker environment variables passed to a process function (its
+    /// environment is otherwise cleared but for PATH, LANG, HOME and TMPDIR).
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// rlimits and stop grace of a process function.
+    #[serde(default)]
+    pub limits: ProcessLimits,
+    /// Shared mode: jobs a process serves before it is replaced; default 1000.
+    #[serde(default)]
+    pub recycle_after: Option<u32>,
+}
+
+/// rlimits of a process function's processes, and how long a stopped one gets between
+/// TERM and KILL.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessLimits {
+    /// Address space in MiB (RLIMIT_AS); default 2048.
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: Option<u64>,
+    /// CPU seconds (RLIMIT_CPU); default none (the timeout bounds a job).
+    #[serde(default)]
+    pub cpu_seconds: Option<u64>,
+    /// Open files (RLIMIT_NOFILE); default 1024.
+    #[serde(default = "default_open_files")]
+    pub open_files: Option<u64>,
+    /// Between TERM and KILL; default 2 s.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub kill_grace: Option<Duration>,
+}
+
+impl Default for ProcessLimits {
+    fn default() -> Self {
+        ProcessLimits { memory_mb: default_memory_mb(), cpu_seconds: None, open_files: default_open_files(), kill_grace: None }
+    }
+}
+
+fn default_memory_mb() -> Option<u64> {
+    Some(2048)
+}
+
+fn default_open_files() -> Option<u64> {
+    Some(1024)
+}
+
+impl FunctionConfig {
+    /// The back-off before retry number `retry` (1-based): `retry_backoff * 2^(retry-1)`,
+    /// at most one hour.
+    pub fn retry_delay(&self, retry: u32) -> Duration {
+        let base = self.retry_backoff.unwrap_or(Duration::from_secs(1));
+        base.saturating_mul(1u32 << retry.saturating_sub(1).min(20)).min(Duration::from_secs(3600))
+    }
 }
 
 /// One consumer group.
@@ -384,6 +440,10 @@ mode = "shared"
         assert_eq!(score.sandbox, SandboxKind::Process);
         assert_eq!(score.mode, ProcessMode::Shared);
         assert!(config.group("default").is_none(), "a file with groups replaces the default group");
+        assert_eq!(score.limits, ProcessLimits::default());
+        assert_eq!(wordcount.retry_delay(1), Duration::from_secs(1));
+        assert_eq!(wordcount.retry_delay(3), Duration::from_secs(4));
+        assert_eq!(wordcount.retry_delay(40), Duration::from_secs(3600));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

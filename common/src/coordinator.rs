@@ -15,6 +15,7 @@ static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/
 static COMPLETE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/complete.lua")));
 static REQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/requeue.lua")));
 static BAD_MESSAGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/bad_message.lua")));
+static RETRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/retry.lua")));
 static SUBMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/submit.lua")));
 static END_EARLY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/end_early.lua")));
 static FORGET: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/forget.lua")));
@@ -473,6 +474,31 @@ impl Coordinator {
             Some("ok") => Ok(Completion::Recorded),
             Some("stale") => Ok(Completion::Stale(reply.get(1).and_then(|s| s.parse().ok()))),
             _ => Err(CoordinatorError::Corrupt(format!("complete reply {reply:?}"))),
+        }
+    }
+
+    /// Sends `attempt` of a failed job back for a retry (started → queued) that becomes
+    /// available at `available_at_ms`, and applies the group's failure policy.
+    pub async fn retry(&self, job: &JobMessage, worker_id: &str, attempt: u32, error: &JobError, available_at_ms: i64, max_failures: u32) -> Result<Completion, CoordinatorError> {
+        let effect = if error.kind.is_infrastructure() { FailureEffect::Count } else { FailureEffect::Keep };
+        let mut conn = self.connection().await?;
+        let reply: Vec<String> = RETRY
+            .key(self.topology.job_key(&job.id))
+            .key(self.topology.group_key(&job.group))
+            .arg(worker_id)
+            .arg(attempt)
+            .arg(error.kind.as_str())
+            .arg(&error.message)
+            .arg(available_at_ms)
+            .arg(effect.as_arg())
+            .arg(max_failures)
+            .arg(self.topology.namespace())
+            .invoke_async(&mut *conn)
+            .await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => Ok(Completion::Recorded),
+            Some("stale") => Ok(Completion::Stale(reply.get(1).and_then(|s| s.parse().ok()))),
+            _ => Err(CoordinatorError::Corrupt(format!("retry reply {reply:?}"))),
         }
     }
 

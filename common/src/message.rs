@@ -140,6 +140,12 @@ impl ErrorKind {
         }
     }
 
+    /// Whether a job that failed this way may be retried (`max_retries`): its own error,
+    /// a crash or a timeout; not bad input, a cancel or a broken group.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, ErrorKind::FunctionError | ErrorKind::Crashed | ErrorKind::Timeout)
+    }
+
     /// Whether the failure policy counts this as an infrastructure failure (SPEC §2):
     /// a sandbox that crashed, could not start, or was killed by its timeout.
     pub fn is_infrastructure(self) -> bool {

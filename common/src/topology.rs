@@ -7,6 +7,8 @@ use deadpool_lapin::lapin::{Channel, Error as AmqpError, ExchangeKind};
 
 /// The header that carries why a message was dead-lettered.
 pub const REASON_HEADER: &str = "x-jobfleet-reason";
+/// The header on a job copy waiting out a retry back-off: the attempt that failed.
+pub const RETRY_HEADER: &str = "x-jobfleet-retry";
 /// The header marking a job copy parked in a delay queue while another worker owns the job
 /// (see `docs/design.md`, "long jobs and consumer_timeout").
 pub const HOLD_HEADER: &str = "x-jobfleet-hold";

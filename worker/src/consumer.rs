@@ -6,7 +6,9 @@
 use crate::control::RecentCancels;
 use crate::function::FunctionRegistry;
 use crate::metrics::WorkerMetrics;
+use crate::function::HandlerResult;
 use crate::sandbox::inprocess;
+use crate::sandbox::process::ProcessFunction;
 use jobfleet_common::client::{confirmed, ChannelSlot, ClientError};
 use jobfleet_common::codec::{self, MSGPACK};
 use jobfleet_common::config::Config;
@@ -16,7 +18,7 @@ use jobfleet_common::lapin::options::{BasicAckOptions, BasicNackOptions, BasicPu
 use jobfleet_common::lapin::types::AMQPValue;
 use jobfleet_common::lapin::BasicProperties;
 use jobfleet_common::message::{ErrorKind, JobError, JobMessage, JobStatus, ResultMessage};
-use jobfleet_common::topology::{header_str, Topology, HOLD_HEADER, REASON_HEADER};
+use jobfleet_common::topology::{header_str, Topology, HOLD_HEADER, REASON_HEADER, RETRY_HEADER};
 use jobfleet_common::{client, now_ms};
 use std::collections::HashMap;
 use std::future::Future;
@@ -31,12 +33,30 @@ const INLINE_ARGS_BYTES: usize = 16 * 1024;
 /// Room for the envelope (id, names, timestamps) around `max_args_bytes`.
 const ENVELOPE_BYTES: usize = 16 * 1024;
 
+/// How a job's function runs.
+enum Executable {
+    /// A Rust handler in this process.
+    InProcess(crate::function::Handler),
+    /// A process sandbox.
+    Process(Arc<ProcessFunction>),
+}
+
+/// A job's function, resolved: how it runs and its timeout.
+struct Resolved {
+    executable: Executable,
+    timeout: Duration,
+}
+
 /// What every delivery task of one worker shares.
 pub(crate) struct Shared {
     pub(crate) worker_id: String,
     pub(crate) topology: Topology,
     pub(crate) coordinator: Coordinator,
     pub(crate) registry: FunctionRegistry,
+    /// Process functions of the worker's groups, by (group, function).
+    pub(crate) processes: HashMap<(String, String), Arc<ProcessFunction>>,
+    /// Delay queues declared so far (declaring is idempotent; this saves the round trip).
+    pub(crate) delay_queues: Mutex<std::collections::HashSet<String>>,
     pub(crate) config: Config,
     pub(crate) max_args_bytes: usize,
     pub(crate) results: ChannelSlot,
@@ -154,15 +174,14 @@ impl Shared {
             Err(JobError::new(ErrorKind::TooLarge, format!("the message has {} bytes; args may have at most {}", delivery.data.len(), self.max_args_bytes)))
         } else {
             match self.resolve(job) {
-                Ok((handler, timeout)) => {
-                    let execution = inprocess::run(&handler, job.args.clone(), timeout);
+                Ok(resolved) => {
+                    let execution = self.execute(&resolved, job, attempts, &stop);
                     tokio::pin!(execution);
                     let handoff = tokio::time::sleep(self.long_job_handoff);
                     tokio::pin!(handoff);
                     loop {
                         tokio::select! {
                             result = &mut execution => break result,
-                            _ = stop.cancelled() => break Err(JobError::new(ErrorKind::Canceled, "canceled while running")),
                             _ = self.force_stop.cancelled(), if !handed_off => {
                                 self.running.lock().expect("running set").remove(&job.id);
                                 let _ = self.with_redis(|| self.coordinator.requeue(&job.id, &self.worker_id, attempts)).await;
@@ -195,6 +214,11 @@ impl Shared {
         };
         metrics.executed(elapsed, outcome.error.as_ref());
         let max_failures = self.config.group(&job.group).map(|g| g.max_failures).unwrap_or(5);
+        if let Some(error) = outcome.error.as_ref().filter(|e| e.kind.is_retryable()) {
+            if let Some(function) = self.config.function(&job.group, &job.function).filter(|f| attempts <= f.max_retries) {
+                return self.retry(delivery, job, attempts, error, function.retry_delay(attempts), max_failures, handed_off).await;
+            }
+        }
         let finished_at = now_ms();
         let completion = match self.with_redis(|| self.coordinator.complete(job, &self.worker_id, attempts, &outcome, max_failures, finished_at)).await {
             Ok(completion) => completion,
@@ -240,21 +264,80 @@ impl Shared {
         }
     }
 
-    /// The handler and timeout of a job's function, or `unknown_function`.
-    fn resolve(&self, job: &JobMessage) -> Result<(crate::function::Handler, Duration), JobError> {
+    /// How a job's function runs and for how long, or `unknown_function`.
+    fn resolve(&self, job: &JobMessage) -> Result<Resolved, JobError> {
         let unknown = || JobError::new(ErrorKind::UnknownFunction, format!("group {:?} has no function {:?}", job.group, job.function));
         let configured = match self.config.group(&job.group) {
             Some(group) => Some(group.functions.get(&job.function).ok_or_else(unknown)?),
             None => None,
         };
-        let function = self.registry.get(&job.function).ok_or_else(unknown)?;
-        let timeout = job
-            .timeout_ms
-            .map(Duration::from_millis)
-            .or_else(|| configured.and_then(|c| c.timeout))
-            .or(function.timeout)
-            .unwrap_or(Config::DEFAULT_TIMEOUT);
-        Ok((function.handler.clone(), timeout))
+        let (executable, own_timeout) = match self.processes.get(&(job.group.clone(), job.function.clone())) {
+            Some(process) => (Executable::Process(process.clone()), None),
+            None => {
+                let function = self.registry.get(&job.function).ok_or_else(unknown)?;
+                (Executable::InProcess(function.handler.clone()), function.timeout)
+            }
+        };
+        let timeout = job.timeout_ms.map(Duration::from_millis).or_else(|| configured.and_then(|c| c.timeout)).or(own_timeout).unwrap_or(Config::DEFAULT_TIMEOUT);
+        Ok(Resolved { executable, timeout })
+    }
+
+    /// Runs a resolved job in its sandbox until it ends, times out or `stop` fires.
+    async fn execute(&self, resolved: &Resolved, job: &JobMessage, attempt: u32, stop: &CancellationToken) -> HandlerResult {
+        match &resolved.executable {
+            Executable::InProcess(handler) => tokio::select! {
+                result = inprocess::run(handler, job.args.clone(), resolved.timeout) => result,
+                _ = stop.cancelled() => Err(JobError::new(ErrorKind::Canceled, "canceled while running")),
+            },
+            Executable::Process(process) => process.run(&job.id, attempt, &job.args, resolved.timeout, stop).await,
+        }
+    }
+
+    /// Sends a failed attempt back for a retry: records it as queued, parks a copy of the
+    /// job in the delay queue for `delay` (no worker slot is held meanwhile), then acks.
+    #[allow(clippy::too_many_arguments)]
+    async fn retry(&self, delivery: &Delivery, job: &JobMessage, attempt: u32, error: &JobError, delay: Duration, max_failures: u32, handed_off: bool) -> Handled {
+        let available_at = now_ms() + delay.as_millis() as i64;
+        match self.with_redis(|| self.coordinator.retry(job, &self.worker_id, attempt, error, available_at, max_failures)).await {
+            Ok(Completion::Recorded) => {}
+            Ok(Completion::Stale(_)) => {
+                if !handed_off {
+                    ack(delivery).await;
+                }
+                return Handled::Dropped;
+            }
+            Err(_) if handed_off => return Handled::LeftUnacked,
+            Err(why) => return self.unrecorded(delivery, why).await,
+        }
+        warn!(attempt, delay_ms = delay.as_millis() as u64, error = %error, "attempt failed; retrying after a back-off");
+        let delay_ms = delay.as_millis() as u64;
+        let parked = async {
+            let queue = self.delay_queue(&job.group, delay_ms).await?;
+            self.forward(delivery, "", &queue, (RETRY_HEADER, attempt.to_string())).await
+        };
+        match parked.await {
+            Ok(()) => {
+                if !handed_off {
+                    ack(delivery).await;
+                }
+                Handled::Ran
+            }
+            // The job is queued in Redis; its redelivered message runs it without waiting.
+            Err(_) if !handed_off => self.hand_back(delivery).await,
+            // Handed off: the parked copy comes back and runs it.
+            Err(_) => Handled::LeftUnacked,
+        }
+    }
+
+    /// The name of the delay queue of `group` for `delay_ms`, declared once per worker.
+    async fn delay_queue(&self, group: &str, delay_ms: u64) -> Result<String, ClientError> {
+        let name = self.topology.delay_queue(group, delay_ms);
+        if !self.delay_queues.lock().expect("delay queues").contains(&name) {
+            let channel = self.results.get().await?;
+            self.topology.declare_delay(&channel, group, delay_ms).await?;
+            self.delay_queues.lock().expect("delay queues").insert(name.clone());
+        }
+        Ok(name)
     }
 
     /// Stops the running job `id` (its outcome becomes `canceled`); `false` when it does

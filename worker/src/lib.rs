@@ -30,7 +30,8 @@ use control::ControlTask;
 use function::{handler, Function, FunctionRegistry};
 use futures::StreamExt;
 use jobfleet_common::client::{self, amqp_pool, AmqpPool, ChannelSlot};
-use jobfleet_common::config::{Config, DEFAULT_GROUP};
+use jobfleet_common::config::{Config, SandboxKind, DEFAULT_GROUP};
+use sandbox::process::ProcessFunction;
 use jobfleet_common::coordinator::Coordinator;
 use jobfleet_common::lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
 use jobfleet_common::lapin::types::FieldTable;
@@ -214,8 +215,8 @@ impl WorkerBuilder {
                 return Err(WorkerError::Settings(format!("group {group:?} is not in the configuration (groups: {:?})", self.config.groups.keys().collect::<Vec<_>>())));
             }
             if let Some(config) = self.config.group(group) {
-                for name in config.functions.keys() {
-                    if self.registry.get(name).is_none() {
+                for (name, function) in &config.functions {
+                    if function.sandbox == SandboxKind::Inprocess && self.registry.get(name).is_none() {
                         warn!(group = %group, function = %name, "configured function has no handler in this worker; its jobs fail with unknown_function");
                     }
                 }
@@ -252,11 +253,21 @@ impl WorkerBuilder {
         let topology = Topology::new(&self.config.namespace);
         let coordinator = Coordinator::connect(&self.config.redis_url, topology.clone(), self.config.retention)?;
         let pool = amqp_pool(&self.config.amqp_url, 2, &format!("jobfleet-worker {worker_id}"))?;
+        let mut processes = std::collections::HashMap::new();
+        for group in &self.groups {
+            for (name, function) in self.config.group(group).map(|g| &g.functions).into_iter().flatten() {
+                if function.sandbox == SandboxKind::Process {
+                    processes.insert((group.clone(), name.clone()), Arc::new(ProcessFunction::from_config(function, self.concurrency)));
+                }
+            }
+        }
         let shared = Arc::new(Shared {
             worker_id,
             topology,
             coordinator,
             registry: self.registry,
+            processes,
+            delay_queues: Default::default(),
             max_args_bytes: self.config.max_args_bytes,
             config: self.config,
             results: ChannelSlot::new(pool.clone(), true),

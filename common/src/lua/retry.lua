@@ -1,0 +1,24 @@
+-- Sends a failed job back for a retry: started -> queued, only for the worker and attempt
+-- that own it. Keeps the error as the last one, schedules the job in the queued set at the
+-- time it becomes available, and applies the group's failure policy.
+-- Returns {'ok'} or {'stale', status}.
+-- KEYS[1] job key, KEYS[2] group key
+-- ARGV: 1 worker id, 2 attempt, 3 error kind, 4 error message, 5 available at (ms),
+--       6 failure effect ('count' | 'none'), 7 max failures, 8 namespace
+local key = KEYS[1]
+local current = redis.call('HMGET', key, 'status', 'worker', 'attempts', 'group', 'id')
+if current[1] ~= 'started' or current[2] ~= ARGV[1] or current[3] ~= ARGV[2] then
+  return {'stale', current[1] or ''}
+end
+redis.call('HSET', key, 'status', 'queued', 'error_kind', ARGV[3], 'error_message', ARGV[4],
+  'retry_at', ARGV[5])
+redis.call('HDEL', key, 'worker')
+redis.call('SREM', ARGV[8] .. ':running:' .. current[4], current[5])
+redis.call('ZADD', ARGV[8] .. ':queued:' .. current[4], ARGV[5], current[5])
+if ARGV[6] == 'count' then
+  local failures = redis.call('HINCRBY', KEYS[2], 'failures', 1)
+  if failures >= tonumber(ARGV[7]) then
+    redis.call('HSET', KEYS[2], 'broken', 1)
+  end
+end
+return {'ok'}
