@@ -278,26 +278,28 @@ async fn run_exclusive(spec: &ProcessSpec, job_id: &str, attempt: u32, args: &Va
     });
     let stderr = collect_tail(child.stderr.take().expect("piped stderr"));
     let mut stdout = child.stdout.take().expect("piped stdout").take(MAX_OUTPUT_BYTES);
-    let run = async {
+    // Read on its own task: a grandchild may hold stdout open after the process exits.
+    let reader = tokio::spawn(async move {
         let mut output = Vec::new();
         let _ = stdout.read_to_end(&mut output).await;
-        let status = child.wait().await;
-        (output, status)
-    };
+        output
+    });
     let outcome = tokio::select! {
-        ended = run => Ok(ended),
+        status = child.wait() => Ok(status),
         _ = tokio::time::sleep(timeout) => Err(JobError::new(ErrorKind::Timeout, format!("ran past its timeout of {} ms", timeout.as_millis()))),
         _ = stop.cancelled() => Err(JobError::new(ErrorKind::Canceled, "canceled while running")),
     };
-    let (output, status) = match outcome {
-        Ok(ended) => ended,
+    let status = match outcome {
+        Ok(status) => status,
         Err(error) => {
             group.stop(&mut child, spec.kill_grace).await;
             return Err(error);
         }
     };
-    // The process is gone; take anything it left in its group with it.
+    // The process is gone; take anything it left in its group with it, which also closes
+    // the pipes a grandchild may have held.
     drop(group);
+    let output = tokio::time::timeout(Duration::from_secs(5), reader).await.ok().and_then(Result::ok).unwrap_or_default();
     let status = status.map_err(|e| JobError::new(ErrorKind::Crashed, format!("lost the process: {e}")))?;
     if !status.success() {
         // Let the stderr reader catch up with the last lines.
