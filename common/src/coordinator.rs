@@ -398,8 +398,10 @@ impl Coordinator {
 
     /// Claims a delivered job for `worker_id` (see [`Claim`] and [`Copy`]). Without
     /// `with_args` a job that has no record yet answers [`Claim::Missing`] (so large args
-    /// are sent only then).
-    pub async fn claim(&self, job: &JobMessage, worker_id: &str, copy: Copy, with_args: bool, now_ms: i64) -> Result<Claim, CoordinatorError> {
+    /// are sent only then). `token` is unique per delivery: the same claim retried after a
+    /// lost reply gets the same answer.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn claim(&self, job: &JobMessage, worker_id: &str, copy: Copy, with_args: bool, now_ms: i64, token: &str) -> Result<Claim, CoordinatorError> {
         let args = if with_args { serde_json::to_string(&job.args).unwrap_or_else(|_| "null".into()) } else { String::new() };
         let mut conn = self.connection().await?;
         let reply: RedisValue = CLAIM
@@ -415,6 +417,7 @@ impl Coordinator {
             .arg(copy.as_arg())
             .arg(self.topology.namespace())
             .arg(self.retention.as_secs().max(1))
+            .arg(token)
             .invoke_async(&mut *conn)
             .await?;
         let RedisValue::Array(items) = &reply else { return Err(CoordinatorError::Corrupt(format!("claim reply {reply:?}"))) };

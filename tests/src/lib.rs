@@ -2,6 +2,8 @@
 //! RabbitMQ and Redis (cleaned up when dropped, even after a panic), in-process and
 //! out-of-process workers, and polling waits instead of fixed sleeps.
 
+pub mod private;
+
 use jobfleet_common::client::{amqp_pool, open_channel, Producer, ResultSubscriber};
 use jobfleet_common::config::Config;
 use jobfleet_common::coordinator::Coordinator;
@@ -40,8 +42,17 @@ impl TestEnv {
         TestEnv::with_config(name, "")
     }
 
+    /// A fleet configured by `toml` on the given broker and Redis.
+    pub fn with_services(name: &str, toml: &str, amqp_url: &str, redis_url: &str) -> TestEnv {
+        TestEnv::build(name, toml, Some((amqp_url, redis_url)))
+    }
+
     /// A fleet configured by `toml` (groups, policies); namespace and URLs come from here.
     pub fn with_config(name: &str, toml: &str) -> TestEnv {
+        TestEnv::build(name, toml, None)
+    }
+
+    fn build(name: &str, toml: &str, services: Option<(&str, &str)>) -> TestEnv {
         // Logs go through the test harness, so they show with a failing test only.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
@@ -55,6 +66,10 @@ impl TestEnv {
         }
         if let Ok(url) = std::env::var("JOBFLEET_REDIS_URL") {
             config.redis_url = url;
+        }
+        if let Some((amqp_url, redis_url)) = services {
+            config.amqp_url = amqp_url.to_string();
+            config.redis_url = redis_url.to_string();
         }
         let topology = Topology::new(&namespace);
         let coordinator = Coordinator::connect(&config.redis_url, topology.clone(), config.retention).expect("redis pool");

@@ -8,6 +8,10 @@ use jobfleet_tests::TestEnv;
 use serde_json::json;
 use std::time::Duration;
 
+fn next_token() -> String {
+    jobfleet_common::message::new_job_id()
+}
+
 fn finished() -> Outcome {
     Outcome { status: JobStatus::Finished, result: Some(json!(1)), error: None, duration_ms: 3 }
 }
@@ -28,24 +32,33 @@ async fn racing_claims_start_a_job_once_and_a_terminal_job_never_changes() {
     let claims = futures::future::join_all((0..20).map(|w| {
         let c = c.clone();
         let job = job.clone();
-        async move { c.claim(&job, &format!("w{w}"), Copy::Fresh, true, now_ms()).await.unwrap() }
+        async move { c.claim(&job, &format!("w{w}"), Copy::Fresh, true, now_ms(), &next_token()).await.unwrap() }
     }))
     .await;
     let runs: Vec<usize> = claims.iter().enumerate().filter(|(_, c)| matches!(c, Claim::Run { attempts: 1, .. })).map(|(i, _)| i).collect();
     assert_eq!(runs.len(), 1, "{claims:?}");
     assert!(claims.iter().filter(|c| !matches!(c, Claim::Run { .. })).all(|c| *c == Claim::Drop(JobStatus::Started)));
     let owner = format!("w{}", runs[0]);
+    // A claim retried after its reply was lost gets the same answer; another one does not.
+    let retried = JobMessage::new("default", "echo", json!(2));
+    let first = c.claim(&retried, "w", Copy::Fresh, true, now_ms(), "token-1").await.unwrap();
+    assert!(matches!(first, Claim::Run { attempts: 1, .. }));
+    assert_eq!(c.claim(&retried, "w", Copy::Fresh, true, now_ms(), "token-1").await.unwrap(), first);
+    assert_eq!(c.claim(&retried, "w", Copy::Fresh, true, now_ms(), "token-2").await.unwrap(), Claim::Drop(JobStatus::Started));
 
     // Only the owner's attempt can end the job, and only once.
     assert_eq!(c.complete(&job, "intruder", 1, &finished(), 5, now_ms()).await.unwrap(), Completion::Stale(Some(JobStatus::Started)));
     assert_eq!(c.complete(&job, &owner, 2, &finished(), 5, now_ms()).await.unwrap(), Completion::Stale(Some(JobStatus::Started)));
     assert_eq!(c.complete(&job, &owner, 1, &finished(), 5, now_ms()).await.unwrap(), Completion::Recorded);
-    assert_eq!(c.complete(&job, &owner, 1, &crashed(), 5, now_ms()).await.unwrap(), Completion::Stale(Some(JobStatus::Finished)));
+    // The same attempt completing again is a retry after a lost reply: acknowledged, but
+    // it changes nothing.
+    assert_eq!(c.complete(&job, &owner, 1, &crashed(), 5, now_ms()).await.unwrap(), Completion::Recorded);
+    assert_eq!(c.complete(&job, "intruder", 1, &crashed(), 5, now_ms()).await.unwrap(), Completion::Stale(Some(JobStatus::Finished)));
     let record = c.job(&job.id).await.unwrap().unwrap();
     assert_eq!((record.status, record.result.clone(), record.attempts), (JobStatus::Finished, Some(json!(1)), 1));
 
-    assert_eq!(c.claim(&job, "late", Copy::Fresh, true, now_ms()).await.unwrap(), Claim::Drop(JobStatus::Finished));
-    match c.claim(&job, "late", Copy::Redelivered, true, now_ms()).await.unwrap() {
+    assert_eq!(c.claim(&job, "late", Copy::Fresh, true, now_ms(), &next_token()).await.unwrap(), Claim::Drop(JobStatus::Finished));
+    match c.claim(&job, "late", Copy::Redelivered, true, now_ms(), &next_token()).await.unwrap() {
         Claim::Ended(ended) => assert_eq!(ended.to_result_message().unwrap().result, Some(json!(1))),
         other => panic!("a redelivered terminal job republishes its result, got {other:?}"),
     }
@@ -62,26 +75,26 @@ async fn a_redelivered_job_is_held_while_its_owner_lives_and_taken_over_when_it_
     let env = TestEnv::new("takeover");
     let c = &env.coordinator;
     let job = JobMessage::new("default", "sleep", json!({"ms": 1}));
-    assert!(matches!(c.claim(&job, "alive", Copy::Fresh, false, now_ms()).await.unwrap(), Claim::Missing), "a job without a record asks for its args");
-    assert!(matches!(c.claim(&job, "alive", Copy::Fresh, true, now_ms()).await.unwrap(), Claim::Run { attempts: 1, .. }));
+    assert!(matches!(c.claim(&job, "alive", Copy::Fresh, false, now_ms(), &next_token()).await.unwrap(), Claim::Missing), "a job without a record asks for its args");
+    assert!(matches!(c.claim(&job, "alive", Copy::Fresh, true, now_ms(), &next_token()).await.unwrap(), Claim::Run { attempts: 1, .. }));
     c.heartbeat("alive", &json!({}), Duration::from_secs(1)).await.unwrap();
-    assert_eq!(c.claim(&job, "other", Copy::Redelivered, true, now_ms()).await.unwrap(), Claim::Hold);
+    assert_eq!(c.claim(&job, "other", Copy::Redelivered, true, now_ms(), &next_token()).await.unwrap(), Claim::Hold);
 
     c.deregister("alive").await.unwrap();
-    assert!(matches!(c.claim(&job, "other", Copy::Redelivered, true, now_ms()).await.unwrap(), Claim::Run { attempts: 2, .. }));
+    assert!(matches!(c.claim(&job, "other", Copy::Redelivered, true, now_ms(), &next_token()).await.unwrap(), Claim::Run { attempts: 2, .. }));
     // The old owner's late outcome is fenced off.
     assert!(matches!(c.complete(&job, "alive", 1, &finished(), 5, now_ms()).await.unwrap(), Completion::Stale(_)));
     // A draining owner hands the job back; the next start is attempt 3.
     assert!(!c.requeue(&job.id, "alive", 1).await.unwrap());
     assert!(c.requeue(&job.id, "other", 2).await.unwrap());
     assert_eq!(c.job(&job.id).await.unwrap().unwrap().status, JobStatus::Queued);
-    assert!(matches!(c.claim(&job, "third", Copy::Redelivered, true, now_ms()).await.unwrap(), Claim::Run { attempts: 3, .. }));
+    assert!(matches!(c.claim(&job, "third", Copy::Redelivered, true, now_ms(), &next_token()).await.unwrap(), Claim::Run { attempts: 3, .. }));
     assert_eq!(c.complete(&job, "third", 3, &finished(), 5, now_ms()).await.unwrap(), Completion::Recorded);
     // A parked copy meeting the ended job republishes only when the owner is gone.
     c.heartbeat("third", &json!({}), Duration::from_secs(5)).await.unwrap();
-    assert_eq!(c.claim(&job, "other", Copy::Parked, true, now_ms()).await.unwrap(), Claim::Drop(JobStatus::Finished));
+    assert_eq!(c.claim(&job, "other", Copy::Parked, true, now_ms(), &next_token()).await.unwrap(), Claim::Drop(JobStatus::Finished));
     c.deregister("third").await.unwrap();
-    assert!(matches!(c.claim(&job, "other", Copy::Parked, true, now_ms()).await.unwrap(), Claim::Ended(_)));
+    assert!(matches!(c.claim(&job, "other", Copy::Parked, true, now_ms(), &next_token()).await.unwrap(), Claim::Ended(_)));
 }
 
 #[tokio::test]
@@ -90,7 +103,7 @@ async fn consecutive_crashes_break_the_group_and_a_reset_restores_it() {
     let c = &env.coordinator;
     let run = |outcome: Outcome| async move {
         let job = JobMessage::new("default", "crash", json!(null));
-        match c.claim(&job, "w", Copy::Fresh, true, now_ms()).await.unwrap() {
+        match c.claim(&job, "w", Copy::Fresh, true, now_ms(), &next_token()).await.unwrap() {
             Claim::Run { attempts, .. } => {
                 c.complete(&job, "w", attempts, &outcome, 3, now_ms()).await.unwrap();
                 None
@@ -126,6 +139,6 @@ async fn an_undecodable_job_is_recorded_once_as_bad_message() {
     assert_eq!(record.status, JobStatus::Failed);
     assert_eq!(record.error.unwrap().kind, ErrorKind::BadMessage);
     let running = JobMessage::new("default", "echo", json!(1));
-    assert!(matches!(c.claim(&running, "w", Copy::Fresh, true, now_ms()).await.unwrap(), Claim::Run { .. }));
+    assert!(matches!(c.claim(&running, "w", Copy::Fresh, true, now_ms(), &next_token()).await.unwrap(), Claim::Run { .. }));
     assert!(!c.record_bad_message(&running.id, "default", "", "late copy", now_ms()).await.unwrap(), "a started job is not overwritten");
 }

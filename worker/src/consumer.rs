@@ -55,6 +55,8 @@ pub(crate) struct Shared {
     pub(crate) registry: FunctionRegistry,
     /// Process functions of the worker's groups, by (group, function).
     pub(crate) processes: HashMap<(String, String), Arc<ProcessFunction>>,
+    /// Claims made so far: with the worker id, a token unique per delivery.
+    pub(crate) claims: std::sync::atomic::AtomicU64,
     /// Delay queues declared so far (declaring is idempotent; this saves the round trip).
     pub(crate) delay_queues: Mutex<std::collections::HashSet<String>>,
     pub(crate) config: Config,
@@ -117,9 +119,10 @@ impl Shared {
             return self.hold(delivery, job).await;
         }
         let now = now_ms();
+        let token = format!("{}:{}", self.worker_id, self.claims.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let mut with_args = delivery.data.len() <= INLINE_ARGS_BYTES;
         let claim = loop {
-            let claim = match self.with_redis(|| self.coordinator.claim(job, &self.worker_id, copy, with_args, now)).await {
+            let claim = match self.with_redis(|| self.coordinator.claim(job, &self.worker_id, copy, with_args, now, &token)).await {
                 Ok(claim) => claim,
                 Err(why) => return self.unrecorded(delivery, why).await,
             };

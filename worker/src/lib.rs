@@ -268,6 +268,7 @@ impl WorkerBuilder {
             registry: self.registry,
             processes,
             delay_queues: Default::default(),
+            claims: Default::default(),
             max_args_bytes: self.config.max_args_bytes,
             config: self.config,
             results: ChannelSlot::new(pool.clone(), true),

@@ -9,7 +9,8 @@
 -- KEYS[1] job key, KEYS[2] group key
 -- ARGV: 1 id, 2 group, 3 function, 4 args (JSON, or '' when not sent), 5 submitted_at (ms
 --       or ''), 6 worker id, 7 now (ms), 8 copy: '0' a fresh delivery, '1' a redelivery,
---       '2' a parked copy, 9 namespace, 10 retention (s)
+--       '2' a parked copy, 9 namespace, 10 retention (s), 11 claim token (unique per
+--       delivery, so that a claim retried after a lost reply gets the same answer)
 local key = KEYS[1]
 local id = ARGV[1]
 local group = ARGV[2]
@@ -26,7 +27,7 @@ end
 
 local function start()
   local attempts = redis.call('HINCRBY', key, 'attempts', 1)
-  redis.call('HSET', key, 'status', 'started', 'worker', worker, 'started_at', now)
+  redis.call('HSET', key, 'status', 'started', 'worker', worker, 'started_at', now, 'claim', ARGV[11])
   redis.call('SADD', running, id)
   return {'run', attempts, redis.call('HGET', key, 'submitted_at') or ''}
 end
@@ -58,6 +59,10 @@ if status == 'queued' then
 end
 
 if status == 'started' then
+  if redis.call('HGET', key, 'claim') == ARGV[11] then
+    -- This very claim, retried after its reply was lost.
+    return {'run', redis.call('HGET', key, 'attempts'), redis.call('HGET', key, 'submitted_at') or ''}
+  end
   if ARGV[8] == '0' then
     return {'drop', status}
   end

@@ -7,11 +7,16 @@
 --       6 error message, 7 now (ms), 8 duration (ms), 9 retention (s),
 --       10 failure effect ('reset' | 'count' | 'none'), 11 max failures, 12 namespace
 local key = KEYS[1]
-local current = redis.call('HMGET', key, 'status', 'worker', 'attempts', 'group', 'id')
+local attempt = ARGV[1] .. ':' .. ARGV[2]
+local current = redis.call('HMGET', key, 'status', 'worker', 'attempts', 'group', 'id', 'ended_by')
+if current[6] == attempt then
+  -- Recorded already: this call is a retry after its reply was lost.
+  return {'ok'}
+end
 if current[1] ~= 'started' or current[2] ~= ARGV[1] or current[3] ~= ARGV[2] then
   return {'stale', current[1] or ''}
 end
-redis.call('HSET', key, 'status', ARGV[3], 'finished_at', ARGV[7], 'duration_ms', ARGV[8])
+redis.call('HSET', key, 'status', ARGV[3], 'finished_at', ARGV[7], 'duration_ms', ARGV[8], 'ended_by', attempt)
 if ARGV[4] ~= '' then
   redis.call('HSET', key, 'result', ARGV[4])
 end

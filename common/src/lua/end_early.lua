@@ -16,7 +16,7 @@ if not string.find(',' .. ARGV[6] .. ',', ',' .. status .. ',', 1, true) then
   return {'conflict', status}
 end
 redis.call('HSET', key, 'status', ARGV[1], 'error_kind', ARGV[2], 'error_message', ARGV[3],
-  'finished_at', ARGV[4], 'announce', 1)
+  'finished_at', ARGV[4], 'announce', 1, 'ended_by', 'master')
 redis.call('EXPIRE', key, tonumber(ARGV[5]))
 redis.call('ZREM', ARGV[7] .. ':queued:' .. current[2], current[3])
 redis.call('SREM', ARGV[7] .. ':running:' .. current[2], current[3])

@@ -6,12 +6,17 @@
 -- ARGV: 1 worker id, 2 attempt, 3 error kind, 4 error message, 5 available at (ms),
 --       6 failure effect ('count' | 'none'), 7 max failures, 8 namespace
 local key = KEYS[1]
-local current = redis.call('HMGET', key, 'status', 'worker', 'attempts', 'group', 'id')
+local attempt = ARGV[1] .. ':' .. ARGV[2]
+local current = redis.call('HMGET', key, 'status', 'worker', 'attempts', 'group', 'id', 'retried_by')
+if current[1] == 'queued' and current[6] == attempt then
+  -- Recorded already: this call is a retry after its reply was lost.
+  return {'ok'}
+end
 if current[1] ~= 'started' or current[2] ~= ARGV[1] or current[3] ~= ARGV[2] then
   return {'stale', current[1] or ''}
 end
 redis.call('HSET', key, 'status', 'queued', 'error_kind', ARGV[3], 'error_message', ARGV[4],
-  'retry_at', ARGV[5])
+  'retry_at', ARGV[5], 'retried_by', attempt)
 redis.call('HDEL', key, 'worker')
 redis.call('SREM', ARGV[8] .. ':running:' .. current[4], current[5])
 redis.call('ZADD', ARGV[8] .. ':queued:' .. current[4], ARGV[5], current[5])

@@ -1,0 +1,144 @@
+//! Private RabbitMQ and Redis servers for tests that stop and restart them, so the shared
+//! ones other tests use stay up. Each lives in its own temp directory on free ports and is
+//! torn down when dropped.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
+}
+
+fn wait_for_port(port: u16, timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "nothing listens on port {port} after {timeout:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A RabbitMQ node of its own (`rabbitmq-server` with a private node name, ports and data
+/// directory).
+pub struct PrivateRabbit {
+    node: String,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl PrivateRabbit {
+    /// Starts a node and waits until it accepts connections.
+    pub fn start() -> PrivateRabbit {
+        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        let node = format!("jf{suffix}@localhost");
+        let dir = std::env::temp_dir().join(format!("jobfleet-rabbit-{suffix}"));
+        std::fs::create_dir_all(&dir).expect("rabbit dir");
+        // The server script drops to the rabbitmq user, which must own the directory.
+        let _ = Command::new("chown").args(["rabbitmq:rabbitmq", dir.to_str().expect("utf-8")]).status();
+        let port = free_port();
+        let rabbit = PrivateRabbit { node, port, dir };
+        rabbit.launch();
+        rabbit
+    }
+
+    fn launch(&self) {
+        let dir = self.dir.display();
+        let status = Command::new("rabbitmq-server")
+            .arg("-detached")
+            .env("RABBITMQ_NODENAME", &self.node)
+            .env("RABBITMQ_NODE_PORT", self.port.to_string())
+            .env("RABBITMQ_DIST_PORT", free_port().to_string())
+            .env("RABBITMQ_MNESIA_BASE", format!("{dir}/mnesia"))
+            .env("RABBITMQ_LOG_BASE", format!("{dir}/log"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", format!("{dir}/plugins"))
+            .env("RABBITMQ_CONFIG_FILE", format!("{dir}/rabbitmq"))
+            .env("RABBITMQ_PID_FILE", format!("{dir}/pid"))
+            .stdout(Stdio::null())
+            .status()
+            .expect("rabbitmq-server (installed by scripts/services)");
+        assert!(status.success(), "rabbitmq-server -detached failed");
+        wait_for_port(self.port, Duration::from_secs(60));
+    }
+
+    /// The AMQP URL of the node.
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    fn ctl(&self, args: &[&str]) {
+        let status = Command::new("rabbitmqctl").args(["-q", "-n", &self.node]).args(args).stdout(Stdio::null()).status().expect("rabbitmqctl");
+        assert!(status.success(), "rabbitmqctl {args:?} failed");
+    }
+
+    /// Restarts the broker: every connection drops, durable queues and persistent
+    /// messages come back.
+    pub fn restart(&self, down_for: Duration) {
+        self.ctl(&["stop_app"]);
+        std::thread::sleep(down_for);
+        self.ctl(&["start_app"]);
+        wait_for_port(self.port, Duration::from_secs(60));
+    }
+}
+
+impl Drop for PrivateRabbit {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl").args(["-q", "-n", &self.node, "stop"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A redis-server of its own with the append-only file on (fsync always), as production
+/// runs it.
+pub struct PrivateRedis {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    /// Starts a server and waits until it accepts connections.
+    pub fn start() -> PrivateRedis {
+        let dir = std::env::temp_dir().join(format!("jobfleet-redis-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+        std::fs::create_dir_all(&dir).expect("redis dir");
+        let mut redis = PrivateRedis { port: free_port(), dir, child: None };
+        redis.launch();
+        redis
+    }
+
+    fn launch(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--dir", self.dir.to_str().expect("utf-8")])
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (installed by scripts/services)");
+        self.child = Some(child);
+        wait_for_port(self.port, Duration::from_secs(20));
+    }
+
+    /// The Redis URL of the server.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Stops the server (a clean shutdown), waits, and starts it again on its data.
+    pub fn restart(&mut self, down_for: Duration) {
+        let _ = Command::new("redis-cli").args(["-p", &self.port.to_string(), "shutdown"]).stdout(Stdio::null()).status();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+        std::thread::sleep(down_for);
+        self.launch();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
