@@ -1,6 +1,7 @@
 //! The jobfleet master: the HTTP API of SPEC §4, the fleet monitor and the master metrics.
 //! [`run`] serves on a listener it is given, so tests start a real master on port 0.
 
+pub mod cli;
 pub mod http;
 pub mod metrics;
 pub mod monitor;

@@ -1,0 +1,250 @@
+//! The command line of `jobfleet` (clap derive): global options and one subcommand per
+//! task.
+
+use super::error::EXIT_STATUS_HELP;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use jobfleet_common::config::{DEFAULT_AMQP_URL, DEFAULT_NAMESPACE};
+use reqwest::Url;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The master's default address.
+pub const DEFAULT_MASTER: &str = "http://127.0.0.1:8080";
+/// Environment variable naming the master.
+pub const MASTER_ENV: &str = "JOBFLEET_MASTER";
+
+/// jobfleet: submit jobs to a jobfleet master and follow them.
+#[derive(Debug, Parser)]
+#[command(name = "jobfleet", version, after_help = EXIT_STATUS_HELP, propagate_version = true)]
+pub struct Cli {
+    /// Base URL of the master's HTTP API.
+    #[arg(long, global = true, env = MASTER_ENV, default_value = DEFAULT_MASTER, value_parser = parse_master_url, value_name = "URL")]
+    pub master: Url,
+    /// Print JSON for scripts instead of text (one document, or one object per line for `watch`).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Submit a job (prints its id), wait for its result (--wait), or submit one job per
+    /// line of a JSONL file (--bulk).
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Submit(SubmitArgs),
+    /// Show a job's record.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Status {
+        /// The job's id.
+        id: String,
+    },
+    /// List jobs, newest first.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    List(ListArgs),
+    /// Cancel a queued or running job.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Cancel {
+        /// The job's id.
+        id: String,
+    },
+    /// Print results live from the result topic (straight from RabbitMQ) until Ctrl-C.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Watch(WatchArgs),
+    /// Show the groups: functions, workers, queue depth, failures, broken.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Groups,
+    /// Show the live workers.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Workers,
+    /// Clear a broken group and its failure count.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Reset {
+        /// The group.
+        group: String,
+    },
+}
+
+/// `jobfleet submit`.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The consumer group.
+    pub group: String,
+    /// The function to run.
+    pub function: String,
+    /// The job's args as JSON (default: null).
+    #[arg(long, value_parser = parse_json, value_name = "JSON", conflicts_with_all = ["args_file", "bulk"])]
+    pub args: Option<Value>,
+    /// Read the args (one JSON document) from FILE; `-` reads standard input.
+    #[arg(long, value_name = "FILE", conflicts_with = "bulk")]
+    pub args_file: Option<PathBuf>,
+    /// The job's id (1..128 chars of [A-Za-z0-9._:-]); a repeated id returns the original
+    /// job instead of running it again.
+    #[arg(long, conflicts_with = "bulk")]
+    pub id: Option<String>,
+    /// Wait for the job to end and print its result (or its error, exiting 1).
+    #[arg(long)]
+    pub wait: bool,
+    /// Overrides the function's timeout for this job, e.g. `30s`, `5m`.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Option<Duration>,
+    /// Submit one job per line of FILE (each line one JSON args value; blank lines are
+    /// skipped), wait for all of them and print a summary; exits 1 if any did not finish.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub bulk: Option<PathBuf>,
+    /// With --bulk: requests in flight at once.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024), requires = "bulk")]
+    pub in_flight: u16,
+}
+
+/// A job status, for filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFilter {
+    /// Waiting for a worker.
+    Queued,
+    /// Running.
+    Started,
+    /// Ended with a result.
+    Finished,
+    /// Ended with an error.
+    Failed,
+    /// Canceled.
+    Canceled,
+}
+
+impl StatusFilter {
+    /// The status as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusFilter::Queued => "queued",
+            StatusFilter::Started => "started",
+            StatusFilter::Finished => "finished",
+            StatusFilter::Failed => "failed",
+            StatusFilter::Canceled => "canceled",
+        }
+    }
+}
+
+/// `jobfleet list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only this group.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Only this function.
+    #[arg(long)]
+    pub function: Option<String>,
+    /// Only jobs with this status.
+    #[arg(long, value_enum)]
+    pub status: Option<StatusFilter>,
+    /// At most this many jobs (1..=1000).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
+    /// Continue after a previous page (the cursor `list` printed).
+    #[arg(long)]
+    pub cursor: Option<String>,
+}
+
+/// `jobfleet watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Routing-key pattern on `NS.results`, `<group>.<function>.<status>`: `#` (all),
+    /// `etl.#`, `*.*.failed`.
+    #[arg(default_value = "#")]
+    pub pattern: String,
+    /// Exit after this many results.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// The fleet's namespace.
+    #[arg(long, env = "JOBFLEET_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// The broker (watch reads the result topic directly, not through the master).
+    #[arg(long, env = "JOBFLEET_AMQP_URL", default_value = DEFAULT_AMQP_URL, hide_env_values = true, hide_default_value = true, value_name = "URL")]
+    pub amqp_url: String,
+}
+
+/// A clap error as one line for stderr: the message, its details and the usage, without
+/// the "For more information" hint.
+pub fn usage_line(error: &clap::Error) -> String {
+    let text = error.to_string();
+    let mut parts = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("For more information")) {
+        let line = line.strip_prefix("error: ").unwrap_or(line);
+        match line.strip_prefix("Usage: ") {
+            Some(usage) => parts.push(format!("(usage: {usage})")),
+            None => parts.push(line.to_string()),
+        }
+    }
+    parts.join(" ")
+}
+
+/// `--master`: an absolute `http://` URL.
+pub fn parse_master_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    match url.scheme() {
+        "http" if url.host().is_some() => Ok(url),
+        "http" => Err(format!("{text:?} has no host")),
+        "https" => Err("https is not supported by this build; put the master behind http on a trusted network or a local proxy".into()),
+        other => Err(format!("scheme {other:?}: use http://HOST:PORT")),
+    }
+}
+
+/// `--args`: any JSON value.
+pub fn parse_json(text: &str) -> Result<Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))
+}
+
+/// `--timeout`: a duration such as `30s` or `250ms`, at least 1 ms.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let duration = jobfleet_common::config::parse_duration(text)?;
+    if duration.as_millis() == 0 {
+        return Err("the timeout must be at least 1ms".into());
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn master_urls_must_be_http() {
+        assert!(parse_master_url("http://127.0.0.1:8080").is_ok());
+        assert!(parse_master_url("https://example.org").is_err());
+        assert!(parse_master_url("127.0.0.1:8080").is_err());
+        assert!(parse_master_url("ftp://x").is_err());
+    }
+
+    #[test]
+    fn submit_options_conflict_where_they_must() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["jobfleet"], args].concat());
+        assert!(parse(&["submit", "g", "f", "--args", "{\"a\":1}", "--wait"]).is_ok());
+        assert!(parse(&["submit", "g", "f", "--args", "{nope"]).is_err());
+        assert!(parse(&["submit", "g", "f", "--args", "1", "--args-file", "x"]).is_err());
+        assert!(parse(&["submit", "g", "f", "--bulk", "x", "--id", "i"]).is_err());
+        assert!(parse(&["submit", "g", "f", "--in-flight", "4"]).is_err());
+        assert!(parse(&["list", "--status", "nope"]).is_err());
+        assert!(parse(&["list", "--limit", "0"]).is_err());
+        assert!(parse(&["--json", "groups"]).is_ok());
+        assert!(parse(&["groups", "--json"]).is_ok());
+    }
+
+    #[test]
+    fn usage_errors_fit_on_one_line() {
+        let error = Cli::try_parse_from(["jobfleet", "list", "--status", "bogus"]).unwrap_err();
+        let line = usage_line(&error);
+        assert!(!line.contains('\n') && line.starts_with("invalid value 'bogus' for '--status <STATUS>'"), "{line}");
+        let error = Cli::try_parse_from(["jobfleet", "submit", "g"]).unwrap_err();
+        let line = usage_line(&error);
+        assert!(line.contains("<FUNCTION>") && line.contains("(usage: jobfleet submit"), "{line}");
+    }
+}

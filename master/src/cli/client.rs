@@ -1,0 +1,282 @@
+//! The HTTP client of the CLI: one [`MasterClient`] (one connection pool) per run, typed
+//! [`ApiError`]s, and the submit/wait loop over `POST /v1/jobs?wait=`.
+
+use super::model::{is_terminal, SubmitRequest};
+use reqwest::{RequestBuilder, StatusCode, Url};
+use serde_json::Value;
+use std::time::Duration;
+
+/// Seconds of one `?wait=` (the master's maximum).
+pub const WAIT_SECONDS: u64 = 300;
+/// How long to wait for a TCP connection to the master.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a plain request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a `?wait=` request may take: the wait plus room for the answer.
+const WAIT_REQUEST_TIMEOUT: Duration = Duration::from_secs(WAIT_SECONDS + 30);
+/// Transient failures (unreachable, 5xx) tolerated in a row while waiting for a job.
+const WAIT_RETRIES: u32 = 5;
+
+/// Why a call to the master failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The master answered with an error (`{"error": {"kind", "message"}}`).
+    #[error("{kind}: {message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The error kind.
+        kind: String,
+        /// The error message.
+        message: String,
+    },
+    /// No answer: connection refused, DNS failure, timeout.
+    #[error("cannot reach the master at {url}: {reason}")]
+    Unreachable {
+        /// The master's base URL.
+        url: String,
+        /// Why, in a few words.
+        reason: String,
+    },
+    /// An answer that is not the JSON the API documents.
+    #[error("unexpected answer from the master at {url}: {message}")]
+    Protocol {
+        /// The master's base URL.
+        url: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+impl ApiError {
+    /// The process exit status: 3 for a refused request (4xx), 4 for everything that is the
+    /// master's or the network's trouble.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ApiError::Api { status, .. } if (400..500).contains(status) => super::error::exit::API,
+            _ => super::error::exit::UNAVAILABLE,
+        }
+    }
+
+    /// Whether a retry may help: the master is unreachable or answered 5xx (except a broken
+    /// group, which stays broken until someone resets it).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ApiError::Unreachable { .. } => true,
+            ApiError::Api { status, kind, .. } => *status >= 500 && kind != "group_broken",
+            ApiError::Protocol { .. } => false,
+        }
+    }
+
+    /// Whether the master refused because the job's group is broken.
+    pub fn is_group_broken(&self) -> bool {
+        matches!(self, ApiError::Api { kind, .. } if kind == "group_broken")
+    }
+}
+
+/// What `POST /v1/jobs` answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Submitted {
+    /// 202: queued, or still running after the wait.
+    Accepted {
+        /// The job's id.
+        id: String,
+        /// Its status.
+        status: String,
+    },
+    /// 200: the job record (ended under `?wait=`, or the original job of a repeated id).
+    Record(Value),
+}
+
+/// A client of one master's HTTP API.
+#[derive(Debug, Clone)]
+pub struct MasterClient {
+    http: reqwest::Client,
+    base: Url,
+}
+
+impl MasterClient {
+    /// A client for the master at `base` (an `http://` URL, possibly with a path prefix).
+    pub fn new(base: Url) -> Result<MasterClient, ApiError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .user_agent(concat!("jobfleet-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ApiError::Protocol { url: base.to_string(), message: format!("cannot build the HTTP client: {e}") })?;
+        Ok(MasterClient { http, base })
+    }
+
+    /// The master's base URL.
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    /// The base URL without a trailing slash, for messages.
+    fn shown(&self) -> String {
+        self.base.as_str().trim_end_matches('/').to_string()
+    }
+
+    /// `base` + path segments, each escaped (ids and group names come from the user).
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    /// Sends a request; a 2xx answer yields its status and JSON body (`null` when empty).
+    async fn send(&self, request: RequestBuilder) -> Result<(StatusCode, Value), ApiError> {
+        let response = request.send().await.map_err(|e| self.transport_error(&e))?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| self.transport_error(&e))?;
+        if status.is_success() {
+            if body.is_empty() {
+                return Ok((status, Value::Null));
+            }
+            let value = serde_json::from_slice(&body).map_err(|e| ApiError::Protocol { url: self.shown(), message: format!("HTTP {status} with a body that is not JSON: {e}") })?;
+            return Ok((status, value));
+        }
+        Err(error_from_body(status, &body))
+    }
+
+    fn transport_error(&self, e: &reqwest::Error) -> ApiError {
+        if e.is_timeout() {
+            return ApiError::Unreachable { url: self.shown(), reason: "no answer in time".into() };
+        }
+        if e.is_connect() || e.is_request() || e.is_body() {
+            return ApiError::Unreachable { url: self.shown(), reason: root_cause(e) };
+        }
+        ApiError::Protocol { url: self.shown(), message: root_cause(e) }
+    }
+
+    /// `GET` a JSON document.
+    pub async fn get(&self, segments: &[&str], query: &[(&str, String)]) -> Result<Value, ApiError> {
+        let request = self.http.get(self.url(segments)).query(query).timeout(REQUEST_TIMEOUT);
+        Ok(self.send(request).await?.1)
+    }
+
+    /// `POST` without a body.
+    pub async fn post(&self, segments: &[&str]) -> Result<Value, ApiError> {
+        let request = self.http.post(self.url(segments)).timeout(REQUEST_TIMEOUT);
+        Ok(self.send(request).await?.1)
+    }
+
+    /// `POST /v1/jobs`, with `?wait=SECONDS` when `wait` is set.
+    pub async fn submit(&self, request: &SubmitRequest, wait: Option<u64>) -> Result<Submitted, ApiError> {
+        let mut builder = self.http.post(self.url(&["v1", "jobs"])).json(request);
+        builder = match wait {
+            Some(seconds) => builder.query(&[("wait", seconds)]).timeout(WAIT_REQUEST_TIMEOUT),
+            None => builder.timeout(REQUEST_TIMEOUT),
+        };
+        let (status, body) = self.send(builder).await?;
+        if status == StatusCode::ACCEPTED {
+            let id = body["id"].as_str().ok_or_else(|| ApiError::Protocol { url: self.shown(), message: "a 202 answer without an id".into() })?;
+            let status = body["status"].as_str().unwrap_or("queued");
+            return Ok(Submitted::Accepted { id: id.to_string(), status: status.to_string() });
+        }
+        Ok(Submitted::Record(body))
+    }
+
+    /// Waits until the job `request.id` ends and returns its record, asking the master with
+    /// `?wait=` again and again (a repeated id never runs a second time). Unreachable-master
+    /// and 5xx answers are retried a few times with back-off.
+    pub async fn wait_for_end(&self, request: &SubmitRequest) -> Result<Value, ApiError> {
+        let Some(id) = request.id.as_deref() else {
+            return Err(ApiError::Protocol { url: self.shown(), message: "waiting needs the job's id".into() });
+        };
+        let mut failures = 0;
+        loop {
+            match self.submit(request, Some(WAIT_SECONDS)).await {
+                Ok(Submitted::Record(record)) if is_terminal(&record) => return Ok(record),
+                Ok(_) => failures = 0,
+                // The master checks the group before it looks the id up: read the record.
+                Err(e) if e.is_group_broken() => {
+                    let record = self.job(id).await?;
+                    if is_terminal(&record) {
+                        return Ok(record);
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) if e.is_transient() && failures < WAIT_RETRIES => {
+                    failures += 1;
+                    tokio::time::sleep(Duration::from_millis(250 << failures)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// `GET /v1/jobs/{id}`.
+    pub async fn job(&self, id: &str) -> Result<Value, ApiError> {
+        self.get(&["v1", "jobs", id], &[]).await
+    }
+
+    /// `POST /v1/jobs/{id}/cancel`.
+    pub async fn cancel(&self, id: &str) -> Result<Value, ApiError> {
+        self.post(&["v1", "jobs", id, "cancel"]).await
+    }
+
+    /// `GET /v1/groups/{group}`.
+    pub async fn group(&self, group: &str) -> Result<Value, ApiError> {
+        self.get(&["v1", "groups", group], &[]).await
+    }
+}
+
+/// The error of a non-2xx answer: the API's error body, or the status and the body's start.
+fn error_from_body(status: StatusCode, body: &[u8]) -> ApiError {
+    let parsed: Option<(String, String)> = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
+        let error = v.get("error")?;
+        Some((error.get("kind")?.as_str()?.to_string(), error.get("message").and_then(Value::as_str).unwrap_or("").to_string()))
+    });
+    let (kind, message) = parsed.unwrap_or_else(|| {
+        let text = String::from_utf8_lossy(body);
+        let first = text.lines().next().unwrap_or("").trim();
+        let first: String = first.chars().take(200).collect();
+        (format!("http_{}", status.as_u16()), if first.is_empty() { status.canonical_reason().unwrap_or("error").to_string() } else { first })
+    });
+    // One line on stderr, whatever the master put in its message.
+    let message = message.replace(['\n', '\r'], " ");
+    ApiError::Api { status: status.as_u16(), kind, message }
+}
+
+/// The innermost cause of an error (e.g. `Connection refused (os error 111)`), lowercased
+/// at the start to read well after a colon.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    let text = cause.to_string();
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies_become_kind_and_message() {
+        let e = error_from_body(StatusCode::NOT_FOUND, br#"{"error": {"kind": "not_found", "message": "unknown group \"x\"\nmore"}}"#);
+        assert_eq!(e.to_string(), "not_found: unknown group \"x\" more");
+        assert_eq!(e.exit_code(), 3);
+        let e = error_from_body(StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>\n<p>");
+        assert_eq!(e.to_string(), "http_502: <html>bad gateway</html>");
+        assert_eq!(e.exit_code(), 4);
+        assert!(e.is_transient());
+        let broken = error_from_body(StatusCode::SERVICE_UNAVAILABLE, br#"{"error": {"kind": "group_broken", "message": "m"}}"#);
+        assert!(broken.is_group_broken() && !broken.is_transient());
+    }
+
+    #[test]
+    fn path_segments_are_escaped_under_the_base_path() {
+        let client = MasterClient::new(Url::parse("http://127.0.0.1:8080/fleet/").unwrap()).unwrap();
+        assert_eq!(client.url(&["v1", "jobs", "a/b c"]).as_str(), "http://127.0.0.1:8080/fleet/v1/jobs/a%2Fb%20c");
+        let client = MasterClient::new(Url::parse("http://127.0.0.1:8080").unwrap()).unwrap();
+        assert_eq!(client.url(&["v1", "groups"]).as_str(), "http://127.0.0.1:8080/v1/groups");
+    }
+}

@@ -1,0 +1,59 @@
+//! `jobfleet groups`, `workers` and `reset`: the fleet as the master sees it.
+
+use super::Context;
+use crate::cli::error::CliError;
+use crate::cli::model::{decode, GroupList, GroupView, WorkerList};
+use crate::cli::output::{self, Table};
+
+/// Prints every group with its functions, workers, queue and failure state.
+pub async fn groups(context: &Context) -> Result<(), CliError> {
+    let raw = context.client.get(&["v1", "groups"], &[]).await?;
+    if context.json {
+        return output::json(&raw, true);
+    }
+    let list: GroupList = decode(&raw, "group list")?;
+    let mut table = Table::new(&["GROUP", "WORKERS", "QUEUED", "RUNNING", "FAILURES", "BROKEN", "FUNCTIONS"]);
+    for group in &list.groups {
+        table.row(vec![
+            group.name.clone(),
+            group.workers.to_string(),
+            group.queue_depth.to_string(),
+            group.running.to_string(),
+            group.consecutive_failures.to_string(),
+            if group.broken { "yes".into() } else { "no".into() },
+            group.functions.join(","),
+        ]);
+    }
+    output::line(&table.render())
+}
+
+/// Prints the live workers.
+pub async fn workers(context: &Context) -> Result<(), CliError> {
+    let raw = context.client.get(&["v1", "workers"], &[]).await?;
+    if context.json {
+        return output::json(&raw, true);
+    }
+    let list: WorkerList = decode(&raw, "worker list")?;
+    let mut table = Table::new(&["WORKER", "HOST", "PID", "GROUPS", "RUNNING", "HEARTBEAT"]);
+    for worker in &list.workers {
+        table.row(vec![
+            worker.id.clone(),
+            worker.host.clone(),
+            worker.pid.to_string(),
+            worker.groups.join(","),
+            format!("{}/{}", worker.running, worker.concurrency),
+            output::ago(&worker.last_heartbeat),
+        ]);
+    }
+    output::line(&table.render())
+}
+
+/// Clears a group's broken flag and failure count, and prints the group as it is now.
+pub async fn reset(context: &Context, group: &str) -> Result<(), CliError> {
+    let raw = context.client.post(&["v1", "groups", group, "reset"]).await?;
+    if context.json {
+        return output::json(&raw, true);
+    }
+    let view: GroupView = decode(&raw, "group")?;
+    output::line(&format!("reset {}: {} consecutive failures, broken: {}", view.name, view.consecutive_failures, if view.broken { "yes" } else { "no" }))
+}

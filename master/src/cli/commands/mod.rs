@@ -1,0 +1,37 @@
+//! The commands: each takes its parsed arguments and a [`Context`], prints its output and
+//! returns `Ok` or the [`CliError`] that sets the exit status.
+
+pub mod bulk;
+pub mod fleet;
+pub mod jobs;
+pub mod submit;
+pub mod watch;
+
+use super::args::{Cli, Command};
+use super::client::MasterClient;
+use super::error::CliError;
+
+/// What every command gets: the master client and the output mode.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The master's API.
+    pub client: MasterClient,
+    /// Print JSON instead of text.
+    pub json: bool,
+}
+
+/// Runs the command of a parsed command line.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let context = Context { client: MasterClient::new(cli.master)?, json: cli.json };
+    match cli.command {
+        Command::Submit(args) if args.bulk.is_some() => bulk::run(&context, args).await,
+        Command::Submit(args) => submit::run(&context, args).await,
+        Command::Status { id } => jobs::status(&context, &id).await,
+        Command::List(args) => jobs::list(&context, &args).await,
+        Command::Cancel { id } => jobs::cancel(&context, &id).await,
+        Command::Watch(args) => watch::run(&context, &args).await,
+        Command::Groups => fleet::groups(&context).await,
+        Command::Workers => fleet::workers(&context).await,
+        Command::Reset { group } => fleet::reset(&context, &group).await,
+    }
+}
