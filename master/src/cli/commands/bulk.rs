@@ -123,7 +123,9 @@ pub async fn run(context: &Context, args: SubmitArgs) -> Result<(), CliError> {
         }
         outcomes.push(outcome);
         bar.inc(1);
-        bar.set_message(format!("{unfinished} not finished"));
+        if unfinished > 0 {
+            bar.set_message(format!("{unfinished} not finished"));
+        }
     }
     drop(waits);
     bar.finish_and_clear();
