@@ -1,7 +1,7 @@
 //! Encoding and decoding of the wire messages: MessagePack maps with named fields
 //! (rmp-serde), JSON accepted on input by content type.
 
-use crate::message::{is_valid_job_id, JobMessage, ResultMessage};
+use crate::message::{is_valid_job_id, is_valid_name, JobMessage, ResultMessage};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -11,8 +11,8 @@ pub const MSGPACK: &str = "application/msgpack";
 /// The JSON content type, accepted on input.
 pub const JSON: &str = "application/json";
 
-/// Why a message could not be decoded. Carries the job id when it could still be read,
-/// so the job can be recorded as failed with `bad_message`.
+/// Why a message could not be decoded. Carries the job id (and function) when they could
+/// still be read, so the job can be recorded as failed with `bad_message`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}")]
 pub struct DecodeError {
@@ -20,6 +20,14 @@ pub struct DecodeError {
     pub reason: String,
     /// The job id, when the body holds a valid one.
     pub id: Option<String>,
+    /// The function, when the body holds a usable name.
+    pub function: Option<String>,
+}
+
+impl DecodeError {
+    fn new(reason: String, id: Option<String>) -> Self {
+        DecodeError { reason, id, function: None }
+    }
 }
 
 /// The body format named by a message's `content_type`.
@@ -72,23 +80,45 @@ struct WireJob {
     timeout_ms: Option<u64>,
 }
 
-/// Just the id, read from a body that failed to decode as a whole.
+/// A field read leniently: a string, or anything else (ignored).
 #[derive(Deserialize)]
-struct IdOnly {
-    id: Option<String>,
+#[serde(untagged)]
+enum Loose {
+    Text(String),
+    Other(serde::de::IgnoredAny),
+}
+
+impl Loose {
+    fn text(self) -> Option<String> {
+        match self {
+            Loose::Text(text) => Some(text),
+            Loose::Other(_) => None,
+        }
+    }
+}
+
+/// The id and function, read from a body that failed to decode as a whole.
+#[derive(Deserialize)]
+struct Readable {
+    #[serde(default)]
+    id: Option<Loose>,
+    #[serde(default)]
+    function: Option<Loose>,
 }
 
 /// Decodes a job message body. `routing_key`, when given, must equal the job's group.
 pub fn decode_job(content_type: Option<&str>, body: &[u8], routing_key: Option<&str>) -> Result<JobMessage, DecodeError> {
-    let format = Format::from_content_type(content_type).map_err(|reason| DecodeError { reason, id: None })?;
+    let format = Format::from_content_type(content_type).map_err(|reason| DecodeError::new(reason, None))?;
     let wire: WireJob = match decode_as(format, body) {
         Ok(wire) => wire,
         Err(reason) => {
-            let id = decode_as::<IdOnly>(format, body).ok().and_then(|only| only.id).filter(|id| is_valid_job_id(id));
-            return Err(DecodeError { reason, id });
+            let readable = decode_as::<Readable>(format, body).ok();
+            let (id, function) = readable.map(|r| (r.id.and_then(Loose::text), r.function.and_then(Loose::text))).unwrap_or_default();
+            return Err(DecodeError { reason, id: id.filter(|id| is_valid_job_id(id)), function: function.filter(|f| is_valid_name(f)) });
         }
     };
-    let fail = |reason: String, id: Option<String>| Err(DecodeError { reason, id });
+    let function = wire.function.clone().filter(|f| is_valid_name(f));
+    let fail = |reason: String, id: Option<String>| Err(DecodeError { reason, id, function: function.clone() });
     let id = match wire.id {
         Some(id) if is_valid_job_id(&id) => id,
         Some(id) => return fail(format!("invalid id {:?}: 1..128 chars of [A-Za-z0-9._:-]", truncate(&id)), None),
@@ -101,13 +131,16 @@ pub fn decode_job(content_type: Option<&str>, body: &[u8], routing_key: Option<&
             return fail(format!("group {group:?} differs from the routing key {routing_key:?}"), Some(id));
         }
     }
+    if !is_valid_name(&function) {
+        return fail(format!("invalid function name {:?}: 1..64 chars of [A-Za-z0-9_-]", truncate(&function)), Some(id));
+    }
     Ok(JobMessage { id, group, function, args: wire.args, submitted_at: wire.submitted_at, timeout_ms: wire.timeout_ms })
 }
 
 /// Decodes a result message body.
 pub fn decode_result(content_type: Option<&str>, body: &[u8]) -> Result<ResultMessage, DecodeError> {
-    let format = Format::from_content_type(content_type).map_err(|reason| DecodeError { reason, id: None })?;
-    decode_as(format, body).map_err(|reason| DecodeError { reason, id: None })
+    let format = Format::from_content_type(content_type).map_err(|reason| DecodeError::new(reason, None))?;
+    decode_as(format, body).map_err(|reason| DecodeError::new(reason, None))
 }
 
 fn truncate(s: &str) -> String {
@@ -163,6 +196,11 @@ mod tests {
         let wrong_type = encode(&json!({"id": "j4", "group": 5, "function": "f"}));
         let err = decode_job(None, &wrong_type, None).unwrap_err();
         assert_eq!(err.id.as_deref(), Some("j4"));
+        assert_eq!(err.function.as_deref(), Some("f"));
+
+        let bad_function = encode(&json!({"id": "j6", "group": "g", "function": "a.b"}));
+        let err = decode_job(None, &bad_function, None).unwrap_err();
+        assert_eq!((err.id.as_deref(), err.function), (Some("j6"), None));
 
         let bad_id = encode(&json!({"id": "no spaces", "group": "g", "function": "f"}));
         assert_eq!(decode_job(None, &bad_id, None).unwrap_err().id, None);

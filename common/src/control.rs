@@ -33,7 +33,7 @@ struct TypeOnly {
 /// Decodes a control message body: `Ok(None)` for a well-formed message of a type this
 /// version does not know (newer masters may send more), an error for a malformed one.
 pub fn decode(content_type: Option<&str>, body: &[u8]) -> Result<Option<ControlMessage>, DecodeError> {
-    let fail = |reason: String| DecodeError { reason, id: None };
+    let fail = |reason: String| DecodeError { reason, id: None, function: None };
     let format = Format::from_content_type(content_type).map_err(fail)?;
     let tag: TypeOnly = match format {
         Format::MsgPack => rmp_serde::from_slice(body).map_err(|e| fail(format!("undecodable msgpack control message: {e}")))?,

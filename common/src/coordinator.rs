@@ -95,12 +95,26 @@ impl Copy {
 }
 
 /// Whether a recorded outcome took effect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Completion {
     /// The outcome is recorded; publish the result.
     Recorded,
     /// The job was no longer this worker's attempt (canceled, taken over): publish nothing.
     Stale(Option<JobStatus>),
+    /// The master ended the job (a cancel) and may have died before publishing its result:
+    /// publish this record's result.
+    Announce(Box<JobRecord>),
+}
+
+/// What a submit did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Submitted {
+    /// A new queued record: publish the job.
+    Created,
+    /// The id or idempotency key names this existing job.
+    Existing(String),
+    /// The group is broken: nothing was recorded.
+    GroupBroken,
 }
 
 /// What ending a job early did.
@@ -456,7 +470,7 @@ impl Coordinator {
         };
         let effect = FailureEffect::of(outcome.status, outcome.error.as_ref());
         let mut conn = self.connection().await?;
-        let reply: Vec<String> = COMPLETE
+        let reply: RedisValue = COMPLETE
             .key(self.topology.job_key(&job.id))
             .key(self.topology.group_key(&job.group))
             .arg(worker_id)
@@ -473,9 +487,11 @@ impl Coordinator {
             .arg(self.topology.namespace())
             .invoke_async(&mut *conn)
             .await?;
-        match reply.first().map(String::as_str) {
+        let RedisValue::Array(items) = &reply else { return Err(CoordinatorError::Corrupt(format!("complete reply {reply:?}"))) };
+        match items.first().and_then(text).as_deref() {
             Some("ok") => Ok(Completion::Recorded),
-            Some("stale") => Ok(Completion::Stale(reply.get(1).and_then(|s| s.parse().ok()))),
+            Some("stale") => Ok(Completion::Stale(items.get(1).and_then(text).and_then(|s| s.parse().ok()))),
+            Some("announce") => Ok(Completion::Announce(Box::new(JobRecord::from_fields(fields_of(items.get(1).unwrap_or(&RedisValue::Nil))?)?))),
             _ => Err(CoordinatorError::Corrupt(format!("complete reply {reply:?}"))),
         }
     }
@@ -661,14 +677,15 @@ impl Coordinator {
     }
 
     /// Creates a submitted job's queued record unless its id or idempotency key already
-    /// names a job. Returns `None` when created, or the id of the existing job.
-    pub async fn submit(&self, job: &JobMessage, idempotency_key: Option<&str>) -> Result<Option<String>, CoordinatorError> {
+    /// names a job (then that job's id), or its group is broken.
+    pub async fn submit(&self, job: &JobMessage, idempotency_key: Option<&str>) -> Result<Submitted, CoordinatorError> {
         let args = serde_json::to_string(&job.args).unwrap_or_else(|_| "null".into());
         let idem = idempotency_key.map(|k| format!("{}:idem:{k}", self.topology.namespace())).unwrap_or_default();
         let mut conn = self.connection().await?;
         let reply: Vec<String> = SUBMIT
             .key(self.topology.job_key(&job.id))
             .key(idem)
+            .key(self.topology.group_key(&job.group))
             .arg(&job.id)
             .arg(&job.group)
             .arg(&job.function)
@@ -679,9 +696,10 @@ impl Coordinator {
             .arg(self.retention.as_secs().max(1))
             .invoke_async(&mut *conn)
             .await?;
-        match reply.first().map(String::as_str) {
-            Some("created") => Ok(None),
-            Some("existing") => Ok(reply.get(1).cloned()),
+        match (reply.first().map(String::as_str), reply.get(1)) {
+            (Some("created"), _) => Ok(Submitted::Created),
+            (Some("existing"), Some(id)) => Ok(Submitted::Existing(id.clone())),
+            (Some("broken"), _) => Ok(Submitted::GroupBroken),
             _ => Err(CoordinatorError::Corrupt(format!("submit reply {reply:?}"))),
         }
     }

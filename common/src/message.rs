@@ -47,13 +47,17 @@ impl JobStatus {
         matches!(self, JobStatus::Finished | JobStatus::Failed | JobStatus::Canceled)
     }
 
-    /// Whether SPEC §2 allows a job to move from `self` to `next`.
+    /// Whether a job may move from `self` to `next`: the moves of SPEC §2, plus
+    /// queued → failed for a job failed before it starts (its group is broken, no worker
+    /// took it within the queue timeout, or its message is undecodable), documented in
+    /// docs/design.md.
     pub fn can_move_to(self, next: JobStatus) -> bool {
         use JobStatus::*;
         matches!(
             (self, next),
             (Queued, Started)
                 | (Queued, Canceled)
+                | (Queued, Failed)
                 | (Started, Finished)
                 | (Started, Failed)
                 | (Started, Canceled)
@@ -327,6 +331,7 @@ mod tests {
         assert!(JobStatus::Queued.can_move_to(JobStatus::Started));
         assert!(JobStatus::Started.can_move_to(JobStatus::Queued));
         assert!(!JobStatus::Queued.can_move_to(JobStatus::Finished));
+        assert!(JobStatus::Queued.can_move_to(JobStatus::Failed));
         for terminal in [JobStatus::Finished, JobStatus::Failed, JobStatus::Canceled] {
             assert!(terminal.is_terminal());
             assert!(JobStatus::ALL.iter().all(|next| !terminal.can_move_to(*next)));

@@ -40,7 +40,7 @@ pub enum MasterError {
 /// Connects to the broker and Redis (retrying until they answer or `shutdown`), declares
 /// the exchanges and every configured group's queue, and builds the shared state.
 pub async fn connect(config: Config, shutdown: &CancellationToken) -> Result<Arc<AppState>, MasterError> {
-    let schemas = state::compile_schemas(&config)?;
+    let schemas = jobfleet_common::schema::ArgSchemas::compile(&config)?;
     let topology = Topology::new(&config.namespace);
     let coordinator = Coordinator::connect(&config.redis_url, topology.clone(), config.retention)?;
     let master_id = format!("master-{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..6]);
@@ -63,7 +63,7 @@ pub async fn connect(config: Config, shutdown: &CancellationToken) -> Result<Arc
         pool,
         schemas,
         waiters: Default::default(),
-        metrics: Default::default(),
+        metrics: metrics::MasterMetrics::for_config(&config),
         config,
         topology,
         coordinator,

@@ -36,7 +36,7 @@ fn main() -> ExitCode {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
-    if let Err(e) = jobfleet_master::state::compile_schemas(&config) {
+    if let Err(e) = jobfleet_common::schema::ArgSchemas::compile(&config) {
         eprintln!("jobfleet-master: {e}");
         return ExitCode::from(64);
     }

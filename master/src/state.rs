@@ -3,10 +3,10 @@
 use crate::metrics::MasterMetrics;
 use crate::waiters::Waiters;
 use jobfleet_common::client::{AmqpPool, ChannelSlot};
-use jobfleet_common::config::{Config, ConfigError};
+use jobfleet_common::config::Config;
+use jobfleet_common::schema::ArgSchemas;
 use jobfleet_common::coordinator::Coordinator;
 use jobfleet_common::topology::Topology;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The shared state of one master.
@@ -23,8 +23,8 @@ pub struct AppState {
     pub publisher: ChannelSlot,
     /// A plain channel for queue inspection (passive declares).
     pub inspector: ChannelSlot,
-    /// Compiled JSON Schemas of function args, by (group, function).
-    pub schemas: HashMap<(String, String), jsonschema::Validator>,
+    /// Compiled JSON Schemas of function args.
+    pub schemas: ArgSchemas,
     /// Synchronous submits waiting for results.
     pub waiters: Waiters,
     /// Prometheus metrics.
@@ -35,17 +35,3 @@ pub struct AppState {
 
 /// State handed to handlers.
 pub type SharedState = Arc<AppState>;
-
-/// Compiles every configured args schema; an invalid schema is a configuration error.
-pub fn compile_schemas(config: &Config) -> Result<HashMap<(String, String), jsonschema::Validator>, ConfigError> {
-    let mut schemas = HashMap::new();
-    for (group, group_config) in &config.groups {
-        for (name, function) in &group_config.functions {
-            if let Some(schema) = &function.schema {
-                let validator = jsonschema::validator_for(schema).map_err(|e| ConfigError::Invalid(format!("function {group}.{name}: invalid JSON Schema: {e}")))?;
-                schemas.insert((group.clone(), name.clone()), validator);
-            }
-        }
-    }
-    Ok(schemas)
-}

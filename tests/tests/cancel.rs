@@ -69,8 +69,9 @@ async fn a_cancel_broadcast_stops_the_running_job_and_frees_the_worker() {
     env.stop_workers().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_the_master_ended_the_job_the_worker_stops_it_and_publishes_nothing() {
+/// The master's cancel of a running job, with or without the master having published
+/// the result (it may die in between); returns the results seen for the canceled job.
+async fn master_cancel(announced: bool) -> Vec<jobfleet_common::message::ResultMessage> {
     let mut env = TestEnv::new("cancel-cas");
     env.start_worker(env.worker().concurrency(1)).await;
     let mut subscriber = env.subscriber(&["#"]).await;
@@ -90,6 +91,9 @@ async fn after_the_master_ended_the_job_the_worker_stops_it_and_publishes_nothin
     let error = JobError::new(ErrorKind::Canceled, "canceled by the master");
     let ended = env.coordinator.end_early(&sleeper.id, JobStatus::Canceled, &error, &[JobStatus::Queued, JobStatus::Started]).await.unwrap();
     assert!(matches!(ended, EndEarly::Ended { previous: JobStatus::Started, .. }), "{ended:?}");
+    if announced {
+        env.coordinator.announced(&sleeper.id).await.unwrap();
+    }
     publish_cancel(&control, &env.topology, &sleeper.id).await.unwrap();
 
     // With one slot, the echo runs only once the sleep let go: well before its 30 s.
@@ -99,7 +103,6 @@ async fn after_the_master_ended_the_job_the_worker_stops_it_and_publishes_nothin
     for extra in drain_results(&mut subscriber, Duration::from_millis(300)).await {
         results.entry(extra.id.clone()).or_default().push(extra);
     }
-    assert!(!results.contains_key(&sleeper.id), "the master publishes a job it ended, not the worker: {:?}", results.get(&sleeper.id));
     assert_eq!(results[&echo.id][0].status, JobStatus::Finished);
 
     let record = env.coordinator.job(&sleeper.id).await.unwrap().expect("the record");
@@ -109,4 +112,20 @@ async fn after_the_master_ended_the_job_the_worker_stops_it_and_publishes_nothin
     let _ = control.close(200, "".into()).await;
     pool.close();
     env.stop_workers().await;
+    results.remove(&sleeper.id).unwrap_or_default()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_master_ended_and_announced_the_job_the_worker_stops_it_and_publishes_nothing() {
+    let seen = master_cancel(true).await;
+    assert!(seen.is_empty(), "the master published the job it ended, not the worker: {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_master_died_before_announcing_a_cancel_the_worker_publishes_it() {
+    let seen = master_cancel(false).await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].status, JobStatus::Canceled);
+    assert_eq!(seen[0].error.as_ref().unwrap().message, "canceled by the master");
+}
+

@@ -17,6 +17,7 @@ const TWO_GROUPS: &str = r#"
 [groups.alpha.functions.wordcount]
 [groups.beta.functions.echo]
 [groups.beta.functions.wordcount]
+schema = { type = "object", required = ["text"], properties = { text = { type = "string" } } }
 [groups.beta.functions.fail]
 [groups.beta.functions.crash]
 [groups.beta.functions.sleep]
@@ -126,7 +127,9 @@ async fn duplicates_run_once_and_bad_input_ends_with_the_right_error() {
     assert_eq!(kind_of(&timing_out), Some(ErrorKind::Timeout));
     assert_eq!(results[&after_crash.id][0].result, Some(json!("still alive")));
     let record = env.coordinator.job(&invalid.id).await.unwrap().unwrap();
-    assert_eq!(record.error.map(|e| e.kind), Some(ErrorKind::InvalidArgs));
+    let error = record.error.unwrap();
+    assert_eq!(error.kind, ErrorKind::InvalidArgs);
+    assert!(error.message.contains("schema"), "the worker checks args against the schema: {error:?}");
 
     // Malformed messages, published straight to AMQP, land in NS.dead with a reason.
     let pool = amqp_pool(&env.config.amqp_url, 1, "test").unwrap();
@@ -162,9 +165,12 @@ async fn duplicates_run_once_and_bad_input_ends_with_the_right_error() {
     assert_eq!(half.status, JobStatus::Failed);
     assert_eq!(half.error.unwrap().kind, ErrorKind::BadMessage);
 
-    // A JSON job from a foreign client runs like any other.
-    let json_result = collect_results(&mut subscriber, &["json-1".to_string()], Duration::from_secs(10)).await;
-    assert_eq!(json_result["json-1"][0].result, Some(json!([1])));
+    // A JSON job from a foreign client runs like any other; the undecodable job whose id
+    // could be read gets its failed result like every ended job.
+    let late = collect_results(&mut subscriber, &["json-1".to_string(), "half-1".to_string()], Duration::from_secs(10)).await;
+    assert_eq!(late["json-1"][0].result, Some(json!([1])));
+    assert_eq!(late["half-1"][0].status, JobStatus::Failed);
+    assert_eq!(late["half-1"][0].error.as_ref().unwrap().kind, ErrorKind::BadMessage);
     // The worker kept going through all of it.
     assert_eq!(env.coordinator.job("json-1").await.unwrap().unwrap().status, JobStatus::Finished);
     assert!(env.coordinator.job("no-such-job").await.unwrap().is_none());

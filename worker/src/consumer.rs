@@ -53,6 +53,8 @@ pub(crate) struct Shared {
     pub(crate) topology: Topology,
     pub(crate) coordinator: Coordinator,
     pub(crate) registry: FunctionRegistry,
+    /// Args schemas of the configured functions.
+    pub(crate) schemas: jobfleet_common::schema::ArgSchemas,
     /// Process functions of the worker's groups, by (group, function).
     pub(crate) processes: HashMap<(String, String), Arc<ProcessFunction>>,
     /// Claims made so far: with the worker id, a token unique per delivery.
@@ -185,10 +187,11 @@ impl Shared {
                     loop {
                         tokio::select! {
                             result = &mut execution => break result,
-                            _ = self.force_stop.cancelled(), if !handed_off => {
+                            _ = self.force_stop.cancelled() => {
                                 self.running.lock().expect("running set").remove(&job.id);
                                 let _ = self.with_redis(|| self.coordinator.requeue(&job.id, &self.worker_id, attempts)).await;
-                                return self.hand_back(delivery).await;
+                                // Handed off, the parked copy brings the job back.
+                                return if handed_off { Handled::HandedBack } else { self.hand_back(delivery).await };
                             }
                             _ = &mut handoff, if !handed_off => {
                                 // A long job must not hold its delivery past the broker's
@@ -264,6 +267,20 @@ impl Shared {
                 }
                 Handled::Dropped
             }
+            Completion::Announce(record) => {
+                // The master ended it but its result may be unpublished: publish it.
+                if outcome.status == JobStatus::Canceled {
+                    metrics.completed(JobStatus::Canceled);
+                }
+                let Some(result) = record.to_result_message() else { return Handled::Dropped };
+                if self.publish_result_until_done(&result).await {
+                    let _ = self.coordinator.announced(&job.id).await;
+                }
+                if !handed_off {
+                    ack(delivery).await;
+                }
+                Handled::Republished
+            }
         }
     }
 
@@ -282,6 +299,8 @@ impl Shared {
             }
         };
         let timeout = job.timeout_ms.map(Duration::from_millis).or_else(|| configured.and_then(|c| c.timeout)).or(own_timeout).unwrap_or(Config::DEFAULT_TIMEOUT);
+        // Checked again here: producers may publish straight to AMQP.
+        self.schemas.check(&job.group, &job.function, &job.args).map_err(JobError::invalid_args)?;
         Ok(Resolved { executable, timeout })
     }
 
@@ -303,7 +322,7 @@ impl Shared {
         let available_at = now_ms() + delay.as_millis() as i64;
         match self.with_redis(|| self.coordinator.retry(job, &self.worker_id, attempt, error, available_at, max_failures)).await {
             Ok(Completion::Recorded) => {}
-            Ok(Completion::Stale(_)) => {
+            Ok(Completion::Stale(_) | Completion::Announce(_)) => {
                 if !handed_off {
                     ack(delivery).await;
                 }
@@ -484,11 +503,37 @@ impl Shared {
         }
         if let Some(id) = &e.id {
             let group = delivery.routing_key.as_str();
-            if let Err(None) = self.with_redis(|| self.coordinator.record_bad_message(id, group, "", &e.reason, now_ms())).await {
-                // Stopping: the message comes back and is dead-lettered again (a duplicate
-                // in NS.dead beats a lost reason).
-                self.hand_back(delivery).await;
-                return;
+            let function = e.function.as_deref().unwrap_or(crate::metrics::UNKNOWN_LABEL);
+            let finished_at = now_ms();
+            match self.with_redis(|| self.coordinator.record_bad_message(id, group, function, &e.reason, finished_at)).await {
+                Ok(true) => {
+                    // Recorded as failed: like every ended job, it gets a result message.
+                    let result = ResultMessage {
+                        id: id.clone(),
+                        group: group.to_string(),
+                        function: function.to_string(),
+                        status: JobStatus::Failed,
+                        result: None,
+                        error: Some(JobError::new(ErrorKind::BadMessage, e.reason.clone())),
+                        attempts: 0,
+                        worker: self.worker_id.clone(),
+                        submitted_at: None,
+                        started_at: None,
+                        finished_at,
+                        duration_ms: None,
+                    };
+                    if !self.publish_result_until_done(&result).await {
+                        self.hand_back(delivery).await;
+                        return;
+                    }
+                }
+                Ok(false) | Err(Some(_)) => {}
+                Err(None) => {
+                    // Stopping: the message comes back and is dead-lettered again (a
+                    // duplicate in NS.dead beats a lost reason).
+                    self.hand_back(delivery).await;
+                    return;
+                }
             }
         }
         ack(delivery).await;

@@ -267,6 +267,7 @@ impl WorkerBuilder {
             coordinator,
             registry: self.registry,
             processes,
+            schemas: jobfleet_common::schema::ArgSchemas::compile(&self.config).map_err(|e| WorkerError::Settings(e.to_string()))?,
             delay_queues: Default::default(),
             claims: Default::default(),
             max_args_bytes: self.config.max_args_bytes,

@@ -1,7 +1,8 @@
 -- Records a job's outcome: started -> finished | failed | canceled, only for the worker
 -- and attempt that own it (a fencing token: a stale owner cannot add a second outcome),
 -- sets the record's retention, and applies the group's failure policy.
--- Returns {'ok'} or {'stale', status}.
+-- Returns {'ok'}, {'stale', status}, or {'announce', {field, value, ...}} when the job was
+-- ended by the master (a cancel) whose result is not confirmed published: publish it.
 -- KEYS[1] job key, KEYS[2] group key
 -- ARGV: 1 worker id, 2 attempt, 3 status, 4 result (JSON or ''), 5 error kind (or ''),
 --       6 error message, 7 now (ms), 8 duration (ms), 9 retention (s),
@@ -14,6 +15,9 @@ if current[6] == attempt then
   return {'ok'}
 end
 if current[1] ~= 'started' or current[2] ~= ARGV[1] or current[3] ~= ARGV[2] then
+  if redis.call('HGET', key, 'announce') == '1' then
+    return {'announce', redis.call('HGETALL', key)}
+  end
   return {'stale', current[1] or ''}
 end
 redis.call('HSET', key, 'status', ARGV[3], 'finished_at', ARGV[7], 'duration_ms', ARGV[8], 'ended_by', attempt)

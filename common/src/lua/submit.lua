@@ -1,6 +1,7 @@
 -- The master's submit: creates a queued record (and the idempotency key) unless the id or
--- the idempotency key already names a job. Returns {'created'} or {'existing', id}.
--- KEYS[1] job key, KEYS[2] idempotency key (or '' when none)
+-- the idempotency key already names a job, or the group is broken (a repeat still gets
+-- its original job). Returns {'created'}, {'existing', id} or {'broken'}.
+-- KEYS[1] job key, KEYS[2] idempotency key (or '' when none), KEYS[3] group key
 -- ARGV: 1 id, 2 group, 3 function, 4 args (JSON), 5 submitted_at (ms), 6 timeout_ms (or ''),
 --       7 namespace, 8 idempotency key ttl (s)
 if KEYS[2] ~= '' then
@@ -11,6 +12,9 @@ if KEYS[2] ~= '' then
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {'existing', ARGV[1]}
+end
+if redis.call('HGET', KEYS[3], 'broken') == '1' then
+  return {'broken'}
 end
 local ns = ARGV[7]
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'group', ARGV[2], 'function', ARGV[3], 'args', ARGV[4],

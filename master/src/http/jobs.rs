@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use jobfleet_common::client::{confirmed, job_properties};
 use jobfleet_common::codec;
-use jobfleet_common::coordinator::{Cursor, EndEarly, Forget, JobRecord, ListFilter};
+use jobfleet_common::coordinator::{Cursor, EndEarly, Forget, JobRecord, ListFilter, Submitted};
 use jobfleet_common::lapin::options::BasicPublishOptions;
 use jobfleet_common::message::{is_valid_job_id, new_job_id, ErrorKind, JobError, JobMessage, JobStatus};
 use serde_json::Value;
@@ -59,15 +59,15 @@ pub async fn submit(State(state): State<SharedState>, query: Result<Query<Submit
         }
         key => key,
     };
-    let (_, broken) = state.coordinator.group_health(&job.group).await?;
-    if broken {
-        return Err(ApiError::group_broken(format!("group {:?} is broken; POST /v1/groups/{}/reset to run jobs again", job.group, job.group)));
-    }
-
     // Listen before the job can end, so a quick result is not missed.
     let waiter = wait.map(|_| state.waiters.register(&job.id));
     let id = match state.coordinator.submit(&job, idempotency_key.as_deref()).await? {
-        None => {
+        Submitted::GroupBroken => {
+            drop(waiter);
+            state.waiters.forget_closed(&job.id);
+            return Err(ApiError::group_broken(format!("group {:?} is broken; POST /v1/groups/{}/reset to run jobs again", job.group, job.group)));
+        }
+        Submitted::Created => {
             if let Err(e) = publish(&state, &job).await {
                 state.coordinator.discard(&job.id, &job.group, idempotency_key.as_deref()).await?;
                 return Err(e);
@@ -75,7 +75,7 @@ pub async fn submit(State(state): State<SharedState>, query: Result<Query<Submit
             state.metrics.jobs_submitted.with_label_values(&[&job.group, &job.function]).inc();
             None
         }
-        Some(existing) => Some(existing),
+        Submitted::Existing(existing) => Some(existing),
     };
     match (id, wait) {
         // A repeat: the original job, never a second run.
@@ -122,12 +122,7 @@ fn validate(state: &AppState, group: String, function: String, args: Value, id: 
     if size > state.config.max_args_bytes {
         return Err(ApiError::too_large(format!("args have {size} bytes; the limit is {}", state.config.max_args_bytes)));
     }
-    if let Some(validator) = state.schemas.get(&(group.clone(), function.clone())) {
-        let problems: Vec<String> = validator.iter_errors(&args).take(5).map(|e| format!("{}: {e}", e.instance_path)).collect();
-        if !problems.is_empty() {
-            return Err(ApiError::invalid_args(format!("args do not match the schema of {group}.{function}: {}", problems.join("; "))));
-        }
-    }
+    state.schemas.check(&group, &function, &args).map_err(ApiError::invalid_args)?;
     Ok(JobMessage { id, group, function, args, submitted_at: Some(jobfleet_common::now_ms()), timeout_ms })
 }
 
@@ -222,6 +217,9 @@ pub async fn cancel(State(state): State<SharedState>, Path(id): Path<String>) ->
     let error = JobError::new(ErrorKind::Canceled, "canceled by request");
     match state.coordinator.end_early(&id, JobStatus::Canceled, &error, &[JobStatus::Queued, JobStatus::Started]).await? {
         EndEarly::Ended { previous, record } => {
+            // Announce first: a worker that stops the job then finds the result published
+            // and adds none of its own.
+            crate::monitor::announce(&state, &record).await;
             if previous == JobStatus::Started {
                 // Stop the sandbox wherever it runs. The job is canceled either way: if the
                 // broadcast fails, the sandbox runs on and its late outcome is fenced off.
@@ -234,7 +232,6 @@ pub async fn cancel(State(state): State<SharedState>, Path(id): Path<String>) ->
                     tracing::warn!(error = %e, job_id = %id, "could not broadcast the cancel; the job is canceled, its sandbox runs to its end");
                 }
             }
-            crate::monitor::announce(&state, &record).await;
             Ok(Json(JobView::from(&*record)))
         }
         EndEarly::Conflict(status) => Err(ApiError::conflict(format!("job {id:?} is {status}; only queued or started jobs can be canceled"))),
