@@ -1,5 +1,6 @@
 //! The master's Prometheus metrics (SPEC §7), labels bounded by the configuration.
 
+use jobfleet_common::config::Config;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// Every master metric, registered on its own registry.
@@ -44,6 +45,19 @@ impl MasterMetrics {
         MasterMetrics { registry, jobs_submitted, queue_depth, workers, group_broken, http_requests, http_duration }
     }
 
+    /// The metrics with a submission counter at 0 for every configured group and function,
+    /// so that `rate()` sees a pair's first submissions (a series born at 1 shows no
+    /// increase). The gauges appear with the first scrape that could read them.
+    pub fn for_config(config: &Config) -> Self {
+        let metrics = MasterMetrics::new();
+        for (group, group_config) in &config.groups {
+            for function in group_config.functions.keys() {
+                metrics.jobs_submitted.with_label_values(&[group.as_str(), function.as_str()]);
+            }
+        }
+        metrics
+    }
+
     /// The metrics in the Prometheus text format.
     pub fn render(&self) -> String {
         TextEncoder::new().encode_to_string(&self.registry.gather()).unwrap_or_default()
@@ -53,5 +67,22 @@ impl MasterMetrics {
 impl Default for MasterMetrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_configured_pair_has_series_at_zero_before_any_job() {
+        let config = Config::from_toml("[groups.etl.functions.echo]\n[groups.etl.functions.fail]\n").unwrap();
+        let text = MasterMetrics::for_config(&config).render();
+        for series in [
+            r#"jobfleet_jobs_submitted_total{function="echo",group="etl"} 0"#,
+            r#"jobfleet_jobs_submitted_total{function="fail",group="etl"} 0"#,
+        ] {
+            assert!(text.lines().any(|l| l == series), "{series} missing from\n{text}");
+        }
     }
 }
