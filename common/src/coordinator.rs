@@ -814,25 +814,36 @@ impl Coordinator {
         }
     }
 
-    /// Removes up to `batch` index entries, oldest first, whose record has expired.
-    /// Returns how many were removed.
-    pub async fn sweep_index(&self, older_than_ms: i64, batch: usize) -> Result<usize, CoordinatorError> {
+    /// Removes the index entries older than `older_than_ms` whose record has expired,
+    /// walking them oldest first in batches of `batch`, past entries whose records live on
+    /// (jobs still queued or running), examining at most `max_examined`. Returns how many
+    /// were removed.
+    pub async fn sweep_index(&self, older_than_ms: i64, batch: usize, max_examined: usize) -> Result<usize, CoordinatorError> {
         let index = format!("{}:index", self.topology.namespace());
         let mut conn = self.connection().await?;
-        let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE").arg(&index).arg("-inf").arg(older_than_ms).arg("LIMIT").arg(0).arg(batch).query_async(&mut *conn).await?;
-        if ids.is_empty() {
-            return Ok(0);
+        let (mut removed, mut alive, mut examined) = (0, 0, 0);
+        while examined < max_examined {
+            let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE").arg(&index).arg("-inf").arg(older_than_ms).arg("LIMIT").arg(alive).arg(batch).query_async(&mut *conn).await?;
+            if ids.is_empty() {
+                break;
+            }
+            examined += ids.len();
+            let mut pipe = redis::pipe();
+            for id in &ids {
+                pipe.exists(self.topology.job_key(id));
+            }
+            let exists: Vec<bool> = pipe.query_async(&mut *conn).await?;
+            let gone: Vec<&String> = ids.iter().zip(&exists).filter(|(_, e)| !**e).map(|(id, _)| id).collect();
+            alive += exists.iter().filter(|e| **e).count();
+            if !gone.is_empty() {
+                let _: () = conn.zrem(&index, gone.clone()).await?;
+                removed += gone.len();
+            }
+            if ids.len() < batch {
+                break;
+            }
         }
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.exists(self.topology.job_key(id));
-        }
-        let exists: Vec<bool> = pipe.query_async(&mut *conn).await?;
-        let gone: Vec<&String> = ids.iter().zip(exists).filter(|(_, e)| !e).map(|(id, _)| id).collect();
-        if !gone.is_empty() {
-            let _: () = conn.zrem(&index, gone.clone()).await?;
-        }
-        Ok(gone.len())
+        Ok(removed)
     }
 
     /// Ids of a group's queued jobs enqueued before `before_ms`, oldest first.

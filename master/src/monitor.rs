@@ -27,7 +27,7 @@ pub struct MonitorTimings {
 
 impl Default for MonitorTimings {
     fn default() -> Self {
-        MonitorTimings { tick: Duration::from_secs(1), lease_ttl: Duration::from_secs(5), sweep_every: Duration::from_secs(60) }
+        MonitorTimings { tick: Duration::from_secs(1), lease_ttl: Duration::from_secs(5), sweep_every: Duration::from_secs(10) }
     }
 }
 
@@ -80,7 +80,7 @@ async fn duties(state: &AppState, last_sweep: &mut tokio::time::Instant, sweep_e
     if last_sweep.elapsed() >= sweep_every {
         *last_sweep = tokio::time::Instant::now();
         let horizon = now_ms() - state.config.retention.as_millis() as i64;
-        let removed = state.coordinator.sweep_index(horizon, 1000).await?;
+        let removed = state.coordinator.sweep_index(horizon, 1000, 100_000).await?;
         if removed > 0 {
             info!(removed, "expired jobs left the index");
         }

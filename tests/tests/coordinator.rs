@@ -142,3 +142,29 @@ async fn an_undecodable_job_is_recorded_once_as_bad_message() {
     assert!(matches!(c.claim(&running, "w", Copy::Fresh, true, now_ms(), &next_token()).await.unwrap(), Claim::Run { .. }));
     assert!(!c.record_bad_message(&running.id, "default", "", "late copy", now_ms()).await.unwrap(), "a started job is not overwritten");
 }
+
+#[tokio::test]
+async fn the_index_sweep_walks_past_live_records_to_remove_expired_ones() {
+    let env = TestEnv::new("sweep");
+    let c = &env.coordinator;
+    let old: Vec<JobMessage> = (0..7).map(|i| {
+        let mut job = JobMessage::new("default", "echo", json!(i));
+        job.submitted_at = Some(1_000 + i);
+        job
+    }).collect();
+    c.record_queued(&old).await.unwrap();
+    let fresh = JobMessage::new("default", "echo", json!("new"));
+    c.record_queued(std::slice::from_ref(&fresh)).await.unwrap();
+    // Records 0, 2, 4, 6 expire; 1, 3, 5 are still queued, interleaved with them.
+    let client = jobfleet_common::redis::Client::open(env.config.redis_url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for job in old.iter().step_by(2) {
+        let _: () = jobfleet_common::redis::cmd("DEL").arg(env.topology.job_key(&job.id)).query_async(&mut conn).await.unwrap();
+    }
+    assert_eq!(c.sweep_index(2_000, 2, 1_000).await.unwrap(), 4);
+    let left: Vec<String> = jobfleet_common::redis::cmd("ZRANGE").arg(format!("{}:index", env.namespace())).arg(0).arg(-1).query_async(&mut conn).await.unwrap();
+    let mut expected: Vec<String> = old.iter().skip(1).step_by(2).map(|j| j.id.clone()).collect();
+    expected.push(fresh.id.clone());
+    assert_eq!(left, expected, "live and recent entries stay, in order");
+    assert_eq!(c.sweep_index(2_000, 2, 1_000).await.unwrap(), 0);
+}
