@@ -1,0 +1,3 @@
+//! `jobfleet-bench`: see docs/benchmark.md.
+
+fn main() {}
