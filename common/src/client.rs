@@ -101,9 +101,18 @@ pub async fn confirmed(confirm: lapin::PublisherConfirm, id: &str, group: &str) 
     }
 }
 
-/// Properties of a job message: persistent, msgpack, `message_id` = id.
-pub fn job_properties(id: &str) -> BasicProperties {
-    BasicProperties::default().with_delivery_mode(2).with_content_type(MSGPACK.into()).with_message_id(id.into())
+/// Properties of a job message: persistent, msgpack, `message_id` = id, and the
+/// producer's W3C `traceparent` header when it has one.
+pub fn job_properties(id: &str, traceparent: Option<&str>) -> BasicProperties {
+    let properties = BasicProperties::default().with_delivery_mode(2).with_content_type(MSGPACK.into()).with_message_id(id.into());
+    match traceparent {
+        Some(value) => {
+            let mut headers = FieldTable::default();
+            headers.insert(crate::trace::TRACEPARENT.into(), lapin::types::AMQPValue::LongString(value.into()));
+            properties.with_headers(headers)
+        }
+        None => properties,
+    }
 }
 
 /// The backoff before attempt `attempt` (0-based) of a reconnect: exponential from 100 ms
@@ -195,17 +204,30 @@ impl Producer {
         self.publish_many(std::slice::from_ref(job)).await
     }
 
+    /// Publishes one job that continues the caller's trace: `traceparent` (W3C) travels in
+    /// the message's `traceparent` header to the worker, which continues the trace.
+    pub async fn publish_traced(&self, job: &JobMessage, traceparent: &str) -> Result<(), ClientError> {
+        if crate::trace::TraceParent::parse(traceparent).is_none() {
+            return Err(ClientError::InvalidJob(format!("invalid traceparent {traceparent:?}")));
+        }
+        self.publish_all(std::slice::from_ref(job), Some(traceparent)).await
+    }
+
     /// Publishes jobs, waits for all their confirms at once, then records them as queued
     /// in one pipelined Redis round trip. Retries connection failures until the retry
     /// deadline; when it returns `Ok`, every job is in the broker.
     pub async fn publish_many(&self, jobs: &[JobMessage]) -> Result<(), ClientError> {
+        self.publish_all(jobs, None).await
+    }
+
+    async fn publish_all(&self, jobs: &[JobMessage], traceparent: Option<&str>) -> Result<(), ClientError> {
         for job in jobs {
             validate(job)?;
         }
         let started = tokio::time::Instant::now();
         let mut attempt = 0;
         loop {
-            match self.try_publish_many(jobs).await {
+            match self.try_publish_many(jobs, traceparent).await {
                 Ok(()) => return Ok(()),
                 Err(e) if e.is_connection_error() => {
                     self.slot.invalidate().await;
@@ -221,14 +243,14 @@ impl Producer {
         }
     }
 
-    async fn try_publish_many(&self, jobs: &[JobMessage]) -> Result<(), ClientError> {
+    async fn try_publish_many(&self, jobs: &[JobMessage], traceparent: Option<&str>) -> Result<(), ClientError> {
         let channel = self.slot.get().await?;
         let exchange = self.topology.jobs_exchange();
         let mut confirms = Vec::with_capacity(jobs.len());
         for job in jobs {
             let body = codec::encode(job);
             let confirm = channel
-                .basic_publish(exchange.as_str().into(), job.group.as_str().into(), BasicPublishOptions { mandatory: true, ..Default::default() }, &body, job_properties(&job.id))
+                .basic_publish(exchange.as_str().into(), job.group.as_str().into(), BasicPublishOptions { mandatory: true, ..Default::default() }, &body, job_properties(&job.id, traceparent))
                 .await?;
             confirms.push(confirm);
         }

@@ -11,6 +11,7 @@ pub mod message;
 pub mod schema;
 pub mod telemetry;
 pub mod topology;
+pub mod trace;
 
 pub use deadpool_lapin::lapin;
 pub use deadpool_redis::redis;

@@ -18,6 +18,7 @@ use jobfleet_common::lapin::options::{BasicAckOptions, BasicNackOptions, BasicPu
 use jobfleet_common::lapin::types::AMQPValue;
 use jobfleet_common::lapin::BasicProperties;
 use jobfleet_common::message::{ErrorKind, JobError, JobMessage, JobStatus, ResultMessage};
+use jobfleet_common::trace::{TraceParent, TRACEPARENT};
 use jobfleet_common::topology::{header_str, Topology, HOLD_HEADER, REASON_HEADER, RETRY_HEADER};
 use jobfleet_common::{client, now_ms};
 use std::collections::HashMap;
@@ -103,12 +104,23 @@ impl Shared {
                 return;
             }
         };
-        let span = tracing::info_span!("job", job_id = %job.id, group = %job.group, function = %job.function, attempt = tracing::field::Empty);
-        let handled = self.handle_job(&delivery, &job).instrument(span).await;
+        // The producer's trace continues here: the span carries its trace id, and the job's
+        // own context goes on to the result and the sandbox.
+        let trace = header_str(delivery.properties.headers().as_ref(), TRACEPARENT).and_then(|t| TraceParent::parse(&t)).map(|parent| parent.child());
+        let span = tracing::info_span!(
+            "job",
+            job_id = %job.id,
+            group = %job.group,
+            function = %job.function,
+            attempt = tracing::field::Empty,
+            trace_id = trace.as_ref().map(|t| t.trace_id.as_str()),
+            span_id = trace.as_ref().map(|t| t.parent_id.as_str()),
+        );
+        let handled = self.handle_job(&delivery, &job, trace.as_ref()).instrument(span).await;
         debug!(job_id = %job.id, ?handled, "delivery handled");
     }
 
-    async fn handle_job(&self, delivery: &Delivery, job: &JobMessage) -> Handled {
+    async fn handle_job(&self, delivery: &Delivery, job: &JobMessage, trace: Option<&TraceParent>) -> Handled {
         let copy = if header_str(delivery.properties.headers().as_ref(), HOLD_HEADER).is_some() {
             Copy::Parked
         } else if delivery.redelivered {
@@ -134,7 +146,7 @@ impl Shared {
             }
         };
         match claim {
-            Claim::Run { attempts, submitted_at } => self.run(delivery, job, attempts, submitted_at, now).await,
+            Claim::Run { attempts, submitted_at } => self.run(delivery, job, attempts, submitted_at, now, trace).await,
             Claim::Drop(status) => {
                 debug!(%status, "duplicate message dropped");
                 ack(delivery).await;
@@ -142,7 +154,7 @@ impl Shared {
             }
             Claim::Hold => self.hold(delivery, job).await,
             Claim::Ended(record) => match record.to_result_message() {
-                Some(result) => self.publish_then_ack(delivery, &result, Handled::Republished).await,
+                Some(result) => self.publish_then_ack(delivery, &result, Handled::Republished, trace).await,
                 None => {
                     ack(delivery).await;
                     Handled::Dropped
@@ -155,7 +167,8 @@ impl Shared {
         }
     }
 
-    async fn run(&self, delivery: &Delivery, job: &JobMessage, attempts: u32, submitted_at: Option<i64>, started_at: i64) -> Handled {
+    #[allow(clippy::too_many_arguments)]
+    async fn run(&self, delivery: &Delivery, job: &JobMessage, attempts: u32, submitted_at: Option<i64>, started_at: i64, trace: Option<&TraceParent>) -> Handled {
         tracing::Span::current().record("attempt", attempts);
         if attempts > 1 {
             warn!(attempts, "running a redelivered job again");
@@ -180,7 +193,7 @@ impl Shared {
         } else {
             match self.resolve(job) {
                 Ok(resolved) => {
-                    let execution = self.execute(&resolved, job, attempts, &stop);
+                    let execution = self.execute(&resolved, job, attempts, &stop, trace);
                     tokio::pin!(execution);
                     let handoff = tokio::time::sleep(self.long_job_handoff);
                     tokio::pin!(handoff);
@@ -250,10 +263,10 @@ impl Shared {
                     duration_ms: Some(duration_ms),
                 };
                 if handed_off {
-                    self.publish_result_until_done(&result).await;
+                    self.publish_result_until_done(&result, trace).await;
                     return Handled::Ran;
                 }
-                self.publish_then_ack(delivery, &result, Handled::Ran).await
+                self.publish_then_ack(delivery, &result, Handled::Ran, trace).await
             }
             Completion::Stale(status) => {
                 // Canceled or taken over meanwhile: whoever ended it published its result.
@@ -273,7 +286,7 @@ impl Shared {
                     metrics.completed(JobStatus::Canceled);
                 }
                 let Some(result) = record.to_result_message() else { return Handled::Dropped };
-                if self.publish_result_until_done(&result).await {
+                if self.publish_result_until_done(&result, trace).await {
                     let _ = self.coordinator.announced(&job.id).await;
                 }
                 if !handed_off {
@@ -305,13 +318,13 @@ impl Shared {
     }
 
     /// Runs a resolved job in its sandbox until it ends, times out or `stop` fires.
-    async fn execute(&self, resolved: &Resolved, job: &JobMessage, attempt: u32, stop: &CancellationToken) -> HandlerResult {
+    async fn execute(&self, resolved: &Resolved, job: &JobMessage, attempt: u32, stop: &CancellationToken, trace: Option<&TraceParent>) -> HandlerResult {
         match &resolved.executable {
             Executable::InProcess(handler) => tokio::select! {
                 result = inprocess::run(handler, job.args.clone(), resolved.timeout) => result,
                 _ = stop.cancelled() => Err(JobError::new(ErrorKind::Canceled, "canceled while running")),
             },
-            Executable::Process(process) => process.run(&job.id, attempt, &job.args, resolved.timeout, stop).await,
+            Executable::Process(process) => process.run(&job.id, attempt, &job.args, resolved.timeout, stop, trace.map(TraceParent::header)).await,
         }
     }
 
@@ -424,8 +437,8 @@ impl Shared {
         }
     }
 
-    async fn publish_then_ack(&self, delivery: &Delivery, result: &ResultMessage, handled: Handled) -> Handled {
-        if self.publish_result_until_done(result).await {
+    async fn publish_then_ack(&self, delivery: &Delivery, result: &ResultMessage, handled: Handled, trace: Option<&TraceParent>) -> Handled {
+        if self.publish_result_until_done(result, trace).await {
             ack(delivery).await;
             handled
         } else {
@@ -437,10 +450,10 @@ impl Shared {
     /// Publishes a result, retrying through broker trouble, until it is confirmed (`true`)
     /// or the worker is forced to stop (`false`). While this worker lives, parked copies of
     /// the job rely on it to publish.
-    async fn publish_result_until_done(&self, result: &ResultMessage) -> bool {
+    async fn publish_result_until_done(&self, result: &ResultMessage, trace: Option<&TraceParent>) -> bool {
         let mut attempt = 0;
         loop {
-            match self.publish_result(result).await {
+            match self.publish_result(result, trace).await {
                 Ok(()) => return true,
                 Err(e) => {
                     warn!(error = %e, "result publish failed; retrying");
@@ -455,10 +468,16 @@ impl Shared {
         }
     }
 
-    /// Publishes a result message and waits for its confirm.
-    pub(crate) async fn publish_result(&self, result: &ResultMessage) -> Result<(), ClientError> {
+    /// Publishes a result message, with the job's `traceparent` when it has one, and waits
+    /// for its confirm.
+    pub(crate) async fn publish_result(&self, result: &ResultMessage, trace: Option<&TraceParent>) -> Result<(), ClientError> {
         let channel = self.results.get().await?;
-        let properties = BasicProperties::default().with_delivery_mode(2).with_content_type(MSGPACK.into()).with_message_id(result.id.as_str().into());
+        let mut properties = BasicProperties::default().with_delivery_mode(2).with_content_type(MSGPACK.into()).with_message_id(result.id.as_str().into());
+        if let Some(trace) = trace {
+            let mut headers = jobfleet_common::lapin::types::FieldTable::default();
+            headers.insert(TRACEPARENT.into(), AMQPValue::LongString(trace.header().into()));
+            properties = properties.with_headers(headers);
+        }
         let confirm = channel
             .basic_publish(self.topology.results_exchange().into(), result.routing_key().into(), BasicPublishOptions::default(), &codec::encode(result), properties)
             .await?;
@@ -522,7 +541,7 @@ impl Shared {
                         finished_at,
                         duration_ms: None,
                     };
-                    if !self.publish_result_until_done(&result).await {
+                    if !self.publish_result_until_done(&result, None).await {
                         self.hand_back(delivery).await;
                         return;
                     }

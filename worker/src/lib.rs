@@ -505,7 +505,7 @@ impl Worker {
                         last_delivery = tokio::time::Instant::now();
                         *delivered = true;
                         let shared = shared.clone();
-                        tracker.spawn(async move { shared.handle(delivery).await });
+                        tracker.spawn(async move { shared.handle(delivery).await }.in_current_span());
                     }
                     Some(Err(e)) => return Err(e),
                     None => return Err(WorkerError::Stalled("the broker closed the consumers".into())),

@@ -6,7 +6,8 @@ use crate::state::{AppState, SharedState};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use jobfleet_common::trace::{TraceParent, TRACEPARENT};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use jobfleet_common::client::{confirmed, job_properties};
@@ -37,7 +38,9 @@ pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
         (status = 503, description = "Group broken, or a backing service down", body = ErrorBody),
     )
 )]
-pub async fn submit(State(state): State<SharedState>, query: Result<Query<SubmitQuery>, QueryRejection>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+pub async fn submit(State(state): State<SharedState>, headers: HeaderMap, query: Result<Query<SubmitQuery>, QueryRejection>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    // A caller's W3C trace context continues on the job; a malformed one is ignored.
+    let traceparent = headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()).filter(|v| TraceParent::parse(v).is_some()).map(String::from);
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let wait = match query.wait {
         Some(w) if w.is_finite() && (0.0..=MAX_WAIT_SECONDS).contains(&w) => Some(Duration::from_secs_f64(w)),
@@ -68,7 +71,7 @@ pub async fn submit(State(state): State<SharedState>, query: Result<Query<Submit
             return Err(ApiError::group_broken(format!("group {:?} is broken; POST /v1/groups/{}/reset to run jobs again", job.group, job.group)));
         }
         Submitted::Created => {
-            if let Err(e) = publish(&state, &job).await {
+            if let Err(e) = publish(&state, &job, traceparent.as_deref()).await {
                 state.coordinator.discard(&job.id, &job.group, idempotency_key.as_deref()).await?;
                 return Err(e);
             }
@@ -126,12 +129,12 @@ fn validate(state: &AppState, group: String, function: String, args: Value, id: 
     Ok(JobMessage { id, group, function, args, submitted_at: Some(jobfleet_common::now_ms()), timeout_ms })
 }
 
-async fn publish(state: &AppState, job: &JobMessage) -> Result<(), ApiError> {
+async fn publish(state: &AppState, job: &JobMessage, traceparent: Option<&str>) -> Result<(), ApiError> {
     let channel = state.publisher.get().await?;
     let body = codec::encode(job);
     let result = async {
         let confirm = channel
-            .basic_publish(state.topology.jobs_exchange().into(), job.group.as_str().into(), BasicPublishOptions { mandatory: true, ..Default::default() }, &body, job_properties(&job.id))
+            .basic_publish(state.topology.jobs_exchange().into(), job.group.as_str().into(), BasicPublishOptions { mandatory: true, ..Default::default() }, &body, job_properties(&job.id, traceparent))
             .await?;
         confirmed(confirm, &job.id, &job.group).await
     }

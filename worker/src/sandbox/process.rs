@@ -257,17 +257,20 @@ impl ProcessFunction {
 
     /// Runs one job: `Ok` with the result, or the job's error. Stops the process group on
     /// `timeout` (kind `timeout`) or when `stop` fires (kind `canceled`).
-    pub async fn run(&self, job_id: &str, attempt: u32, args: &Value, timeout: Duration, stop: &CancellationToken) -> HandlerResult {
+    /// An exclusive process gets the job's W3C `traceparent` as `TRACEPARENT`.
+    pub async fn run(&self, job_id: &str, attempt: u32, args: &Value, timeout: Duration, stop: &CancellationToken, traceparent: Option<String>) -> HandlerResult {
         match self {
-            ProcessFunction::Exclusive(spec) => run_exclusive(spec, job_id, attempt, args, timeout, stop).await,
+            ProcessFunction::Exclusive(spec) => run_exclusive(spec, job_id, attempt, args, timeout, stop, traceparent).await,
             ProcessFunction::Shared(pool) => pool.run(job_id, args, timeout, stop).await,
         }
     }
 }
 
-async fn run_exclusive(spec: &ProcessSpec, job_id: &str, attempt: u32, args: &Value, timeout: Duration, stop: &CancellationToken) -> HandlerResult {
+async fn run_exclusive(spec: &ProcessSpec, job_id: &str, attempt: u32, args: &Value, timeout: Duration, stop: &CancellationToken, traceparent: Option<String>) -> HandlerResult {
     let workdir = WorkDir::create()?;
-    let mut child = spec.spawn(&workdir.0, &[("JOBFLEET_JOB_ID", job_id.to_string()), ("JOBFLEET_ATTEMPT", attempt.to_string())])?;
+    let mut env = vec![("JOBFLEET_JOB_ID", job_id.to_string()), ("JOBFLEET_ATTEMPT", attempt.to_string())];
+    env.extend(traceparent.map(|t| ("TRACEPARENT", t)));
+    let mut child = spec.spawn(&workdir.0, &env)?;
     let group = GroupGuard::of(&child).ok_or_else(|| JobError::new(ErrorKind::Crashed, "the process ended before it started"))?;
     let input = serde_json::to_vec(args).unwrap_or_else(|_| b"null".to_vec());
     let mut stdin = child.stdin.take().expect("piped stdin");
