@@ -1,3 +1,352 @@
-//! `jobfleet-bench`: see docs/benchmark.md.
+//! `jobfleet-bench`: the benchmark of docs/benchmark.md. `run` measures, in one invocation
+//! and namespace, the bare-lapin ceiling, jobfleet end to end (client library and HTTP),
+//! the process sandboxes, latency at a fixed rate and peak RSS, and prints one table;
+//! `ceiling-consumer` is the ceiling's consumer process, started by `run`.
 
-fn main() {}
+mod ceiling;
+mod fleet;
+mod measure;
+mod report;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use fleet::{Fleet, ECHO_GROUP, EXCLUSIVE_FUNCTION, PROCESS_GROUP, SHARED_FUNCTION};
+use jobfleet_common::client::{Producer, ResultSubscriber};
+use jobfleet_common::message::JobMessage;
+use measure::{Results, Throughput};
+use report::Report;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// jobfleet benchmark.
+#[derive(Parser, Debug)]
+#[command(name = "jobfleet-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Runs the benchmark and prints the table (what scripts/bench runs).
+    Run(RunArgs),
+    /// The ceiling's consumer (started by `run` as a separate process).
+    CeilingConsumer {
+        /// RabbitMQ.
+        #[arg(long)]
+        amqp_url: String,
+        /// The job queue.
+        #[arg(long)]
+        queue: String,
+        /// The result exchange.
+        #[arg(long)]
+        results_exchange: String,
+        /// Prefetch = deliveries in flight.
+        #[arg(long)]
+        concurrency: u16,
+    },
+}
+
+/// The rows `run` can measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Row {
+    /// Bare lapin, same flow and guarantees.
+    Ceiling,
+    /// jobfleet through the client library.
+    E2e,
+    /// jobfleet through POST /v1/jobs.
+    Http,
+    /// The process sandbox, exclusive and shared.
+    Process,
+    /// Latency at a fixed rate, ceiling and jobfleet.
+    Latency,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct RunArgs {
+    /// Jobs per throughput row.
+    #[arg(default_value_t = 10_000)]
+    jobs: usize,
+    /// Jobs in flight per worker (= prefetch), the same for the ceiling's consumer.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Jobs in flight of the process-sandbox worker (= shared processes kept alive).
+    #[arg(long, default_value_t = 8)]
+    process_concurrency: usize,
+    /// Jobs of the exclusive process row (a python3 start per job); default min(JOBS, 500).
+    #[arg(long)]
+    exclusive_jobs: Option<usize>,
+    /// Publish rate of the latency rows, jobs/s.
+    #[arg(long, default_value_t = 200.0)]
+    rate: f64,
+    /// Samples per latency row; default 2000 (10 s at 200/s).
+    #[arg(long)]
+    latency_jobs: Option<usize>,
+    /// Concurrent HTTP clients of the POST /v1/jobs row.
+    #[arg(long, default_value_t = 32)]
+    http_clients: usize,
+    /// Quick run: 500 jobs, 200 latency samples, 50 exclusive jobs, no scaling.
+    #[arg(long)]
+    smoke: bool,
+    /// Also the scaling table: 1, 2, 4 workers; concurrency 1, 8, 64.
+    #[arg(long)]
+    scaling: bool,
+    /// Only these rows (comma list); default all.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    rows: Vec<Row>,
+    /// Where jobfleet-worker and jobfleet-master are; default: next to this binary.
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Where wordcount.py and wordcount_shared.py are.
+    #[arg(long, default_value = "examples/python/functions")]
+    functions_dir: PathBuf,
+}
+
+impl RunArgs {
+    fn resolved(mut self) -> RunArgs {
+        if self.smoke {
+            self.jobs = 500;
+            self.latency_jobs = Some(self.latency_jobs.unwrap_or(200));
+            self.exclusive_jobs = Some(self.exclusive_jobs.unwrap_or(50));
+            self.scaling = false;
+        }
+        if self.rows.is_empty() {
+            self.rows = vec![Row::Ceiling, Row::E2e, Row::Http, Row::Process, Row::Latency];
+        }
+        self
+    }
+
+    fn wants(&self, row: Row) -> bool {
+        self.rows.contains(&row)
+    }
+
+    fn warmup(&self) -> usize {
+        self.jobs.clamp(1, 200)
+    }
+
+    /// Long enough for a slow, loaded machine; short enough that a hang ends.
+    fn timeout(&self, jobs: usize) -> Duration {
+        Duration::from_secs(60) + Duration::from_millis(jobs as u64 * 20)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let outcome = runtime.block_on(async move {
+        match cli.command {
+            Command::CeilingConsumer { amqp_url, queue, results_exchange, concurrency } => ceiling::consume(&amqp_url, &queue, &results_exchange, concurrency).await,
+            Command::Run(args) => run(args.resolved()).await,
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("jobfleet-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> Result<()> {
+    let bin_dir = match &args.bin_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::current_exe()?.parent().context("binary directory")?.to_path_buf(),
+    };
+    let functions_dir = std::fs::canonicalize(&args.functions_dir).with_context(|| format!("--functions-dir {}", args.functions_dir.display()))?;
+    let mut fleet = Fleet::new(bin_dir, &functions_dir)?;
+    let names = ceiling::Names::new(&fleet.topology);
+    let mut report = Report::new(args.jobs, args.concurrency, args.process_concurrency, args.rate, fleet.namespace());
+    eprintln!("jobfleet-bench: namespace {}, logs in {}", fleet.namespace(), fleet.log_dir().display());
+    let measured = tokio::select! {
+        measured = measure_all(&mut fleet, &names, &args, &mut report) => measured,
+        _ = stop_signal() => Err(anyhow::anyhow!("interrupted")),
+    };
+    // Children are killed by now (dropped); take their queues, exchanges and keys along.
+    fleet.cleanup(&[names.queue.clone()], &[names.jobs_exchange.clone(), names.results_exchange.clone()]).await;
+    report.finish();
+    measured?;
+    print!("{report}");
+    Ok(())
+}
+
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+fn echo_jobs(count: usize) -> Vec<JobMessage> {
+    (0..count).map(|i| JobMessage::new(ECHO_GROUP, "echo", json!({"i": i}))).collect()
+}
+
+fn ceiling_jobs(count: usize) -> Vec<JobMessage> {
+    (0..count).map(|i| ceiling::Client::job(json!({"i": i}))).collect()
+}
+
+fn wordcount_jobs(function: &str, count: usize) -> Vec<JobMessage> {
+    (0..count).map(|i| JobMessage::new(PROCESS_GROUP, function, json!({"text": format!("the quick brown fox {i} jumps over the lazy dog")}))).collect()
+}
+
+/// Ceiling throughput: warm-up, then `jobs` jobs through `consumers` consumer processes.
+async fn ceiling_row(fleet: &mut Fleet, names: &ceiling::Names, args: &RunArgs, jobs: usize, consumers: usize, concurrency: usize) -> Result<Throughput> {
+    let client = ceiling::Client::connect(&fleet.config.amqp_url, names.clone()).await?;
+    let mut procs = Vec::new();
+    for _ in 0..consumers {
+        procs.push(fleet.ceiling_consumer(&names.queue, &names.results_exchange, concurrency).await?);
+    }
+    let results = Results::Ceiling(ceiling::Subscriber::connect(&fleet.config.amqp_url, names).await?);
+    let (_, results) = measure::throughput(results, ceiling_jobs(args.warmup()), args.timeout(args.warmup()), |jobs| measure::publish_ceiling(&client, jobs)).await?;
+    let (row, _) = measure::throughput(results, ceiling_jobs(jobs), args.timeout(jobs), |jobs| measure::publish_ceiling(&client, jobs)).await?;
+    for proc in procs {
+        proc.stop(Duration::from_secs(5)).await;
+    }
+    Ok(row)
+}
+
+/// jobfleet end to end through the client library: warm-up, then `jobs` echo jobs run by
+/// `workers` worker processes; every record must be `finished`.
+async fn e2e_row(fleet: &mut Fleet, args: &RunArgs, jobs: usize, workers: usize, concurrency: usize) -> Result<Throughput> {
+    let mut procs = Vec::new();
+    for _ in 0..workers {
+        procs.push(fleet.worker(ECHO_GROUP, concurrency).await?);
+    }
+    let producer = Producer::connect(&fleet.config).await?;
+    let results = Results::Jobfleet(ResultSubscriber::connect(&fleet.config.amqp_url, fleet.topology.clone(), &["default.echo.#"]).await?);
+    let (_, results) = measure::throughput(results, echo_jobs(args.warmup()), args.timeout(args.warmup()), |jobs| measure::publish_client(&producer, jobs)).await?;
+    let batch = echo_jobs(jobs);
+    let ids: Vec<String> = batch.iter().map(|j| j.id.clone()).collect();
+    let (row, _) = measure::throughput(results, batch, args.timeout(jobs), |jobs| measure::publish_client(&producer, jobs)).await?;
+    measure::check_recorded(&fleet.coordinator, &ids).await?;
+    for proc in procs {
+        proc.stop(Duration::from_secs(10)).await;
+    }
+    Ok(row)
+}
+
+async fn measure_all(fleet: &mut Fleet, names: &ceiling::Names, args: &RunArgs, report: &mut Report) -> Result<()> {
+    let jobs = args.jobs;
+    let timeout = args.timeout(jobs);
+    let amqp_url = fleet.config.amqp_url.clone();
+
+    // 1. The ceiling, its consumer in its own process.
+    let ceiling_client = Arc::new(ceiling::Client::connect(&amqp_url, names.clone()).await?);
+    let ceiling_consumer = fleet.ceiling_consumer(&names.queue, &names.results_exchange, args.concurrency).await?;
+    let mut ceiling_results = Results::Ceiling(ceiling::Subscriber::connect(&amqp_url, names).await?);
+    if args.wants(Row::Ceiling) {
+        let (_, warm) = measure::throughput(ceiling_results, ceiling_jobs(args.warmup()), timeout, |jobs| measure::publish_ceiling(&ceiling_client, jobs)).await?;
+        let (row, results) = measure::throughput(warm, ceiling_jobs(jobs), timeout, |jobs| measure::publish_ceiling(&ceiling_client, jobs)).await?;
+        ceiling_results = results;
+        report.ceiling = Some(row);
+        eprintln!("jobfleet-bench: ceiling {:.0} jobs/s", row.rate());
+    }
+
+    // 2. jobfleet end to end: a release worker process, the client library's producer
+    // and result subscriber.
+    let mut worker = fleet.worker(ECHO_GROUP, args.concurrency).await?;
+    let producer = Arc::new(Producer::connect(&fleet.config).await?);
+    let mut results = Results::Jobfleet(ResultSubscriber::connect(&amqp_url, fleet.topology.clone(), &["default.echo.#"]).await?);
+    if args.wants(Row::E2e) {
+        let (_, warm) = measure::throughput(results, echo_jobs(args.warmup()), timeout, |jobs| measure::publish_client(&producer, jobs)).await?;
+        let batch = echo_jobs(jobs);
+        let ids: Vec<String> = batch.iter().map(|j| j.id.clone()).collect();
+        let (row, warm) = measure::throughput(warm, batch, timeout, |jobs| measure::publish_client(&producer, jobs)).await?;
+        measure::check_recorded(&fleet.coordinator, &ids).await?;
+        results = warm;
+        report.e2e = Some(row);
+        eprintln!("jobfleet-bench: e2e {:.0} jobs/s", row.rate());
+    }
+
+    // 3. The same through POST /v1/jobs on a release master process.
+    if args.wants(Row::Http) {
+        let (master, url) = fleet.master().await?;
+        let (_, warm) = measure::throughput(results, echo_jobs(args.warmup()), timeout, |jobs| measure::submit_http(&url, jobs, args.http_clients)).await?;
+        let batch = echo_jobs(jobs);
+        let ids: Vec<String> = batch.iter().map(|j| j.id.clone()).collect();
+        let (row, warm) = measure::throughput(warm, batch, timeout, |jobs| measure::submit_http(&url, jobs, args.http_clients)).await?;
+        measure::check_recorded(&fleet.coordinator, &ids).await?;
+        results = warm;
+        report.http = Some(row);
+        report.master_rss = master.stop(Duration::from_secs(10)).await;
+        eprintln!("jobfleet-bench: http {:.0} jobs/s", row.rate());
+    }
+
+    // 4. The process sandbox, exclusive and shared, on its own worker.
+    if args.wants(Row::Process) {
+        let process_worker = fleet.worker(PROCESS_GROUP, args.process_concurrency).await?;
+        let warmup = args.process_concurrency * 2;
+        let mut py = Results::Jobfleet(ResultSubscriber::connect(&amqp_url, fleet.topology.clone(), &["py.#"]).await?);
+        for (function, count) in [(EXCLUSIVE_FUNCTION, args.exclusive_jobs.unwrap_or(jobs.min(500))), (SHARED_FUNCTION, jobs)] {
+            let (_, warm) = measure::throughput(py, wordcount_jobs(function, warmup), timeout, |jobs| measure::publish_client(&producer, jobs)).await?;
+            let batch = wordcount_jobs(function, count);
+            let ids: Vec<String> = batch.iter().map(|j| j.id.clone()).collect();
+            let (row, warm) = measure::throughput(warm, batch, args.timeout(count * 10), |jobs| measure::publish_client(&producer, jobs)).await?;
+            measure::check_recorded(&fleet.coordinator, &ids).await?;
+            py = warm;
+            eprintln!("jobfleet-bench: {function} {:.0} jobs/s", row.rate());
+            if function == EXCLUSIVE_FUNCTION {
+                report.exclusive = Some(row);
+            } else {
+                report.shared = Some(row);
+            }
+        }
+        report.process_worker_rss = process_worker.stop(Duration::from_secs(10)).await;
+    }
+
+    // 5. Latency at a fixed low rate: publish → result received, ceiling then jobfleet.
+    if args.wants(Row::Latency) {
+        let count = args.latency_jobs.unwrap_or(2000);
+        let client = ceiling_client.clone();
+        let (row, _) = measure::latency(ceiling_results, count, args.rate, ceiling::Client::job, move |job| {
+            let client = client.clone();
+            async move { client.publish_many(std::slice::from_ref(&job)).await }
+        })
+        .await?;
+        report.ceiling_latency = Some(row);
+        let make = |args: Value| JobMessage::new(ECHO_GROUP, "echo", args);
+        let producer = producer.clone();
+        let (row, _) = measure::latency(results, count, args.rate, make, move |job| {
+            let producer = producer.clone();
+            async move { Ok(producer.publish(&job).await?) }
+        })
+        .await?;
+        report.e2e_latency = Some(row);
+    }
+
+    // 6. Peak RSS of the worker that ran every echo row.
+    worker.check_alive()?;
+    report.worker_rss = worker.stop(Duration::from_secs(10)).await;
+    ceiling_consumer.stop(Duration::from_secs(5)).await;
+
+    if args.scaling {
+        measure_scaling(fleet, names, args, report).await?;
+    }
+    Ok(())
+}
+
+async fn measure_scaling(fleet: &mut Fleet, names: &ceiling::Names, args: &RunArgs, report: &mut Report) -> Result<()> {
+    let jobs = args.jobs;
+    for workers in [1, 2, 4] {
+        let ceiling = ceiling_row(fleet, names, args, jobs, workers, args.concurrency).await?;
+        let e2e = e2e_row(fleet, args, jobs, workers, args.concurrency).await?;
+        eprintln!("jobfleet-bench: {workers} workers: ceiling {:.0}, e2e {:.0} jobs/s", ceiling.rate(), e2e.rate());
+        report.scaling.push((workers, args.concurrency, ceiling, e2e));
+    }
+    for concurrency in [1, 8, 64] {
+        let ceiling = ceiling_row(fleet, names, args, jobs, 1, concurrency).await?;
+        let e2e = e2e_row(fleet, args, jobs, 1, concurrency).await?;
+        eprintln!("jobfleet-bench: concurrency {concurrency}: ceiling {:.0}, e2e {:.0} jobs/s", ceiling.rate(), e2e.rate());
+        report.scaling.push((1, concurrency, ceiling, e2e));
+    }
+    Ok(())
+}

@@ -1,0 +1,253 @@
+//! The benchmark's own fleet: a unique namespace, its config file, the processes it starts
+//! (release `jobfleet-worker` / `jobfleet-master`, ceiling consumers), their peak RSS, and
+//! the cleanup of every queue, exchange and Redis key afterwards.
+
+use anyhow::{bail, Context, Result};
+use jobfleet_common::client::{amqp_pool, open_channel, AmqpPool};
+use jobfleet_common::config::{self, Config};
+use jobfleet_common::coordinator::Coordinator;
+use jobfleet_common::lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
+use jobfleet_common::lapin::types::FieldTable;
+use jobfleet_common::topology::Topology;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+/// The group of the echo rows (the built-in `echo`).
+pub const ECHO_GROUP: &str = "default";
+/// The group of the process-sandbox rows.
+pub const PROCESS_GROUP: &str = "py";
+/// The process function run fresh per job.
+pub const EXCLUSIVE_FUNCTION: &str = "wc_exclusive";
+/// The process function kept warm.
+pub const SHARED_FUNCTION: &str = "wc_shared";
+/// The worker's default hold delay (its delay queue is named after it).
+const HOLD_DELAY_MS: u64 = 5000;
+
+/// A process the benchmark started; killed when dropped.
+pub struct Proc {
+    /// What it is, for messages.
+    pub name: String,
+    child: Child,
+    /// Its pid.
+    pub pid: u32,
+}
+
+impl Proc {
+    /// Peak resident set size so far (VmHWM), bytes.
+    pub fn peak_rss(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024)
+    }
+
+    /// Fails when the process has already exited.
+    pub fn check_alive(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("{} (pid {}) exited early with {status}", self.name, self.pid);
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, then waits (SIGKILL after `grace`). Returns the peak RSS read just before.
+    pub async fn stop(mut self, grace: Duration) -> Option<u64> {
+        let rss = self.peak_rss();
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid as i32), nix::sys::signal::Signal::SIGTERM);
+        if tokio::time::timeout(grace, self.child.wait()).await.is_err() {
+            let _ = self.child.kill().await;
+        }
+        rss
+    }
+}
+
+/// The namespace, its configuration and where its files live.
+pub struct Fleet {
+    /// The resolved configuration (namespace, URLs, groups).
+    pub config: Config,
+    /// Names under the namespace.
+    pub topology: Topology,
+    /// The coordinator of the namespace.
+    pub coordinator: Coordinator,
+    /// Admin connections (declares, readiness checks, cleanup); never on a measured path.
+    pub admin: AmqpPool,
+    bin_dir: PathBuf,
+    dir: PathBuf,
+    config_path: String,
+    spawned: usize,
+}
+
+impl Fleet {
+    /// A fresh namespace `bench-<random>` with the echo group and the process group whose
+    /// functions run `python3` on the scripts in `functions_dir`.
+    pub fn new(bin_dir: PathBuf, functions_dir: &Path) -> Result<Fleet> {
+        let namespace = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let exclusive = functions_dir.join("wordcount.py");
+        let shared = functions_dir.join("wordcount_shared.py");
+        for script in [&exclusive, &shared] {
+            if !script.exists() {
+                bail!("{} is missing (pass --functions-dir)", script.display());
+            }
+        }
+        let toml = format!(
+            r#"namespace = "{namespace}"
+
+[groups.{ECHO_GROUP}.functions.echo]
+
+[groups.{PROCESS_GROUP}.functions.{EXCLUSIVE_FUNCTION}]
+sandbox = "process"
+command = ["python3", {exclusive:?}]
+
+[groups.{PROCESS_GROUP}.functions.{SHARED_FUNCTION}]
+sandbox = "process"
+mode = "shared"
+command = ["python3", {shared:?}]
+"#
+        );
+        let mut config = Config::from_toml(&toml).context("bench config")?;
+        // Only the URLs come from the environment: the namespace is ours.
+        let env = Config::load(None, config::process_env).context("JOBFLEET_* environment")?;
+        config.amqp_url = env.amqp_url;
+        config.redis_url = env.redis_url;
+        let dir = std::env::temp_dir().join(&namespace);
+        std::fs::create_dir_all(&dir)?;
+        let config_path = dir.join("fleet.toml").to_str().context("a non-UTF-8 temp path")?.to_string();
+        std::fs::write(&config_path, toml)?;
+        let topology = Topology::new(&namespace);
+        let coordinator = Coordinator::connect(&config.redis_url, topology.clone(), config.retention)?;
+        let admin = amqp_pool(&config.amqp_url, 1, "jobfleet-bench-admin")?;
+        Ok(Fleet { config, topology, coordinator, admin, bin_dir, dir, config_path, spawned: 0 })
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &str {
+        self.topology.namespace()
+    }
+
+    /// Where the children's logs go.
+    pub fn log_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn spawn(&mut self, name: &str, program: PathBuf, args: &[String]) -> Result<Proc> {
+        self.spawned += 1;
+        let log = self.dir.join(format!("{}-{name}.log", self.spawned));
+        let child = Command::new(&program)
+            .args(args)
+            .env("JOBFLEET_NAMESPACE", self.namespace())
+            .env("JOBFLEET_AMQP_URL", &self.config.amqp_url)
+            .env("JOBFLEET_REDIS_URL", &self.config.redis_url)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(std::fs::File::create(&log)?)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("spawn {} (build it with `cargo build --release --bins`)", program.display()))?;
+        let pid = child.id().context("pid")?;
+        Ok(Proc { name: format!("{name} (log {})", log.display()), child, pid })
+    }
+
+    /// Starts a release `jobfleet-worker` for `group` and waits until it consumes.
+    pub async fn worker(&mut self, group: &str, concurrency: usize) -> Result<Proc> {
+        let consumers = self.consumers(&self.topology.group_queue(group)).await.unwrap_or(0);
+        let args: Vec<String> = ["--config", &self.config_path, "--group", group, "--concurrency", &concurrency.to_string(), "--metrics-listen", "off"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut proc = self.spawn("worker", self.bin_dir.join("jobfleet-worker"), &args)?;
+        self.wait_consumers(&self.topology.group_queue(group), consumers + 1, &mut proc).await?;
+        Ok(proc)
+    }
+
+    /// Starts a release `jobfleet-master` on a free port; returns it and its base URL once
+    /// it is ready.
+    pub async fn master(&mut self) -> Result<(Proc, String)> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let url = format!("http://127.0.0.1:{port}");
+        let args: Vec<String> = vec!["--config".into(), self.config_path.clone(), "--listen".into(), format!("127.0.0.1:{port}")];
+        let mut proc = self.spawn("master", self.bin_dir.join("jobfleet-master"), &args)?;
+        let client = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if client.get(format!("{url}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
+                return Ok((proc, url));
+            }
+            proc.check_alive()?;
+            if tokio::time::Instant::now() > deadline {
+                bail!("{} not ready within 30 s", proc.name);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Starts a ceiling consumer process (this binary) on `queue` and waits until it consumes.
+    pub async fn ceiling_consumer(&mut self, queue: &str, results_exchange: &str, concurrency: usize) -> Result<Proc> {
+        let consumers = self.consumers(queue).await.unwrap_or(0);
+        let args: Vec<String> = vec![
+            "ceiling-consumer".into(),
+            "--amqp-url".into(),
+            self.config.amqp_url.clone(),
+            "--queue".into(),
+            queue.into(),
+            "--results-exchange".into(),
+            results_exchange.into(),
+            "--concurrency".into(),
+            concurrency.to_string(),
+        ];
+        let mut proc = self.spawn("ceiling-consumer", std::env::current_exe()?, &args)?;
+        self.wait_consumers(queue, consumers + 1, &mut proc).await?;
+        Ok(proc)
+    }
+
+    async fn consumers(&self, queue: &str) -> Result<u32> {
+        let channel = open_channel(&self.admin, false).await?;
+        let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+        let declared = channel.queue_declare(queue.into(), passive, FieldTable::default()).await;
+        let _ = channel.close(200, "".into()).await;
+        Ok(declared?.consumer_count())
+    }
+
+    async fn wait_consumers(&self, queue: &str, at_least: u32, proc: &mut Proc) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.consumers(queue).await.is_ok_and(|n| n >= at_least) {
+                return Ok(());
+            }
+            proc.check_alive()?;
+            if tokio::time::Instant::now() > deadline {
+                bail!("{} did not consume {queue} within 30 s", proc.name);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Deletes the namespace's queues and exchanges (plus `extra_queues` / `extra_exchanges`)
+    /// and its Redis keys, and the config directory.
+    pub async fn cleanup(&self, extra_queues: &[String], extra_exchanges: &[String]) {
+        let _ = self.coordinator.purge_namespace().await;
+        let t = &self.topology;
+        let mut queues = vec![t.dead_letters()];
+        for group in [ECHO_GROUP, PROCESS_GROUP] {
+            queues.push(t.group_queue(group));
+            queues.push(t.delay_queue(group, HOLD_DELAY_MS));
+        }
+        queues.extend(extra_queues.iter().cloned());
+        for queue in queues {
+            if let Ok(channel) = open_channel(&self.admin, false).await {
+                let _ = channel.queue_delete(queue.into(), QueueDeleteOptions::default()).await;
+                let _ = channel.close(200, "".into()).await;
+            }
+        }
+        let mut exchanges = vec![t.jobs_exchange(), t.results_exchange(), t.control_exchange(), t.dead_letters()];
+        exchanges.extend(extra_exchanges.iter().cloned());
+        for exchange in exchanges {
+            if let Ok(channel) = open_channel(&self.admin, false).await {
+                let _ = channel.exchange_delete(exchange.into(), ExchangeDeleteOptions::default()).await;
+                let _ = channel.close(200, "".into()).await;
+            }
+        }
+        self.admin.close();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,152 @@
+//! The printed table: throughput rows with their ratio to the ceiling, latency, peak RSS,
+//! the targets of the benchmark issue, the optional scaling table, and last
+//! `e2e/ceiling = R`.
+
+use crate::measure::{Latency, Throughput};
+use std::fmt;
+use std::time::Duration;
+
+/// Targets on the 2-core reference machine (docs/benchmark.md).
+const TARGET_RATIO: f64 = 0.6;
+const TARGET_P50_OVER_CEILING: Duration = Duration::from_millis(1);
+const TARGET_P99: Duration = Duration::from_millis(10);
+const TARGET_WORKER_RSS: u64 = 30 * 1024 * 1024;
+
+/// Everything one run measured.
+pub struct Report {
+    jobs: usize,
+    concurrency: usize,
+    process_concurrency: usize,
+    rate: f64,
+    namespace: String,
+    cpus: usize,
+    load_before: String,
+    load_after: String,
+    pub ceiling: Option<Throughput>,
+    pub e2e: Option<Throughput>,
+    pub http: Option<Throughput>,
+    pub exclusive: Option<Throughput>,
+    pub shared: Option<Throughput>,
+    pub ceiling_latency: Option<Latency>,
+    pub e2e_latency: Option<Latency>,
+    pub worker_rss: Option<u64>,
+    pub master_rss: Option<u64>,
+    pub process_worker_rss: Option<u64>,
+    /// (workers, concurrency, ceiling, jobfleet e2e)
+    pub scaling: Vec<(usize, usize, Throughput, Throughput)>,
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_else(|_| "?".into())
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn mb(bytes: Option<u64>) -> String {
+    bytes.map(|b| format!("{:.1} MB", b as f64 / (1024.0 * 1024.0))).unwrap_or_else(|| "-".into())
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "ok"
+    } else {
+        "MISSED"
+    }
+}
+
+impl Report {
+    /// An empty report; the load average is read now.
+    pub fn new(jobs: usize, concurrency: usize, process_concurrency: usize, rate: f64, namespace: &str) -> Report {
+        Report {
+            jobs,
+            concurrency,
+            process_concurrency,
+            rate,
+            namespace: namespace.to_string(),
+            cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            load_before: load_average(),
+            load_after: String::new(),
+            ceiling: None,
+            e2e: None,
+            http: None,
+            exclusive: None,
+            shared: None,
+            ceiling_latency: None,
+            e2e_latency: None,
+            worker_rss: None,
+            master_rss: None,
+            process_worker_rss: None,
+            scaling: Vec::new(),
+        }
+    }
+
+    /// Reads the load average at the end.
+    pub fn finish(&mut self) {
+        self.load_after = load_average();
+    }
+
+    fn ratio(&self, row: Option<Throughput>) -> Option<f64> {
+        Some(row?.rate() / self.ceiling?.rate())
+    }
+
+    fn throughput_line(&self, f: &mut fmt::Formatter<'_>, name: &str, row: Option<Throughput>) -> fmt::Result {
+        let Some(row) = row else { return Ok(()) };
+        let ratio = self.ratio(Some(row)).map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into());
+        writeln!(f, "{name:<50} {:>7} {:>9.2} {:>10.0} {:>10}", row.jobs, row.elapsed.as_secs_f64(), row.rate(), ratio)
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "jobfleet benchmark: {} jobs per row, concurrency (prefetch) {}, namespace {}", self.jobs, self.concurrency, self.namespace)?;
+        writeln!(f, "machine: {} CPUs, load average {} before, {} after", self.cpus, self.load_before, self.load_after)?;
+        writeln!(f)?;
+        writeln!(f, "{:<50} {:>7} {:>9} {:>10} {:>10}", "throughput (first publish -> last result)", "jobs", "seconds", "jobs/s", "/ceiling")?;
+        self.throughput_line(f, "ceiling: bare lapin, same flow and guarantees", self.ceiling)?;
+        self.throughput_line(f, "jobfleet e2e: client library, echo", self.e2e)?;
+        self.throughput_line(f, "jobfleet: POST /v1/jobs, echo", self.http)?;
+        self.throughput_line(f, &format!("process sandbox exclusive (python3, conc {})", self.process_concurrency), self.exclusive)?;
+        self.throughput_line(f, &format!("process sandbox shared (python3, conc {})", self.process_concurrency), self.shared)?;
+        if self.ceiling_latency.is_some() || self.e2e_latency.is_some() {
+            writeln!(f)?;
+            writeln!(f, "{:<50} {:>7} {:>9} {:>10} {:>10}", format!("latency at {:.0} jobs/s (publish -> result)", self.rate), "jobs", "p50", "p99", "max")?;
+            for (name, row) in [("ceiling", self.ceiling_latency), ("jobfleet e2e", self.e2e_latency)] {
+                if let Some(l) = row {
+                    writeln!(f, "{name:<50} {:>7} {:>9} {:>10} {:>10}", l.jobs, ms(l.p50), ms(l.p99), ms(l.max))?;
+                }
+            }
+        }
+        writeln!(f)?;
+        writeln!(f, "peak RSS (VmHWM): worker {}, master {}, process-sandbox worker {} (without its children)", mb(self.worker_rss), mb(self.master_rss), mb(self.process_worker_rss))?;
+        writeln!(f)?;
+        writeln!(f, "{:<30} {:>12} {:>12}  verdict", "target", "measured", "target")?;
+        if let Some(ratio) = self.ratio(self.e2e) {
+            writeln!(f, "{:<30} {:>12.2} {:>12}  {}", "e2e / ceiling", ratio, format!(">= {TARGET_RATIO}"), verdict(ratio >= TARGET_RATIO))?;
+        }
+        if let (Some(c), Some(e)) = (self.ceiling_latency, self.e2e_latency) {
+            let over = e.p50.saturating_sub(c.p50);
+            let delta = (e.p50.as_secs_f64() - c.p50.as_secs_f64()) * 1000.0;
+            writeln!(f, "{:<30} {:>12} {:>12}  {}", "p50 - ceiling p50", format!("{delta:+.2} ms"), "<= 1 ms", verdict(over <= TARGET_P50_OVER_CEILING))?;
+        }
+        if let Some(e) = self.e2e_latency {
+            writeln!(f, "{:<30} {:>12} {:>12}  {}", "p99", ms(e.p99), "< 10 ms", verdict(e.p99 < TARGET_P99))?;
+        }
+        if let Some(rss) = self.worker_rss {
+            writeln!(f, "{:<30} {:>12} {:>12}  {}", "worker peak RSS", mb(Some(rss)), "< 30 MB", verdict(rss < TARGET_WORKER_RSS))?;
+        }
+        if !self.scaling.is_empty() {
+            writeln!(f)?;
+            writeln!(f, "{:<10} {:>12} {:>14} {:>14} {:>10}", "workers", "concurrency", "ceiling j/s", "jobfleet j/s", "ratio")?;
+            for (workers, concurrency, ceiling, e2e) in &self.scaling {
+                writeln!(f, "{workers:<10} {concurrency:>12} {:>14.0} {:>14.0} {:>10.2}", ceiling.rate(), e2e.rate(), e2e.rate() / ceiling.rate())?;
+            }
+        }
+        writeln!(f)?;
+        match self.ratio(self.e2e) {
+            Some(ratio) => writeln!(f, "e2e/ceiling = {ratio:.2}"),
+            None => writeln!(f, "e2e/ceiling = n/a (rows skipped)"),
+        }
+    }
+}
