@@ -186,6 +186,19 @@ impl Cursor {
     }
 }
 
+impl Completion {
+    /// Reads the reply of complete.lua or retry.lua.
+    fn from_reply(reply: &RedisValue) -> Result<Completion, CoordinatorError> {
+        let RedisValue::Array(items) = reply else { return Err(CoordinatorError::Corrupt(format!("completion reply {reply:?}"))) };
+        match items.first().and_then(text).as_deref() {
+            Some("ok") => Ok(Completion::Recorded),
+            Some("stale") => Ok(Completion::Stale(items.get(1).and_then(text).and_then(|s| s.parse().ok()))),
+            Some("announce") => Ok(Completion::Announce(Box::new(JobRecord::from_fields(fields_of(items.get(1).unwrap_or(&RedisValue::Nil))?)?))),
+            _ => Err(CoordinatorError::Corrupt(format!("completion reply {reply:?}"))),
+        }
+    }
+}
+
 /// How an outcome changes its group's consecutive failure count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureEffect {
@@ -487,13 +500,7 @@ impl Coordinator {
             .arg(self.topology.namespace())
             .invoke_async(&mut *conn)
             .await?;
-        let RedisValue::Array(items) = &reply else { return Err(CoordinatorError::Corrupt(format!("complete reply {reply:?}"))) };
-        match items.first().and_then(text).as_deref() {
-            Some("ok") => Ok(Completion::Recorded),
-            Some("stale") => Ok(Completion::Stale(items.get(1).and_then(text).and_then(|s| s.parse().ok()))),
-            Some("announce") => Ok(Completion::Announce(Box::new(JobRecord::from_fields(fields_of(items.get(1).unwrap_or(&RedisValue::Nil))?)?))),
-            _ => Err(CoordinatorError::Corrupt(format!("complete reply {reply:?}"))),
-        }
+        Completion::from_reply(&reply)
     }
 
     /// Sends `attempt` of a failed job back for a retry (started → queued) that becomes
@@ -501,7 +508,7 @@ impl Coordinator {
     pub async fn retry(&self, job: &JobMessage, worker_id: &str, attempt: u32, error: &JobError, available_at_ms: i64, max_failures: u32) -> Result<Completion, CoordinatorError> {
         let effect = if error.kind.is_infrastructure() { FailureEffect::Count } else { FailureEffect::Keep };
         let mut conn = self.connection().await?;
-        let reply: Vec<String> = RETRY
+        let reply: RedisValue = RETRY
             .key(self.topology.job_key(&job.id))
             .key(self.topology.group_key(&job.group))
             .arg(worker_id)
@@ -514,11 +521,7 @@ impl Coordinator {
             .arg(self.topology.namespace())
             .invoke_async(&mut *conn)
             .await?;
-        match reply.first().map(String::as_str) {
-            Some("ok") => Ok(Completion::Recorded),
-            Some("stale") => Ok(Completion::Stale(reply.get(1).and_then(|s| s.parse().ok()))),
-            _ => Err(CoordinatorError::Corrupt(format!("retry reply {reply:?}"))),
-        }
+        Completion::from_reply(&reply)
     }
 
     /// Hands a started job back to the queue (started → queued) when its worker drains

@@ -135,6 +135,7 @@ async fn an_undecodable_job_is_recorded_once_as_bad_message() {
     let env = TestEnv::new("badmsg");
     let c = &env.coordinator;
     assert!(c.record_bad_message("b1", "default", "", "missing field `function`", now_ms()).await.unwrap());
+    assert!(c.record_bad_message("b1", "default", "", "retried after a lost reply", now_ms()).await.unwrap(), "a retry publishes again");
     let record = c.job("b1").await.unwrap().unwrap();
     assert_eq!(record.status, JobStatus::Failed);
     assert_eq!(record.error.unwrap().kind, ErrorKind::BadMessage);
@@ -167,4 +168,24 @@ async fn the_index_sweep_walks_past_live_records_to_remove_expired_ones() {
     expected.push(fresh.id.clone());
     assert_eq!(left, expected, "live and recent entries stay, in order");
     assert_eq!(c.sweep_index(2_000, 2, 1_000).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn an_attempt_ending_after_an_unannounced_cancel_is_told_to_publish_it() {
+    let env = TestEnv::new("announce");
+    let c = &env.coordinator;
+    for retry in [false, true] {
+        let job = JobMessage::new("default", "sleep", json!({"ms": 1}));
+        assert!(matches!(c.claim(&job, "w", Copy::Fresh, true, now_ms(), &next_token()).await.unwrap(), Claim::Run { attempts: 1, .. }));
+        let cancel = JobError::new(ErrorKind::Canceled, "by request");
+        assert!(matches!(c.end_early(&job.id, JobStatus::Canceled, &cancel, &[JobStatus::Started]).await.unwrap(), jobfleet_common::coordinator::EndEarly::Ended { .. }));
+        let ended = if retry { c.retry(&job, "w", 1, &JobError::function("x"), now_ms(), 5).await.unwrap() } else { c.complete(&job, "w", 1, &crashed(), 5, now_ms()).await.unwrap() };
+        match ended {
+            Completion::Announce(record) => assert_eq!(record.status, JobStatus::Canceled),
+            other => panic!("{other:?}"),
+        }
+        c.announced(&job.id).await.unwrap();
+        let again = if retry { c.retry(&job, "w", 1, &JobError::function("x"), now_ms(), 5).await.unwrap() } else { c.complete(&job, "w", 1, &crashed(), 5, now_ms()).await.unwrap() };
+        assert_eq!(again, Completion::Stale(Some(JobStatus::Canceled)), "announced: nothing to publish");
+    }
 }

@@ -136,7 +136,7 @@ async fn a_long_job_lets_go_of_its_delivery_and_still_ends_once() {
     })
     .await;
 
-    let results = collect_results(&mut subscriber, &[long.id.clone()], Duration::from_secs(20)).await;
+    let results = collect_results(&mut subscriber, std::slice::from_ref(&long.id), Duration::from_secs(20)).await;
     // Parked copies that come back after the end are dropped, not republished.
     let extra = drain_results(&mut subscriber, jobfleet_tests::HOLD_DELAY * 3).await;
     assert!(extra.is_empty(), "duplicates: {extra:?}");
@@ -158,7 +158,7 @@ async fn a_worker_whose_consumer_the_broker_cancels_consumes_again() {
     let producer = env.producer().await;
     let job = JobMessage::new("default", "echo", json!("back"));
     producer.publish(&job).await.expect("the worker declared its queue again");
-    let results = collect_results(&mut subscriber, &[job.id.clone()], Duration::from_secs(20)).await;
+    let results = collect_results(&mut subscriber, std::slice::from_ref(&job.id), Duration::from_secs(20)).await;
     assert_eq!(results[&job.id][0].result, Some(json!("back")));
     env.stop_workers().await;
 }

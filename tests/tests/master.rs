@@ -198,7 +198,7 @@ async fn fifty_racing_idempotent_submits_run_the_job_once() {
     assert_eq!(replies.iter().filter(|(s, _)| *s == StatusCode::ACCEPTED).count(), 1, "exactly one submit created it");
     assert!(replies.iter().all(|(s, _)| *s == StatusCode::ACCEPTED || *s == StatusCode::OK));
     let id = ids.into_iter().next().unwrap().to_string();
-    let results = jobfleet_tests::collect_results(&mut subscriber, &[id.clone()], Duration::from_secs(20)).await;
+    let results = jobfleet_tests::collect_results(&mut subscriber, std::slice::from_ref(&id), Duration::from_secs(20)).await;
     let extra = jobfleet_tests::drain_results(&mut subscriber, Duration::from_millis(500)).await;
     assert_eq!(results[&id].len() + extra.len(), 1, "one run, one result");
     let record = env.coordinator.job(&id).await.unwrap().unwrap();
@@ -220,7 +220,7 @@ async fn cancel_stops_running_jobs_and_queued_jobs_never_run() {
     let (status, canceled) = post(&http, &format!("{jobs}/{queued_id}/cancel"), json!({})).await;
     assert_eq!((status, canceled["status"].clone()), (StatusCode::OK, json!("canceled")));
     assert_eq!(canceled["error"]["kind"], "canceled");
-    let early = jobfleet_tests::collect_results(&mut subscriber, &[queued_id.clone()], Duration::from_secs(10)).await;
+    let early = jobfleet_tests::collect_results(&mut subscriber, std::slice::from_ref(&queued_id), Duration::from_secs(10)).await;
     assert_eq!(early[&queued_id][0].status, JobStatus::Canceled, "the cancel is announced on the topic");
 
     env.start_worker(env.worker().concurrency(2)).await;

@@ -335,11 +335,23 @@ impl Shared {
         let available_at = now_ms() + delay.as_millis() as i64;
         match self.with_redis(|| self.coordinator.retry(job, &self.worker_id, attempt, error, available_at, max_failures)).await {
             Ok(Completion::Recorded) => {}
-            Ok(Completion::Stale(_) | Completion::Announce(_)) => {
+            Ok(Completion::Stale(_)) => {
                 if !handed_off {
                     ack(delivery).await;
                 }
                 return Handled::Dropped;
+            }
+            Ok(Completion::Announce(record)) => {
+                // Canceled by a master that could not publish the result: publish it.
+                if let Some(result) = record.to_result_message() {
+                    if self.publish_result_until_done(&result, None).await {
+                        let _ = self.coordinator.announced(&job.id).await;
+                    }
+                }
+                if !handed_off {
+                    ack(delivery).await;
+                }
+                return Handled::Republished;
             }
             Err(_) if handed_off => return Handled::LeftUnacked,
             Err(why) => return self.unrecorded(delivery, why).await,

@@ -1,9 +1,13 @@
 -- Records an undecodable job as failed with bad_message, if it has no record yet or is
--- still queued. Returns 1 if recorded.
+-- still queued. Returns 1 if recorded (or recorded so before: a retried call, or a copy
+-- met after a crash, publishes the result again), else 0.
 -- KEYS[1] job key
 -- ARGV: 1 id, 2 reason, 3 now (ms), 4 retention (s), 5 group (or ''), 6 function (or ''),
 --       7 namespace
 local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'failed' and redis.call('HGET', KEYS[1], 'error_kind') == 'bad_message' then
+  return 1
+end
 if status and status ~= 'queued' then
   return 0
 end

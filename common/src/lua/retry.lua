@@ -1,7 +1,7 @@
 -- Sends a failed job back for a retry: started -> queued, only for the worker and attempt
 -- that own it. Keeps the error as the last one, schedules the job in the queued set at the
 -- time it becomes available, and applies the group's failure policy.
--- Returns {'ok'} or {'stale', status}.
+-- Returns {'ok'}, {'stale', status}, or {'announce', {field, value, ...}} like complete.lua.
 -- KEYS[1] job key, KEYS[2] group key
 -- ARGV: 1 worker id, 2 attempt, 3 error kind, 4 error message, 5 available at (ms),
 --       6 failure effect ('count' | 'none'), 7 max failures, 8 namespace
@@ -13,6 +13,9 @@ if current[1] == 'queued' and current[6] == attempt then
   return {'ok'}
 end
 if current[1] ~= 'started' or current[2] ~= ARGV[1] or current[3] ~= ARGV[2] then
+  if redis.call('HGET', key, 'announce') == '1' then
+    return {'announce', redis.call('HGETALL', key)}
+  end
   return {'stale', current[1] or ''}
 end
 redis.call('HSET', key, 'status', 'queued', 'error_kind', ARGV[3], 'error_message', ARGV[4],
