@@ -51,7 +51,7 @@ if status == 'queued' then
   if redis.call('HGET', KEYS[2], 'broken') == '1' then
     redis.call('HSET', key, 'status', 'failed', 'error_kind', 'group_broken',
       'error_message', 'group ' .. group .. ' is broken; reset it to run jobs again',
-      'finished_at', now, 'worker', worker)
+      'finished_at', now, 'worker', worker, 'claim', ARGV[11])
     redis.call('EXPIRE', key, tonumber(ARGV[10]))
     return ended()
   end
@@ -76,7 +76,7 @@ end
 -- Terminal. A redelivery may follow a crash between recording and publishing: publish
 -- again; so does any copy of a job whose result its ender (the master) has not confirmed.
 -- A parked copy publishes only when the owner is gone; a live owner publishes itself.
-if ARGV[8] == '1' or redis.call('HGET', key, 'announce') == '1' then
+if ARGV[8] == '1' or redis.call('HGET', key, 'announce') == '1' or redis.call('HGET', key, 'claim') == ARGV[11] then
   return ended()
 end
 if ARGV[8] == '2' then
