@@ -3,11 +3,12 @@
 
 use crate::message::{JobError, JobMessage, JobStatus, ResultMessage};
 use crate::topology::Topology;
+use deadpool_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
 use deadpool_redis::redis::{self, AsyncCommands, Script, Value as RedisValue};
 use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/enqueue.lua")));
@@ -331,6 +332,7 @@ impl JobRecord {
 #[derive(Clone)]
 pub struct Coordinator {
     pool: Pool,
+    shared: Arc<SharedConnection>,
     topology: Topology,
     retention: Duration,
 }
@@ -363,6 +365,71 @@ fn fields_of(value: &RedisValue) -> Result<HashMap<String, String>, CoordinatorE
     Ok(fields)
 }
 
+/// The connection every call of a coordinator (and its clones) shares, with a generation
+/// so that only the first failure of a broken one discards it.
+#[derive(Default)]
+struct SharedConnection {
+    current: Mutex<Option<(u64, MultiplexedConnection)>>,
+}
+
+/// A handle on the shared connection that discards it when it turns out broken.
+struct Tracked {
+    conn: MultiplexedConnection,
+    generation: u64,
+    shared: Arc<SharedConnection>,
+}
+
+impl Tracked {
+    fn check<T>(&self, reply: &redis::RedisResult<T>) {
+        if let Err(e) = reply {
+            if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_unrecoverable_error() {
+                let mut current = self.shared.current.lock().expect("redis connection");
+                if current.as_ref().is_some_and(|(g, _)| *g == self.generation) {
+                    *current = None;
+                }
+            }
+        }
+    }
+}
+
+impl ConnectionLike for Tracked {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, RedisValue> {
+        Box::pin(async move {
+            let reply = self.conn.req_packed_command(cmd).await;
+            self.check(&reply);
+            reply
+        })
+    }
+
+    fn req_packed_commands<'a>(&'a mut self, cmd: &'a redis::Pipeline, offset: usize, count: usize) -> redis::RedisFuture<'a, Vec<RedisValue>> {
+        Box::pin(async move {
+            let reply = self.conn.req_packed_commands(cmd, offset, count).await;
+            self.check(&reply);
+            reply
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.conn.get_db()
+    }
+}
+
+/// What `Coordinator::connection` returns: `&mut *conn` is the tracked connection.
+struct Conn(Tracked);
+
+impl std::ops::Deref for Conn {
+    type Target = Tracked;
+    fn deref(&self) -> &Tracked {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Tracked {
+        &mut self.0
+    }
+}
+
 fn opt_ms(value: Option<i64>) -> String {
     value.map(|v| v.to_string()).unwrap_or_default()
 }
@@ -374,7 +441,7 @@ impl Coordinator {
         let timeout = Some(Duration::from_secs(5));
         config.pool = Some(PoolConfig { max_size: 16, timeouts: Timeouts { wait: timeout, create: timeout, recycle: timeout }, ..PoolConfig::default() });
         let pool = config.create_pool(Some(Runtime::Tokio1)).map_err(|e| CoordinatorError::Config(e.to_string()))?;
-        Ok(Coordinator { pool, topology, retention })
+        Ok(Coordinator { pool, shared: Default::default(), topology, retention })
     }
 
     /// The topology whose keys this coordinator uses.
@@ -387,8 +454,18 @@ impl Coordinator {
         self.retention
     }
 
-    async fn connection(&self) -> Result<deadpool_redis::Connection, CoordinatorError> {
-        Ok(self.pool.get().await?)
+    /// The shared multiplexed connection, taken from the pool when there is none yet or
+    /// the last one broke. Concurrent calls pipeline on it; a pool checkout per call would
+    /// cost a recycle round trip (UNWATCH + PING) each time.
+    async fn connection(&self) -> Result<Conn, CoordinatorError> {
+        if let Some((generation, conn)) = self.shared.current.lock().expect("redis connection").clone() {
+            return Ok(Conn(Tracked { conn, generation, shared: self.shared.clone() }));
+        }
+        let conn = deadpool_redis::Connection::take(self.pool.get().await?);
+        let mut current = self.shared.current.lock().expect("redis connection");
+        let generation = current.as_ref().map_or(0, |(g, _)| g + 1);
+        *current = Some((generation, conn.clone()));
+        Ok(Conn(Tracked { conn, generation, shared: self.shared.clone() }))
     }
 
     /// Checks that Redis answers.
