@@ -4,11 +4,13 @@
 //! `ceiling-consumer` is the ceiling's consumer process, started by `run`.
 
 mod ceiling;
+mod cpu;
 mod fleet;
 mod measure;
 mod report;
 
 use anyhow::{Context, Result};
+use cpu::{Meter, Tracked};
 use clap::{Parser, Subcommand, ValueEnum};
 use fleet::{Fleet, ECHO_GROUP, EXCLUSIVE_FUNCTION, PROCESS_GROUP, SHARED_FUNCTION};
 use jobfleet_common::client::{Producer, ResultSubscriber};
@@ -245,7 +247,9 @@ async fn measure_all(fleet: &mut Fleet, names: &ceiling::Names, args: &RunArgs, 
     let mut ceiling_results = Results::Ceiling(ceiling::Subscriber::connect(&amqp_url, names).await?);
     if args.wants(Row::Ceiling) {
         let (_, warm) = measure::throughput(ceiling_results, ceiling_jobs(args.warmup()), timeout, |jobs| measure::publish_ceiling(&ceiling_client, jobs)).await?;
+        let meter = Meter::start(&[Tracked::new("consumer", ceiling_consumer.pid)]);
         let (row, results) = measure::throughput(warm, ceiling_jobs(jobs), timeout, |jobs| measure::publish_ceiling(&ceiling_client, jobs)).await?;
+        report.cpu.push(("ceiling", meter.per_job(jobs)));
         ceiling_results = results;
         report.ceiling = Some(row);
         eprintln!("jobfleet-bench: ceiling {:.0} jobs/s", row.rate());
@@ -260,7 +264,9 @@ async fn measure_all(fleet: &mut Fleet, names: &ceiling::Names, args: &RunArgs, 
         let (_, warm) = measure::throughput(results, echo_jobs(args.warmup()), timeout, |jobs| measure::publish_client(&producer, jobs)).await?;
         let batch = echo_jobs(jobs);
         let ids: Vec<String> = batch.iter().map(|j| j.id.clone()).collect();
+        let meter = Meter::start(&[Tracked::new("worker", worker.pid)]);
         let (row, warm) = measure::throughput(warm, batch, timeout, |jobs| measure::publish_client(&producer, jobs)).await?;
+        report.cpu.push(("jobfleet e2e", meter.per_job(jobs)));
         measure::check_recorded(&fleet.coordinator, &ids).await?;
         results = warm;
         report.e2e = Some(row);
@@ -273,7 +279,9 @@ async fn measure_all(fleet: &mut Fleet, names: &ceiling::Names, args: &RunArgs, 
         let (_, warm) = measure::throughput(results, echo_jobs(args.warmup()), timeout, |jobs| measure::submit_http(&url, jobs, args.http_clients)).await?;
         let batch = echo_jobs(jobs);
         let ids: Vec<String> = batch.iter().map(|j| j.id.clone()).collect();
+        let meter = Meter::start(&[Tracked::new("worker", worker.pid), Tracked::new("master", master.pid)]);
         let (row, warm) = measure::throughput(warm, batch, timeout, |jobs| measure::submit_http(&url, jobs, args.http_clients)).await?;
+        report.cpu.push(("POST /v1/jobs", meter.per_job(jobs)));
         measure::check_recorded(&fleet.coordinator, &ids).await?;
         results = warm;
         report.http = Some(row);
@@ -290,7 +298,9 @@ async fn measure_all(fleet: &mut Fleet, names: &ceiling::Names, args: &RunArgs, 
             let (_, warm) = measure::throughput(py, wordcount_jobs(function, warmup), timeout, |jobs| measure::publish_client(&producer, jobs)).await?;
             let batch = wordcount_jobs(function, count);
             let ids: Vec<String> = batch.iter().map(|j| j.id.clone()).collect();
+            let meter = Meter::start(&[Tracked::new("worker", process_worker.pid)]);
             let (row, warm) = measure::throughput(warm, batch, args.timeout(count * 10), |jobs| measure::publish_client(&producer, jobs)).await?;
+            report.cpu.push((if function == EXCLUSIVE_FUNCTION { "process exclusive" } else { "process shared" }, meter.per_job(count)));
             measure::check_recorded(&fleet.coordinator, &ids).await?;
             py = warm;
             eprintln!("jobfleet-bench: {function} {:.0} jobs/s", row.rate());

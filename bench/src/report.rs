@@ -34,6 +34,8 @@ pub struct Report {
     pub process_worker_rss: Option<u64>,
     /// (workers, concurrency, ceiling, jobfleet e2e)
     pub scaling: Vec<(usize, usize, Throughput, Throughput)>,
+    /// CPU per job by process, per throughput row.
+    pub cpu: Vec<(&'static str, Vec<(String, Duration)>)>,
 }
 
 fn load_average() -> String {
@@ -79,6 +81,7 @@ impl Report {
             master_rss: None,
             process_worker_rss: None,
             scaling: Vec::new(),
+            cpu: Vec::new(),
         }
     }
 
@@ -116,6 +119,15 @@ impl fmt::Display for Report {
                 if let Some(l) = row {
                     writeln!(f, "{name:<50} {:>7} {:>9} {:>10} {:>10}", l.jobs, ms(l.p50), ms(l.p99), ms(l.max))?;
                 }
+            }
+        }
+        if !self.cpu.is_empty() {
+            writeln!(f)?;
+            writeln!(f, "CPU per job (us), by process:")?;
+            for (row, processes) in &self.cpu {
+                let total: Duration = processes.iter().map(|(_, d)| *d).sum();
+                let parts: Vec<String> = processes.iter().map(|(name, d)| format!("{name} {:.0}", d.as_secs_f64() * 1e6)).collect();
+                writeln!(f, "  {row:<18} total {:>6.0}  = {}", total.as_secs_f64() * 1e6, parts.join(", "))?;
             }
         }
         writeln!(f)?;
