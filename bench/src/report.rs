@@ -105,6 +105,9 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "jobfleet benchmark: {} jobs per row, concurrency (prefetch) {}, namespace {}", self.jobs, self.concurrency, self.namespace)?;
         writeln!(f, "machine: {} CPUs, load average {} before, {} after", self.cpus, self.load_before, self.load_after)?;
+        if cfg!(debug_assertions) {
+            writeln!(f, "DEBUG BUILD: a smoke check, the figures say nothing about performance")?;
+        }
         writeln!(f)?;
         writeln!(f, "{:<50} {:>7} {:>9} {:>10} {:>10}", "throughput (first publish -> last result)", "jobs", "seconds", "jobs/s", "/ceiling")?;
         self.throughput_line(f, "ceiling: bare lapin, same flow and guarantees", self.ceiling)?;
