@@ -56,10 +56,26 @@ impl ClientError {
     /// Whether the error is a lost or refused connection, worth a reconnect and retry.
     pub fn is_connection_error(&self) -> bool {
         match self {
-            ClientError::Amqp(_) | ClientError::Pool(_) => true,
+            // A refusal that retrying cannot fix (a queue declared with other arguments, no
+            // permission) is not a connection error.
+            ClientError::Amqp(e) => !is_refusal(e),
+            ClientError::Pool(_) => true,
             ClientError::Coordinator(e) => e.is_connection_error(),
             _ => false,
         }
+    }
+}
+
+/// Whether the broker refused an operation for a reason retrying cannot fix: a declare with
+/// other arguments than the existing object (PRECONDITION_FAILED), or no permission.
+pub fn is_refusal(e: &lapin::Error) -> bool {
+    use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(error) => matches!(
+            error.kind(),
+            AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED | AMQPSoftError::ACCESSREFUSED) | AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED)
+        ),
+        _ => false,
     }
 }
 

@@ -44,12 +44,17 @@ impl CoordinatorError {
     pub fn is_connection_error(&self) -> bool {
         match self {
             CoordinatorError::Pool(_) => true,
-            CoordinatorError::Redis(e) => {
-                e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() || e.is_timeout() || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
-            }
+            CoordinatorError::Redis(e) => e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() || e.is_timeout() || is_passing_server_state(e),
             _ => false,
         }
     }
+}
+
+/// Whether Redis refused a call for a passing reason: loading its data after a restart, a
+/// replica or a demoted primary during a failover, out of memory. Callers retry these.
+fn is_passing_server_state(e: &redis::RedisError) -> bool {
+    use redis::ServerErrorKind::*;
+    matches!(e.kind(), redis::ErrorKind::Server(BusyLoading | TryAgain | MasterDown | ReadOnly | ClusterDown)) || matches!(e.code(), Some("OOM" | "LOADING" | "READONLY" | "MASTERDOWN"))
 }
 
 /// What a worker should do with a delivered job (the verdict of the claim script).
@@ -382,7 +387,10 @@ struct Tracked {
 impl Tracked {
     fn check<T>(&self, reply: &redis::RedisResult<T>) {
         if let Err(e) = reply {
-            if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_unrecoverable_error() {
+            // A read-only or demoted server (a failover) also gets a fresh connection, which
+            // goes to wherever the URL points now.
+            let failed_over = matches!(e.kind(), redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly | redis::ServerErrorKind::MasterDown));
+            if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_unrecoverable_error() || failed_over {
                 let mut current = self.shared.current.lock().expect("redis connection");
                 if current.as_ref().is_some_and(|(g, _)| *g == self.generation) {
                     *current = None;

@@ -68,6 +68,7 @@ pub async fn connect(config: Config, shutdown: &CancellationToken) -> Result<Arc
         topology,
         coordinator,
         master_id,
+        shutdown: shutdown.clone(),
     }))
 }
 

@@ -29,6 +29,8 @@ pub struct AppState {
     pub waiters: Waiters,
     /// Prometheus metrics.
     pub metrics: MasterMetrics,
+    /// Cancelled when the master stops: open `?wait=` requests answer at once.
+    pub shutdown: tokio_util::sync::CancellationToken,
     /// This master's id (for the leader lease).
     pub master_id: String,
 }

@@ -162,3 +162,43 @@ async fn a_worker_whose_consumer_the_broker_cancels_consumes_again() {
     assert_eq!(results[&job.id][0].result, Some(json!("back")));
     env.stop_workers().await;
 }
+
+const TWO_GROUPS: &str = r#"
+[groups.alpha.functions.sleep]
+[groups.beta.functions.sleep]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_caps_running_jobs_across_all_groups_of_a_worker() {
+    let mut env = TestEnv::with_config("slots", TWO_GROUPS);
+    env.start_worker(env.worker().group("alpha").group("beta").concurrency(2)).await;
+    let mut subscriber = env.subscriber(&["#"]).await;
+    let jobs: Vec<JobMessage> = ["alpha", "beta"].iter().flat_map(|g| (0..4).map(move |_| JobMessage::new(*g, "sleep", json!({"ms": 300})))).collect();
+    env.producer().await.publish_many(&jobs).await.unwrap();
+    let ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
+    let mut most = 0;
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(1500) {
+        let running = env.coordinator.running("alpha").await.unwrap() + env.coordinator.running("beta").await.unwrap();
+        most = most.max(running);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(most, 2, "two slots, two groups: at most two jobs run at once");
+    let results = collect_results(&mut subscriber, &ids, Duration::from_secs(20)).await;
+    assert!(results.values().all(|r| r[0].status == JobStatus::Finished));
+    env.stop_workers().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_queue_the_broker_refuses_stops_with_the_reason() {
+    let mut env = TestEnv::new("refused");
+    env.start_worker(env.worker()).await;
+    env.stop_workers().await;
+    // The queue exists as a classic queue; a worker configured for quorum is refused.
+    let mut config = env.config.clone();
+    config.groups.get_mut("default").unwrap().queue_type = jobfleet_common::config::QueueType::Quorum;
+    let worker = jobfleet_worker::Worker::builder().config(config).builtins().build().unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(20), worker.run(tokio_util::sync::CancellationToken::new())).await.expect("it stops instead of retrying forever");
+    let error = outcome.expect_err("a refused topology is an error");
+    assert!(error.to_string().contains("PRECONDITION_FAILED") || error.to_string().contains("inequivalent"), "{error}");
+}

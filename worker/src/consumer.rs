@@ -70,6 +70,10 @@ pub(crate) struct Shared {
     pub(crate) long_job_handoff: Duration,
     /// Ids of the jobs this process runs now, each with the token that stops it.
     pub(crate) running: Mutex<HashMap<String, CancellationToken>>,
+    /// Job slots: at most `concurrency` jobs run at once, however many groups the worker
+    /// consumes (each group's consumer has a prefetch of `concurrency`) and however many
+    /// long jobs handed their delivery off.
+    pub(crate) slots: tokio::sync::Semaphore,
     /// Cancelled when the drain timeout passes: running jobs are handed back.
     pub(crate) force_stop: CancellationToken,
     /// Cancels that arrived before their job registered in `running` (lock it after
@@ -93,6 +97,13 @@ enum Handled {
 impl Shared {
     /// Handles one delivery to the end.
     pub(crate) async fn handle(&self, delivery: Delivery) {
+        let _slot = tokio::select! {
+            slot = self.slots.acquire() => slot,
+            _ = self.force_stop.cancelled() => {
+                self.hand_back(&delivery).await;
+                return;
+            }
+        };
         if delivery.redelivered {
             self.metrics.redelivered(delivery.routing_key.as_str());
         }

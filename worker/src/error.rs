@@ -39,7 +39,7 @@ impl WorkerError {
     /// Whether the error is a lost connection, after which the worker reconnects.
     pub fn is_connection_error(&self) -> bool {
         match self {
-            WorkerError::Amqp(_) => true,
+            WorkerError::Amqp(e) => !jobfleet_common::client::is_refusal(e),
             WorkerError::Client(e) => e.is_connection_error(),
             WorkerError::Coordinator(e) => e.is_connection_error(),
             _ => false,

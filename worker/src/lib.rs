@@ -276,6 +276,7 @@ impl WorkerBuilder {
             hold_delay: self.hold_delay,
             long_job_handoff: self.long_job_handoff,
             running: Default::default(),
+            slots: tokio::sync::Semaphore::new(self.concurrency),
             force_stop: CancellationToken::new(),
             recent_cancels: Default::default(),
             metrics,
@@ -388,6 +389,13 @@ impl Worker {
                 match self.consume(&tracker, &shutdown, &mut delivered).await {
                     Ok(ended) => {
                         session = Some(ended);
+                        break;
+                    }
+                    Err(WorkerError::Amqp(e)) if client::is_refusal(&e) => {
+                        // E.g. the group queue exists with another queue_type: retrying
+                        // cannot help, and a supervisor shows the error.
+                        error!(error = %e, "the broker refuses this worker's topology; stopping");
+                        failure = Some(WorkerError::Amqp(e));
                         break;
                     }
                     Err(e) => {

@@ -155,7 +155,12 @@ async fn wait_for_end(state: &AppState, id: &str, woken: tokio::sync::oneshot::R
     if record.as_ref().is_none_or(|r| r.status.is_terminal()) {
         return Ok(record);
     }
-    let _ = tokio::time::timeout(wait, woken).await;
+    // A stopping master answers at once (202 unless the job ended) instead of holding the
+    // shutdown for the rest of the wait.
+    tokio::select! {
+        _ = tokio::time::timeout(wait, woken) => {}
+        _ = state.shutdown.cancelled() => {}
+    }
     state.waiters.forget_closed(id);
     Ok(state.coordinator.job(id).await?)
 }
