@@ -24,24 +24,53 @@ impl Tracked {
     }
 }
 
-/// The broker and Redis when they run on this machine (found by their command names).
-pub fn services() -> Vec<Tracked> {
+/// The broker and Redis when they run on this machine: the processes listening on the
+/// ports of `amqp_url` and `redis_url`.
+pub fn services(amqp_url: &str, redis_url: &str) -> Vec<Tracked> {
     let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return found };
-    for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-        let name = match comm.trim() {
-            "beam.smp" => "rabbitmq",
-            "redis-server" => "redis",
-            _ => continue,
-        };
-        if !found.iter().any(|t: &Tracked| t.name == name) {
+    for (name, url, default_port) in [("rabbitmq", amqp_url, 5672), ("redis", redis_url, 6379)] {
+        if let Some(pid) = local_port(url, default_port).and_then(listener_pid) {
             found.push(Tracked::new(name, pid));
         }
     }
-    found.sort_by(|a, b| a.name.cmp(&b.name));
     found
+}
+
+/// The port of a URL whose host is this machine.
+fn local_port(url: &str, default_port: u16) -> Option<u16> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let (host, port) = match host_port.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') => (host, port.parse().ok()?),
+        _ => (host_port, default_port),
+    };
+    matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1").then_some(port)
+}
+
+/// The process with a socket listening on `port` (from /proc/net/tcp{,6} and /proc/*/fd).
+fn listener_pid(port: u16) -> Option<u32> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in std::fs::read_to_string(table).unwrap_or_default().lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let listening = fields.get(3) == Some(&"0A");
+            let on_port = fields.get(1).and_then(|a| a.rsplit_once(':')).and_then(|(_, p)| u16::from_str_radix(p, 16).ok()) == Some(port);
+            if listening && on_port {
+                inodes.extend(fields.get(9).map(|i| format!("socket:[{i}]")));
+            }
+        }
+    }
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|link| inodes.iter().any(|i| link.as_os_str() == i.as_str())) {
+                return Some(pid);
+            }
+        }
+    }
+    None
 }
 
 /// user + system time of `pid` so far, with that of its ended children (the processes
@@ -87,9 +116,9 @@ pub struct Meter {
 }
 
 impl Meter {
-    /// Starts measuring the services, this process and `row` (the row's own processes).
-    pub fn start(row: &[Tracked]) -> Meter {
-        let mut tracked = services();
+    /// Starts measuring `services`, this process and `row` (the row's own processes).
+    pub fn start(services: &[Tracked], row: &[Tracked]) -> Meter {
+        let mut tracked = services.to_vec();
         tracked.push(Tracked::new("bench", std::process::id()));
         tracked.extend(row.iter().cloned());
         let before = sample(&tracked);

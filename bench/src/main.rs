@@ -168,7 +168,7 @@ async fn run(args: RunArgs) -> Result<()> {
         _ = stop_signal() => Err(anyhow::anyhow!("interrupted")),
     };
     // Children are killed by now (dropped); take their queues, exchanges and keys along.
-    fleet.cleanup(&[names.queue.clone()], &[names.jobs_exchange.clone(), names.results_exchange.clone()]).await;
+    fleet.cleanup(std::slice::from_ref(&names.queue), &[names.jobs_exchange.clone(), names.results_exchange.clone()]).await;
     report.finish();
     // What was measured before a failure is still worth seeing.
     print!("{report}");
@@ -240,6 +240,7 @@ async fn measure_all(fleet: &mut Fleet, names: &ceiling::Names, args: &RunArgs, 
     let jobs = args.jobs;
     let timeout = args.timeout(jobs);
     let amqp_url = fleet.config.amqp_url.clone();
+    let services = cpu::services(&amqp_url, &fleet.config.redis_url);
 
     // 1. The ceiling, its consumer in its own process.
     let ceiling_client = Arc::new(ceiling::Client::connect(&amqp_url, names.clone()).await?);
@@ -247,7 +248,7 @@ async fn measure_all(fleet: &mut Fleet, names: &ceiling::Names, args: &RunArgs, 
     let mut ceiling_results = Results::Ceiling(ceiling::Subscriber::connect(&amqp_url, names).await?);
     if args.wants(Row::Ceiling) {
         let (_, warm) = measure::throughput(ceiling_results, ceiling_jobs(args.warmup()), timeout, |jobs| measure::publish_ceiling(&ceiling_client, jobs)).await?;
-        let meter = Meter::start(&[Tracked::new("consumer", ceiling_consumer.pid)]);
+        let meter = Meter::start(&services, &[Tracked::new("consumer", ceiling_consumer.pid)]);
         let (row, results) = measure::throughput(warm, ceiling_jobs(jobs), timeout, |jobs| measure::publish_ceiling(&ceiling_client, jobs)).await?;
         report.cpu.push(("ceiling", meter.per_job(jobs)));
         ceiling_results = results;
@@ -264,7 +265,7 @@ async fn measure_all(fleet: &mut Fleet, names: &ceiling::Names, args: &RunArgs, 
         let (_, warm) = measure::throughput(results, echo_jobs(args.warmup()), timeout, |jobs| measure::publish_client(&producer, jobs)).await?;
         let batch = echo_jobs(jobs);
         let ids: Vec<String> = batch.iter().map(|j| j.id.clone()).collect();
-        let meter = Meter::start(&[Tracked::new("worker", worker.pid)]);
+        let meter = Meter::start(&services, &[Tracked::new("worker", worker.pid)]);
         let (row, warm) = measure::throughput(warm, batch, timeout, |jobs| measure::publish_client(&producer, jobs)).await?;
         report.cpu.push(("jobfleet e2e", meter.per_job(jobs)));
         measure::check_recorded(&fleet.coordinator, &ids).await?;
@@ -279,7 +280,7 @@ async fn measure_all(fleet: &mut Fleet, names: &ceiling::Names, args: &RunArgs, 
         let (_, warm) = measure::throughput(results, echo_jobs(args.warmup()), timeout, |jobs| measure::submit_http(&url, jobs, args.http_clients)).await?;
         let batch = echo_jobs(jobs);
         let ids: Vec<String> = batch.iter().map(|j| j.id.clone()).collect();
-        let meter = Meter::start(&[Tracked::new("worker", worker.pid), Tracked::new("master", master.pid)]);
+        let meter = Meter::start(&services, &[Tracked::new("worker", worker.pid), Tracked::new("master", master.pid)]);
         let (row, warm) = measure::throughput(warm, batch, timeout, |jobs| measure::submit_http(&url, jobs, args.http_clients)).await?;
         report.cpu.push(("POST /v1/jobs", meter.per_job(jobs)));
         measure::check_recorded(&fleet.coordinator, &ids).await?;
@@ -298,7 +299,7 @@ async fn measure_all(fleet: &mut Fleet, names: &ceiling::Names, args: &RunArgs, 
             let (_, warm) = measure::throughput(py, wordcount_jobs(function, warmup), timeout, |jobs| measure::publish_client(&producer, jobs)).await?;
             let batch = wordcount_jobs(function, count);
             let ids: Vec<String> = batch.iter().map(|j| j.id.clone()).collect();
-            let meter = Meter::start(&[Tracked::new("worker", process_worker.pid)]);
+            let meter = Meter::start(&services, &[Tracked::new("worker", process_worker.pid)]);
             let (row, warm) = measure::throughput(warm, batch, args.timeout(count * 10), |jobs| measure::publish_client(&producer, jobs)).await?;
             report.cpu.push((if function == EXCLUSIVE_FUNCTION { "process exclusive" } else { "process shared" }, meter.per_job(count)));
             measure::check_recorded(&fleet.coordinator, &ids).await?;
