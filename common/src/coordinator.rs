@@ -591,7 +591,7 @@ impl Coordinator {
     /// Sends `attempt` of a failed job back for a retry (started → queued) that becomes
     /// available at `available_at_ms`, and applies the group's failure policy.
     pub async fn retry(&self, job: &JobMessage, worker_id: &str, attempt: u32, error: &JobError, available_at_ms: i64, max_failures: u32) -> Result<Completion, CoordinatorError> {
-        let effect = if error.kind.is_infrastructure() { FailureEffect::Count } else { FailureEffect::Keep };
+        let effect = FailureEffect::of(JobStatus::Failed, Some(error));
         let mut conn = self.connection().await?;
         let reply: RedisValue = RETRY
             .key(self.topology.job_key(&job.id))

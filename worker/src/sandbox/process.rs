@@ -341,11 +341,6 @@ impl SharedPool {
         SharedPool { spec, idle: Mutex::new(Vec::new()), slots: Semaphore::new(size.max(1)), recycle_after: recycle_after.max(1) }
     }
 
-    /// Processes alive and idle now.
-    pub fn idle(&self) -> usize {
-        self.idle.lock().expect("idle processes").len()
-    }
-
     fn start(&self) -> Result<SharedProcess, JobError> {
         let workdir = WorkDir::create()?;
         let mut child = self.spec.spawn(&workdir.0, &[])?;
