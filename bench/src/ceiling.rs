@@ -8,10 +8,13 @@ use anyhow::{bail, Context, Result};
 use futures::StreamExt;
 use jobfleet_common::codec::{self, MSGPACK};
 use jobfleet_common::lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use jobfleet_common::lapin::types::FieldTable;
-use jobfleet_common::lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer, ExchangeKind};
+use jobfleet_common::lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer, ExchangeKind,
+};
 use jobfleet_common::message::{JobMessage, JobStatus, ResultMessage};
 use jobfleet_common::now_ms;
 use jobfleet_common::topology::Topology;
@@ -34,30 +37,72 @@ impl Names {
     /// The names for `topology`'s namespace.
     pub fn new(topology: &Topology) -> Names {
         let ns = topology.namespace();
-        Names { jobs_exchange: format!("{ns}.ceiling.jobs"), queue: format!("{ns}.ceiling.jobs"), results_exchange: format!("{ns}.ceiling.results") }
+        Names {
+            jobs_exchange: format!("{ns}.ceiling.jobs"),
+            queue: format!("{ns}.ceiling.jobs"),
+            results_exchange: format!("{ns}.ceiling.results"),
+        }
     }
 
     /// Declares both exchanges and the job queue (durable, like jobfleet's).
     pub async fn declare(&self, channel: &Channel) -> Result<()> {
-        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
-        channel.exchange_declare(self.jobs_exchange.as_str().into(), ExchangeKind::Direct, durable, FieldTable::default()).await?;
-        channel.exchange_declare(self.results_exchange.as_str().into(), ExchangeKind::Topic, durable, FieldTable::default()).await?;
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
         channel
-            .queue_declare(self.queue.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default())
+            .exchange_declare(
+                self.jobs_exchange.as_str().into(),
+                ExchangeKind::Direct,
+                durable,
+                FieldTable::default(),
+            )
             .await?;
         channel
-            .queue_bind(self.queue.as_str().into(), self.jobs_exchange.as_str().into(), GROUP.into(), QueueBindOptions::default(), FieldTable::default())
+            .exchange_declare(
+                self.results_exchange.as_str().into(),
+                ExchangeKind::Topic,
+                durable,
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_declare(
+                self.queue.as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_bind(
+                self.queue.as_str().into(),
+                self.jobs_exchange.as_str().into(),
+                GROUP.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
             .await?;
         Ok(())
     }
 }
 
 async fn connect(amqp_url: &str, name: &str) -> Result<Connection> {
-    Connection::connect(amqp_url, ConnectionProperties::default().with_connection_name(name.into())).await.context("connect to RabbitMQ")
+    Connection::connect(
+        amqp_url,
+        ConnectionProperties::default().with_connection_name(name.into()),
+    )
+    .await
+    .context("connect to RabbitMQ")
 }
 
 fn persistent(id: &str) -> BasicProperties {
-    BasicProperties::default().with_delivery_mode(2).with_content_type(MSGPACK.into()).with_message_id(id.into())
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type(MSGPACK.into())
+        .with_message_id(id.into())
 }
 
 fn acked(confirmation: Confirmation) -> Result<()> {
@@ -76,8 +121,17 @@ pub async fn consume(amqp_url: &str, queue: &str, results_exchange: &str, concur
     let consuming = connection.create_channel().await?;
     let publishing = connection.create_channel().await?;
     publishing.confirm_select(ConfirmSelectOptions::default()).await?;
-    consuming.basic_qos(concurrency, BasicQosOptions::default()).await?;
-    let mut consumer = consuming.basic_consume(queue.into(), "ceiling".into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
+    consuming
+        .basic_qos(concurrency, BasicQosOptions::default())
+        .await?;
+    let mut consumer = consuming
+        .basic_consume(
+            queue.into(),
+            "ceiling".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
     while let Some(delivery) = consumer.next().await {
         let delivery = delivery?;
         let publishing = publishing.clone();
@@ -109,7 +163,13 @@ pub async fn consume(amqp_url: &str, queue: &str, results_exchange: &str, concur
             };
             let published = async {
                 let confirm = publishing
-                    .basic_publish(exchange.as_str().into(), result.routing_key().into(), BasicPublishOptions::default(), &codec::encode(&result), persistent(&result.id))
+                    .basic_publish(
+                        exchange.as_str().into(),
+                        result.routing_key().into(),
+                        BasicPublishOptions::default(),
+                        &codec::encode(&result),
+                        persistent(&result.id),
+                    )
                     .await?;
                 acked(confirm.await?)
             };
@@ -138,7 +198,11 @@ impl Client {
         let channel = connection.create_channel().await?;
         names.declare(&channel).await?;
         channel.confirm_select(ConfirmSelectOptions::default()).await?;
-        Ok(Client { _connection: connection, channel, names })
+        Ok(Client {
+            _connection: connection,
+            channel,
+            names,
+        })
     }
 
     /// Publishes jobs (mandatory, persistent) and waits for all their confirms, like
@@ -147,8 +211,21 @@ impl Client {
         let mut confirms = Vec::with_capacity(jobs.len());
         for job in jobs {
             let body = codec::encode(job);
-            let options = BasicPublishOptions { mandatory: true, ..Default::default() };
-            confirms.push(self.channel.basic_publish(self.names.jobs_exchange.as_str().into(), GROUP.into(), options, &body, persistent(&job.id)).await?);
+            let options = BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            };
+            confirms.push(
+                self.channel
+                    .basic_publish(
+                        self.names.jobs_exchange.as_str().into(),
+                        GROUP.into(),
+                        options,
+                        &body,
+                        persistent(&job.id),
+                    )
+                    .await?,
+            );
         }
         for confirmation in futures::future::join_all(confirms).await {
             acked(confirmation?)?;
@@ -177,20 +254,49 @@ impl Subscriber {
         let connection = connect(amqp_url, "jobfleet-bench ceiling subscriber").await?;
         let channel = connection.create_channel().await?;
         names.declare(&channel).await?;
-        let options = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
-        let queue = channel.queue_declare("".into(), options, FieldTable::default()).await?;
+        let options = QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..Default::default()
+        };
+        let queue = channel
+            .queue_declare("".into(), options, FieldTable::default())
+            .await?;
         channel
-            .queue_bind(queue.name().clone(), names.results_exchange.as_str().into(), "#".into(), QueueBindOptions::default(), FieldTable::default())
+            .queue_bind(
+                queue.name().clone(),
+                names.results_exchange.as_str().into(),
+                "#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
             .await?;
         channel.basic_qos(500, BasicQosOptions::default()).await?;
-        let consumer = channel.basic_consume(queue.name().clone(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
-        Ok(Subscriber { _connection: connection, consumer })
+        let consumer = channel
+            .basic_consume(
+                queue.name().clone(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(Subscriber {
+            _connection: connection,
+            consumer,
+        })
     }
 
     /// The next result.
     pub async fn next(&mut self) -> Result<ResultMessage> {
-        let delivery = self.consumer.next().await.context("the result consumer ended")??;
-        let decoded = codec::decode_result(delivery.properties.content_type().as_ref().map(|c| c.as_str()), &delivery.data);
+        let delivery = self
+            .consumer
+            .next()
+            .await
+            .context("the result consumer ended")??;
+        let decoded = codec::decode_result(
+            delivery.properties.content_type().as_ref().map(|c| c.as_str()),
+            &delivery.data,
+        );
         delivery.ack(BasicAckOptions::default()).await?;
         Ok(decoded?)
     }

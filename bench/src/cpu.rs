@@ -20,7 +20,10 @@ pub struct Tracked {
 impl Tracked {
     /// A named process.
     pub fn new(name: &str, pid: u32) -> Tracked {
-        Tracked { name: name.to_string(), pid }
+        Tracked {
+            name: name.to_string(),
+            pid,
+        }
     }
 }
 
@@ -55,17 +58,27 @@ fn listener_pid(port: u16) -> Option<u32> {
         for line in std::fs::read_to_string(table).unwrap_or_default().lines().skip(1) {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let listening = fields.get(3) == Some(&"0A");
-            let on_port = fields.get(1).and_then(|a| a.rsplit_once(':')).and_then(|(_, p)| u16::from_str_radix(p, 16).ok()) == Some(port);
+            let on_port = fields
+                .get(1)
+                .and_then(|a| a.rsplit_once(':'))
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                == Some(port);
             if listening && on_port {
                 inodes.extend(fields.get(9).map(|i| format!("socket:[{i}]")));
             }
         }
     }
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
         for fd in fds.flatten() {
-            if std::fs::read_link(fd.path()).is_ok_and(|link| inodes.iter().any(|i| link.as_os_str() == i.as_str())) {
+            if std::fs::read_link(fd.path())
+                .is_ok_and(|link| inodes.iter().any(|i| link.as_os_str() == i.as_str()))
+            {
                 return Some(pid);
             }
         }
@@ -81,7 +94,11 @@ fn cpu_time(pid: u32) -> Option<Duration> {
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime, stime, cutime, cstime are fields 14..=17 of the line, 12..=15 after the name.
-    let ticks: u64 = fields.get(11..15)?.iter().map(|f| f.parse::<u64>().unwrap_or(0)).sum();
+    let ticks: u64 = fields
+        .get(11..15)?
+        .iter()
+        .map(|f| f.parse::<u64>().unwrap_or(0))
+        .sum();
     Some(Duration::from_secs_f64(ticks as f64 / TICKS_PER_SECOND))
 }
 
@@ -91,7 +108,12 @@ pub struct Sample(Vec<(String, Option<Duration>)>);
 
 /// Samples `processes` now.
 pub fn sample(processes: &[Tracked]) -> Sample {
-    Sample(processes.iter().map(|t| (t.name.clone(), cpu_time(t.pid))).collect())
+    Sample(
+        processes
+            .iter()
+            .map(|t| (t.name.clone(), cpu_time(t.pid)))
+            .collect(),
+    )
 }
 
 /// CPU per job of each process between two samples, summed by name (several workers
@@ -99,7 +121,9 @@ pub fn sample(processes: &[Tracked]) -> Sample {
 pub fn per_job(before: &Sample, after: &Sample, jobs: usize) -> Vec<(String, Duration)> {
     let mut totals: Vec<(String, Duration)> = Vec::new();
     for ((name, start), (_, end)) in before.0.iter().zip(&after.0) {
-        let (Some(start), Some(end)) = (start, end) else { continue };
+        let (Some(start), Some(end)) = (start, end) else {
+            continue;
+        };
         let used = end.saturating_sub(*start) / jobs.max(1) as u32;
         match totals.iter_mut().find(|(n, _)| n == name) {
             Some((_, total)) => *total += used,

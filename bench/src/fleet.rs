@@ -54,7 +54,10 @@ impl Proc {
     /// SIGTERM, then waits (SIGKILL after `grace`). Returns the peak RSS read just before.
     pub async fn stop(mut self, grace: Duration) -> Option<u64> {
         let rss = self.peak_rss();
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         if tokio::time::timeout(grace, self.child.wait()).await.is_err() {
             let _ = self.child.kill().await;
         }
@@ -112,12 +115,25 @@ command = ["python3", {shared:?}]
         config.redis_url = env.redis_url;
         let dir = std::env::temp_dir().join(&namespace);
         std::fs::create_dir_all(&dir)?;
-        let config_path = dir.join("fleet.toml").to_str().context("a non-UTF-8 temp path")?.to_string();
+        let config_path = dir
+            .join("fleet.toml")
+            .to_str()
+            .context("a non-UTF-8 temp path")?
+            .to_string();
         std::fs::write(&config_path, toml)?;
         let topology = Topology::new(&namespace);
         let coordinator = Coordinator::connect(&config.redis_url, topology.clone(), config.retention)?;
         let admin = amqp_pool(&config.amqp_url, 1, "jobfleet-bench-admin")?;
-        Ok(Fleet { config, topology, coordinator, admin, bin_dir, dir, config_path, spawned: 0 })
+        Ok(Fleet {
+            config,
+            topology,
+            coordinator,
+            admin,
+            bin_dir,
+            dir,
+            config_path,
+            spawned: 0,
+        })
     }
 
     /// The namespace.
@@ -143,20 +159,42 @@ command = ["python3", {shared:?}]
             .stderr(std::fs::File::create(&log)?)
             .kill_on_drop(true)
             .spawn()
-            .with_context(|| format!("spawn {} (build it with `cargo build --release --bins`)", program.display()))?;
+            .with_context(|| {
+                format!(
+                    "spawn {} (build it with `cargo build --release --bins`)",
+                    program.display()
+                )
+            })?;
         let pid = child.id().context("pid")?;
-        Ok(Proc { name: format!("{name} (log {})", log.display()), child, pid })
+        Ok(Proc {
+            name: format!("{name} (log {})", log.display()),
+            child,
+            pid,
+        })
     }
 
     /// Starts a release `jobfleet-worker` for `group` and waits until it consumes.
     pub async fn worker(&mut self, group: &str, concurrency: usize) -> Result<Proc> {
-        let consumers = self.consumers(&self.topology.group_queue(group)).await.unwrap_or(0);
-        let args: Vec<String> = ["--config", &self.config_path, "--group", group, "--concurrency", &concurrency.to_string(), "--metrics-listen", "off"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let consumers = self
+            .consumers(&self.topology.group_queue(group))
+            .await
+            .unwrap_or(0);
+        let args: Vec<String> = [
+            "--config",
+            &self.config_path,
+            "--group",
+            group,
+            "--concurrency",
+            &concurrency.to_string(),
+            "--metrics-listen",
+            "off",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let mut proc = self.spawn("worker", self.bin_dir.join("jobfleet-worker"), &args)?;
-        self.wait_consumers(&self.topology.group_queue(group), consumers + 1, &mut proc).await?;
+        self.wait_consumers(&self.topology.group_queue(group), consumers + 1, &mut proc)
+            .await?;
         Ok(proc)
     }
 
@@ -165,12 +203,22 @@ command = ["python3", {shared:?}]
     pub async fn master(&mut self) -> Result<(Proc, String)> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let url = format!("http://127.0.0.1:{port}");
-        let args: Vec<String> = vec!["--config".into(), self.config_path.clone(), "--listen".into(), format!("127.0.0.1:{port}")];
+        let args: Vec<String> = vec![
+            "--config".into(),
+            self.config_path.clone(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+        ];
         let mut proc = self.spawn("master", self.bin_dir.join("jobfleet-master"), &args)?;
         let client = reqwest::Client::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            if client.get(format!("{url}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            if client
+                .get(format!("{url}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
                 return Ok((proc, url));
             }
             proc.check_alive()?;
@@ -182,7 +230,12 @@ command = ["python3", {shared:?}]
     }
 
     /// Starts a ceiling consumer process (this binary) on `queue` and waits until it consumes.
-    pub async fn ceiling_consumer(&mut self, queue: &str, results_exchange: &str, concurrency: usize) -> Result<Proc> {
+    pub async fn ceiling_consumer(
+        &mut self,
+        queue: &str,
+        results_exchange: &str,
+        concurrency: usize,
+    ) -> Result<Proc> {
         let consumers = self.consumers(queue).await.unwrap_or(0);
         let args: Vec<String> = vec![
             "ceiling-consumer".into(),
@@ -202,8 +255,13 @@ command = ["python3", {shared:?}]
 
     async fn consumers(&self, queue: &str) -> Result<u32> {
         let channel = open_channel(&self.admin, false).await?;
-        let passive = QueueDeclareOptions { passive: true, ..Default::default() };
-        let declared = channel.queue_declare(queue.into(), passive, FieldTable::default()).await;
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let declared = channel
+            .queue_declare(queue.into(), passive, FieldTable::default())
+            .await;
         let _ = channel.close(200, "".into()).await;
         Ok(declared?.consumer_count())
     }
@@ -235,15 +293,24 @@ command = ["python3", {shared:?}]
         queues.extend(extra_queues.iter().cloned());
         for queue in queues {
             if let Ok(channel) = open_channel(&self.admin, false).await {
-                let _ = channel.queue_delete(queue.into(), QueueDeleteOptions::default()).await;
+                let _ = channel
+                    .queue_delete(queue.into(), QueueDeleteOptions::default())
+                    .await;
                 let _ = channel.close(200, "".into()).await;
             }
         }
-        let mut exchanges = vec![t.jobs_exchange(), t.results_exchange(), t.control_exchange(), t.dead_letters()];
+        let mut exchanges = vec![
+            t.jobs_exchange(),
+            t.results_exchange(),
+            t.control_exchange(),
+            t.dead_letters(),
+        ];
         exchanges.extend(extra_exchanges.iter().cloned());
         for exchange in exchanges {
             if let Ok(channel) = open_channel(&self.admin, false).await {
-                let _ = channel.exchange_delete(exchange.into(), ExchangeDeleteOptions::default()).await;
+                let _ = channel
+                    .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+                    .await;
                 let _ = channel.close(200, "".into()).await;
             }
         }

@@ -10,8 +10,8 @@ mod measure;
 mod report;
 
 use anyhow::{Context, Result};
-use cpu::{Meter, Tracked};
 use clap::{Parser, Subcommand, ValueEnum};
+use cpu::{Meter, Tracked};
 use fleet::{Fleet, ECHO_GROUP, EXCLUSIVE_FUNCTION, PROCESS_GROUP, SHARED_FUNCTION};
 use jobfleet_common::client::{Producer, ResultSubscriber};
 use jobfleet_common::message::JobMessage;
@@ -141,10 +141,18 @@ impl RunArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let outcome = runtime.block_on(async move {
         match cli.command {
-            Command::CeilingConsumer { amqp_url, queue, results_exchange, concurrency } => ceiling::consume(&amqp_url, &queue, &results_exchange, concurrency).await,
+            Command::CeilingConsumer {
+                amqp_url,
+                queue,
+                results_exchange,
+                concurrency,
+            } => ceiling::consume(&amqp_url, &queue, &results_exchange, concurrency).await,
             Command::Run(args) => run(args.resolved()).await,
         }
     });
@@ -160,19 +168,38 @@ fn main() -> ExitCode {
 async fn run(args: RunArgs) -> Result<()> {
     let bin_dir = match &args.bin_dir {
         Some(dir) => dir.clone(),
-        None => std::env::current_exe()?.parent().context("binary directory")?.to_path_buf(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("binary directory")?
+            .to_path_buf(),
     };
-    let functions_dir = std::fs::canonicalize(&args.functions_dir).with_context(|| format!("--functions-dir {}", args.functions_dir.display()))?;
+    let functions_dir = std::fs::canonicalize(&args.functions_dir)
+        .with_context(|| format!("--functions-dir {}", args.functions_dir.display()))?;
     let mut fleet = Fleet::new(bin_dir, &functions_dir)?;
     let names = ceiling::Names::new(&fleet.topology);
-    let mut report = Report::new(args.jobs, args.concurrency, args.process_concurrency, args.rate, fleet.namespace());
-    eprintln!("jobfleet-bench: namespace {}, logs in {}", fleet.namespace(), fleet.log_dir().display());
+    let mut report = Report::new(
+        args.jobs,
+        args.concurrency,
+        args.process_concurrency,
+        args.rate,
+        fleet.namespace(),
+    );
+    eprintln!(
+        "jobfleet-bench: namespace {}, logs in {}",
+        fleet.namespace(),
+        fleet.log_dir().display()
+    );
     let measured = tokio::select! {
         measured = measure_all(&mut fleet, &names, &args, &mut report) => measured,
         _ = stop_signal() => Err(anyhow::anyhow!("interrupted")),
     };
     // Children are killed by now (dropped); take their queues, exchanges and keys along.
-    fleet.cleanup(std::slice::from_ref(&names.queue), &[names.jobs_exchange.clone(), names.results_exchange.clone()]).await;
+    fleet
+        .cleanup(
+            std::slice::from_ref(&names.queue),
+            &[names.jobs_exchange.clone(), names.results_exchange.clone()],
+        )
+        .await;
     report.finish();
     // What was measured before a failure is still worth seeing.
     print!("{report}");
@@ -193,27 +220,59 @@ async fn stop_signal() {
 }
 
 fn echo_jobs(count: usize) -> Vec<JobMessage> {
-    (0..count).map(|i| JobMessage::new(ECHO_GROUP, "echo", json!({"i": i}))).collect()
+    (0..count)
+        .map(|i| JobMessage::new(ECHO_GROUP, "echo", json!({"i": i})))
+        .collect()
 }
 
 fn ceiling_jobs(count: usize) -> Vec<JobMessage> {
-    (0..count).map(|i| ceiling::Client::job(json!({"i": i}))).collect()
+    (0..count)
+        .map(|i| ceiling::Client::job(json!({"i": i})))
+        .collect()
 }
 
 fn wordcount_jobs(function: &str, count: usize) -> Vec<JobMessage> {
-    (0..count).map(|i| JobMessage::new(PROCESS_GROUP, function, json!({"text": format!("the quick brown fox {i} jumps over the lazy dog")}))).collect()
+    (0..count)
+        .map(|i| {
+            JobMessage::new(
+                PROCESS_GROUP,
+                function,
+                json!({"text": format!("the quick brown fox {i} jumps over the lazy dog")}),
+            )
+        })
+        .collect()
 }
 
 /// Ceiling throughput: warm-up, then `jobs` jobs through `consumers` consumer processes.
-async fn ceiling_row(fleet: &mut Fleet, names: &ceiling::Names, args: &RunArgs, jobs: usize, consumers: usize, concurrency: usize) -> Result<Throughput> {
+async fn ceiling_row(
+    fleet: &mut Fleet,
+    names: &ceiling::Names,
+    args: &RunArgs,
+    jobs: usize,
+    consumers: usize,
+    concurrency: usize,
+) -> Result<Throughput> {
     let client = ceiling::Client::connect(&fleet.config.amqp_url, names.clone()).await?;
     let mut procs = Vec::new();
     for _ in 0..consumers {
-        procs.push(fleet.ceiling_consumer(&names.queue, &names.results_exchange, concurrency).await?);
+        procs.push(
+            fleet
+                .ceiling_consumer(&names.queue, &names.results_exchange, concurrency)
+                .await?,
+        );
     }
     let results = Results::Ceiling(ceiling::Subscriber::connect(&fleet.config.amqp_url, names).await?);
-    let (_, results) = measure::throughput(results, ceiling_jobs(args.warmup()), args.timeout(args.warmup()), |jobs| measure::publish_ceiling(&client, jobs)).await?;
-    let (row, _) = measure::throughput(results, ceiling_jobs(jobs), args.timeout(jobs), |jobs| measure::publish_ceiling(&client, jobs)).await?;
+    let (_, results) = measure::throughput(
+        results,
+        ceiling_jobs(args.warmup()),
+        args.timeout(args.warmup()),
+        |jobs| measure::publish_ceiling(&client, jobs),
+    )
+    .await?;
+    let (row, _) = measure::throughput(results, ceiling_jobs(jobs), args.timeout(jobs), |jobs| {
+        measure::publish_ceiling(&client, jobs)
+    })
+    .await?;
     for proc in procs {
         proc.stop(Duration::from_secs(5)).await;
     }
@@ -222,17 +281,39 @@ async fn ceiling_row(fleet: &mut Fleet, names: &ceiling::Names, args: &RunArgs, 
 
 /// jobfleet end to end through the client library: warm-up, then `jobs` echo jobs run by
 /// `workers` worker processes; every record must be `finished`.
-async fn e2e_row(fleet: &mut Fleet, args: &RunArgs, jobs: usize, workers: usize, concurrency: usize) -> Result<Throughput> {
+async fn e2e_row(
+    fleet: &mut Fleet,
+    args: &RunArgs,
+    jobs: usize,
+    workers: usize,
+    concurrency: usize,
+) -> Result<Throughput> {
     let mut procs = Vec::new();
     for _ in 0..workers {
         procs.push(fleet.worker(ECHO_GROUP, concurrency).await?);
     }
     let producer = Producer::connect(&fleet.config).await?;
-    let results = Results::Jobfleet(ResultSubscriber::connect(&fleet.config.amqp_url, fleet.topology.clone(), &["default.echo.#"]).await?);
-    let (_, results) = measure::throughput(results, echo_jobs(args.warmup()), args.timeout(args.warmup()), |jobs| measure::publish_client(&producer, jobs)).await?;
+    let results = Results::Jobfleet(
+        ResultSubscriber::connect(
+            &fleet.config.amqp_url,
+            fleet.topology.clone(),
+            &["default.echo.#"],
+        )
+        .await?,
+    );
+    let (_, results) = measure::throughput(
+        results,
+        echo_jobs(args.warmup()),
+        args.timeout(args.warmup()),
+        |jobs| measure::publish_client(&producer, jobs),
+    )
+    .await?;
     let batch = echo_jobs(jobs);
     let ids: Vec<String> = batch.iter().map(|j| j.id.clone()).collect();
-    let (row, _) = measure::throughput(results, batch, args.timeout(jobs), |jobs| measure::publish_client(&producer, jobs)).await?;
+    let (row, _) = measure::throughput(results, batch, args.timeout(jobs), |jobs| {
+        measure::publish_client(&producer, jobs)
+    })
+    .await?;
     measure::check_recorded(&fleet.coordinator, &ids).await?;
     for proc in procs {
         proc.stop(Duration::from_secs(10)).await;
@@ -240,7 +321,12 @@ async fn e2e_row(fleet: &mut Fleet, args: &RunArgs, jobs: usize, workers: usize,
     Ok(row)
 }
 
-async fn measure_all(fleet: &mut Fleet, names: &ceiling::Names, args: &RunArgs, report: &mut Report) -> Result<()> {
+async fn measure_all(
+    fleet: &mut Fleet,
+    names: &ceiling::Names,
+    args: &RunArgs,
+    report: &mut Report,
+) -> Result<()> {
     let jobs = args.jobs;
     let timeout = args.timeout(jobs);
     let amqp_url = fleet.config.amqp_url.clone();
@@ -250,21 +336,35 @@ async fn measure_all(fleet: &mut Fleet, names: &ceiling::Names, args: &RunArgs, 
     // worker process, the client library's producer and result subscriber), in alternating
     // rounds so that both see the same machine; the best round of each counts.
     let ceiling_client = Arc::new(ceiling::Client::connect(&amqp_url, names.clone()).await?);
-    let ceiling_consumer = fleet.ceiling_consumer(&names.queue, &names.results_exchange, args.concurrency).await?;
+    let ceiling_consumer = fleet
+        .ceiling_consumer(&names.queue, &names.results_exchange, args.concurrency)
+        .await?;
     let mut ceiling_results = Results::Ceiling(ceiling::Subscriber::connect(&amqp_url, names).await?);
     let mut worker = fleet.worker(ECHO_GROUP, args.concurrency).await?;
     let producer = Arc::new(Producer::connect(&fleet.config).await?);
-    let mut results = Results::Jobfleet(ResultSubscriber::connect(&amqp_url, fleet.topology.clone(), &["default.echo.#"]).await?);
+    let mut results = Results::Jobfleet(
+        ResultSubscriber::connect(&amqp_url, fleet.topology.clone(), &["default.echo.#"]).await?,
+    );
     if args.wants(Row::Ceiling) {
-        (_, ceiling_results) = measure::throughput(ceiling_results, ceiling_jobs(args.warmup()), timeout, |jobs| measure::publish_ceiling(&ceiling_client, jobs)).await?;
+        (_, ceiling_results) =
+            measure::throughput(ceiling_results, ceiling_jobs(args.warmup()), timeout, |jobs| {
+                measure::publish_ceiling(&ceiling_client, jobs)
+            })
+            .await?;
     }
     if args.wants(Row::E2e) {
-        (_, results) = measure::throughput(results, echo_jobs(args.warmup()), timeout, |jobs| measure::publish_client(&producer, jobs)).await?;
+        (_, results) = measure::throughput(results, echo_jobs(args.warmup()), timeout, |jobs| {
+            measure::publish_client(&producer, jobs)
+        })
+        .await?;
     }
     for round in 1..=args.rounds.max(1) {
         if args.wants(Row::Ceiling) {
             let meter = Meter::start(&services, &[Tracked::new("consumer", ceiling_consumer.pid)]);
-            let (row, warm) = measure::throughput(ceiling_results, ceiling_jobs(jobs), timeout, |jobs| measure::publish_ceiling(&ceiling_client, jobs)).await?;
+            let (row, warm) = measure::throughput(ceiling_results, ceiling_jobs(jobs), timeout, |jobs| {
+                measure::publish_ceiling(&ceiling_client, jobs)
+            })
+            .await?;
             ceiling_results = warm;
             report.add_ceiling(row, meter.per_job(jobs));
             eprintln!("jobfleet-bench: round {round}: ceiling {:.0} jobs/s", row.rate());
@@ -273,7 +373,10 @@ async fn measure_all(fleet: &mut Fleet, names: &ceiling::Names, args: &RunArgs, 
             let batch = echo_jobs(jobs);
             let ids: Vec<String> = batch.iter().map(|j| j.id.clone()).collect();
             let meter = Meter::start(&services, &[Tracked::new("worker", worker.pid)]);
-            let (row, warm) = measure::throughput(results, batch, timeout, |jobs| measure::publish_client(&producer, jobs)).await?;
+            let (row, warm) = measure::throughput(results, batch, timeout, |jobs| {
+                measure::publish_client(&producer, jobs)
+            })
+            .await?;
             results = warm;
             report.add_e2e(row, meter.per_job(jobs));
             measure::check_recorded(&fleet.coordinator, &ids).await?;
@@ -284,11 +387,23 @@ async fn measure_all(fleet: &mut Fleet, names: &ceiling::Names, args: &RunArgs, 
     // 3. The same through POST /v1/jobs on a release master process.
     if args.wants(Row::Http) {
         let (master, url) = fleet.master().await?;
-        let (_, warm) = measure::throughput(results, echo_jobs(args.warmup()), timeout, |jobs| measure::submit_http(&url, jobs, args.http_clients)).await?;
+        let (_, warm) = measure::throughput(results, echo_jobs(args.warmup()), timeout, |jobs| {
+            measure::submit_http(&url, jobs, args.http_clients)
+        })
+        .await?;
         let batch = echo_jobs(jobs);
         let ids: Vec<String> = batch.iter().map(|j| j.id.clone()).collect();
-        let meter = Meter::start(&services, &[Tracked::new("worker", worker.pid), Tracked::new("master", master.pid)]);
-        let (row, warm) = measure::throughput(warm, batch, timeout, |jobs| measure::submit_http(&url, jobs, args.http_clients)).await?;
+        let meter = Meter::start(
+            &services,
+            &[
+                Tracked::new("worker", worker.pid),
+                Tracked::new("master", master.pid),
+            ],
+        );
+        let (row, warm) = measure::throughput(warm, batch, timeout, |jobs| {
+            measure::submit_http(&url, jobs, args.http_clients)
+        })
+        .await?;
         report.cpu.push(("POST /v1/jobs", meter.per_job(jobs)));
         measure::check_recorded(&fleet.coordinator, &ids).await?;
         results = warm;
@@ -301,14 +416,31 @@ async fn measure_all(fleet: &mut Fleet, names: &ceiling::Names, args: &RunArgs, 
     if args.wants(Row::Process) {
         let process_worker = fleet.worker(PROCESS_GROUP, args.process_concurrency).await?;
         let warmup = args.process_concurrency * 2;
-        let mut py = Results::Jobfleet(ResultSubscriber::connect(&amqp_url, fleet.topology.clone(), &["py.#"]).await?);
-        for (function, count) in [(EXCLUSIVE_FUNCTION, args.exclusive_jobs.unwrap_or(jobs.min(500))), (SHARED_FUNCTION, jobs)] {
-            let (_, warm) = measure::throughput(py, wordcount_jobs(function, warmup), timeout, |jobs| measure::publish_client(&producer, jobs)).await?;
+        let mut py =
+            Results::Jobfleet(ResultSubscriber::connect(&amqp_url, fleet.topology.clone(), &["py.#"]).await?);
+        for (function, count) in [
+            (EXCLUSIVE_FUNCTION, args.exclusive_jobs.unwrap_or(jobs.min(500))),
+            (SHARED_FUNCTION, jobs),
+        ] {
+            let (_, warm) = measure::throughput(py, wordcount_jobs(function, warmup), timeout, |jobs| {
+                measure::publish_client(&producer, jobs)
+            })
+            .await?;
             let batch = wordcount_jobs(function, count);
             let ids: Vec<String> = batch.iter().map(|j| j.id.clone()).collect();
             let meter = Meter::start(&services, &[Tracked::new("worker", process_worker.pid)]);
-            let (row, warm) = measure::throughput(warm, batch, args.timeout(count * 10), |jobs| measure::publish_client(&producer, jobs)).await?;
-            report.cpu.push((if function == EXCLUSIVE_FUNCTION { "process exclusive" } else { "process shared" }, meter.per_job(count)));
+            let (row, warm) = measure::throughput(warm, batch, args.timeout(count * 10), |jobs| {
+                measure::publish_client(&producer, jobs)
+            })
+            .await?;
+            report.cpu.push((
+                if function == EXCLUSIVE_FUNCTION {
+                    "process exclusive"
+                } else {
+                    "process shared"
+                },
+                meter.per_job(count),
+            ));
             measure::check_recorded(&fleet.coordinator, &ids).await?;
             py = warm;
             eprintln!("jobfleet-bench: {function} {:.0} jobs/s", row.rate());
@@ -325,10 +457,16 @@ async fn measure_all(fleet: &mut Fleet, names: &ceiling::Names, args: &RunArgs, 
     if args.wants(Row::Latency) {
         let count = args.latency_jobs.unwrap_or(2000);
         let client = ceiling_client.clone();
-        let (row, _) = measure::latency(ceiling_results, count, args.rate, ceiling::Client::job, move |job| {
-            let client = client.clone();
-            async move { client.publish_many(std::slice::from_ref(&job)).await }
-        })
+        let (row, _) = measure::latency(
+            ceiling_results,
+            count,
+            args.rate,
+            ceiling::Client::job,
+            move |job| {
+                let client = client.clone();
+                async move { client.publish_many(std::slice::from_ref(&job)).await }
+            },
+        )
         .await?;
         report.ceiling_latency = Some(row);
         let make = |args: Value| JobMessage::new(ECHO_GROUP, "echo", args);
@@ -352,18 +490,31 @@ async fn measure_all(fleet: &mut Fleet, names: &ceiling::Names, args: &RunArgs, 
     Ok(())
 }
 
-async fn measure_scaling(fleet: &mut Fleet, names: &ceiling::Names, args: &RunArgs, report: &mut Report) -> Result<()> {
+async fn measure_scaling(
+    fleet: &mut Fleet,
+    names: &ceiling::Names,
+    args: &RunArgs,
+    report: &mut Report,
+) -> Result<()> {
     let jobs = args.jobs;
     for workers in [1, 2, 4] {
         let ceiling = ceiling_row(fleet, names, args, jobs, workers, args.concurrency).await?;
         let e2e = e2e_row(fleet, args, jobs, workers, args.concurrency).await?;
-        eprintln!("jobfleet-bench: {workers} workers: ceiling {:.0}, e2e {:.0} jobs/s", ceiling.rate(), e2e.rate());
+        eprintln!(
+            "jobfleet-bench: {workers} workers: ceiling {:.0}, e2e {:.0} jobs/s",
+            ceiling.rate(),
+            e2e.rate()
+        );
         report.scaling.push((workers, args.concurrency, ceiling, e2e));
     }
     for concurrency in [1, 8, 64] {
         let ceiling = ceiling_row(fleet, names, args, jobs, 1, concurrency).await?;
         let e2e = e2e_row(fleet, args, jobs, 1, concurrency).await?;
-        eprintln!("jobfleet-bench: concurrency {concurrency}: ceiling {:.0}, e2e {:.0} jobs/s", ceiling.rate(), e2e.rate());
+        eprintln!(
+            "jobfleet-bench: concurrency {concurrency}: ceiling {:.0}, e2e {:.0} jobs/s",
+            ceiling.rate(),
+            e2e.rate()
+        );
         report.scaling.push((1, concurrency, ceiling, e2e));
     }
     Ok(())

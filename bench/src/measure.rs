@@ -69,7 +69,12 @@ pub struct Latency {
 
 /// Receives results until every id in `ids` has one; results of other jobs are ignored.
 /// Fails on a result that is not `finished`, or when `timeout` passes.
-async fn collect(results: &mut Results, mut ids: HashSet<String>, timeout: Duration, mut each: impl FnMut(&ResultMessage)) -> Result<Instant> {
+async fn collect(
+    results: &mut Results,
+    mut ids: HashSet<String>,
+    timeout: Duration,
+    mut each: impl FnMut(&ResultMessage),
+) -> Result<Instant> {
     let deadline = Instant::now() + timeout;
     let total = ids.len();
     while !ids.is_empty() {
@@ -89,7 +94,12 @@ async fn collect(results: &mut Results, mut ids: HashSet<String>, timeout: Durat
 
 /// Publishes `jobs` with `publish` while a separate task receives their results; the time
 /// runs from the first publish to the last result.
-pub async fn throughput<F, Fut>(mut results: Results, jobs: Vec<JobMessage>, timeout: Duration, publish: F) -> Result<(Throughput, Results)>
+pub async fn throughput<F, Fut>(
+    mut results: Results,
+    jobs: Vec<JobMessage>,
+    timeout: Duration,
+    publish: F,
+) -> Result<(Throughput, Results)>
 where
     F: FnOnce(Vec<JobMessage>) -> Fut,
     Fut: Future<Output = Result<()>>,
@@ -110,7 +120,13 @@ where
 
 /// Publishes `count` jobs made by `make` (args carry the publish time) at `rate` per
 /// second, each from its own task, and measures publish → result received per job.
-pub async fn latency<M, P, Fut>(mut results: Results, count: usize, rate: f64, make: M, publish: P) -> Result<(Latency, Results)>
+pub async fn latency<M, P, Fut>(
+    mut results: Results,
+    count: usize,
+    rate: f64,
+    make: M,
+    publish: P,
+) -> Result<(Latency, Results)>
 where
     M: Fn(Value) -> JobMessage,
     P: Fn(JobMessage) -> Fut,
@@ -124,7 +140,11 @@ where
         let mut samples = Vec::with_capacity(ids.len());
         let done = collect(&mut results, ids, timeout, |result| {
             let now = EPOCH.elapsed().as_nanos() as u64;
-            let sent = result.result.as_ref().and_then(|r| r["t"].as_u64()).unwrap_or(now);
+            let sent = result
+                .result
+                .as_ref()
+                .and_then(|r| r["t"].as_u64())
+                .unwrap_or(now);
             samples.push(Duration::from_nanos(now.saturating_sub(sent)));
         })
         .await;
@@ -144,7 +164,15 @@ where
     let mut samples = samples?;
     samples.sort();
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    Ok((Latency { jobs: count, p50: at(0.50), p99: at(0.99), max: *samples.last().expect("samples") }, results))
+    Ok((
+        Latency {
+            jobs: count,
+            p50: at(0.50),
+            p99: at(0.99),
+            max: *samples.last().expect("samples"),
+        },
+        results,
+    ))
 }
 
 /// Publishes through the client library, `BATCH` jobs per call.
@@ -166,7 +194,9 @@ pub async fn publish_ceiling(client: &ceiling::Client, jobs: Vec<JobMessage>) ->
 /// Submits every job with `POST /v1/jobs` (its id in the body) from `submitters`
 /// concurrent clients; each answer must be 202.
 pub async fn submit_http(base_url: &str, jobs: Vec<JobMessage>, submitters: usize) -> Result<()> {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(submitters).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(submitters)
+        .build()?;
     let jobs = Arc::new(jobs);
     let next = Arc::new(AtomicUsize::new(0));
     let url = format!("{base_url}/v1/jobs");
@@ -177,10 +207,15 @@ pub async fn submit_http(base_url: &str, jobs: Vec<JobMessage>, submitters: usiz
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(job) = jobs.get(i) else { return Ok(()) };
-                let body = json!({"group": job.group, "function": job.function, "args": job.args, "id": job.id});
+                let body =
+                    json!({"group": job.group, "function": job.function, "args": job.args, "id": job.id});
                 let response = client.post(&url).json(&body).send().await?;
                 if response.status() != reqwest::StatusCode::ACCEPTED {
-                    bail!("POST /v1/jobs answered {}: {}", response.status(), response.text().await.unwrap_or_default());
+                    bail!(
+                        "POST /v1/jobs answered {}: {}",
+                        response.status(),
+                        response.text().await.unwrap_or_default()
+                    );
                 }
             }
         }));
@@ -194,7 +229,11 @@ pub async fn submit_http(base_url: &str, jobs: Vec<JobMessage>, submitters: usiz
 /// Checks that every job's record is `finished` in Redis.
 pub async fn check_recorded(coordinator: &Coordinator, jobs: &[String]) -> Result<()> {
     let records = coordinator.jobs(jobs).await?;
-    let unfinished = records.iter().zip(jobs).filter(|(r, _)| r.as_ref().map(|r| r.status) != Some(JobStatus::Finished)).count();
+    let unfinished = records
+        .iter()
+        .zip(jobs)
+        .filter(|(r, _)| r.as_ref().map(|r| r.status) != Some(JobStatus::Finished))
+        .count();
     if unfinished > 0 {
         bail!("{unfinished} of {} jobs have no finished record", jobs.len());
     }

@@ -44,7 +44,9 @@ pub struct Report {
 }
 
 fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg").map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_else(|_| "?".into())
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
 }
 
 fn ms(d: Duration) -> String {
@@ -52,7 +54,9 @@ fn ms(d: Duration) -> String {
 }
 
 fn mb(bytes: Option<u64>) -> String {
-    bytes.map(|b| format!("{:.1} MB", b as f64 / (1024.0 * 1024.0))).unwrap_or_else(|| "-".into())
+    bytes
+        .map(|b| format!("{:.1} MB", b as f64 / (1024.0 * 1024.0)))
+        .unwrap_or_else(|| "-".into())
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -65,7 +69,13 @@ fn verdict(ok: bool) -> &'static str {
 
 impl Report {
     /// An empty report; the load average is read now.
-    pub fn new(jobs: usize, concurrency: usize, process_concurrency: usize, rate: f64, namespace: &str) -> Report {
+    pub fn new(
+        jobs: usize,
+        concurrency: usize,
+        process_concurrency: usize,
+        rate: f64,
+        namespace: &str,
+    ) -> Report {
         Report {
             jobs,
             concurrency,
@@ -121,34 +131,120 @@ impl Report {
         Some(row?.rate() / self.ceiling?.rate())
     }
 
-    fn throughput_line(&self, f: &mut fmt::Formatter<'_>, name: &str, row: Option<Throughput>, rounds: &[f64]) -> fmt::Result {
+    fn throughput_line(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        name: &str,
+        row: Option<Throughput>,
+        rounds: &[f64],
+    ) -> fmt::Result {
         let Some(row) = row else { return Ok(()) };
-        let ratio = self.ratio(Some(row)).map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into());
-        let rounds = if rounds.len() > 1 { format!("  best of {}", rounds.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(" / ")) } else { String::new() };
-        writeln!(f, "{name:<50} {:>7} {:>9.2} {:>10.0} {:>10}{rounds}", row.jobs, row.elapsed.as_secs_f64(), row.rate(), ratio)
+        let ratio = self
+            .ratio(Some(row))
+            .map(|r| format!("{r:.2}"))
+            .unwrap_or_else(|| "-".into());
+        let rounds = if rounds.len() > 1 {
+            format!(
+                "  best of {}",
+                rounds
+                    .iter()
+                    .map(|r| format!("{r:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            )
+        } else {
+            String::new()
+        };
+        writeln!(
+            f,
+            "{name:<50} {:>7} {:>9.2} {:>10.0} {:>10}{rounds}",
+            row.jobs,
+            row.elapsed.as_secs_f64(),
+            row.rate(),
+            ratio
+        )
     }
 }
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "jobfleet benchmark: {} jobs per row, concurrency (prefetch) {}, namespace {}", self.jobs, self.concurrency, self.namespace)?;
-        writeln!(f, "machine: {} CPUs, load average {} before, {} after", self.cpus, self.load_before, self.load_after)?;
+        writeln!(
+            f,
+            "jobfleet benchmark: {} jobs per row, concurrency (prefetch) {}, namespace {}",
+            self.jobs, self.concurrency, self.namespace
+        )?;
+        writeln!(
+            f,
+            "machine: {} CPUs, load average {} before, {} after",
+            self.cpus, self.load_before, self.load_after
+        )?;
         if cfg!(debug_assertions) {
-            writeln!(f, "DEBUG BUILD: a smoke check, the figures say nothing about performance")?;
+            writeln!(
+                f,
+                "DEBUG BUILD: a smoke check, the figures say nothing about performance"
+            )?;
         }
         writeln!(f)?;
-        writeln!(f, "{:<50} {:>7} {:>9} {:>10} {:>10}", "throughput (first publish -> last result)", "jobs", "seconds", "jobs/s", "/ceiling")?;
-        self.throughput_line(f, "ceiling: bare lapin, same flow and guarantees", self.ceiling, &self.ceiling_rounds)?;
-        self.throughput_line(f, "jobfleet e2e: client library, echo", self.e2e, &self.e2e_rounds)?;
+        writeln!(
+            f,
+            "{:<50} {:>7} {:>9} {:>10} {:>10}",
+            "throughput (first publish -> last result)", "jobs", "seconds", "jobs/s", "/ceiling"
+        )?;
+        self.throughput_line(
+            f,
+            "ceiling: bare lapin, same flow and guarantees",
+            self.ceiling,
+            &self.ceiling_rounds,
+        )?;
+        self.throughput_line(
+            f,
+            "jobfleet e2e: client library, echo",
+            self.e2e,
+            &self.e2e_rounds,
+        )?;
         self.throughput_line(f, "jobfleet: POST /v1/jobs, echo", self.http, &[])?;
-        self.throughput_line(f, &format!("process sandbox exclusive (python3, conc {})", self.process_concurrency), self.exclusive, &[])?;
-        self.throughput_line(f, &format!("process sandbox shared (python3, conc {})", self.process_concurrency), self.shared, &[])?;
+        self.throughput_line(
+            f,
+            &format!(
+                "process sandbox exclusive (python3, conc {})",
+                self.process_concurrency
+            ),
+            self.exclusive,
+            &[],
+        )?;
+        self.throughput_line(
+            f,
+            &format!(
+                "process sandbox shared (python3, conc {})",
+                self.process_concurrency
+            ),
+            self.shared,
+            &[],
+        )?;
         if self.ceiling_latency.is_some() || self.e2e_latency.is_some() {
             writeln!(f)?;
-            writeln!(f, "{:<50} {:>7} {:>9} {:>10} {:>10}", format!("latency at {:.0} jobs/s (publish -> result)", self.rate), "jobs", "p50", "p99", "max")?;
-            for (name, row) in [("ceiling", self.ceiling_latency), ("jobfleet e2e", self.e2e_latency)] {
+            writeln!(
+                f,
+                "{:<50} {:>7} {:>9} {:>10} {:>10}",
+                format!("latency at {:.0} jobs/s (publish -> result)", self.rate),
+                "jobs",
+                "p50",
+                "p99",
+                "max"
+            )?;
+            for (name, row) in [
+                ("ceiling", self.ceiling_latency),
+                ("jobfleet e2e", self.e2e_latency),
+            ] {
                 if let Some(l) = row {
-                    writeln!(f, "{name:<50} {:>7} {:>9} {:>10} {:>10}", l.jobs, ms(l.p50), ms(l.p99), ms(l.max))?;
+                    writeln!(
+                        f,
+                        "{name:<50} {:>7} {:>9} {:>10} {:>10}",
+                        l.jobs,
+                        ms(l.p50),
+                        ms(l.p99),
+                        ms(l.max)
+                    )?;
                 }
             }
         }
@@ -165,33 +261,85 @@ impl fmt::Display for Report {
             writeln!(f, "CPU per job (us), by process:")?;
             for (row, processes) in cpu {
                 let total: Duration = processes.iter().map(|(_, d)| *d).sum();
-                let parts: Vec<String> = processes.iter().map(|(name, d)| format!("{name} {:.0}", d.as_secs_f64() * 1e6)).collect();
-                writeln!(f, "  {row:<18} total {:>6.0}  = {}", total.as_secs_f64() * 1e6, parts.join(", "))?;
+                let parts: Vec<String> = processes
+                    .iter()
+                    .map(|(name, d)| format!("{name} {:.0}", d.as_secs_f64() * 1e6))
+                    .collect();
+                writeln!(
+                    f,
+                    "  {row:<18} total {:>6.0}  = {}",
+                    total.as_secs_f64() * 1e6,
+                    parts.join(", ")
+                )?;
             }
         }
         writeln!(f)?;
-        writeln!(f, "peak RSS (VmHWM): worker {}, master {}, process-sandbox worker {} (without its children)", mb(self.worker_rss), mb(self.master_rss), mb(self.process_worker_rss))?;
+        writeln!(
+            f,
+            "peak RSS (VmHWM): worker {}, master {}, process-sandbox worker {} (without its children)",
+            mb(self.worker_rss),
+            mb(self.master_rss),
+            mb(self.process_worker_rss)
+        )?;
         writeln!(f)?;
         writeln!(f, "{:<30} {:>12} {:>12}  verdict", "target", "measured", "target")?;
         if let Some(ratio) = self.ratio(self.e2e) {
-            writeln!(f, "{:<30} {:>12.2} {:>12}  {}", "e2e / ceiling", ratio, format!(">= {TARGET_RATIO}"), verdict(ratio >= TARGET_RATIO))?;
+            writeln!(
+                f,
+                "{:<30} {:>12.2} {:>12}  {}",
+                "e2e / ceiling",
+                ratio,
+                format!(">= {TARGET_RATIO}"),
+                verdict(ratio >= TARGET_RATIO)
+            )?;
         }
         if let (Some(c), Some(e)) = (self.ceiling_latency, self.e2e_latency) {
             let over = e.p50.saturating_sub(c.p50);
             let delta = (e.p50.as_secs_f64() - c.p50.as_secs_f64()) * 1000.0;
-            writeln!(f, "{:<30} {:>12} {:>12}  {}", "p50 - ceiling p50", format!("{delta:+.2} ms"), "<= 1 ms", verdict(over <= TARGET_P50_OVER_CEILING))?;
+            writeln!(
+                f,
+                "{:<30} {:>12} {:>12}  {}",
+                "p50 - ceiling p50",
+                format!("{delta:+.2} ms"),
+                "<= 1 ms",
+                verdict(over <= TARGET_P50_OVER_CEILING)
+            )?;
         }
         if let Some(e) = self.e2e_latency {
-            writeln!(f, "{:<30} {:>12} {:>12}  {}", "p99", ms(e.p99), "< 10 ms", verdict(e.p99 < TARGET_P99))?;
+            writeln!(
+                f,
+                "{:<30} {:>12} {:>12}  {}",
+                "p99",
+                ms(e.p99),
+                "< 10 ms",
+                verdict(e.p99 < TARGET_P99)
+            )?;
         }
         if let Some(rss) = self.worker_rss {
-            writeln!(f, "{:<30} {:>12} {:>12}  {}", "worker peak RSS", mb(Some(rss)), "< 30 MB", verdict(rss < TARGET_WORKER_RSS))?;
+            writeln!(
+                f,
+                "{:<30} {:>12} {:>12}  {}",
+                "worker peak RSS",
+                mb(Some(rss)),
+                "< 30 MB",
+                verdict(rss < TARGET_WORKER_RSS)
+            )?;
         }
         if !self.scaling.is_empty() {
             writeln!(f)?;
-            writeln!(f, "{:<10} {:>12} {:>14} {:>14} {:>10}", "workers", "concurrency", "ceiling j/s", "jobfleet j/s", "ratio")?;
+            writeln!(
+                f,
+                "{:<10} {:>12} {:>14} {:>14} {:>10}",
+                "workers", "concurrency", "ceiling j/s", "jobfleet j/s", "ratio"
+            )?;
             for (workers, concurrency, ceiling, e2e) in &self.scaling {
-                writeln!(f, "{workers:<10} {concurrency:>12} {:>14.0} {:>14.0} {:>10.2}", ceiling.rate(), e2e.rate(), e2e.rate() / ceiling.rate())?;
+                writeln!(
+                    f,
+                    "{workers:<10} {concurrency:>12} {:>14.0} {:>14.0} {:>10.2}",
+                    ceiling.rate(),
+                    e2e.rate(),
+                    e2e.rate() / ceiling.rate()
+                )?;
             }
         }
         writeln!(f)?;

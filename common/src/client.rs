@@ -7,9 +7,12 @@ use crate::config::Config;
 use crate::coordinator::{Coordinator, CoordinatorError};
 use crate::message::{is_valid_job_id, is_valid_name, JobMessage, ResultMessage};
 use crate::topology::Topology;
-use deadpool_lapin::lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions};
+use deadpool_lapin::lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    QueueBindOptions, QueueDeclareOptions,
+};
 use deadpool_lapin::lapin::types::FieldTable;
-use deadpool_lapin::lapin::{self, BasicProperties, Channel, Confirmation, Consumer, ConnectionProperties};
+use deadpool_lapin::lapin::{self, BasicProperties, Channel, Confirmation, ConnectionProperties, Consumer};
 use deadpool_lapin::{Pool, PoolConfig, Runtime, Timeouts};
 use futures::StreamExt;
 use std::time::Duration;
@@ -73,7 +76,8 @@ pub fn is_refusal(e: &lapin::Error) -> bool {
     match e.kind() {
         lapin::ErrorKind::ProtocolError(error) => matches!(
             error.kind(),
-            AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED | AMQPSoftError::ACCESSREFUSED) | AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED)
+            AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED | AMQPSoftError::ACCESSREFUSED)
+                | AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED)
         ),
         _ => false,
     }
@@ -88,13 +92,20 @@ pub fn amqp_pool(amqp_url: &str, max_size: usize, connection_name: &str) -> Resu
         url: Some(amqp_url.to_string()),
         pool: Some(PoolConfig {
             max_size,
-            timeouts: Timeouts { wait: Some(Duration::from_secs(10)), create: Some(Duration::from_secs(10)), recycle: Some(Duration::from_secs(5)) },
+            timeouts: Timeouts {
+                wait: Some(Duration::from_secs(10)),
+                create: Some(Duration::from_secs(10)),
+                recycle: Some(Duration::from_secs(5)),
+            },
             ..PoolConfig::default()
         }),
     };
     let name = connection_name.to_string();
     config
-        .create_pool(move || ConnectionProperties::default().with_connection_name(name.clone().into()), Runtime::Tokio1)
+        .create_pool(
+            move || ConnectionProperties::default().with_connection_name(name.clone().into()),
+            Runtime::Tokio1,
+        )
         .map_err(|e| ClientError::Config(e.to_string()))
 }
 
@@ -112,7 +123,10 @@ pub async fn open_channel(pool: &Pool, confirms: bool) -> Result<Channel, Client
 pub async fn confirmed(confirm: lapin::PublisherConfirm, id: &str, group: &str) -> Result<(), ClientError> {
     match confirm.await? {
         Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
-        Confirmation::Ack(Some(_)) => Err(ClientError::Unroutable { id: id.to_string(), group: group.to_string() }),
+        Confirmation::Ack(Some(_)) => Err(ClientError::Unroutable {
+            id: id.to_string(),
+            group: group.to_string(),
+        }),
         Confirmation::Nack(_) => Err(ClientError::Nacked(id.to_string())),
     }
 }
@@ -120,11 +134,17 @@ pub async fn confirmed(confirm: lapin::PublisherConfirm, id: &str, group: &str) 
 /// Properties of a job message: persistent, msgpack, `message_id` = id, and the
 /// producer's W3C `traceparent` header when it has one.
 pub fn job_properties(id: &str, traceparent: Option<&str>) -> BasicProperties {
-    let properties = BasicProperties::default().with_delivery_mode(2).with_content_type(MSGPACK.into()).with_message_id(id.into());
+    let properties = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type(MSGPACK.into())
+        .with_message_id(id.into());
     match traceparent {
         Some(value) => {
             let mut headers = FieldTable::default();
-            headers.insert(crate::trace::TRACEPARENT.into(), lapin::types::AMQPValue::LongString(value.into()));
+            headers.insert(
+                crate::trace::TRACEPARENT.into(),
+                lapin::types::AMQPValue::LongString(value.into()),
+            );
             properties.with_headers(headers)
         }
         None => properties,
@@ -149,7 +169,11 @@ pub struct ChannelSlot {
 impl ChannelSlot {
     /// A slot over `pool`; the channel opens on first use.
     pub fn new(pool: Pool, confirms: bool) -> Self {
-        ChannelSlot { pool, channel: Mutex::new(None), confirms }
+        ChannelSlot {
+            pool,
+            channel: Mutex::new(None),
+            confirms,
+        }
     }
 
     /// The open channel, reopened if it broke.
@@ -182,7 +206,9 @@ pub struct Producer {
 
 impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Producer").field("namespace", &self.topology.namespace()).finish_non_exhaustive()
+        f.debug_struct("Producer")
+            .field("namespace", &self.topology.namespace())
+            .finish_non_exhaustive()
     }
 }
 
@@ -200,7 +226,12 @@ impl Producer {
         let topology = coordinator.topology().clone();
         let slot = ChannelSlot::new(pool, true);
         topology.declare_base(&slot.get().await?).await?;
-        Ok(Producer { slot, topology, coordinator, retry_for: Duration::from_secs(30) })
+        Ok(Producer {
+            slot,
+            topology,
+            coordinator,
+            retry_for: Duration::from_secs(30),
+        })
     }
 
     /// How long a publish keeps retrying while the broker or Redis is unreachable
@@ -224,9 +255,12 @@ impl Producer {
     /// the message's `traceparent` header to the worker, which continues the trace.
     pub async fn publish_traced(&self, job: &JobMessage, traceparent: &str) -> Result<(), ClientError> {
         if crate::trace::TraceParent::parse(traceparent).is_none() {
-            return Err(ClientError::InvalidJob(format!("invalid traceparent {traceparent:?}")));
+            return Err(ClientError::InvalidJob(format!(
+                "invalid traceparent {traceparent:?}"
+            )));
         }
-        self.publish_all(std::slice::from_ref(job), Some(traceparent)).await
+        self.publish_all(std::slice::from_ref(job), Some(traceparent))
+            .await
     }
 
     /// Publishes jobs, waits for all their confirms at once, then records them as queued
@@ -259,18 +293,36 @@ impl Producer {
         }
     }
 
-    async fn try_publish_many(&self, jobs: &[JobMessage], traceparent: Option<&str>) -> Result<(), ClientError> {
+    async fn try_publish_many(
+        &self,
+        jobs: &[JobMessage],
+        traceparent: Option<&str>,
+    ) -> Result<(), ClientError> {
         let channel = self.slot.get().await?;
         let exchange = self.topology.jobs_exchange();
         let mut confirms = Vec::with_capacity(jobs.len());
         for job in jobs {
             let body = codec::encode(job);
             let confirm = channel
-                .basic_publish(exchange.as_str().into(), job.group.as_str().into(), BasicPublishOptions { mandatory: true, ..Default::default() }, &body, job_properties(&job.id, traceparent))
+                .basic_publish(
+                    exchange.as_str().into(),
+                    job.group.as_str().into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
+                    &body,
+                    job_properties(&job.id, traceparent),
+                )
                 .await?;
             confirms.push(confirm);
         }
-        let results = futures::future::join_all(jobs.iter().zip(confirms).map(|(job, confirm)| confirmed(confirm, &job.id, &job.group))).await;
+        let results = futures::future::join_all(
+            jobs.iter()
+                .zip(confirms)
+                .map(|(job, confirm)| confirmed(confirm, &job.id, &job.group)),
+        )
+        .await;
         results.into_iter().collect::<Result<Vec<()>, _>>()?;
         self.coordinator.record_queued(jobs).await?;
         Ok(())
@@ -280,10 +332,16 @@ impl Producer {
 /// Checks what the broker cannot: the id alphabet and the names usable in routing keys.
 fn validate(job: &JobMessage) -> Result<(), ClientError> {
     if !is_valid_job_id(&job.id) {
-        return Err(ClientError::InvalidJob(format!("id {:?}: 1..128 chars of [A-Za-z0-9._:-]", job.id)));
+        return Err(ClientError::InvalidJob(format!(
+            "id {:?}: 1..128 chars of [A-Za-z0-9._:-]",
+            job.id
+        )));
     }
     if !is_valid_name(&job.group) || !is_valid_name(&job.function) {
-        return Err(ClientError::InvalidJob(format!("group {:?} / function {:?}: 1..64 chars of [A-Za-z0-9_-]", job.group, job.function)));
+        return Err(ClientError::InvalidJob(format!(
+            "group {:?} / function {:?}: 1..64 chars of [A-Za-z0-9_-]",
+            job.group, job.function
+        )));
     }
     Ok(())
 }
@@ -304,24 +362,47 @@ pub struct ResultSubscriber {
 
 impl std::fmt::Debug for ResultSubscriber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResultSubscriber").field("patterns", &self.patterns).field("queue", &self.queue).finish_non_exhaustive()
+        f.debug_struct("ResultSubscriber")
+            .field("patterns", &self.patterns)
+            .field("queue", &self.queue)
+            .finish_non_exhaustive()
     }
 }
 
 impl ResultSubscriber {
     /// Subscribes with an exclusive, auto-delete queue.
-    pub async fn connect(amqp_url: &str, topology: Topology, patterns: &[&str]) -> Result<ResultSubscriber, ClientError> {
+    pub async fn connect(
+        amqp_url: &str,
+        topology: Topology,
+        patterns: &[&str],
+    ) -> Result<ResultSubscriber, ClientError> {
         Self::open(amqp_url, topology, patterns, None).await
     }
 
     /// Subscribes with a named durable queue that outlives the subscriber.
-    pub async fn durable(amqp_url: &str, topology: Topology, queue: &str, patterns: &[&str]) -> Result<ResultSubscriber, ClientError> {
+    pub async fn durable(
+        amqp_url: &str,
+        topology: Topology,
+        queue: &str,
+        patterns: &[&str],
+    ) -> Result<ResultSubscriber, ClientError> {
         Self::open(amqp_url, topology, patterns, Some(queue.to_string())).await
     }
 
-    async fn open(amqp_url: &str, topology: Topology, patterns: &[&str], queue: Option<String>) -> Result<ResultSubscriber, ClientError> {
+    async fn open(
+        amqp_url: &str,
+        topology: Topology,
+        patterns: &[&str],
+        queue: Option<String>,
+    ) -> Result<ResultSubscriber, ClientError> {
         let pool = amqp_pool(amqp_url, 1, "jobfleet-subscriber")?;
-        let mut subscriber = ResultSubscriber { pool, topology, patterns: patterns.iter().map(|p| p.to_string()).collect(), queue, consumer: None };
+        let mut subscriber = ResultSubscriber {
+            pool,
+            topology,
+            patterns: patterns.iter().map(|p| p.to_string()).collect(),
+            queue,
+            consumer: None,
+        };
         subscriber.subscribe().await?;
         Ok(subscriber)
     }
@@ -330,17 +411,45 @@ impl ResultSubscriber {
         let channel = open_channel(&self.pool, false).await?;
         self.topology.declare_base(&channel).await?;
         let (name, options) = match &self.queue {
-            Some(name) => (name.clone(), QueueDeclareOptions { durable: true, ..Default::default() }),
-            None => (String::new(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }),
+            Some(name) => (
+                name.clone(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+            ),
+            None => (
+                String::new(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+            ),
         };
-        let queue = channel.queue_declare(name.into(), options, FieldTable::default()).await?;
+        let queue = channel
+            .queue_declare(name.into(), options, FieldTable::default())
+            .await?;
         for pattern in &self.patterns {
             channel
-                .queue_bind(queue.name().clone(), self.topology.results_exchange().into(), pattern.as_str().into(), QueueBindOptions::default(), FieldTable::default())
+                .queue_bind(
+                    queue.name().clone(),
+                    self.topology.results_exchange().into(),
+                    pattern.as_str().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
                 .await?;
         }
         channel.basic_qos(500, BasicQosOptions::default()).await?;
-        let consumer = channel.basic_consume(queue.name().clone(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
+        let consumer = channel
+            .basic_consume(
+                queue.name().clone(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
         self.consumer = Some((channel, consumer));
         Ok(())
     }
@@ -361,7 +470,10 @@ impl ResultSubscriber {
             let (_, consumer) = self.consumer.as_mut().expect("subscribed above");
             match consumer.next().await {
                 Some(Ok(delivery)) => {
-                    let decoded = codec::decode_result(delivery.properties.content_type().as_ref().map(|c| c.as_str()), &delivery.data);
+                    let decoded = codec::decode_result(
+                        delivery.properties.content_type().as_ref().map(|c| c.as_str()),
+                        &delivery.data,
+                    );
                     // Acknowledging a broken channel fails; the message then comes back.
                     let _ = delivery.ack(BasicAckOptions::default()).await;
                     return decoded.map_err(ClientError::from);

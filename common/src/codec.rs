@@ -26,7 +26,11 @@ pub struct DecodeError {
 
 impl DecodeError {
     fn new(reason: String, id: Option<String>) -> Self {
-        DecodeError { reason, id, function: None }
+        DecodeError {
+            reason,
+            id,
+            function: None,
+        }
     }
 }
 
@@ -43,8 +47,15 @@ impl Format {
     /// The format of a content type; `None` means MessagePack, parameters such as
     /// `; charset=utf-8` are ignored.
     pub fn from_content_type(content_type: Option<&str>) -> Result<Format, String> {
-        let Some(content_type) = content_type else { return Ok(Format::MsgPack) };
-        let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let Some(content_type) = content_type else {
+            return Ok(Format::MsgPack);
+        };
+        let essence = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match essence.as_str() {
             "" | MSGPACK | "application/x-msgpack" | "application/vnd.msgpack" => Ok(Format::MsgPack),
             JSON => Ok(Format::Json),
@@ -107,34 +118,75 @@ struct Readable {
 }
 
 /// Decodes a job message body. `routing_key`, when given, must equal the job's group.
-pub fn decode_job(content_type: Option<&str>, body: &[u8], routing_key: Option<&str>) -> Result<JobMessage, DecodeError> {
+pub fn decode_job(
+    content_type: Option<&str>,
+    body: &[u8],
+    routing_key: Option<&str>,
+) -> Result<JobMessage, DecodeError> {
     let format = Format::from_content_type(content_type).map_err(|reason| DecodeError::new(reason, None))?;
     let wire: WireJob = match decode_as(format, body) {
         Ok(wire) => wire,
         Err(reason) => {
             let readable = decode_as::<Readable>(format, body).ok();
-            let (id, function) = readable.map(|r| (r.id.and_then(Loose::text), r.function.and_then(Loose::text))).unwrap_or_default();
-            return Err(DecodeError { reason, id: id.filter(|id| is_valid_job_id(id)), function: function.filter(|f| is_valid_name(f)) });
+            let (id, function) = readable
+                .map(|r| (r.id.and_then(Loose::text), r.function.and_then(Loose::text)))
+                .unwrap_or_default();
+            return Err(DecodeError {
+                reason,
+                id: id.filter(|id| is_valid_job_id(id)),
+                function: function.filter(|f| is_valid_name(f)),
+            });
         }
     };
     let function = wire.function.clone().filter(|f| is_valid_name(f));
-    let fail = |reason: String, id: Option<String>| Err(DecodeError { reason, id, function: function.clone() });
+    let fail = |reason: String, id: Option<String>| {
+        Err(DecodeError {
+            reason,
+            id,
+            function: function.clone(),
+        })
+    };
     let id = match wire.id {
         Some(id) if is_valid_job_id(&id) => id,
-        Some(id) => return fail(format!("invalid id {:?}: 1..128 chars of [A-Za-z0-9._:-]", truncate(&id)), None),
+        Some(id) => {
+            return fail(
+                format!("invalid id {:?}: 1..128 chars of [A-Za-z0-9._:-]", truncate(&id)),
+                None,
+            )
+        }
         None => return fail("missing field `id`".into(), None),
     };
-    let Some(group) = wire.group else { return fail("missing field `group`".into(), Some(id)) };
-    let Some(function) = wire.function else { return fail("missing field `function`".into(), Some(id)) };
+    let Some(group) = wire.group else {
+        return fail("missing field `group`".into(), Some(id));
+    };
+    let Some(function) = wire.function else {
+        return fail("missing field `function`".into(), Some(id));
+    };
     if let Some(routing_key) = routing_key {
         if routing_key != group {
-            return fail(format!("group {group:?} differs from the routing key {routing_key:?}"), Some(id));
+            return fail(
+                format!("group {group:?} differs from the routing key {routing_key:?}"),
+                Some(id),
+            );
         }
     }
     if !is_valid_name(&function) {
-        return fail(format!("invalid function name {:?}: 1..64 chars of [A-Za-z0-9_-]", truncate(&function)), Some(id));
+        return fail(
+            format!(
+                "invalid function name {:?}: 1..64 chars of [A-Za-z0-9_-]",
+                truncate(&function)
+            ),
+            Some(id),
+        );
     }
-    Ok(JobMessage { id, group, function, args: wire.args, submitted_at: wire.submitted_at, timeout_ms: wire.timeout_ms })
+    Ok(JobMessage {
+        id,
+        group,
+        function,
+        args: wire.args,
+        submitted_at: wire.submitted_at,
+        timeout_ms: wire.timeout_ms,
+    })
 }
 
 /// Decodes a result message body.

@@ -151,7 +151,12 @@ pub struct ProcessLimits {
 
 impl Default for ProcessLimits {
     fn default() -> Self {
-        ProcessLimits { memory_mb: default_memory_mb(), cpu_seconds: None, open_files: default_open_files(), kill_grace: None }
+        ProcessLimits {
+            memory_mb: default_memory_mb(),
+            cpu_seconds: None,
+            open_files: default_open_files(),
+            kill_grace: None,
+        }
     }
 }
 
@@ -168,7 +173,8 @@ impl FunctionConfig {
     /// at most one hour.
     pub fn retry_delay(&self, retry: u32) -> Duration {
         let base = self.retry_backoff.unwrap_or(Duration::from_secs(1));
-        base.saturating_mul(1u32 << retry.saturating_sub(1).min(20)).min(Duration::from_secs(3600))
+        base.saturating_mul(1u32 << retry.saturating_sub(1).min(20))
+            .min(Duration::from_secs(3600))
     }
 }
 
@@ -192,7 +198,12 @@ pub struct GroupConfig {
 
 impl Default for GroupConfig {
     fn default() -> Self {
-        GroupConfig { max_failures: default_max_failures(), queue_type: QueueType::Classic, queue_timeout: None, functions: BTreeMap::new() }
+        GroupConfig {
+            max_failures: default_max_failures(),
+            queue_type: QueueType::Classic,
+            queue_timeout: None,
+            functions: BTreeMap::new(),
+        }
     }
 }
 
@@ -264,7 +275,10 @@ fn opt_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Dur
 impl Default for Config {
     /// The zero-config fleet: defaults everywhere and the `default` group with the built-ins.
     fn default() -> Self {
-        let functions = BUILTIN_FUNCTIONS.iter().map(|name| (name.to_string(), FunctionConfig::default())).collect();
+        let functions = BUILTIN_FUNCTIONS
+            .iter()
+            .map(|name| (name.to_string(), FunctionConfig::default()))
+            .collect();
         Config {
             namespace: default_namespace(),
             amqp_url: default_amqp_url(),
@@ -272,7 +286,13 @@ impl Default for Config {
             listen: default_listen(),
             retention: default_retention(),
             max_args_bytes: default_max_args_bytes(),
-            groups: BTreeMap::from([(DEFAULT_GROUP.to_string(), GroupConfig { functions, ..GroupConfig::default() })]),
+            groups: BTreeMap::from([(
+                DEFAULT_GROUP.to_string(),
+                GroupConfig {
+                    functions,
+                    ..GroupConfig::default()
+                },
+            )]),
         }
     }
 }
@@ -296,7 +316,10 @@ impl Config {
     pub fn load(path: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let mut config = match path {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
                 Config::from_toml(&text)?
             }
             None => Config::default(),
@@ -321,7 +344,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         if !crate::message::is_valid_name(&self.namespace) {
-            return invalid(format!("namespace {:?}: use 1..64 chars of [A-Za-z0-9_-]", self.namespace));
+            return invalid(format!(
+                "namespace {:?}: use 1..64 chars of [A-Za-z0-9_-]",
+                self.namespace
+            ));
         }
         for (group, group_config) in &self.groups {
             if !crate::message::is_valid_name(group) {
@@ -332,13 +358,19 @@ impl Config {
             }
             for (name, function) in &group_config.functions {
                 if !crate::message::is_valid_name(name) {
-                    return invalid(format!("function {group}.{name}: use 1..64 chars of [A-Za-z0-9_-]"));
+                    return invalid(format!(
+                        "function {group}.{name}: use 1..64 chars of [A-Za-z0-9_-]"
+                    ));
                 }
                 if function.sandbox == SandboxKind::Process && function.command.is_empty() {
-                    return invalid(format!("function {group}.{name}: a process function needs a `command` argv"));
+                    return invalid(format!(
+                        "function {group}.{name}: a process function needs a `command` argv"
+                    ));
                 }
                 if function.sandbox == SandboxKind::Inprocess && !function.command.is_empty() {
-                    return invalid(format!("function {group}.{name}: `command` needs sandbox = \"process\""));
+                    return invalid(format!(
+                        "function {group}.{name}: `command` needs sandbox = \"process\""
+                    ));
                 }
             }
         }
@@ -363,8 +395,13 @@ pub fn process_env(name: &str) -> Option<String> {
 
 /// Hides the password of a URL for logs: `amqp://guest:***@host/`.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let (authority, path) = rest.split_once('/').map(|(a, p)| (a, Some(p))).unwrap_or((rest, None));
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = rest
+        .split_once('/')
+        .map(|(a, p)| (a, Some(p)))
+        .unwrap_or((rest, None));
     let authority = match authority.rsplit_once('@') {
         Some((userinfo, host)) => match userinfo.split_once(':') {
             Some((user, _)) => format!("{user}:***@{host}"),
@@ -439,7 +476,10 @@ mode = "shared"
         let score = config.function("py", "score").unwrap();
         assert_eq!(score.sandbox, SandboxKind::Process);
         assert_eq!(score.mode, ProcessMode::Shared);
-        assert!(config.group("default").is_none(), "a file with groups replaces the default group");
+        assert!(
+            config.group("default").is_none(),
+            "a file with groups replaces the default group"
+        );
         assert_eq!(score.limits, ProcessLimits::default());
         assert_eq!(wordcount.retry_delay(1), Duration::from_secs(1));
         assert_eq!(wordcount.retry_delay(3), Duration::from_secs(4));
@@ -467,7 +507,10 @@ mode = "shared"
 
     #[test]
     fn urls_are_redacted_for_logs() {
-        assert_eq!(redact_url("amqp://guest:secret@host:5672/%2f"), "amqp://guest:***@host:5672/%2f");
+        assert_eq!(
+            redact_url("amqp://guest:secret@host:5672/%2f"),
+            "amqp://guest:***@host:5672/%2f"
+        );
         assert_eq!(redact_url("redis://127.0.0.1:6379/0"), "redis://127.0.0.1:6379/0");
     }
 }

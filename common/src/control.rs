@@ -33,18 +33,28 @@ struct TypeOnly {
 /// Decodes a control message body: `Ok(None)` for a well-formed message of a type this
 /// version does not know (newer masters may send more), an error for a malformed one.
 pub fn decode(content_type: Option<&str>, body: &[u8]) -> Result<Option<ControlMessage>, DecodeError> {
-    let fail = |reason: String| DecodeError { reason, id: None, function: None };
+    let fail = |reason: String| DecodeError {
+        reason,
+        id: None,
+        function: None,
+    };
     let format = Format::from_content_type(content_type).map_err(fail)?;
     let tag: TypeOnly = match format {
-        Format::MsgPack => rmp_serde::from_slice(body).map_err(|e| fail(format!("undecodable msgpack control message: {e}")))?,
-        Format::Json => serde_json::from_slice(body).map_err(|e| fail(format!("undecodable json control message: {e}")))?,
+        Format::MsgPack => rmp_serde::from_slice(body)
+            .map_err(|e| fail(format!("undecodable msgpack control message: {e}")))?,
+        Format::Json => serde_json::from_slice(body)
+            .map_err(|e| fail(format!("undecodable json control message: {e}")))?,
     };
     if !KNOWN_TYPES.contains(&tag.kind.as_str()) {
         return Ok(None);
     }
     let message: ControlMessage = match format {
-        Format::MsgPack => rmp_serde::from_slice(body).map_err(|e| fail(format!("invalid {} message: {e}", tag.kind)))?,
-        Format::Json => serde_json::from_slice(body).map_err(|e| fail(format!("invalid {} message: {e}", tag.kind)))?,
+        Format::MsgPack => {
+            rmp_serde::from_slice(body).map_err(|e| fail(format!("invalid {} message: {e}", tag.kind)))?
+        }
+        Format::Json => {
+            serde_json::from_slice(body).map_err(|e| fail(format!("invalid {} message: {e}", tag.kind)))?
+        }
     };
     Ok(Some(message))
 }
@@ -56,12 +66,20 @@ pub fn decode(content_type: Option<&str>, body: &[u8]) -> Result<Option<ControlM
 /// misses the broadcast still cannot record another outcome.
 pub async fn publish_cancel(channel: &Channel, topology: &Topology, id: &str) -> Result<(), ClientError> {
     if !is_valid_job_id(id) {
-        return Err(ClientError::InvalidJob(format!("id {id:?}: 1..128 chars of [A-Za-z0-9._:-]")));
+        return Err(ClientError::InvalidJob(format!(
+            "id {id:?}: 1..128 chars of [A-Za-z0-9._:-]"
+        )));
     }
     let body = codec::encode(&ControlMessage::Cancel { id: id.to_string() });
     let properties = BasicProperties::default().with_content_type(MSGPACK.into());
     let confirm = channel
-        .basic_publish(topology.control_exchange().into(), "".into(), BasicPublishOptions::default(), &body, properties)
+        .basic_publish(
+            topology.control_exchange().into(),
+            "".into(),
+            BasicPublishOptions::default(),
+            &body,
+            properties,
+        )
         .await?;
     confirmed(confirm, id, "control").await
 }
@@ -80,7 +98,11 @@ mod tests {
         assert_eq!(as_value, json!({"type": "cancel", "id": "job-1"}));
         assert_eq!(decode(Some(MSGPACK), &body).unwrap(), Some(cancel.clone()));
         assert_eq!(decode(None, &body).unwrap(), Some(cancel.clone()));
-        let from_json = decode(Some("application/json"), br#"{"type":"cancel","id":"job-1","extra":1}"#).unwrap();
+        let from_json = decode(
+            Some("application/json"),
+            br#"{"type":"cancel","id":"job-1","extra":1}"#,
+        )
+        .unwrap();
         assert_eq!(from_json, Some(cancel));
     }
 
@@ -88,8 +110,14 @@ mod tests {
     fn unknown_types_are_ignored_and_malformed_messages_are_errors() {
         let pause = codec::encode(&json!({"type": "pause", "group": "etl"}));
         assert_eq!(decode(None, &pause).unwrap(), None);
-        assert!(decode(None, &codec::encode(&json!({"id": "x"}))).is_err(), "no type");
-        assert!(decode(None, &codec::encode(&json!({"type": "cancel"}))).is_err(), "a cancel without id");
+        assert!(
+            decode(None, &codec::encode(&json!({"id": "x"}))).is_err(),
+            "no type"
+        );
+        assert!(
+            decode(None, &codec::encode(&json!({"type": "cancel"}))).is_err(),
+            "a cancel without id"
+        );
         assert!(decode(None, &codec::encode(&json!({"type": 7}))).is_err());
         assert!(decode(None, b"\xc1").is_err());
         assert!(decode(Some("text/plain"), b"cancel").is_err());

@@ -44,7 +44,13 @@ impl CoordinatorError {
     pub fn is_connection_error(&self) -> bool {
         match self {
             CoordinatorError::Pool(_) => true,
-            CoordinatorError::Redis(e) => e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() || e.is_timeout() || is_passing_server_state(e),
+            CoordinatorError::Redis(e) => {
+                e.is_io_error()
+                    || e.is_connection_refusal()
+                    || e.is_connection_dropped()
+                    || e.is_timeout()
+                    || is_passing_server_state(e)
+            }
             _ => false,
         }
     }
@@ -54,7 +60,10 @@ impl CoordinatorError {
 /// replica or a demoted primary during a failover, out of memory. Callers retry these.
 fn is_passing_server_state(e: &redis::RedisError) -> bool {
     use redis::ServerErrorKind::*;
-    matches!(e.kind(), redis::ErrorKind::Server(BusyLoading | TryAgain | MasterDown | ReadOnly | ClusterDown)) || matches!(e.code(), Some("OOM" | "LOADING" | "READONLY" | "MASTERDOWN"))
+    matches!(
+        e.kind(),
+        redis::ErrorKind::Server(BusyLoading | TryAgain | MasterDown | ReadOnly | ClusterDown)
+    ) || matches!(e.code(), Some("OOM" | "LOADING" | "READONLY" | "MASTERDOWN"))
 }
 
 /// What a worker should do with a delivered job (the verdict of the claim script).
@@ -164,7 +173,9 @@ pub struct ListFilter {
 impl ListFilter {
     /// Whether a record passes the filter.
     pub fn matches(&self, record: &JobRecord) -> bool {
-        self.group.as_ref().is_none_or(|g| *g == record.group) && self.function.as_ref().is_none_or(|f| *f == record.function) && self.status.is_none_or(|s| s == record.status)
+        self.group.as_ref().is_none_or(|g| *g == record.group)
+            && self.function.as_ref().is_none_or(|f| *f == record.function)
+            && self.status.is_none_or(|s| s == record.status)
     }
 }
 
@@ -188,18 +199,27 @@ impl Cursor {
     pub fn decode(text: &str) -> Option<Cursor> {
         let (score, id) = text.split_once('.')?;
         let score = score.parse().ok()?;
-        crate::message::is_valid_job_id(id).then(|| Cursor { score, id: id.to_string() })
+        crate::message::is_valid_job_id(id).then(|| Cursor {
+            score,
+            id: id.to_string(),
+        })
     }
 }
 
 impl Completion {
     /// Reads the reply of complete.lua or retry.lua.
     fn from_reply(reply: &RedisValue) -> Result<Completion, CoordinatorError> {
-        let RedisValue::Array(items) = reply else { return Err(CoordinatorError::Corrupt(format!("completion reply {reply:?}"))) };
+        let RedisValue::Array(items) = reply else {
+            return Err(CoordinatorError::Corrupt(format!("completion reply {reply:?}")));
+        };
         match items.first().and_then(text).as_deref() {
             Some("ok") => Ok(Completion::Recorded),
-            Some("stale") => Ok(Completion::Stale(items.get(1).and_then(text).and_then(|s| s.parse().ok()))),
-            Some("announce") => Ok(Completion::Announce(Box::new(JobRecord::from_fields(fields_of(items.get(1).unwrap_or(&RedisValue::Nil))?)?))),
+            Some("stale") => Ok(Completion::Stale(
+                items.get(1).and_then(text).and_then(|s| s.parse().ok()),
+            )),
+            Some("announce") => Ok(Completion::Announce(Box::new(JobRecord::from_fields(
+                fields_of(items.get(1).unwrap_or(&RedisValue::Nil))?,
+            )?))),
             _ => Err(CoordinatorError::Corrupt(format!("completion reply {reply:?}"))),
         }
     }
@@ -281,10 +301,17 @@ pub struct JobRecord {
 
 impl JobRecord {
     fn from_fields(mut fields: HashMap<String, String>) -> Result<JobRecord, CoordinatorError> {
-        let status_text = fields.remove("status").ok_or_else(|| CoordinatorError::Corrupt("record without status".into()))?;
-        let status = status_text.parse().map_err(|e| CoordinatorError::Corrupt(format!("{e}")))?;
+        let status_text = fields
+            .remove("status")
+            .ok_or_else(|| CoordinatorError::Corrupt("record without status".into()))?;
+        let status = status_text
+            .parse()
+            .map_err(|e| CoordinatorError::Corrupt(format!("{e}")))?;
         let json = |text: Option<String>| -> Result<Option<Value>, CoordinatorError> {
-            text.map(|t| serde_json::from_str(&t).map_err(|e| CoordinatorError::Corrupt(format!("json field: {e}")))).transpose()
+            text.map(|t| {
+                serde_json::from_str(&t).map_err(|e| CoordinatorError::Corrupt(format!("json field: {e}")))
+            })
+            .transpose()
         };
         let number = |text: Option<String>| text.and_then(|t| t.parse::<i64>().ok());
         let error = match fields.remove("error_kind") {
@@ -321,7 +348,11 @@ impl JobRecord {
             group: self.group.clone(),
             function: self.function.clone(),
             status: self.status,
-            result: if self.status == JobStatus::Finished { Some(self.result.clone().unwrap_or(Value::Null)) } else { None },
+            result: if self.status == JobStatus::Finished {
+                Some(self.result.clone().unwrap_or(Value::Null))
+            } else {
+                None
+            },
             error: self.error.clone(),
             attempts: self.attempts,
             worker: self.worker.clone().unwrap_or_default(),
@@ -344,7 +375,9 @@ pub struct Coordinator {
 
 impl std::fmt::Debug for Coordinator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Coordinator").field("namespace", &self.topology.namespace()).finish_non_exhaustive()
+        f.debug_struct("Coordinator")
+            .field("namespace", &self.topology.namespace())
+            .finish_non_exhaustive()
     }
 }
 
@@ -358,7 +391,9 @@ fn text(value: &RedisValue) -> Option<String> {
 }
 
 fn fields_of(value: &RedisValue) -> Result<HashMap<String, String>, CoordinatorError> {
-    let RedisValue::Array(items) = value else { return Err(CoordinatorError::Corrupt("expected a field list".into())) };
+    let RedisValue::Array(items) = value else {
+        return Err(CoordinatorError::Corrupt("expected a field list".into()));
+    };
     let mut fields = HashMap::with_capacity(items.len() / 2);
     for pair in items.chunks(2) {
         if let [name, value] = pair {
@@ -389,8 +424,18 @@ impl Tracked {
         if let Err(e) = reply {
             // A read-only or demoted server (a failover) also gets a fresh connection, which
             // goes to wherever the URL points now.
-            let failed_over = matches!(e.kind(), redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly | redis::ServerErrorKind::MasterDown));
-            if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_unrecoverable_error() || failed_over {
+            let failed_over = matches!(
+                e.kind(),
+                redis::ErrorKind::Server(
+                    redis::ServerErrorKind::ReadOnly | redis::ServerErrorKind::MasterDown
+                )
+            );
+            if e.is_io_error()
+                || e.is_connection_dropped()
+                || e.is_connection_refusal()
+                || e.is_unrecoverable_error()
+                || failed_over
+            {
                 let mut current = self.shared.current.lock().expect("redis connection");
                 if current.as_ref().is_some_and(|(g, _)| *g == self.generation) {
                     *current = None;
@@ -409,7 +454,12 @@ impl ConnectionLike for Tracked {
         })
     }
 
-    fn req_packed_commands<'a>(&'a mut self, cmd: &'a redis::Pipeline, offset: usize, count: usize) -> redis::RedisFuture<'a, Vec<RedisValue>> {
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<RedisValue>> {
         Box::pin(async move {
             let reply = self.conn.req_packed_commands(cmd, offset, count).await;
             self.check(&reply);
@@ -444,12 +494,31 @@ fn opt_ms(value: Option<i64>) -> String {
 
 impl Coordinator {
     /// Builds a pool for `redis_url` (explicit wait/create timeouts) and the coordinator of `topology`.
-    pub fn connect(redis_url: &str, topology: Topology, retention: Duration) -> Result<Coordinator, CoordinatorError> {
+    pub fn connect(
+        redis_url: &str,
+        topology: Topology,
+        retention: Duration,
+    ) -> Result<Coordinator, CoordinatorError> {
         let mut config = deadpool_redis::Config::from_url(redis_url);
         let timeout = Some(Duration::from_secs(5));
-        config.pool = Some(PoolConfig { max_size: 16, timeouts: Timeouts { wait: timeout, create: timeout, recycle: timeout }, ..PoolConfig::default() });
-        let pool = config.create_pool(Some(Runtime::Tokio1)).map_err(|e| CoordinatorError::Config(e.to_string()))?;
-        Ok(Coordinator { pool, shared: Default::default(), topology, retention })
+        config.pool = Some(PoolConfig {
+            max_size: 16,
+            timeouts: Timeouts {
+                wait: timeout,
+                create: timeout,
+                recycle: timeout,
+            },
+            ..PoolConfig::default()
+        });
+        let pool = config
+            .create_pool(Some(Runtime::Tokio1))
+            .map_err(|e| CoordinatorError::Config(e.to_string()))?;
+        Ok(Coordinator {
+            pool,
+            shared: Default::default(),
+            topology,
+            retention,
+        })
     }
 
     /// The topology whose keys this coordinator uses.
@@ -467,13 +536,21 @@ impl Coordinator {
     /// cost a recycle round trip (UNWATCH + PING) each time.
     async fn connection(&self) -> Result<Conn, CoordinatorError> {
         if let Some((generation, conn)) = self.shared.current.lock().expect("redis connection").clone() {
-            return Ok(Conn(Tracked { conn, generation, shared: self.shared.clone() }));
+            return Ok(Conn(Tracked {
+                conn,
+                generation,
+                shared: self.shared.clone(),
+            }));
         }
         let conn = deadpool_redis::Connection::take(self.pool.get().await?);
         let mut current = self.shared.current.lock().expect("redis connection");
         let generation = current.as_ref().map_or(0, |(g, _)| g + 1);
         *current = Some((generation, conn.clone()));
-        Ok(Conn(Tracked { conn, generation, shared: self.shared.clone() }))
+        Ok(Conn(Tracked {
+            conn,
+            generation,
+            shared: self.shared.clone(),
+        }))
     }
 
     /// Checks that Redis answers.
@@ -493,7 +570,16 @@ impl Coordinator {
         for job in jobs {
             let args = serde_json::to_string(&job.args).unwrap_or_else(|_| "null".into());
             let submitted_at = job.submitted_at.unwrap_or_else(crate::now_ms);
-            pipe.invoke_script(ENQUEUE.key(self.topology.job_key(&job.id)).arg(&job.id).arg(&job.group).arg(&job.function).arg(args).arg(submitted_at).arg(self.topology.namespace()));
+            pipe.invoke_script(
+                ENQUEUE
+                    .key(self.topology.job_key(&job.id))
+                    .arg(&job.id)
+                    .arg(&job.group)
+                    .arg(&job.function)
+                    .arg(args)
+                    .arg(submitted_at)
+                    .arg(self.topology.namespace()),
+            );
         }
         let mut conn = self.connection().await?;
         let created: Vec<i64> = match pipe.query_async(&mut *conn).await {
@@ -513,8 +599,20 @@ impl Coordinator {
     /// are sent only then). `token` is unique per delivery: the same claim retried after a
     /// lost reply gets the same answer.
     #[allow(clippy::too_many_arguments)]
-    pub async fn claim(&self, job: &JobMessage, worker_id: &str, copy: Copy, with_args: bool, now_ms: i64, token: &str) -> Result<Claim, CoordinatorError> {
-        let args = if with_args { serde_json::to_string(&job.args).unwrap_or_else(|_| "null".into()) } else { String::new() };
+    pub async fn claim(
+        &self,
+        job: &JobMessage,
+        worker_id: &str,
+        copy: Copy,
+        with_args: bool,
+        now_ms: i64,
+        token: &str,
+    ) -> Result<Claim, CoordinatorError> {
+        let args = if with_args {
+            serde_json::to_string(&job.args).unwrap_or_else(|_| "null".into())
+        } else {
+            String::new()
+        };
         let mut conn = self.connection().await?;
         let reply: RedisValue = CLAIM
             .key(self.topology.job_key(&job.id))
@@ -532,16 +630,29 @@ impl Coordinator {
             .arg(token)
             .invoke_async(&mut *conn)
             .await?;
-        let RedisValue::Array(items) = &reply else { return Err(CoordinatorError::Corrupt(format!("claim reply {reply:?}"))) };
+        let RedisValue::Array(items) = &reply else {
+            return Err(CoordinatorError::Corrupt(format!("claim reply {reply:?}")));
+        };
         let verdict = items.first().and_then(text).unwrap_or_default();
         match verdict.as_str() {
             "run" => {
-                let attempts = items.get(1).and_then(text).and_then(|a| a.parse().ok()).unwrap_or(1);
+                let attempts = items
+                    .get(1)
+                    .and_then(text)
+                    .and_then(|a| a.parse().ok())
+                    .unwrap_or(1);
                 let submitted_at = items.get(2).and_then(text).and_then(|s| s.parse().ok());
-                Ok(Claim::Run { attempts, submitted_at })
+                Ok(Claim::Run {
+                    attempts,
+                    submitted_at,
+                })
             }
             "drop" => {
-                let status = items.get(1).and_then(text).and_then(|s| s.parse().ok()).ok_or_else(|| CoordinatorError::Corrupt("drop without status".into()))?;
+                let status = items
+                    .get(1)
+                    .and_then(text)
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| CoordinatorError::Corrupt("drop without status".into()))?;
                 Ok(Claim::Drop(status))
             }
             "hold" => Ok(Claim::Hold),
@@ -556,9 +667,19 @@ impl Coordinator {
 
     /// Records the outcome of `attempt` of a job run by `worker_id`, and applies the group's
     /// failure policy with `max_failures`, in one round trip.
-    pub async fn complete(&self, job: &JobMessage, worker_id: &str, attempt: u32, outcome: &Outcome, max_failures: u32, now_ms: i64) -> Result<Completion, CoordinatorError> {
+    pub async fn complete(
+        &self,
+        job: &JobMessage,
+        worker_id: &str,
+        attempt: u32,
+        outcome: &Outcome,
+        max_failures: u32,
+        now_ms: i64,
+    ) -> Result<Completion, CoordinatorError> {
         let result = match (&outcome.status, &outcome.result) {
-            (JobStatus::Finished, Some(result)) => serde_json::to_string(result).unwrap_or_else(|_| "null".into()),
+            (JobStatus::Finished, Some(result)) => {
+                serde_json::to_string(result).unwrap_or_else(|_| "null".into())
+            }
             (JobStatus::Finished, None) => "null".into(),
             _ => String::new(),
         };
@@ -590,7 +711,15 @@ impl Coordinator {
 
     /// Sends `attempt` of a failed job back for a retry (started → queued) that becomes
     /// available at `available_at_ms`, and applies the group's failure policy.
-    pub async fn retry(&self, job: &JobMessage, worker_id: &str, attempt: u32, error: &JobError, available_at_ms: i64, max_failures: u32) -> Result<Completion, CoordinatorError> {
+    pub async fn retry(
+        &self,
+        job: &JobMessage,
+        worker_id: &str,
+        attempt: u32,
+        error: &JobError,
+        available_at_ms: i64,
+        max_failures: u32,
+    ) -> Result<Completion, CoordinatorError> {
         let effect = FailureEffect::of(JobStatus::Failed, Some(error));
         let mut conn = self.connection().await?;
         let reply: RedisValue = RETRY
@@ -613,12 +742,26 @@ impl Coordinator {
     /// without finishing it. Returns whether it was handed back.
     pub async fn requeue(&self, id: &str, worker_id: &str, attempt: u32) -> Result<bool, CoordinatorError> {
         let mut conn = self.connection().await?;
-        let moved: i64 = REQUEUE.key(self.topology.job_key(id)).arg(worker_id).arg(attempt).arg(crate::now_ms()).arg(self.topology.namespace()).invoke_async(&mut *conn).await?;
+        let moved: i64 = REQUEUE
+            .key(self.topology.job_key(id))
+            .arg(worker_id)
+            .arg(attempt)
+            .arg(crate::now_ms())
+            .arg(self.topology.namespace())
+            .invoke_async(&mut *conn)
+            .await?;
         Ok(moved == 1)
     }
 
     /// Records an undecodable job as failed with `bad_message` (if not started or ended yet).
-    pub async fn record_bad_message(&self, id: &str, group: &str, function: &str, reason: &str, now_ms: i64) -> Result<bool, CoordinatorError> {
+    pub async fn record_bad_message(
+        &self,
+        id: &str,
+        group: &str,
+        function: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<bool, CoordinatorError> {
         let mut conn = self.connection().await?;
         let recorded: i64 = BAD_MESSAGE
             .key(self.topology.job_key(id))
@@ -656,7 +799,11 @@ impl Coordinator {
             }
             let all: Vec<HashMap<String, String>> = pipe.query_async(&mut *conn).await?;
             for fields in all {
-                records.push(if fields.is_empty() { None } else { Some(JobRecord::from_fields(fields)?) });
+                records.push(if fields.is_empty() {
+                    None
+                } else {
+                    Some(JobRecord::from_fields(fields)?)
+                });
             }
         }
         Ok(records)
@@ -665,8 +812,12 @@ impl Coordinator {
     /// A group's consecutive infrastructure failures and whether it is broken.
     pub async fn group_health(&self, group: &str) -> Result<(u32, bool), CoordinatorError> {
         let mut conn = self.connection().await?;
-        let (failures, broken): (Option<u32>, Option<String>) =
-            redis::cmd("HMGET").arg(self.topology.group_key(group)).arg("failures").arg("broken").query_async(&mut *conn).await?;
+        let (failures, broken): (Option<u32>, Option<String>) = redis::cmd("HMGET")
+            .arg(self.topology.group_key(group))
+            .arg("failures")
+            .arg("broken")
+            .query_async(&mut *conn)
+            .await?;
         Ok((failures.unwrap_or(0), broken.as_deref() == Some("1")))
     }
 
@@ -683,7 +834,12 @@ impl Coordinator {
 
     /// Writes a worker's record: a liveness key with a time to live (while it lives, no
     /// other worker takes over the worker's started jobs) and its info in the registry.
-    pub async fn heartbeat(&self, worker_id: &str, info: &Value, ttl: Duration) -> Result<(), CoordinatorError> {
+    pub async fn heartbeat(
+        &self,
+        worker_id: &str,
+        info: &Value,
+        ttl: Duration,
+    ) -> Result<(), CoordinatorError> {
         let mut conn = self.connection().await?;
         let info = info.to_string();
         let _: () = redis::pipe()
@@ -738,12 +894,20 @@ impl Coordinator {
 
     /// Ids of the workers whose record is alive.
     pub async fn live_workers(&self) -> Result<Vec<String>, CoordinatorError> {
-        Ok(self.workers().await?.iter().filter_map(|w| w["id"].as_str().map(String::from)).collect())
+        Ok(self
+            .workers()
+            .await?
+            .iter()
+            .filter_map(|w| w["id"].as_str().map(String::from))
+            .collect())
     }
 
     /// Removes workers whose heartbeat stopped from the registry, counts a crash for each
     /// of their groups (`max_failures` per group from `max_failures_of`), and returns them.
-    pub async fn reap_dead_workers(&self, max_failures_of: impl Fn(&str) -> u32) -> Result<Vec<(String, Value)>, CoordinatorError> {
+    pub async fn reap_dead_workers(
+        &self,
+        max_failures_of: impl Fn(&str) -> u32,
+    ) -> Result<Vec<(String, Value)>, CoordinatorError> {
         let (_, dead) = self.registry().await?;
         let mut conn = self.connection().await?;
         let mut reaped = Vec::new();
@@ -752,7 +916,12 @@ impl Coordinator {
             if removed == 0 {
                 continue; // another master reaped it first
             }
-            for group in info["groups"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+            for group in info["groups"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
                 let key = self.topology.group_key(group);
                 let failures: u32 = conn.hincr(&key, "failures", 1).await?;
                 if failures >= max_failures_of(group) {
@@ -766,9 +935,15 @@ impl Coordinator {
 
     /// Creates a submitted job's queued record unless its id or idempotency key already
     /// names a job (then that job's id), or its group is broken.
-    pub async fn submit(&self, job: &JobMessage, idempotency_key: Option<&str>) -> Result<Submitted, CoordinatorError> {
+    pub async fn submit(
+        &self,
+        job: &JobMessage,
+        idempotency_key: Option<&str>,
+    ) -> Result<Submitted, CoordinatorError> {
         let args = serde_json::to_string(&job.args).unwrap_or_else(|_| "null".into());
-        let idem = idempotency_key.map(|k| format!("{}:idem:{k}", self.topology.namespace())).unwrap_or_default();
+        let idem = idempotency_key
+            .map(|k| format!("{}:idem:{k}", self.topology.namespace()))
+            .unwrap_or_default();
         let mut conn = self.connection().await?;
         let reply: Vec<String> = SUBMIT
             .key(self.topology.job_key(&job.id))
@@ -795,7 +970,13 @@ impl Coordinator {
     /// Ends a job early: a cancel (`queued|started → canceled`) or a queue timeout
     /// (`queued → failed`). The caller publishes the result, then calls
     /// [`Coordinator::announced`].
-    pub async fn end_early(&self, id: &str, status: JobStatus, error: &JobError, allowed_from: &[JobStatus]) -> Result<EndEarly, CoordinatorError> {
+    pub async fn end_early(
+        &self,
+        id: &str,
+        status: JobStatus,
+        error: &JobError,
+        allowed_from: &[JobStatus],
+    ) -> Result<EndEarly, CoordinatorError> {
         let from: Vec<&str> = allowed_from.iter().map(|s| s.as_str()).collect();
         let mut conn = self.connection().await?;
         let reply: RedisValue = END_EARLY
@@ -809,14 +990,29 @@ impl Coordinator {
             .arg(self.topology.namespace())
             .invoke_async(&mut *conn)
             .await?;
-        let RedisValue::Array(items) = &reply else { return Err(CoordinatorError::Corrupt(format!("end reply {reply:?}"))) };
+        let RedisValue::Array(items) = &reply else {
+            return Err(CoordinatorError::Corrupt(format!("end reply {reply:?}")));
+        };
         match items.first().and_then(text).as_deref() {
             Some("ended") => {
-                let previous = items.get(1).and_then(text).and_then(|s| s.parse().ok()).ok_or_else(|| CoordinatorError::Corrupt("ended without status".into()))?;
+                let previous = items
+                    .get(1)
+                    .and_then(text)
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| CoordinatorError::Corrupt("ended without status".into()))?;
                 let record = JobRecord::from_fields(fields_of(items.get(2).unwrap_or(&RedisValue::Nil))?)?;
-                Ok(EndEarly::Ended { previous, record: Box::new(record) })
+                Ok(EndEarly::Ended {
+                    previous,
+                    record: Box::new(record),
+                })
             }
-            Some("conflict") => Ok(EndEarly::Conflict(items.get(1).and_then(text).and_then(|s| s.parse().ok()).unwrap_or(JobStatus::Finished))),
+            Some("conflict") => Ok(EndEarly::Conflict(
+                items
+                    .get(1)
+                    .and_then(text)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(JobStatus::Finished),
+            )),
             Some("missing") => Ok(EndEarly::Missing),
             other => Err(CoordinatorError::Corrupt(format!("end verdict {other:?}"))),
         }
@@ -824,7 +1020,12 @@ impl Coordinator {
 
     /// Removes a submitted job whose publish failed (its record, index entries and
     /// idempotency key), so that a retried submit starts afresh.
-    pub async fn discard(&self, id: &str, group: &str, idempotency_key: Option<&str>) -> Result<(), CoordinatorError> {
+    pub async fn discard(
+        &self,
+        id: &str,
+        group: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<(), CoordinatorError> {
         let ns = self.topology.namespace();
         let mut pipe = redis::pipe();
         pipe.del(self.topology.job_key(id)).ignore();
@@ -848,10 +1049,20 @@ impl Coordinator {
     /// Forgets a terminal job's record and index entries.
     pub async fn forget(&self, id: &str) -> Result<Forget, CoordinatorError> {
         let mut conn = self.connection().await?;
-        let reply: Vec<String> = FORGET.key(self.topology.job_key(id)).arg(id).arg(self.topology.namespace()).invoke_async(&mut *conn).await?;
+        let reply: Vec<String> = FORGET
+            .key(self.topology.job_key(id))
+            .arg(id)
+            .arg(self.topology.namespace())
+            .invoke_async(&mut *conn)
+            .await?;
         match reply.first().map(String::as_str) {
             Some("deleted") => Ok(Forget::Deleted),
-            Some("conflict") => Ok(Forget::Conflict(reply.get(1).and_then(|s| s.parse().ok()).unwrap_or(JobStatus::Queued))),
+            Some("conflict") => Ok(Forget::Conflict(
+                reply
+                    .get(1)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(JobStatus::Queued),
+            )),
             Some("missing") => Ok(Forget::Missing),
             _ => Err(CoordinatorError::Corrupt(format!("forget reply {reply:?}"))),
         }
@@ -859,16 +1070,32 @@ impl Coordinator {
 
     /// Jobs newest first from the index, filtered, after `cursor` (an opaque position from a
     /// previous page). Returns the page and the cursor of the next one.
-    pub async fn list(&self, filter: &ListFilter, limit: usize, cursor: Option<&Cursor>) -> Result<(Vec<JobRecord>, Option<Cursor>), CoordinatorError> {
+    pub async fn list(
+        &self,
+        filter: &ListFilter,
+        limit: usize,
+        cursor: Option<&Cursor>,
+    ) -> Result<(Vec<JobRecord>, Option<Cursor>), CoordinatorError> {
         let index = format!("{}:index", self.topology.namespace());
         let mut conn = self.connection().await?;
         let mut page = Vec::with_capacity(limit);
-        let max = cursor.map(|c| c.score.to_string()).unwrap_or_else(|| "+inf".into());
+        let max = cursor
+            .map(|c| c.score.to_string())
+            .unwrap_or_else(|| "+inf".into());
         let batch = (limit * 2).clamp(50, 1000);
         let mut offset = 0;
         let mut last: Option<Cursor>;
         loop {
-            let entries: Vec<(String, f64)> = redis::cmd("ZREVRANGEBYSCORE").arg(&index).arg(&max).arg("-inf").arg("WITHSCORES").arg("LIMIT").arg(offset).arg(batch).query_async(&mut *conn).await?;
+            let entries: Vec<(String, f64)> = redis::cmd("ZREVRANGEBYSCORE")
+                .arg(&index)
+                .arg(&max)
+                .arg("-inf")
+                .arg("WITHSCORES")
+                .arg("LIMIT")
+                .arg(offset)
+                .arg(batch)
+                .query_async(&mut *conn)
+                .await?;
             offset += entries.len();
             let exhausted = entries.len() < batch;
             // Equal scores come in reverse id order, so "after the cursor" is a lower score,
@@ -876,13 +1103,21 @@ impl Coordinator {
             let fresh: Vec<(String, i64)> = entries
                 .into_iter()
                 .map(|(id, score)| (id, score as i64))
-                .filter(|(id, score)| cursor.is_none_or(|c| *score < c.score || (*score == c.score && id.as_str() < c.id.as_str())))
+                .filter(|(id, score)| {
+                    cursor.is_none_or(|c| {
+                        *score < c.score || (*score == c.score && id.as_str() < c.id.as_str())
+                    })
+                })
                 .collect();
             let mut pipe = redis::pipe();
             for (id, _) in &fresh {
                 pipe.hgetall(self.topology.job_key(id));
             }
-            let records: Vec<HashMap<String, String>> = if fresh.is_empty() { Vec::new() } else { pipe.query_async(&mut *conn).await? };
+            let records: Vec<HashMap<String, String>> = if fresh.is_empty() {
+                Vec::new()
+            } else {
+                pipe.query_async(&mut *conn).await?
+            };
             for ((id, score), fields) in fresh.into_iter().zip(records) {
                 last = Some(Cursor { score, id });
                 if fields.is_empty() {
@@ -906,12 +1141,25 @@ impl Coordinator {
     /// walking them oldest first in batches of `batch`, past entries whose records live on
     /// (jobs still queued or running), examining at most `max_examined`. Returns how many
     /// were removed.
-    pub async fn sweep_index(&self, older_than_ms: i64, batch: usize, max_examined: usize) -> Result<usize, CoordinatorError> {
+    pub async fn sweep_index(
+        &self,
+        older_than_ms: i64,
+        batch: usize,
+        max_examined: usize,
+    ) -> Result<usize, CoordinatorError> {
         let index = format!("{}:index", self.topology.namespace());
         let mut conn = self.connection().await?;
         let (mut removed, mut alive, mut examined) = (0, 0, 0);
         while examined < max_examined {
-            let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE").arg(&index).arg("-inf").arg(older_than_ms).arg("LIMIT").arg(alive).arg(batch).query_async(&mut *conn).await?;
+            let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+                .arg(&index)
+                .arg("-inf")
+                .arg(older_than_ms)
+                .arg("LIMIT")
+                .arg(alive)
+                .arg(batch)
+                .query_async(&mut *conn)
+                .await?;
             if ids.is_empty() {
                 break;
             }
@@ -921,7 +1169,12 @@ impl Coordinator {
                 pipe.exists(self.topology.job_key(id));
             }
             let exists: Vec<bool> = pipe.query_async(&mut *conn).await?;
-            let gone: Vec<&String> = ids.iter().zip(&exists).filter(|(_, e)| !**e).map(|(id, _)| id).collect();
+            let gone: Vec<&String> = ids
+                .iter()
+                .zip(&exists)
+                .filter(|(_, e)| !**e)
+                .map(|(id, _)| id)
+                .collect();
             alive += exists.iter().filter(|e| **e).count();
             if !gone.is_empty() {
                 let _: () = conn.zrem(&index, gone.clone()).await?;
@@ -935,22 +1188,42 @@ impl Coordinator {
     }
 
     /// Ids of a group's queued jobs enqueued before `before_ms`, oldest first.
-    pub async fn queued_before(&self, group: &str, before_ms: i64, limit: usize) -> Result<Vec<String>, CoordinatorError> {
+    pub async fn queued_before(
+        &self,
+        group: &str,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<String>, CoordinatorError> {
         let mut conn = self.connection().await?;
         let key = format!("{}:queued:{group}", self.topology.namespace());
-        Ok(redis::cmd("ZRANGEBYSCORE").arg(key).arg("-inf").arg(before_ms).arg("LIMIT").arg(0).arg(limit).query_async(&mut *conn).await?)
+        Ok(redis::cmd("ZRANGEBYSCORE")
+            .arg(key)
+            .arg("-inf")
+            .arg(before_ms)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut *conn)
+            .await?)
     }
 
     /// How many of a group's jobs are started now.
     pub async fn running(&self, group: &str) -> Result<u64, CoordinatorError> {
         let mut conn = self.connection().await?;
-        Ok(conn.scard(format!("{}:running:{group}", self.topology.namespace())).await?)
+        Ok(conn
+            .scard(format!("{}:running:{group}", self.topology.namespace()))
+            .await?)
     }
 
     /// Takes or renews the lease `name` for `holder` for `ttl`; returns whether it holds it.
     pub async fn lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, CoordinatorError> {
         let mut conn = self.connection().await?;
-        let held: i64 = LEASE.key(format!("{}:lease:{name}", self.topology.namespace())).arg(holder).arg(ttl.as_millis() as u64).invoke_async(&mut *conn).await?;
+        let held: i64 = LEASE
+            .key(format!("{}:lease:{name}", self.topology.namespace()))
+            .arg(holder)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut *conn)
+            .await?;
         Ok(held == 1)
     }
 
@@ -961,7 +1234,14 @@ impl Coordinator {
         let mut cursor: u64 = 0;
         let mut deleted = 0u64;
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000).query_async(&mut *conn).await?;
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut *conn)
+                .await?;
             if !keys.is_empty() {
                 let n: u64 = conn.del(&keys).await?;
                 deleted += n;
@@ -974,7 +1254,6 @@ impl Coordinator {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -985,16 +1264,38 @@ mod tests {
         assert_eq!(FailureEffect::of(JobStatus::Finished, None), FailureEffect::Reset);
         let crash = JobError::new(ErrorKind::Crashed, "x");
         let own = JobError::new(ErrorKind::FunctionError, "x");
-        assert_eq!(FailureEffect::of(JobStatus::Failed, Some(&crash)), FailureEffect::Count);
-        assert_eq!(FailureEffect::of(JobStatus::Failed, Some(&own)), FailureEffect::Keep);
-        assert_eq!(FailureEffect::of(JobStatus::Canceled, Some(&JobError::new(ErrorKind::Canceled, "x"))), FailureEffect::Keep);
+        assert_eq!(
+            FailureEffect::of(JobStatus::Failed, Some(&crash)),
+            FailureEffect::Count
+        );
+        assert_eq!(
+            FailureEffect::of(JobStatus::Failed, Some(&own)),
+            FailureEffect::Keep
+        );
+        assert_eq!(
+            FailureEffect::of(
+                JobStatus::Canceled,
+                Some(&JobError::new(ErrorKind::Canceled, "x"))
+            ),
+            FailureEffect::Keep
+        );
     }
 
     #[test]
     fn a_record_is_read_from_its_fields() {
         let fields = HashMap::from(
-            [("id", "j"), ("group", "g"), ("function", "f"), ("status", "failed"), ("args", "{\"a\":1}"), ("attempts", "2"), ("error_kind", "timeout"), ("error_message", "slow"), ("finished_at", "9")]
-                .map(|(k, v)| (k.to_string(), v.to_string())),
+            [
+                ("id", "j"),
+                ("group", "g"),
+                ("function", "f"),
+                ("status", "failed"),
+                ("args", "{\"a\":1}"),
+                ("attempts", "2"),
+                ("error_kind", "timeout"),
+                ("error_message", "slow"),
+                ("finished_at", "9"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
         );
         let record = JobRecord::from_fields(fields).unwrap();
         assert_eq!(record.status, JobStatus::Failed);

@@ -44,7 +44,10 @@ impl JobStatus {
 
     /// Whether nothing may ever change a job in this status.
     pub fn is_terminal(self) -> bool {
-        matches!(self, JobStatus::Finished | JobStatus::Failed | JobStatus::Canceled)
+        matches!(
+            self,
+            JobStatus::Finished | JobStatus::Failed | JobStatus::Canceled
+        )
     }
 
     /// Whether a job may move from `self` to `next`: the moves of SPEC §2, plus
@@ -147,7 +150,10 @@ impl ErrorKind {
     /// Whether a job that failed this way may be retried (`max_retries`): its own error,
     /// a crash or a timeout; not bad input, a cancel or a broken group.
     pub fn is_retryable(self) -> bool {
-        matches!(self, ErrorKind::FunctionError | ErrorKind::Crashed | ErrorKind::Timeout)
+        matches!(
+            self,
+            ErrorKind::FunctionError | ErrorKind::Crashed | ErrorKind::Timeout
+        )
     }
 
     /// Whether the failure policy counts this as an infrastructure failure (SPEC §2):
@@ -185,7 +191,10 @@ pub struct JobError {
 impl JobError {
     /// An error of `kind` with `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        JobError { kind, message: message.into() }
+        JobError {
+            kind,
+            message: message.into(),
+        }
     }
 }
 
@@ -264,7 +273,9 @@ pub fn new_job_id() -> String {
 pub fn is_valid_job_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
 /// Whether `name` is usable as a group or function name: 1..64 chars of `[A-Za-z0-9_-]`,
@@ -272,7 +283,9 @@ pub fn is_valid_job_id(id: &str) -> bool {
 pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
 }
 
 /// The result message (SPEC §3), published to `NS.results` with routing key

@@ -14,7 +14,9 @@ pub struct ArgSchemas {
 
 impl std::fmt::Debug for ArgSchemas {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ArgSchemas").field("functions", &self.validators.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("ArgSchemas")
+            .field("functions", &self.validators.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -25,7 +27,9 @@ impl ArgSchemas {
         for (group, group_config) in &config.groups {
             for (name, function) in &group_config.functions {
                 if let Some(schema) = &function.schema {
-                    let validator = jsonschema::validator_for(schema).map_err(|e| ConfigError::Invalid(format!("function {group}.{name}: invalid JSON Schema: {e}")))?;
+                    let validator = jsonschema::validator_for(schema).map_err(|e| {
+                        ConfigError::Invalid(format!("function {group}.{name}: invalid JSON Schema: {e}"))
+                    })?;
                     validators.insert((group.clone(), name.clone()), validator);
                 }
             }
@@ -36,12 +40,21 @@ impl ArgSchemas {
     /// Checks `args` of `group.function` against its schema (if it has one); the error
     /// names up to five violations.
     pub fn check(&self, group: &str, function: &str, args: &Value) -> Result<(), String> {
-        let Some(validator) = self.validators.get(&(group.to_string(), function.to_string())) else { return Ok(()) };
-        let problems: Vec<String> = validator.iter_errors(args).take(5).map(|e| format!("{}: {e}", e.instance_path)).collect();
+        let Some(validator) = self.validators.get(&(group.to_string(), function.to_string())) else {
+            return Ok(());
+        };
+        let problems: Vec<String> = validator
+            .iter_errors(args)
+            .take(5)
+            .map(|e| format!("{}: {e}", e.instance_path))
+            .collect();
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(format!("args do not match the schema of {group}.{function}: {}", problems.join("; ")))
+            Err(format!(
+                "args do not match the schema of {group}.{function}: {}",
+                problems.join("; ")
+            ))
         }
     }
 }

@@ -22,7 +22,9 @@ pub struct Topology {
 impl Topology {
     /// The topology of namespace `ns`.
     pub fn new(namespace: impl Into<String>) -> Self {
-        Topology { namespace: namespace.into() }
+        Topology {
+            namespace: namespace.into(),
+        }
     }
 
     /// The namespace.
@@ -83,7 +85,10 @@ impl Topology {
 
     /// Declares the exchanges and the dead-letter queue.
     pub async fn declare_base(&self, channel: &Channel) -> Result<(), AmqpError> {
-        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
         let exchanges = [
             (self.jobs_exchange(), ExchangeKind::Direct),
             (self.results_exchange(), ExchangeKind::Topic),
@@ -91,20 +96,40 @@ impl Topology {
             (self.dead_letters(), ExchangeKind::Fanout),
         ];
         for (name, kind) in exchanges {
-            channel.exchange_declare(name.into(), kind, durable, FieldTable::default()).await?;
+            channel
+                .exchange_declare(name.into(), kind, durable, FieldTable::default())
+                .await?;
         }
         let dead = self.dead_letters();
         channel
-            .queue_declare(dead.clone().into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default())
+            .queue_declare(
+                dead.clone().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
             .await?;
         channel
-            .queue_bind(dead.clone().into(), dead.into(), "".into(), QueueBindOptions::default(), FieldTable::default())
+            .queue_bind(
+                dead.clone().into(),
+                dead.into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
             .await?;
         Ok(())
     }
 
     /// Declares a group's queue (dead-lettering to `NS.dead`) and binds it to `NS.jobs`.
-    pub async fn declare_group(&self, channel: &Channel, group: &str, queue_type: QueueType) -> Result<(), AmqpError> {
+    pub async fn declare_group(
+        &self,
+        channel: &Channel,
+        group: &str,
+        queue_type: QueueType,
+    ) -> Result<(), AmqpError> {
         let queue = self.group_queue(group);
         let mut arguments = FieldTable::default();
         arguments.insert("x-dead-letter-exchange".into(), long_string(self.dead_letters()));
@@ -112,23 +137,48 @@ impl Topology {
             arguments.insert("x-queue-type".into(), long_string("quorum".into()));
         }
         channel
-            .queue_declare(queue.clone().into(), QueueDeclareOptions { durable: true, ..Default::default() }, arguments)
+            .queue_declare(
+                queue.clone().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                arguments,
+            )
             .await?;
         channel
-            .queue_bind(queue.into(), self.jobs_exchange().into(), group.into(), QueueBindOptions::default(), FieldTable::default())
+            .queue_bind(
+                queue.into(),
+                self.jobs_exchange().into(),
+                group.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
             .await?;
         Ok(())
     }
 
     /// Declares the delay queue of `group` for `delay_ms` and returns its name.
-    pub async fn declare_delay(&self, channel: &Channel, group: &str, delay_ms: u64) -> Result<String, AmqpError> {
+    pub async fn declare_delay(
+        &self,
+        channel: &Channel,
+        group: &str,
+        delay_ms: u64,
+    ) -> Result<String, AmqpError> {
         let queue = self.delay_queue(group, delay_ms);
         let mut arguments = FieldTable::default();
         arguments.insert("x-message-ttl".into(), AMQPValue::LongLongInt(delay_ms as i64));
         arguments.insert("x-dead-letter-exchange".into(), long_string(self.jobs_exchange()));
         arguments.insert("x-dead-letter-routing-key".into(), long_string(group.to_string()));
         channel
-            .queue_declare(queue.clone().into(), QueueDeclareOptions { durable: true, ..Default::default() }, arguments)
+            .queue_declare(
+                queue.clone().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                arguments,
+            )
             .await?;
         Ok(queue)
     }

@@ -17,14 +17,19 @@ pub struct TraceParent {
 }
 
 fn is_hex(text: &str, len: usize) -> bool {
-    text.len() == len && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) && text.bytes().any(|b| b != b'0')
+    text.len() == len
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && text.bytes().any(|b| b != b'0')
 }
 
 impl TraceParent {
     /// Parses a `traceparent` value; `None` for anything malformed (a new trace starts).
     pub fn parse(text: &str) -> Option<TraceParent> {
         let mut parts = text.trim().split('-');
-        let (version, trace_id, parent_id, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let (version, trace_id, parent_id, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
         if version.len() != 2 || version == "ff" || !version.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
@@ -36,13 +41,21 @@ impl TraceParent {
             return None;
         }
         let flags = u8::from_str_radix(flags, 16).ok()?;
-        Some(TraceParent { trace_id: trace_id.to_string(), parent_id: parent_id.to_string(), flags })
+        Some(TraceParent {
+            trace_id: trace_id.to_string(),
+            parent_id: parent_id.to_string(),
+            flags,
+        })
     }
 
     /// The context of a child span in the same trace, with a fresh span id.
     pub fn child(&self) -> TraceParent {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        TraceParent { trace_id: self.trace_id.clone(), parent_id: id[..16].to_string(), flags: self.flags }
+        TraceParent {
+            trace_id: self.trace_id.clone(),
+            parent_id: id[..16].to_string(),
+            flags: self.flags,
+        }
     }
 
     /// The header value.

@@ -43,7 +43,11 @@ pub async fn connect(config: Config, shutdown: &CancellationToken) -> Result<Arc
     let schemas = jobfleet_common::schema::ArgSchemas::compile(&config)?;
     let topology = Topology::new(&config.namespace);
     let coordinator = Coordinator::connect(&config.redis_url, topology.clone(), config.retention)?;
-    let master_id = format!("master-{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    let master_id = format!(
+        "master-{}-{}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
+    );
     let pool = amqp_pool(&config.amqp_url, 4, &master_id)?;
     let mut attempt = 0;
     loop {
@@ -76,16 +80,24 @@ async fn declare(pool: &client::AmqpPool, topology: &Topology, config: &Config) 
     let channel = client::open_channel(pool, false).await?;
     topology.declare_base(&channel).await?;
     for (group, group_config) in &config.groups {
-        topology.declare_group(&channel, group, group_config.queue_type).await?;
+        topology
+            .declare_group(&channel, group, group_config.queue_type)
+            .await?;
     }
     let _ = channel.close(200, "declared".into()).await;
     Ok(())
 }
 
 /// Serves the API on `listener` and runs the monitor until `shutdown`, then stops cleanly.
-pub async fn run(config: Config, listener: TcpListener, timings: MonitorTimings, shutdown: CancellationToken) -> Result<(), MasterError> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    timings: MonitorTimings,
+    shutdown: CancellationToken,
+) -> Result<(), MasterError> {
     let state = connect(config, &shutdown).await?;
-    let subscriber = ResultSubscriber::connect(&state.config.amqp_url, state.topology.clone(), &["#"]).await?;
+    let subscriber =
+        ResultSubscriber::connect(&state.config.amqp_url, state.topology.clone(), &["#"]).await?;
     let waiters = {
         let state = state.clone();
         let shutdown = shutdown.clone();
@@ -97,7 +109,9 @@ pub async fn run(config: Config, listener: TcpListener, timings: MonitorTimings,
         tokio::spawn(async move { monitor::run(&state, timings, shutdown).await })
     };
     info!(address = %listener.local_addr()?, master = %state.master_id, "master serving");
-    let served = axum::serve(listener, http::router(state.clone())).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+    let served = axum::serve(listener, http::router(state.clone()))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
     shutdown.cancel();
     let _ = tokio::join!(waiters, monitor);
     state.pool.close();

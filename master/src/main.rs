@@ -40,7 +40,10 @@ fn main() -> ExitCode {
         eprintln!("jobfleet-master: {e}");
         return ExitCode::from(64);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     runtime.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(&config.listen).await {
             Ok(listener) => listener,

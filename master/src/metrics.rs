@@ -26,23 +26,55 @@ impl MasterMetrics {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry.register(Box::new(metric.clone())).expect("unique metric");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("unique metric");
             metric
         };
         let gauge = |name: &str, help: &str| {
             let metric = IntGaugeVec::new(Opts::new(name, help), &["group"]).expect("valid metric");
-            registry.register(Box::new(metric.clone())).expect("unique metric");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("unique metric");
             metric
         };
-        let jobs_submitted = counter("jobfleet_jobs_submitted_total", "Jobs accepted by POST /v1/jobs.", &["group", "function"]);
-        let http_requests = counter("jobfleet_http_requests_total", "HTTP requests answered.", &["method", "route", "status"]);
+        let jobs_submitted = counter(
+            "jobfleet_jobs_submitted_total",
+            "Jobs accepted by POST /v1/jobs.",
+            &["group", "function"],
+        );
+        let http_requests = counter(
+            "jobfleet_http_requests_total",
+            "HTTP requests answered.",
+            &["method", "route", "status"],
+        );
         let queue_depth = gauge("jobfleet_queue_depth", "Jobs waiting in the group's queue.");
         let workers = gauge("jobfleet_workers", "Live workers serving the group.");
-        let group_broken = gauge("jobfleet_group_broken", "1 when the failure policy broke the group.");
-        let buckets = vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
-        let http_duration = HistogramVec::new(HistogramOpts::new("jobfleet_http_request_duration_seconds", "HTTP request latency.").buckets(buckets), &["method", "route"]).expect("valid metric");
-        registry.register(Box::new(http_duration.clone())).expect("unique metric");
-        MasterMetrics { registry, jobs_submitted, queue_depth, workers, group_broken, http_requests, http_duration }
+        let group_broken = gauge(
+            "jobfleet_group_broken",
+            "1 when the failure policy broke the group.",
+        );
+        let buckets = vec![
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+        ];
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new("jobfleet_http_request_duration_seconds", "HTTP request latency.")
+                .buckets(buckets),
+            &["method", "route"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(http_duration.clone()))
+            .expect("unique metric");
+        MasterMetrics {
+            registry,
+            jobs_submitted,
+            queue_depth,
+            workers,
+            group_broken,
+            http_requests,
+            http_duration,
+        }
     }
 
     /// The metrics with a submission counter at 0 for every configured group and function,
@@ -52,7 +84,9 @@ impl MasterMetrics {
         let metrics = MasterMetrics::new();
         for (group, group_config) in &config.groups {
             for function in group_config.functions.keys() {
-                metrics.jobs_submitted.with_label_values(&[group.as_str(), function.as_str()]);
+                metrics
+                    .jobs_submitted
+                    .with_label_values(&[group.as_str(), function.as_str()]);
             }
         }
         metrics
@@ -60,7 +94,9 @@ impl MasterMetrics {
 
     /// The metrics in the Prometheus text format.
     pub fn render(&self) -> String {
-        TextEncoder::new().encode_to_string(&self.registry.gather()).unwrap_or_default()
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_default()
     }
 }
 

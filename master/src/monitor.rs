@@ -27,7 +27,11 @@ pub struct MonitorTimings {
 
 impl Default for MonitorTimings {
     fn default() -> Self {
-        MonitorTimings { tick: Duration::from_secs(1), lease_ttl: Duration::from_secs(5), sweep_every: Duration::from_secs(10) }
+        MonitorTimings {
+            tick: Duration::from_secs(1),
+            lease_ttl: Duration::from_secs(5),
+            sweep_every: Duration::from_secs(10),
+        }
     }
 }
 
@@ -41,7 +45,11 @@ pub async fn run(state: &AppState, timings: MonitorTimings, shutdown: Cancellati
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let holds = match state.coordinator.lease("monitor", &state.master_id, timings.lease_ttl).await {
+        let holds = match state
+            .coordinator
+            .lease("monitor", &state.master_id, timings.lease_ttl)
+            .await
+        {
             Ok(holds) => holds,
             Err(e) => {
                 warn!(error = %e, "cannot reach the lease");
@@ -61,17 +69,37 @@ pub async fn run(state: &AppState, timings: MonitorTimings, shutdown: Cancellati
     }
 }
 
-async fn duties(state: &AppState, last_sweep: &mut tokio::time::Instant, sweep_every: Duration) -> Result<(), jobfleet_common::coordinator::CoordinatorError> {
+async fn duties(
+    state: &AppState,
+    last_sweep: &mut tokio::time::Instant,
+    sweep_every: Duration,
+) -> Result<(), jobfleet_common::coordinator::CoordinatorError> {
     let config = &state.config;
-    for (id, info) in state.coordinator.reap_dead_workers(|group| config.group(group).map_or(5, |g| g.max_failures)).await? {
+    for (id, info) in state
+        .coordinator
+        .reap_dead_workers(|group| config.group(group).map_or(5, |g| g.max_failures))
+        .await?
+    {
         warn!(worker = %id, groups = %info["groups"], "worker stopped heartbeating: removed and counted as a crash");
     }
     for (group, group_config) in &config.groups {
-        let Some(timeout) = group_config.queue_timeout else { continue };
+        let Some(timeout) = group_config.queue_timeout else {
+            continue;
+        };
         let before = now_ms() - timeout.as_millis() as i64;
         for id in state.coordinator.queued_before(group, before, 100).await? {
-            let error = JobError::new(ErrorKind::NoWorker, format!("no worker picked the job up within the queue timeout of {}", humantime::format_duration(timeout)));
-            if let EndEarly::Ended { record, .. } = state.coordinator.end_early(&id, JobStatus::Failed, &error, &[JobStatus::Queued]).await? {
+            let error = JobError::new(
+                ErrorKind::NoWorker,
+                format!(
+                    "no worker picked the job up within the queue timeout of {}",
+                    humantime::format_duration(timeout)
+                ),
+            );
+            if let EndEarly::Ended { record, .. } = state
+                .coordinator
+                .end_early(&id, JobStatus::Failed, &error, &[JobStatus::Queued])
+                .await?
+            {
                 info!(job_id = %id, %group, "queue timeout: failed with no_worker");
                 announce(state, &record).await;
             }
@@ -92,11 +120,24 @@ async fn duties(state: &AppState, last_sweep: &mut tokio::time::Instant, sweep_e
 /// the record's `announce` mark. If this fails, the worker that meets the job's message
 /// publishes it instead.
 pub async fn announce(state: &AppState, record: &JobRecord) {
-    let Some(result) = record.to_result_message() else { return };
+    let Some(result) = record.to_result_message() else {
+        return;
+    };
     let published: Result<(), ClientError> = async {
         let channel = state.publisher.get().await?;
-        let properties = BasicProperties::default().with_delivery_mode(2).with_content_type(codec::MSGPACK.into()).with_message_id(result.id.as_str().into());
-        let confirm = channel.basic_publish(state.topology.results_exchange().into(), result.routing_key().into(), BasicPublishOptions::default(), &codec::encode(&result), properties).await?;
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type(codec::MSGPACK.into())
+            .with_message_id(result.id.as_str().into());
+        let confirm = channel
+            .basic_publish(
+                state.topology.results_exchange().into(),
+                result.routing_key().into(),
+                BasicPublishOptions::default(),
+                &codec::encode(&result),
+                properties,
+            )
+            .await?;
         jobfleet_common::client::confirmed(confirm, &result.id, &result.group).await
     }
     .await;
@@ -118,12 +159,31 @@ pub async fn refresh_gauges(state: &AppState) {
     let workers = state.coordinator.workers().await.unwrap_or_default();
     for group in state.config.groups.keys() {
         if let Ok(depth) = queue_depth(state, group).await {
-            state.metrics.queue_depth.with_label_values(&[group]).set(depth as i64);
+            state
+                .metrics
+                .queue_depth
+                .with_label_values(&[group])
+                .set(depth as i64);
         }
-        let serving = workers.iter().filter(|w| w["groups"].as_array().is_some_and(|g| g.iter().any(|g| g == group.as_str()))).count();
-        state.metrics.workers.with_label_values(&[group]).set(serving as i64);
+        let serving = workers
+            .iter()
+            .filter(|w| {
+                w["groups"]
+                    .as_array()
+                    .is_some_and(|g| g.iter().any(|g| g == group.as_str()))
+            })
+            .count();
+        state
+            .metrics
+            .workers
+            .with_label_values(&[group])
+            .set(serving as i64);
         if let Ok((_, broken)) = state.coordinator.group_health(group).await {
-            state.metrics.group_broken.with_label_values(&[group]).set(i64::from(broken));
+            state
+                .metrics
+                .group_broken
+                .with_label_values(&[group])
+                .set(i64::from(broken));
         }
     }
 }

@@ -4,8 +4,8 @@ use crate::metrics::MasterMetrics;
 use crate::waiters::Waiters;
 use jobfleet_common::client::{AmqpPool, ChannelSlot};
 use jobfleet_common::config::Config;
-use jobfleet_common::schema::ArgSchemas;
 use jobfleet_common::coordinator::Coordinator;
+use jobfleet_common::schema::ArgSchemas;
 use jobfleet_common::topology::Topology;
 use std::sync::Arc;
 

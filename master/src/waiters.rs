@@ -18,7 +18,12 @@ impl Waiters {
     /// Registers interest in `id`; the receiver fires when a result for it arrives.
     pub fn register(&self, id: &str) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
-        self.waiting.lock().expect("waiters").entry(id.to_string()).or_default().push(tx);
+        self.waiting
+            .lock()
+            .expect("waiters")
+            .entry(id.to_string())
+            .or_default()
+            .push(tx);
         rx
     }
 

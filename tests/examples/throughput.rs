@@ -18,7 +18,9 @@ async fn main() {
     env.start_worker(env.worker().concurrency(concurrency)).await;
     let mut subscriber = env.subscriber(&["#"]).await;
     let producer = env.producer().await;
-    let batch: Vec<JobMessage> = (0..jobs).map(|i| JobMessage::new("default", "echo", json!({"i": i}))).collect();
+    let batch: Vec<JobMessage> = (0..jobs)
+        .map(|i| JobMessage::new("default", "echo", json!({"i": i})))
+        .collect();
     let ids: Vec<String> = batch.iter().map(|j| j.id.clone()).collect();
 
     let start = Instant::now();
@@ -28,7 +30,10 @@ async fn main() {
         }
         start.elapsed()
     };
-    let (published_in, results) = tokio::join!(publishing, collect_results(&mut subscriber, &ids, Duration::from_secs(600)));
+    let (published_in, results) = tokio::join!(
+        publishing,
+        collect_results(&mut subscriber, &ids, Duration::from_secs(600))
+    );
     let elapsed = start.elapsed();
     assert_eq!(results.len(), jobs);
     println!(

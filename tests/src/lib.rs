@@ -55,7 +55,9 @@ impl TestEnv {
     fn build(name: &str, toml: &str, services: Option<(&str, &str)>) -> TestEnv {
         // Logs go through the test harness, so they show with a failing test only.
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            )
             .with_test_writer()
             .try_init();
         let namespace = format!("t-{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
@@ -72,11 +74,24 @@ impl TestEnv {
             config.redis_url = redis_url.to_string();
         }
         let topology = Topology::new(&namespace);
-        let coordinator = Coordinator::connect(&config.redis_url, topology.clone(), config.retention).expect("redis pool");
+        let coordinator =
+            Coordinator::connect(&config.redis_url, topology.clone(), config.retention).expect("redis pool");
         let dir = std::env::temp_dir().join(&namespace);
         std::fs::create_dir_all(&dir).expect("test dir");
-        std::fs::write(dir.join("fleet.toml"), format!("namespace = \"{namespace}\"\n{toml}")).expect("config file");
-        TestEnv { config, topology, coordinator, workers: Vec::new(), masters: Vec::new(), processes: Vec::new(), dir }
+        std::fs::write(
+            dir.join("fleet.toml"),
+            format!("namespace = \"{namespace}\"\n{toml}"),
+        )
+        .expect("config file");
+        TestEnv {
+            config,
+            topology,
+            coordinator,
+            workers: Vec::new(),
+            masters: Vec::new(),
+            processes: Vec::new(),
+            dir,
+        }
     }
 
     /// The namespace.
@@ -96,7 +111,9 @@ impl TestEnv {
 
     /// A result subscriber bound with `patterns`.
     pub async fn subscriber(&self, patterns: &[&str]) -> ResultSubscriber {
-        ResultSubscriber::connect(&self.config.amqp_url, self.topology.clone(), patterns).await.expect("subscriber")
+        ResultSubscriber::connect(&self.config.amqp_url, self.topology.clone(), patterns)
+            .await
+            .expect("subscriber")
     }
 
     /// A worker builder for this fleet with the built-ins and quick test timings.
@@ -135,20 +152,46 @@ impl TestEnv {
         let stop = CancellationToken::new();
         let token = stop.clone();
         let config = self.config.clone();
-        let timings = jobfleet_master::MonitorTimings { tick: Duration::from_millis(200), lease_ttl: Duration::from_secs(2), sweep_every: Duration::from_millis(500) };
-        let handle = tokio::spawn(async move { jobfleet_master::run(config, listener, timings, token).await.expect("master run") });
+        let timings = jobfleet_master::MonitorTimings {
+            tick: Duration::from_millis(200),
+            lease_ttl: Duration::from_secs(2),
+            sweep_every: Duration::from_millis(500),
+        };
+        let handle = tokio::spawn(async move {
+            jobfleet_master::run(config, listener, timings, token)
+                .await
+                .expect("master run")
+        });
         self.masters.push((stop, handle));
         let client = reqwest::Client::new();
-        eventually(Duration::from_secs(20), || async { client.get(format!("{url}/readyz")).send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }).await;
+        eventually(Duration::from_secs(20), || async {
+            client
+                .get(format!("{url}/readyz"))
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(|_| ())
+        })
+        .await;
         url
     }
 
     /// Starts a `jobfleet-master` process for this fleet on a free port; returns its pid and URL.
     pub async fn spawn_master_process(&mut self) -> (u32, String) {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("address")
+            .port();
         let url = format!("http://127.0.0.1:{port}");
         let child = Command::new(binary("jobfleet-master"))
-            .args(["--config", self.config_path().to_str().expect("utf-8 path"), "--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "--config",
+                self.config_path().to_str().expect("utf-8 path"),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
             .env("JOBFLEET_AMQP_URL", &self.config.amqp_url)
             .env("JOBFLEET_REDIS_URL", &self.config.redis_url)
             .env("RUST_LOG", "warn")
@@ -158,7 +201,16 @@ impl TestEnv {
         let pid = child.id();
         self.processes.push(child);
         let client = reqwest::Client::new();
-        eventually(Duration::from_secs(20), || async { client.get(format!("{url}/readyz")).send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }).await;
+        eventually(Duration::from_secs(20), || async {
+            client
+                .get(format!("{url}/readyz"))
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(|_| ())
+        })
+        .await;
         (pid, url)
     }
 
@@ -176,7 +228,16 @@ impl TestEnv {
     pub fn spawn_worker_process(&mut self, args: &[&str]) -> u32 {
         let child = Command::new(binary("jobfleet-worker"))
             .args(["--config", self.config_path().to_str().expect("utf-8 path")])
-            .args(["--heartbeat-interval", "500ms", "--heartbeat-ttl", "2s", "--hold-delay", "500ms", "--metrics-listen", "off"])
+            .args([
+                "--heartbeat-interval",
+                "500ms",
+                "--heartbeat-ttl",
+                "2s",
+                "--hold-delay",
+                "500ms",
+                "--metrics-listen",
+                "off",
+            ])
             .args(args)
             .env("JOBFLEET_AMQP_URL", &self.config.amqp_url)
             .env("JOBFLEET_REDIS_URL", &self.config.redis_url)
@@ -191,7 +252,11 @@ impl TestEnv {
 
     /// Waits for a spawned process to exit and returns its exit code.
     pub async fn wait_process(&mut self, pid: u32, timeout: Duration) -> Option<i32> {
-        let index = self.processes.iter().position(|c| c.id() == pid).expect("a process of this env");
+        let index = self
+            .processes
+            .iter()
+            .position(|c| c.id() == pid)
+            .expect("a process of this env");
         let mut child = self.processes.remove(index);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -213,8 +278,18 @@ impl TestEnv {
         eventually(Duration::from_secs(20), || async {
             for group in groups {
                 let channel = open_channel(&pool, false).await.ok()?;
-                let passive = jobfleet_common::lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
-                channel.queue_declare(self.topology.group_queue(group).into(), passive, Default::default()).await.ok()?;
+                let passive = jobfleet_common::lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                };
+                channel
+                    .queue_declare(
+                        self.topology.group_queue(group).into(),
+                        passive,
+                        Default::default(),
+                    )
+                    .await
+                    .ok()?;
                 let _ = channel.close(200, "".into()).await;
             }
             Some(())
@@ -225,7 +300,11 @@ impl TestEnv {
 
     /// Sends a signal to a spawned worker process.
     pub fn signal(&self, pid: u32, signal: i32) {
-        let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().expect("kill");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill");
         assert!(status.success(), "kill -{signal} {pid}");
     }
 }
@@ -246,10 +325,15 @@ impl Drop for TestEnv {
         let dir = self.dir.clone();
         // Drop cannot await: clean up on a thread with its own runtime.
         let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             runtime.block_on(async move {
                 let _ = coordinator.purge_namespace().await;
-                let Ok(pool) = amqp_pool(&config.amqp_url, 1, "jobfleet-test-cleanup") else { return };
+                let Ok(pool) = amqp_pool(&config.amqp_url, 1, "jobfleet-test-cleanup") else {
+                    return;
+                };
                 let mut queues = vec![topology.dead_letters()];
                 for group in config.groups.keys().map(String::as_str).chain(["default"]) {
                     queues.push(topology.group_queue(group));
@@ -257,12 +341,21 @@ impl Drop for TestEnv {
                 }
                 for queue in queues {
                     if let Ok(channel) = open_channel(&pool, false).await {
-                        let _ = channel.queue_delete(queue.into(), QueueDeleteOptions::default()).await;
+                        let _ = channel
+                            .queue_delete(queue.into(), QueueDeleteOptions::default())
+                            .await;
                     }
                 }
-                for exchange in [topology.jobs_exchange(), topology.results_exchange(), topology.control_exchange(), topology.dead_letters()] {
+                for exchange in [
+                    topology.jobs_exchange(),
+                    topology.results_exchange(),
+                    topology.control_exchange(),
+                    topology.dead_letters(),
+                ] {
                     if let Ok(channel) = open_channel(&pool, false).await {
-                        let _ = channel.exchange_delete(exchange.into(), ExchangeDeleteOptions::default()).await;
+                        let _ = channel
+                            .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+                            .await;
                     }
                 }
                 pool.close();
@@ -278,7 +371,11 @@ pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
     let path = dir.join(name);
-    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        path.display()
+    );
     path
 }
 
@@ -293,14 +390,21 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(tokio::time::Instant::now() < deadline, "condition not met within {timeout:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 /// Receives results until every id in `ids` has one (or `timeout` passes, which panics);
 /// returns all results received per id, duplicates included.
-pub async fn collect_results(subscriber: &mut ResultSubscriber, ids: &[String], timeout: Duration) -> HashMap<String, Vec<ResultMessage>> {
+pub async fn collect_results(
+    subscriber: &mut ResultSubscriber,
+    ids: &[String],
+    timeout: Duration,
+) -> HashMap<String, Vec<ResultMessage>> {
     let mut by_id: HashMap<String, Vec<ResultMessage>> = HashMap::with_capacity(ids.len());
     let deadline = tokio::time::Instant::now() + timeout;
     let mut missing: std::collections::HashSet<&String> = ids.iter().collect();
@@ -308,7 +412,12 @@ pub async fn collect_results(subscriber: &mut ResultSubscriber, ids: &[String], 
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         let result = match tokio::time::timeout(remaining, subscriber.next()).await {
             Ok(result) => result.expect("a decodable result"),
-            Err(_) => panic!("{} of {} results missing after {timeout:?}, e.g. {:?}", missing.len(), ids.len(), missing.iter().take(3).collect::<Vec<_>>()),
+            Err(_) => panic!(
+                "{} of {} results missing after {timeout:?}, e.g. {:?}",
+                missing.len(),
+                ids.len(),
+                missing.iter().take(3).collect::<Vec<_>>()
+            ),
         };
         missing.remove(&result.id);
         by_id.entry(result.id.clone()).or_default().push(result);

@@ -8,13 +8,20 @@ use std::time::Duration;
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("address")
+        .port()
 }
 
 fn wait_for_port(port: u16, timeout: Duration) {
     let deadline = std::time::Instant::now() + timeout;
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "nothing listens on port {port} after {timeout:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing listens on port {port} after {timeout:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -35,7 +42,9 @@ impl PrivateRabbit {
         let dir = std::env::temp_dir().join(format!("jobfleet-rabbit-{suffix}"));
         std::fs::create_dir_all(&dir).expect("rabbit dir");
         // The server script drops to the rabbitmq user, which must own the directory.
-        let _ = Command::new("chown").args(["rabbitmq:rabbitmq", dir.to_str().expect("utf-8")]).status();
+        let _ = Command::new("chown")
+            .args(["rabbitmq:rabbitmq", dir.to_str().expect("utf-8")])
+            .status();
         let port = free_port();
         let rabbit = PrivateRabbit { node, port, dir };
         rabbit.launch();
@@ -67,7 +76,12 @@ impl PrivateRabbit {
     }
 
     fn ctl(&self, args: &[&str]) {
-        let status = Command::new("rabbitmqctl").args(["-q", "-n", &self.node]).args(args).stdout(Stdio::null()).status().expect("rabbitmqctl");
+        let status = Command::new("rabbitmqctl")
+            .args(["-q", "-n", &self.node])
+            .args(args)
+            .stdout(Stdio::null())
+            .status()
+            .expect("rabbitmqctl");
         assert!(status.success(), "rabbitmqctl {args:?} failed");
     }
 
@@ -83,7 +97,11 @@ impl PrivateRabbit {
 
 impl Drop for PrivateRabbit {
     fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl").args(["-q", "-n", &self.node, "stop"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let _ = Command::new("rabbitmqctl")
+            .args(["-q", "-n", &self.node, "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -99,16 +117,30 @@ pub struct PrivateRedis {
 impl PrivateRedis {
     /// Starts a server and waits until it accepts connections.
     pub fn start() -> PrivateRedis {
-        let dir = std::env::temp_dir().join(format!("jobfleet-redis-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+        let dir = std::env::temp_dir().join(format!(
+            "jobfleet-redis-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        ));
         std::fs::create_dir_all(&dir).expect("redis dir");
-        let mut redis = PrivateRedis { port: free_port(), dir, child: None };
+        let mut redis = PrivateRedis {
+            port: free_port(),
+            dir,
+            child: None,
+        };
         redis.launch();
         redis
     }
 
     fn launch(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--dir", self.dir.to_str().expect("utf-8")])
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &self.port.to_string(),
+                "--dir",
+                self.dir.to_str().expect("utf-8"),
+            ])
             .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
             .stdout(Stdio::null())
             .spawn()
@@ -124,7 +156,10 @@ impl PrivateRedis {
 
     /// Stops the server (a clean shutdown), waits, and starts it again on its data.
     pub fn restart(&mut self, down_for: Duration) {
-        let _ = Command::new("redis-cli").args(["-p", &self.port.to_string(), "shutdown"]).stdout(Stdio::null()).status();
+        let _ = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "shutdown"])
+            .stdout(Stdio::null())
+            .status();
         if let Some(mut child) = self.child.take() {
             let _ = child.wait();
         }

@@ -34,31 +34,60 @@ async fn a_cancel_broadcast_stops_the_running_job_and_frees_the_worker() {
     let pause = codec::encode(&json!({"type": "pause", "group": "default"}));
     let properties = BasicProperties::default().with_content_type(codec::MSGPACK.into());
     control
-        .basic_publish(env.topology.control_exchange().into(), "".into(), BasicPublishOptions::default(), &pause, properties)
+        .basic_publish(
+            env.topology.control_exchange().into(),
+            "".into(),
+            BasicPublishOptions::default(),
+            &pause,
+            properties,
+        )
         .await
         .unwrap()
         .await
         .unwrap();
     // So is a cancel of a job nobody runs.
-    publish_cancel(&control, &env.topology, "no-such-job").await.unwrap();
+    publish_cancel(&control, &env.topology, "no-such-job")
+        .await
+        .unwrap();
 
     let canceled_at = tokio::time::Instant::now();
-    publish_cancel(&control, &env.topology, &sleeper.id).await.unwrap();
-    let results = collect_results(&mut subscriber, std::slice::from_ref(&sleeper.id), Duration::from_secs(2)).await;
+    publish_cancel(&control, &env.topology, &sleeper.id)
+        .await
+        .unwrap();
+    let results = collect_results(
+        &mut subscriber,
+        std::slice::from_ref(&sleeper.id),
+        Duration::from_secs(2),
+    )
+    .await;
     let result = &results[&sleeper.id][0];
     assert!(canceled_at.elapsed() < Duration::from_secs(2));
     assert_eq!(result.status, JobStatus::Canceled, "{result:?}");
-    assert_eq!(result.error.as_ref().map(|e| e.kind), Some(ErrorKind::Canceled), "{result:?}");
+    assert_eq!(
+        result.error.as_ref().map(|e| e.kind),
+        Some(ErrorKind::Canceled),
+        "{result:?}"
+    );
     assert_eq!(result.attempts, 1);
 
-    let record = env.coordinator.job(&sleeper.id).await.unwrap().expect("the record");
+    let record = env
+        .coordinator
+        .job(&sleeper.id)
+        .await
+        .unwrap()
+        .expect("the record");
     assert_eq!(record.status, JobStatus::Canceled);
     assert_eq!(record.error.map(|e| e.kind), Some(ErrorKind::Canceled));
 
     // The worker is free again: the next job runs to the end.
     let echo = JobMessage::new("default", "echo", json!("after the cancel"));
     producer.publish(&echo).await.unwrap();
-    let results = collect_results(&mut subscriber, std::slice::from_ref(&echo.id), Duration::from_secs(10)).await;
+    let results = collect_results(
+        &mut subscriber,
+        std::slice::from_ref(&echo.id),
+        Duration::from_secs(10),
+    )
+    .await;
     assert_eq!(results[&echo.id][0].status, JobStatus::Finished);
     assert_eq!(results[&echo.id][0].result, Some(json!("after the cancel")));
     let late = drain_results(&mut subscriber, Duration::from_millis(300)).await;
@@ -89,23 +118,53 @@ async fn master_cancel(announced: bool) -> Vec<jobfleet_common::message::ResultM
 
     // What the master does: compare-and-set started -> canceled, then broadcast.
     let error = JobError::new(ErrorKind::Canceled, "canceled by the master");
-    let ended = env.coordinator.end_early(&sleeper.id, JobStatus::Canceled, &error, &[JobStatus::Queued, JobStatus::Started]).await.unwrap();
-    assert!(matches!(ended, EndEarly::Ended { previous: JobStatus::Started, .. }), "{ended:?}");
+    let ended = env
+        .coordinator
+        .end_early(
+            &sleeper.id,
+            JobStatus::Canceled,
+            &error,
+            &[JobStatus::Queued, JobStatus::Started],
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            ended,
+            EndEarly::Ended {
+                previous: JobStatus::Started,
+                ..
+            }
+        ),
+        "{ended:?}"
+    );
     if announced {
         env.coordinator.announced(&sleeper.id).await.unwrap();
     }
-    publish_cancel(&control, &env.topology, &sleeper.id).await.unwrap();
+    publish_cancel(&control, &env.topology, &sleeper.id)
+        .await
+        .unwrap();
 
     // With one slot, the echo runs only once the sleep let go: well before its 30 s.
     let echo = JobMessage::new("default", "echo", json!(1));
     producer.publish(&echo).await.unwrap();
-    let mut results = collect_results(&mut subscriber, std::slice::from_ref(&echo.id), Duration::from_secs(5)).await;
+    let mut results = collect_results(
+        &mut subscriber,
+        std::slice::from_ref(&echo.id),
+        Duration::from_secs(5),
+    )
+    .await;
     for extra in drain_results(&mut subscriber, Duration::from_millis(300)).await {
         results.entry(extra.id.clone()).or_default().push(extra);
     }
     assert_eq!(results[&echo.id][0].status, JobStatus::Finished);
 
-    let record = env.coordinator.job(&sleeper.id).await.unwrap().expect("the record");
+    let record = env
+        .coordinator
+        .job(&sleeper.id)
+        .await
+        .unwrap()
+        .expect("the record");
     assert_eq!(record.status, JobStatus::Canceled);
     assert_eq!(record.error, Some(error));
 
@@ -118,7 +177,10 @@ async fn master_cancel(announced: bool) -> Vec<jobfleet_common::message::ResultM
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_the_master_ended_and_announced_the_job_the_worker_stops_it_and_publishes_nothing() {
     let seen = master_cancel(true).await;
-    assert!(seen.is_empty(), "the master published the job it ended, not the worker: {seen:?}");
+    assert!(
+        seen.is_empty(),
+        "the master published the job it ended, not the worker: {seen:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,4 +190,3 @@ async fn when_the_master_died_before_announcing_a_cancel_the_worker_publishes_it
     assert_eq!(seen[0].status, JobStatus::Canceled);
     assert_eq!(seen[0].error.as_ref().unwrap().message, "canceled by the master");
 }
-

@@ -41,7 +41,14 @@ retry_backoff = "200ms"
     let mut env = TestEnv::with_services("chaos", &fleet, &rabbit.url(), &redis.url());
 
     // A durable subscription keeps results published while the broker or we are away.
-    let mut subscriber = ResultSubscriber::durable(&env.config.amqp_url, env.topology.clone(), &format!("{}.results", env.namespace()), &["#"]).await.unwrap();
+    let mut subscriber = ResultSubscriber::durable(
+        &env.config.amqp_url,
+        env.topology.clone(),
+        &format!("{}.results", env.namespace()),
+        &["#"],
+    )
+    .await
+    .unwrap();
     let first = env.spawn_worker_process(&["--group", "chaos", "--concurrency", "6"]);
     env.spawn_worker_process(&["--group", "chaos", "--concurrency", "6"]);
     env.wait_for_queues(&["chaos".to_string()]).await;
@@ -49,14 +56,21 @@ retry_backoff = "200ms"
     let jobs: Vec<JobMessage> = (0..JOBS)
         .map(|i| {
             let function = if i % 4 == 0 { "wc" } else { "wc_shared" };
-            JobMessage::new("chaos", function, json!({"text": format!("chaos {i} and chaos again")}))
+            JobMessage::new(
+                "chaos",
+                function,
+                json!({"text": format!("chaos {i} and chaos again")}),
+            )
         })
         .collect();
     let ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
     let producer = env.producer().await.with_retry_for(Duration::from_secs(120));
     let publishing = tokio::spawn(async move {
         for batch in jobs.chunks(100) {
-            producer.publish_many(batch).await.expect("every job is published despite the faults");
+            producer
+                .publish_many(batch)
+                .await
+                .expect("every job is published despite the faults");
         }
     });
 
@@ -68,7 +82,11 @@ retry_backoff = "200ms"
         let result = match tokio::time::timeout(remaining, subscriber.next()).await {
             Ok(result) => result.expect("a decodable result"),
             Err(_) => {
-                let missing: Vec<String> = ids.iter().filter(|id| !results.contains_key(*id)).cloned().collect();
+                let missing: Vec<String> = ids
+                    .iter()
+                    .filter(|id| !results.contains_key(*id))
+                    .cloned()
+                    .collect();
                 let records = env.coordinator.jobs(&missing).await.unwrap();
                 panic!("{} of {JOBS} jobs have no result: {records:#?}", missing.len());
             }
@@ -99,7 +117,11 @@ retry_backoff = "200ms"
         assert!(record.status.is_terminal(), "{id} is {}", record.status);
         assert_eq!(record.status, JobStatus::Finished, "{id}: {:?}", record.error);
         for result in got {
-            assert_eq!((result.status, &result.result), (record.status, &record.result), "{id} has two outcomes");
+            assert_eq!(
+                (result.status, &result.result),
+                (record.status, &record.result),
+                "{id} has two outcomes"
+            );
         }
         rerun += usize::from(record.attempts > 1);
     }

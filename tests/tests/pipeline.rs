@@ -1,12 +1,12 @@
 //! The pipeline end to end: jobs published with the client library run on workers of
 //! their group, reach exactly one terminal status in Redis and one result on the topic.
 
+use jobfleet_common::client::{amqp_pool, open_channel};
 use jobfleet_common::codec;
 use jobfleet_common::lapin::options::{BasicGetOptions, BasicPublishOptions};
 use jobfleet_common::lapin::BasicProperties;
 use jobfleet_common::message::{ErrorKind, JobMessage, JobStatus};
 use jobfleet_common::topology::{header_str, REASON_HEADER};
-use jobfleet_common::client::{amqp_pool, open_channel};
 use jobfleet_tests::{collect_results, drain_results, eventually, TestEnv};
 use serde_json::json;
 use std::collections::HashMap;
@@ -30,9 +30,11 @@ fn text_for(i: usize) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_jobs_over_two_groups_and_three_workers_each_end_once() {
     let mut env = TestEnv::with_config("pipeline", TWO_GROUPS);
-    env.start_worker(env.worker().group("alpha").concurrency(16)).await;
+    env.start_worker(env.worker().group("alpha").concurrency(16))
+        .await;
     env.start_worker(env.worker().group("beta").concurrency(16)).await;
-    env.start_worker(env.worker().group("alpha").group("beta").concurrency(16)).await;
+    env.start_worker(env.worker().group("alpha").group("beta").concurrency(16))
+        .await;
     let mut subscriber = env.subscriber(&["#"]).await;
     let producer = env.producer().await;
 
@@ -61,7 +63,10 @@ async fn five_thousand_jobs_over_two_groups_and_three_workers_each_end_once() {
         assert_eq!(got.len(), 1, "job {} has {} results", job.id, got.len());
         let result = &got[0];
         assert_eq!(result.status, JobStatus::Finished, "{result:?}");
-        assert_eq!((result.group.as_str(), result.function.as_str()), (job.group.as_str(), job.function.as_str()));
+        assert_eq!(
+            (result.group.as_str(), result.function.as_str()),
+            (job.group.as_str(), job.function.as_str())
+        );
         assert_eq!(result.attempts, 1);
         let expected = if job.function == "echo" {
             json!({"n": i, "tag": "e2e"})
@@ -101,7 +106,14 @@ async fn duplicates_run_once_and_bad_input_ends_with_the_right_error() {
     let crashing = JobMessage::new("beta", "crash", json!(null));
     let after_crash = JobMessage::new("beta", "echo", json!("still alive"));
     let timing_out = JobMessage::new("beta", "sleep", json!({"ms": 5000})).with_timeout_ms(100);
-    let jobs = [unknown.clone(), invalid.clone(), failing.clone(), crashing.clone(), after_crash.clone(), timing_out.clone()];
+    let jobs = [
+        unknown.clone(),
+        invalid.clone(),
+        failing.clone(),
+        crashing.clone(),
+        after_crash.clone(),
+        timing_out.clone(),
+    ];
     producer.publish_many(&jobs).await.unwrap();
 
     let mut ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
@@ -122,14 +134,20 @@ async fn duplicates_run_once_and_bad_input_ends_with_the_right_error() {
     assert_eq!(kind_of(&unknown), Some(ErrorKind::UnknownFunction));
     assert_eq!(kind_of(&invalid), Some(ErrorKind::InvalidArgs));
     assert_eq!(kind_of(&failing), Some(ErrorKind::FunctionError));
-    assert_eq!(results[&failing.id][0].error.as_ref().unwrap().message, "as asked");
+    assert_eq!(
+        results[&failing.id][0].error.as_ref().unwrap().message,
+        "as asked"
+    );
     assert_eq!(kind_of(&crashing), Some(ErrorKind::Crashed));
     assert_eq!(kind_of(&timing_out), Some(ErrorKind::Timeout));
     assert_eq!(results[&after_crash.id][0].result, Some(json!("still alive")));
     let record = env.coordinator.job(&invalid.id).await.unwrap().unwrap();
     let error = record.error.unwrap();
     assert_eq!(error.kind, ErrorKind::InvalidArgs);
-    assert!(error.message.contains("schema"), "the worker checks args against the schema: {error:?}");
+    assert!(
+        error.message.contains("schema"),
+        "the worker checks args against the schema: {error:?}"
+    );
 
     // Malformed messages, published straight to AMQP, land in NS.dead with a reason.
     let pool = amqp_pool(&env.config.amqp_url, 1, "test").unwrap();
@@ -139,7 +157,13 @@ async fn duplicates_run_once_and_bad_input_ends_with_the_right_error() {
         let exchange = env.topology.jobs_exchange();
         async move {
             channel
-                .basic_publish(exchange.into(), "beta".into(), BasicPublishOptions::default(), &body, BasicProperties::default().with_content_type(content_type.into()))
+                .basic_publish(
+                    exchange.into(),
+                    "beta".into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    BasicProperties::default().with_content_type(content_type.into()),
+                )
                 .await
                 .unwrap()
                 .await
@@ -147,13 +171,31 @@ async fn duplicates_run_once_and_bad_input_ends_with_the_right_error() {
         }
     };
     publish(b"\xc1 not msgpack".to_vec(), codec::MSGPACK).await;
-    publish(codec::encode(&json!({"id": "half-1", "group": "beta"})), codec::MSGPACK).await;
-    publish(br#"{"id": "json-1", "group": "beta", "function": "echo", "args": [1]}"#.to_vec(), codec::JSON).await;
+    publish(
+        codec::encode(&json!({"id": "half-1", "group": "beta"})),
+        codec::MSGPACK,
+    )
+    .await;
+    publish(
+        br#"{"id": "json-1", "group": "beta", "function": "echo", "args": [1]}"#.to_vec(),
+        codec::JSON,
+    )
+    .await;
 
     let seen = std::sync::Mutex::new(Vec::new());
     let reasons = eventually(Duration::from_secs(20), || async {
-        while let Some(message) = channel.basic_get(env.topology.dead_letters().into(), BasicGetOptions { no_ack: true }).await.unwrap() {
-            seen.lock().unwrap().push(header_str(message.delivery.properties.headers().as_ref(), REASON_HEADER).expect("a reason header"));
+        while let Some(message) = channel
+            .basic_get(
+                env.topology.dead_letters().into(),
+                BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap()
+        {
+            seen.lock().unwrap().push(
+                header_str(message.delivery.properties.headers().as_ref(), REASON_HEADER)
+                    .expect("a reason header"),
+            );
         }
         let reasons = seen.lock().unwrap().clone();
         (reasons.len() >= 2).then_some(reasons)
@@ -161,18 +203,34 @@ async fn duplicates_run_once_and_bad_input_ends_with_the_right_error() {
     .await;
     assert!(reasons.iter().any(|r| r.contains("msgpack")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("function")), "{reasons:?}");
-    let half = env.coordinator.job("half-1").await.unwrap().expect("the readable id is recorded");
+    let half = env
+        .coordinator
+        .job("half-1")
+        .await
+        .unwrap()
+        .expect("the readable id is recorded");
     assert_eq!(half.status, JobStatus::Failed);
     assert_eq!(half.error.unwrap().kind, ErrorKind::BadMessage);
 
     // A JSON job from a foreign client runs like any other; the undecodable job whose id
     // could be read gets its failed result like every ended job.
-    let late = collect_results(&mut subscriber, &["json-1".to_string(), "half-1".to_string()], Duration::from_secs(10)).await;
+    let late = collect_results(
+        &mut subscriber,
+        &["json-1".to_string(), "half-1".to_string()],
+        Duration::from_secs(10),
+    )
+    .await;
     assert_eq!(late["json-1"][0].result, Some(json!([1])));
     assert_eq!(late["half-1"][0].status, JobStatus::Failed);
-    assert_eq!(late["half-1"][0].error.as_ref().unwrap().kind, ErrorKind::BadMessage);
+    assert_eq!(
+        late["half-1"][0].error.as_ref().unwrap().kind,
+        ErrorKind::BadMessage
+    );
     // The worker kept going through all of it.
-    assert_eq!(env.coordinator.job("json-1").await.unwrap().unwrap().status, JobStatus::Finished);
+    assert_eq!(
+        env.coordinator.job("json-1").await.unwrap().unwrap().status,
+        JobStatus::Finished
+    );
     assert!(env.coordinator.job("no-such-job").await.unwrap().is_none());
     env.stop_workers().await;
 }

@@ -63,7 +63,10 @@ fn reverse(args: ReverseArgs) -> String {
 fn add(args: AddArgs) -> Result<f64, JobError> {
     let sum = args.a + args.b;
     if !sum.is_finite() {
-        return Err(JobError::function(format!("{} + {} is not a finite number", args.a, args.b)));
+        return Err(JobError::function(format!(
+            "{} + {} is not a finite number",
+            args.a, args.b
+        )));
     }
     Ok(sum)
 }
@@ -78,7 +81,11 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    let groups = if args.groups.is_empty() { vec!["text".to_string()] } else { args.groups };
+    let groups = if args.groups.is_empty() {
+        vec!["text".to_string()]
+    } else {
+        args.groups
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -91,7 +98,9 @@ fn main() -> ExitCode {
             .config(config)
             .concurrency(args.concurrency)
             // Wrong args (say `{"text": 1}`) fail the job with `invalid_args` before these run.
-            .function("reverse", |args: ReverseArgs| async move { Ok::<_, JobError>(reverse(args)) })
+            .function("reverse", |args: ReverseArgs| async move {
+                Ok::<_, JobError>(reverse(args))
+            })
             .function("add", |args: AddArgs| async move { add(args) });
         for group in groups {
             builder = builder.group(group.trim());
@@ -121,8 +130,17 @@ mod tests {
 
     #[test]
     fn the_functions_compute() {
-        assert_eq!(reverse(ReverseArgs { text: "jobfleet".into() }), "teelfboj");
+        assert_eq!(
+            reverse(ReverseArgs {
+                text: "jobfleet".into()
+            }),
+            "teelfboj"
+        );
         assert_eq!(add(AddArgs { a: 2.0, b: 3.5 }).unwrap(), 5.5);
-        assert!(add(AddArgs { a: f64::MAX, b: f64::MAX }).is_err());
+        assert!(add(AddArgs {
+            a: f64::MAX,
+            b: f64::MAX
+        })
+        .is_err());
     }
 }

@@ -44,8 +44,14 @@ pub fn wordcount(text: &str) -> BTreeMap<String, u64> {
 
 /// Registers the built-ins.
 pub fn register(registry: &mut FunctionRegistry) {
-    let plain = |h| Function { handler: h, timeout: None };
-    registry.insert("echo", plain(handler(|args: Value| async move { Ok::<_, JobError>(args) })));
+    let plain = |h| Function {
+        handler: h,
+        timeout: None,
+    };
+    registry.insert(
+        "echo",
+        plain(handler(|args: Value| async move { Ok::<_, JobError>(args) })),
+    );
     registry.insert(
         "sleep",
         plain(handler(|args: SleepArgs| async move {
@@ -56,11 +62,18 @@ pub fn register(registry: &mut FunctionRegistry) {
     registry.insert(
         "fail",
         plain(handler(|args: Option<FailArgs>| async move {
-            let message = args.and_then(|a| a.message).unwrap_or_else(|| "failed on request".to_string());
+            let message = args
+                .and_then(|a| a.message)
+                .unwrap_or_else(|| "failed on request".to_string());
             Err::<Value, _>(JobError::function(message))
         })),
     );
-    registry.insert("wordcount", plain(handler(|args: WordcountArgs| async move { Ok::<_, JobError>(wordcount(&args.text)) })));
+    registry.insert(
+        "wordcount",
+        plain(handler(|args: WordcountArgs| async move {
+            Ok::<_, JobError>(wordcount(&args.text))
+        })),
+    );
     registry.insert(
         "crash",
         plain(handler(|_: Value| async move {

@@ -5,8 +5,8 @@
 
 use crate::control::RecentCancels;
 use crate::function::FunctionRegistry;
-use crate::metrics::WorkerMetrics;
 use crate::function::HandlerResult;
+use crate::metrics::WorkerMetrics;
 use crate::sandbox::inprocess;
 use crate::sandbox::process::ProcessFunction;
 use jobfleet_common::client::{confirmed, ChannelSlot, ClientError};
@@ -18,8 +18,8 @@ use jobfleet_common::lapin::options::{BasicAckOptions, BasicNackOptions, BasicPu
 use jobfleet_common::lapin::types::AMQPValue;
 use jobfleet_common::lapin::BasicProperties;
 use jobfleet_common::message::{ErrorKind, JobError, JobMessage, JobStatus, ResultMessage};
-use jobfleet_common::trace::{TraceParent, TRACEPARENT};
 use jobfleet_common::topology::{header_str, Topology, HOLD_HEADER, REASON_HEADER, RETRY_HEADER};
+use jobfleet_common::trace::{TraceParent, TRACEPARENT};
 use jobfleet_common::{client, now_ms};
 use std::collections::HashMap;
 use std::future::Future;
@@ -117,7 +117,9 @@ impl Shared {
         };
         // The producer's trace continues here: the span carries its trace id, and the job's
         // own context goes on to the result and the sandbox.
-        let trace = header_str(delivery.properties.headers().as_ref(), TRACEPARENT).and_then(|t| TraceParent::parse(&t)).map(|parent| parent.child());
+        let trace = header_str(delivery.properties.headers().as_ref(), TRACEPARENT)
+            .and_then(|t| TraceParent::parse(&t))
+            .map(|parent| parent.child());
         let span = tracing::info_span!(
             "job",
             job_id = %job.id,
@@ -127,11 +129,19 @@ impl Shared {
             trace_id = trace.as_ref().map(|t| t.trace_id.as_str()),
             span_id = trace.as_ref().map(|t| t.parent_id.as_str()),
         );
-        let handled = self.handle_job(&delivery, &job, trace.as_ref()).instrument(span).await;
+        let handled = self
+            .handle_job(&delivery, &job, trace.as_ref())
+            .instrument(span)
+            .await;
         debug!(job_id = %job.id, ?handled, "delivery handled");
     }
 
-    async fn handle_job(&self, delivery: &Delivery, job: &JobMessage, trace: Option<&TraceParent>) -> Handled {
+    async fn handle_job(
+        &self,
+        delivery: &Delivery,
+        job: &JobMessage,
+        trace: Option<&TraceParent>,
+    ) -> Handled {
         let copy = if header_str(delivery.properties.headers().as_ref(), HOLD_HEADER).is_some() {
             Copy::Parked
         } else if delivery.redelivered {
@@ -144,10 +154,20 @@ impl Shared {
             return self.hold(delivery, job).await;
         }
         let now = now_ms();
-        let token = format!("{}:{}", self.worker_id, self.claims.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let token = format!(
+            "{}:{}",
+            self.worker_id,
+            self.claims.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         let mut with_args = delivery.data.len() <= INLINE_ARGS_BYTES;
         let claim = loop {
-            let claim = match self.with_redis(|| self.coordinator.claim(job, &self.worker_id, copy, with_args, now, &token)).await {
+            let claim = match self
+                .with_redis(|| {
+                    self.coordinator
+                        .claim(job, &self.worker_id, copy, with_args, now, &token)
+                })
+                .await
+            {
                 Ok(claim) => claim,
                 Err(why) => return self.unrecorded(delivery, why).await,
             };
@@ -157,7 +177,10 @@ impl Shared {
             }
         };
         match claim {
-            Claim::Run { attempts, submitted_at } => self.run(delivery, job, attempts, submitted_at, now, trace).await,
+            Claim::Run {
+                attempts,
+                submitted_at,
+            } => self.run(delivery, job, attempts, submitted_at, now, trace).await,
             Claim::Drop(status) => {
                 debug!(%status, "duplicate message dropped");
                 ack(delivery).await;
@@ -165,7 +188,10 @@ impl Shared {
             }
             Claim::Hold => self.hold(delivery, job).await,
             Claim::Ended(record) => match record.to_result_message() {
-                Some(result) => self.publish_then_ack(delivery, &result, Handled::Republished, trace).await,
+                Some(result) => {
+                    self.publish_then_ack(delivery, &result, Handled::Republished, trace)
+                        .await
+                }
                 None => {
                     ack(delivery).await;
                     Handled::Dropped
@@ -179,7 +205,15 @@ impl Shared {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn run(&self, delivery: &Delivery, job: &JobMessage, attempts: u32, submitted_at: Option<i64>, started_at: i64, trace: Option<&TraceParent>) -> Handled {
+    async fn run(
+        &self,
+        delivery: &Delivery,
+        job: &JobMessage,
+        attempts: u32,
+        submitted_at: Option<i64>,
+        started_at: i64,
+        trace: Option<&TraceParent>,
+    ) -> Handled {
         tracing::Span::current().record("attempt", attempts);
         if attempts > 1 {
             warn!(attempts, "running a redelivered job again");
@@ -195,12 +229,22 @@ impl Shared {
         }
         let metrics = self.metrics.function(&job.group, &job.function);
         // Queue time is submission to the first start; a retry's wait is not queueing.
-        let queued = submitted_at.or(job.submitted_at).filter(|_| attempts == 1).map(|at| Duration::from_millis(started_at.saturating_sub(at).max(0) as u64));
+        let queued = submitted_at
+            .or(job.submitted_at)
+            .filter(|_| attempts == 1)
+            .map(|at| Duration::from_millis(started_at.saturating_sub(at).max(0) as u64));
         let running_guard = metrics.start(queued);
         let started = tokio::time::Instant::now();
         let mut handed_off = false;
         let result = if delivery.data.len() > self.max_args_bytes + ENVELOPE_BYTES {
-            Err(JobError::new(ErrorKind::TooLarge, format!("the message has {} bytes; args may have at most {}", delivery.data.len(), self.max_args_bytes)))
+            Err(JobError::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "the message has {} bytes; args may have at most {}",
+                    delivery.data.len(),
+                    self.max_args_bytes
+                ),
+            ))
         } else {
             match self.resolve(job) {
                 Ok(resolved) => {
@@ -236,21 +280,61 @@ impl Shared {
         let elapsed = started.elapsed();
         let duration_ms = elapsed.as_millis() as u64;
         let outcome = match result {
-            Ok(value) => Outcome { status: JobStatus::Finished, result: Some(value), error: None, duration_ms },
+            Ok(value) => Outcome {
+                status: JobStatus::Finished,
+                result: Some(value),
+                error: None,
+                duration_ms,
+            },
             Err(error) => {
-                let status = if error.kind == ErrorKind::Canceled { JobStatus::Canceled } else { JobStatus::Failed };
-                Outcome { status, result: None, error: Some(error), duration_ms }
+                let status = if error.kind == ErrorKind::Canceled {
+                    JobStatus::Canceled
+                } else {
+                    JobStatus::Failed
+                };
+                Outcome {
+                    status,
+                    result: None,
+                    error: Some(error),
+                    duration_ms,
+                }
             }
         };
         metrics.executed(elapsed, outcome.error.as_ref());
         let max_failures = self.config.group(&job.group).map(|g| g.max_failures).unwrap_or(5);
         if let Some(error) = outcome.error.as_ref().filter(|e| e.kind.is_retryable()) {
-            if let Some(function) = self.config.function(&job.group, &job.function).filter(|f| attempts <= f.max_retries) {
-                return self.retry(delivery, job, attempts, error, function.retry_delay(attempts), max_failures, handed_off).await;
+            if let Some(function) = self
+                .config
+                .function(&job.group, &job.function)
+                .filter(|f| attempts <= f.max_retries)
+            {
+                return self
+                    .retry(
+                        delivery,
+                        job,
+                        attempts,
+                        error,
+                        function.retry_delay(attempts),
+                        max_failures,
+                        handed_off,
+                    )
+                    .await;
             }
         }
         let finished_at = now_ms();
-        let completion = match self.with_redis(|| self.coordinator.complete(job, &self.worker_id, attempts, &outcome, max_failures, finished_at)).await {
+        let completion = match self
+            .with_redis(|| {
+                self.coordinator.complete(
+                    job,
+                    &self.worker_id,
+                    attempts,
+                    &outcome,
+                    max_failures,
+                    finished_at,
+                )
+            })
+            .await
+        {
             Ok(completion) => completion,
             // Not recorded: the job goes back (its parked copy stands in, once handed off).
             Err(_) if handed_off => return Handled::LeftUnacked,
@@ -277,7 +361,8 @@ impl Shared {
                     self.publish_result_until_done(&result, trace).await;
                     return Handled::Ran;
                 }
-                self.publish_then_ack(delivery, &result, Handled::Ran, trace).await
+                self.publish_then_ack(delivery, &result, Handled::Ran, trace)
+                    .await
             }
             Completion::Stale(status) => {
                 // Canceled or taken over meanwhile: whoever ended it published its result.
@@ -296,7 +381,9 @@ impl Shared {
                 if outcome.status == JobStatus::Canceled {
                     metrics.completed(JobStatus::Canceled);
                 }
-                let Some(result) = record.to_result_message() else { return Handled::Dropped };
+                let Some(result) = record.to_result_message() else {
+                    return Handled::Dropped;
+                };
                 if self.publish_result_until_done(&result, trace).await {
                     let _ = self.coordinator.announced(&job.id).await;
                 }
@@ -310,7 +397,12 @@ impl Shared {
 
     /// How a job's function runs and for how long, or `unknown_function`.
     fn resolve(&self, job: &JobMessage) -> Result<Resolved, JobError> {
-        let unknown = || JobError::new(ErrorKind::UnknownFunction, format!("group {:?} has no function {:?}", job.group, job.function));
+        let unknown = || {
+            JobError::new(
+                ErrorKind::UnknownFunction,
+                format!("group {:?} has no function {:?}", job.group, job.function),
+            )
+        };
         let configured = match self.config.group(&job.group) {
             Some(group) => Some(group.functions.get(&job.function).ok_or_else(unknown)?),
             None => None,
@@ -322,29 +414,69 @@ impl Shared {
                 (Executable::InProcess(function.handler.clone()), function.timeout)
             }
         };
-        let timeout = job.timeout_ms.map(Duration::from_millis).or_else(|| configured.and_then(|c| c.timeout)).or(own_timeout).unwrap_or(Config::DEFAULT_TIMEOUT);
+        let timeout = job
+            .timeout_ms
+            .map(Duration::from_millis)
+            .or_else(|| configured.and_then(|c| c.timeout))
+            .or(own_timeout)
+            .unwrap_or(Config::DEFAULT_TIMEOUT);
         // Checked again here: producers may publish straight to AMQP.
-        self.schemas.check(&job.group, &job.function, &job.args).map_err(JobError::invalid_args)?;
+        self.schemas
+            .check(&job.group, &job.function, &job.args)
+            .map_err(JobError::invalid_args)?;
         Ok(Resolved { executable, timeout })
     }
 
     /// Runs a resolved job in its sandbox until it ends, times out or `stop` fires.
-    async fn execute(&self, resolved: &Resolved, job: &JobMessage, attempt: u32, stop: &CancellationToken, trace: Option<&TraceParent>) -> HandlerResult {
+    async fn execute(
+        &self,
+        resolved: &Resolved,
+        job: &JobMessage,
+        attempt: u32,
+        stop: &CancellationToken,
+        trace: Option<&TraceParent>,
+    ) -> HandlerResult {
         match &resolved.executable {
             Executable::InProcess(handler) => tokio::select! {
                 result = inprocess::run(handler, job.args.clone(), resolved.timeout) => result,
                 _ = stop.cancelled() => Err(JobError::new(ErrorKind::Canceled, "canceled while running")),
             },
-            Executable::Process(process) => process.run(&job.id, attempt, &job.args, resolved.timeout, stop, trace.map(TraceParent::header)).await,
+            Executable::Process(process) => {
+                process
+                    .run(
+                        &job.id,
+                        attempt,
+                        &job.args,
+                        resolved.timeout,
+                        stop,
+                        trace.map(TraceParent::header),
+                    )
+                    .await
+            }
         }
     }
 
     /// Sends a failed attempt back for a retry: records it as queued, parks a copy of the
     /// job in the delay queue for `delay` (no worker slot is held meanwhile), then acks.
     #[allow(clippy::too_many_arguments)]
-    async fn retry(&self, delivery: &Delivery, job: &JobMessage, attempt: u32, error: &JobError, delay: Duration, max_failures: u32, handed_off: bool) -> Handled {
+    async fn retry(
+        &self,
+        delivery: &Delivery,
+        job: &JobMessage,
+        attempt: u32,
+        error: &JobError,
+        delay: Duration,
+        max_failures: u32,
+        handed_off: bool,
+    ) -> Handled {
         let available_at = now_ms() + delay.as_millis() as i64;
-        match self.with_redis(|| self.coordinator.retry(job, &self.worker_id, attempt, error, available_at, max_failures)).await {
+        match self
+            .with_redis(|| {
+                self.coordinator
+                    .retry(job, &self.worker_id, attempt, error, available_at, max_failures)
+            })
+            .await
+        {
             Ok(Completion::Recorded) => {}
             Ok(Completion::Stale(_)) => {
                 if !handed_off {
@@ -371,7 +503,8 @@ impl Shared {
         let delay_ms = delay.as_millis() as u64;
         let parked = async {
             let queue = self.delay_queue(&job.group, delay_ms).await?;
-            self.forward(delivery, "", &queue, (RETRY_HEADER, attempt.to_string())).await
+            self.forward(delivery, "", &queue, (RETRY_HEADER, attempt.to_string()))
+                .await
         };
         match parked.await {
             Ok(()) => {
@@ -393,7 +526,10 @@ impl Shared {
         if !self.delay_queues.lock().expect("delay queues").contains(&name) {
             let channel = self.results.get().await?;
             self.topology.declare_delay(&channel, group, delay_ms).await?;
-            self.delay_queues.lock().expect("delay queues").insert(name.clone());
+            self.delay_queues
+                .lock()
+                .expect("delay queues")
+                .insert(name.clone());
         }
         Ok(name)
     }
@@ -450,8 +586,18 @@ impl Shared {
     /// Disposes of a delivery whose job could not be recorded: handed back while stopping,
     /// dead-lettered with the reason when the coordinator refused it.
     async fn unrecorded(&self, delivery: &Delivery, why: Option<String>) -> Handled {
-        let Some(reason) = why else { return self.hand_back(delivery).await };
-        match self.forward(delivery, &self.topology.dead_letters(), "", (REASON_HEADER, reason)).await {
+        let Some(reason) = why else {
+            return self.hand_back(delivery).await;
+        };
+        match self
+            .forward(
+                delivery,
+                &self.topology.dead_letters(),
+                "",
+                (REASON_HEADER, reason),
+            )
+            .await
+        {
             Ok(()) => {
                 ack(delivery).await;
                 Handled::Dropped
@@ -460,7 +606,13 @@ impl Shared {
         }
     }
 
-    async fn publish_then_ack(&self, delivery: &Delivery, result: &ResultMessage, handled: Handled, trace: Option<&TraceParent>) -> Handled {
+    async fn publish_then_ack(
+        &self,
+        delivery: &Delivery,
+        result: &ResultMessage,
+        handled: Handled,
+        trace: Option<&TraceParent>,
+    ) -> Handled {
         if self.publish_result_until_done(result, trace).await {
             ack(delivery).await;
             handled
@@ -493,36 +645,72 @@ impl Shared {
 
     /// Publishes a result message, with the job's `traceparent` when it has one, and waits
     /// for its confirm.
-    pub(crate) async fn publish_result(&self, result: &ResultMessage, trace: Option<&TraceParent>) -> Result<(), ClientError> {
+    pub(crate) async fn publish_result(
+        &self,
+        result: &ResultMessage,
+        trace: Option<&TraceParent>,
+    ) -> Result<(), ClientError> {
         let channel = self.results.get().await?;
-        let mut properties = BasicProperties::default().with_delivery_mode(2).with_content_type(MSGPACK.into()).with_message_id(result.id.as_str().into());
+        let mut properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type(MSGPACK.into())
+            .with_message_id(result.id.as_str().into());
         if let Some(trace) = trace {
             let mut headers = jobfleet_common::lapin::types::FieldTable::default();
             headers.insert(TRACEPARENT.into(), AMQPValue::LongString(trace.header().into()));
             properties = properties.with_headers(headers);
         }
         let confirm = channel
-            .basic_publish(self.topology.results_exchange().into(), result.routing_key().into(), BasicPublishOptions::default(), &codec::encode(result), properties)
+            .basic_publish(
+                self.topology.results_exchange().into(),
+                result.routing_key().into(),
+                BasicPublishOptions::default(),
+                &codec::encode(result),
+                properties,
+            )
             .await?;
         confirmed(confirm, &result.id, &result.group).await
     }
 
     /// Copies a message elsewhere with an extra header, then acks the original.
-    async fn forward(&self, delivery: &Delivery, exchange: &str, routing_key: &str, header: (&str, String)) -> Result<(), ClientError> {
+    async fn forward(
+        &self,
+        delivery: &Delivery,
+        exchange: &str,
+        routing_key: &str,
+        header: (&str, String),
+    ) -> Result<(), ClientError> {
         let mut headers = delivery.properties.headers().clone().unwrap_or_default();
         headers.insert(header.0.into(), AMQPValue::LongString(header.1.into()));
-        let properties = delivery.properties.clone().with_headers(headers).with_delivery_mode(2);
+        let properties = delivery
+            .properties
+            .clone()
+            .with_headers(headers)
+            .with_delivery_mode(2);
         let channel = self.results.get().await?;
-        let confirm = channel.basic_publish(exchange.into(), routing_key.into(), BasicPublishOptions::default(), &delivery.data, properties).await?;
+        let confirm = channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                &delivery.data,
+                properties,
+            )
+            .await?;
         confirmed(confirm, "", routing_key).await
     }
 
     /// Parks a copy of a job owned by another live worker in the group's delay queue; it
     /// comes back after the hold delay and is looked at again.
     async fn hold(&self, delivery: &Delivery, job: &JobMessage) -> Handled {
-        let queue = self.topology.delay_queue(&job.group, self.hold_delay.as_millis() as u64);
+        let queue = self
+            .topology
+            .delay_queue(&job.group, self.hold_delay.as_millis() as u64);
         debug!("another worker owns the job; parking this copy");
-        match self.forward(delivery, "", &queue, (HOLD_HEADER, self.worker_id.clone())).await {
+        match self
+            .forward(delivery, "", &queue, (HOLD_HEADER, self.worker_id.clone()))
+            .await
+        {
             Ok(()) => {
                 ack(delivery).await;
                 Handled::Held
@@ -538,7 +726,15 @@ impl Shared {
     /// with `bad_message` when its id could be read.
     async fn reject_undecodable(&self, delivery: &Delivery, e: codec::DecodeError) {
         warn!(reason = %e.reason, id = ?e.id, "dead-lettering an undecodable message");
-        if let Err(publish_error) = self.forward(delivery, &self.topology.dead_letters(), "", (REASON_HEADER, e.reason.clone())).await {
+        if let Err(publish_error) = self
+            .forward(
+                delivery,
+                &self.topology.dead_letters(),
+                "",
+                (REASON_HEADER, e.reason.clone()),
+            )
+            .await
+        {
             warn!(error = %publish_error, "could not dead-letter");
             self.hand_back(delivery).await;
             return;
@@ -547,7 +743,13 @@ impl Shared {
             let group = delivery.routing_key.as_str();
             let function = e.function.as_deref().unwrap_or(crate::metrics::UNKNOWN_LABEL);
             let finished_at = now_ms();
-            match self.with_redis(|| self.coordinator.record_bad_message(id, group, function, &e.reason, finished_at)).await {
+            match self
+                .with_redis(|| {
+                    self.coordinator
+                        .record_bad_message(id, group, function, &e.reason, finished_at)
+                })
+                .await
+            {
                 Ok(true) => {
                     // Recorded as failed: like every ended job, it gets a result message.
                     let result = ResultMessage {
@@ -583,7 +785,13 @@ impl Shared {
 
     /// Returns a delivery to its queue (nack + requeue).
     async fn hand_back(&self, delivery: &Delivery) -> Handled {
-        match delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }).await {
+        match delivery
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            })
+            .await
+        {
             Ok(_) => Handled::HandedBack,
             Err(_) => Handled::LeftUnacked,
         }

@@ -11,8 +11,8 @@ use jobfleet_common::lapin::{Channel, Consumer};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::task::JoinHandle;
 use std::time::Instant;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
@@ -49,7 +49,11 @@ impl RecentCancels {
     }
 
     fn take_at(&mut self, id: &str, now: Instant) -> bool {
-        while self.ids.front().is_some_and(|(_, at)| now.duration_since(*at) > REMEMBER_FOR) {
+        while self
+            .ids
+            .front()
+            .is_some_and(|(_, at)| now.duration_since(*at) > REMEMBER_FOR)
+        {
             self.ids.pop_front();
         }
         match self.ids.iter().position(|(known, _)| known == id) {
@@ -79,22 +83,44 @@ impl Drop for ControlTask {
 /// Declares this session's control queue on `channel`, binds it to `NS.control` and
 /// starts consuming it.
 pub(crate) async fn start(shared: &Arc<Shared>, channel: &Channel) -> Result<ControlTask, WorkerError> {
-    let options = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
-    let queue = channel.queue_declare("".into(), options, FieldTable::default()).await?;
+    let options = QueueDeclareOptions {
+        exclusive: true,
+        auto_delete: true,
+        ..Default::default()
+    };
+    let queue = channel
+        .queue_declare("".into(), options, FieldTable::default())
+        .await?;
     channel
-        .queue_bind(queue.name().clone(), shared.topology.control_exchange().into(), "".into(), QueueBindOptions::default(), FieldTable::default())
+        .queue_bind(
+            queue.name().clone(),
+            shared.topology.control_exchange().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
         .await?;
     let tag = format!("{}/control", shared.worker_id);
     // Cancels are idempotent and only matter while the job runs: no acks needed.
-    let consume = BasicConsumeOptions { no_ack: true, exclusive: true, ..Default::default() };
-    let consumer = channel.basic_consume(queue.name().clone(), tag.into(), consume, FieldTable::default()).await?;
+    let consume = BasicConsumeOptions {
+        no_ack: true,
+        exclusive: true,
+        ..Default::default()
+    };
+    let consumer = channel
+        .basic_consume(queue.name().clone(), tag.into(), consume, FieldTable::default())
+        .await?;
     let stop = CancellationToken::new();
     let span = tracing::info_span!("control", queue = %queue.name());
     let handle = tokio::spawn(listen(shared.clone(), consumer, stop.clone()).instrument(span));
     Ok(ControlTask { stop, handle })
 }
 
-async fn listen(shared: Arc<Shared>, mut consumer: Consumer, stop: CancellationToken) -> Result<(), WorkerError> {
+async fn listen(
+    shared: Arc<Shared>,
+    mut consumer: Consumer,
+    stop: CancellationToken,
+) -> Result<(), WorkerError> {
     loop {
         let next = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
@@ -103,7 +129,11 @@ async fn listen(shared: Arc<Shared>, mut consumer: Consumer, stop: CancellationT
         let delivery = match next {
             Some(Ok(delivery)) => delivery,
             Some(Err(e)) => return Err(e.into()),
-            None => return Err(WorkerError::Stalled("the broker canceled the control consumer".into())),
+            None => {
+                return Err(WorkerError::Stalled(
+                    "the broker canceled the control consumer".into(),
+                ))
+            }
         };
         let content_type = delivery.properties.content_type().as_ref().map(|c| c.as_str());
         match control::decode(content_type, &delivery.data) {

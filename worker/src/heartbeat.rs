@@ -9,8 +9,19 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 /// What the worker's record says about it.
-pub(crate) fn info(shared: &Shared, groups: &[String], concurrency: usize, started_at: i64) -> serde_json::Value {
-    let running: Vec<String> = shared.running.lock().expect("running set").keys().cloned().collect();
+pub(crate) fn info(
+    shared: &Shared,
+    groups: &[String],
+    concurrency: usize,
+    started_at: i64,
+) -> serde_json::Value {
+    let running: Vec<String> = shared
+        .running
+        .lock()
+        .expect("running set")
+        .keys()
+        .cloned()
+        .collect();
     json!({
         "id": shared.worker_id,
         "host": hostname(),
@@ -24,11 +35,22 @@ pub(crate) fn info(shared: &Shared, groups: &[String], concurrency: usize, start
 }
 
 /// Refreshes the record every `interval` until `stop`.
-pub(crate) async fn run(shared: Arc<Shared>, groups: Vec<String>, concurrency: usize, interval: Duration, ttl: Duration, stop: CancellationToken) {
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    groups: Vec<String>,
+    concurrency: usize,
+    interval: Duration,
+    ttl: Duration,
+    stop: CancellationToken,
+) {
     let started_at = jobfleet_common::now_ms();
     loop {
         let record = info(&shared, &groups, concurrency, started_at);
-        if let Err(e) = shared.coordinator.heartbeat(&shared.worker_id, &record, ttl).await {
+        if let Err(e) = shared
+            .coordinator
+            .heartbeat(&shared.worker_id, &record, ttl)
+            .await
+        {
             warn!(error = %e, "heartbeat failed");
         }
         tokio::select! {

@@ -31,13 +31,15 @@ use function::{handler, Function, FunctionRegistry};
 use futures::StreamExt;
 use jobfleet_common::client::{self, amqp_pool, AmqpPool, ChannelSlot};
 use jobfleet_common::config::{Config, SandboxKind, DEFAULT_GROUP};
-use sandbox::process::ProcessFunction;
 use jobfleet_common::coordinator::Coordinator;
-use jobfleet_common::lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
+use jobfleet_common::lapin::options::{
+    BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions,
+};
 use jobfleet_common::lapin::types::FieldTable;
 use jobfleet_common::lapin::Channel;
 use jobfleet_common::message::is_valid_name;
 use jobfleet_common::topology::Topology;
+use sandbox::process::ProcessFunction;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -117,7 +119,13 @@ impl WorkerBuilder {
         F: Fn(A) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R, JobError>> + Send + 'static,
     {
-        self.function_entry(name, Function { handler: handler(f), timeout: None })
+        self.function_entry(
+            name,
+            Function {
+                handler: handler(f),
+                timeout: None,
+            },
+        )
     }
 
     /// Registers an in-process function with its own timeout (the config file's wins).
@@ -128,7 +136,13 @@ impl WorkerBuilder {
         F: Fn(A) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R, JobError>> + Send + 'static,
     {
-        self.function_entry(name, Function { handler: handler(f), timeout: Some(timeout) })
+        self.function_entry(
+            name,
+            Function {
+                handler: handler(f),
+                timeout: Some(timeout),
+            },
+        )
     }
 
     /// Registers a prepared function entry.
@@ -209,10 +223,15 @@ impl WorkerBuilder {
         self.groups.dedup();
         for group in &self.groups {
             if !is_valid_name(group) {
-                return Err(WorkerError::Settings(format!("group {group:?}: use 1..64 chars of [A-Za-z0-9_-]")));
+                return Err(WorkerError::Settings(format!(
+                    "group {group:?}: use 1..64 chars of [A-Za-z0-9_-]"
+                )));
             }
             if !self.config.groups.is_empty() && self.config.group(group).is_none() {
-                return Err(WorkerError::Settings(format!("group {group:?} is not in the configuration (groups: {:?})", self.config.groups.keys().collect::<Vec<_>>())));
+                return Err(WorkerError::Settings(format!(
+                    "group {group:?} is not in the configuration (groups: {:?})",
+                    self.config.groups.keys().collect::<Vec<_>>()
+                )));
             }
             if let Some(config) = self.config.group(group) {
                 for (name, function) in &config.functions {
@@ -223,10 +242,15 @@ impl WorkerBuilder {
             }
         }
         if self.concurrency == 0 || self.concurrency > u16::MAX as usize {
-            return Err(WorkerError::Settings(format!("concurrency {} must be 1..=65535", self.concurrency)));
+            return Err(WorkerError::Settings(format!(
+                "concurrency {} must be 1..=65535",
+                self.concurrency
+            )));
         }
         if self.heartbeat_ttl <= self.heartbeat_interval {
-            return Err(WorkerError::Settings("the heartbeat ttl must exceed its interval".into()));
+            return Err(WorkerError::Settings(
+                "the heartbeat ttl must exceed its interval".into(),
+            ));
         }
         // Metric labels: the worker's groups, each with the functions it knows.
         let known: Vec<(String, BTreeSet<String>)> = self
@@ -240,24 +264,47 @@ impl WorkerBuilder {
                 (group.clone(), functions)
             })
             .collect();
-        let metrics = Arc::new(WorkerMetrics::new(self.metrics_registry.unwrap_or_default(), &known).map_err(|e| WorkerError::Metrics(e.to_string()))?);
+        let metrics = Arc::new(
+            WorkerMetrics::new(self.metrics_registry.unwrap_or_default(), &known)
+                .map_err(|e| WorkerError::Metrics(e.to_string()))?,
+        );
         let metrics_listener = match self.metrics_listen {
             Some(addr) => {
-                let listener = std::net::TcpListener::bind(addr).map_err(|source| WorkerError::MetricsListen { addr, source })?;
-                listener.set_nonblocking(true).map_err(|source| WorkerError::MetricsListen { addr, source })?;
+                let listener = std::net::TcpListener::bind(addr)
+                    .map_err(|source| WorkerError::MetricsListen { addr, source })?;
+                listener
+                    .set_nonblocking(true)
+                    .map_err(|source| WorkerError::MetricsListen { addr, source })?;
                 Some(listener)
             }
             None => None,
         };
-        let worker_id = self.worker_id.unwrap_or_else(|| format!("{}-{}-{}", heartbeat::hostname(), std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..6]));
+        let worker_id = self.worker_id.unwrap_or_else(|| {
+            format!(
+                "{}-{}-{}",
+                heartbeat::hostname(),
+                std::process::id(),
+                &uuid::Uuid::new_v4().simple().to_string()[..6]
+            )
+        });
         let topology = Topology::new(&self.config.namespace);
-        let coordinator = Coordinator::connect(&self.config.redis_url, topology.clone(), self.config.retention)?;
+        let coordinator =
+            Coordinator::connect(&self.config.redis_url, topology.clone(), self.config.retention)?;
         let pool = amqp_pool(&self.config.amqp_url, 2, &format!("jobfleet-worker {worker_id}"))?;
         let mut processes = std::collections::HashMap::new();
         for group in &self.groups {
-            for (name, function) in self.config.group(group).map(|g| &g.functions).into_iter().flatten() {
+            for (name, function) in self
+                .config
+                .group(group)
+                .map(|g| &g.functions)
+                .into_iter()
+                .flatten()
+            {
                 if function.sandbox == SandboxKind::Process {
-                    processes.insert((group.clone(), name.clone()), Arc::new(ProcessFunction::from_config(function, self.concurrency)));
+                    processes.insert(
+                        (group.clone(), name.clone()),
+                        Arc::new(ProcessFunction::from_config(function, self.concurrency)),
+                    );
                 }
             }
         }
@@ -267,7 +314,8 @@ impl WorkerBuilder {
             coordinator,
             registry: self.registry,
             processes,
-            schemas: jobfleet_common::schema::ArgSchemas::compile(&self.config).map_err(|e| WorkerError::Settings(e.to_string()))?,
+            schemas: jobfleet_common::schema::ArgSchemas::compile(&self.config)
+                .map_err(|e| WorkerError::Settings(e.to_string()))?,
             delay_queues: Default::default(),
             claims: Default::default(),
             max_args_bytes: self.config.max_args_bytes,
@@ -339,7 +387,9 @@ impl Worker {
 
     /// The bound address of the metrics server, when one was asked for.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_listener.as_ref().and_then(|listener| listener.local_addr().ok())
+        self.metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
     }
 
     /// Consumes until `shutdown` is cancelled, reconnecting after broker failures; then
@@ -452,21 +502,42 @@ impl Worker {
     /// One broker session: declare, consume the group queues and the control queue, hand
     /// each delivery to a task. Returns the session when shutdown was requested (job
     /// consumers canceled), an error when the connection broke or a consumer failed.
-    async fn consume(&self, tracker: &TaskTracker, shutdown: &CancellationToken, delivered: &mut bool) -> Result<Session, WorkerError> {
+    async fn consume(
+        &self,
+        tracker: &TaskTracker,
+        shutdown: &CancellationToken,
+        delivered: &mut bool,
+    ) -> Result<Session, WorkerError> {
         let shared = &self.shared;
         let channel = client::open_channel(&self.pool, false).await?;
         shared.topology.declare_base(&channel).await?;
         for group in &self.groups {
-            let queue_type = shared.config.group(group).map(|g| g.queue_type).unwrap_or_default();
+            let queue_type = shared
+                .config
+                .group(group)
+                .map(|g| g.queue_type)
+                .unwrap_or_default();
             shared.topology.declare_group(&channel, group, queue_type).await?;
-            shared.topology.declare_delay(&channel, group, shared.hold_delay.as_millis() as u64).await?;
+            shared
+                .topology
+                .declare_delay(&channel, group, shared.hold_delay.as_millis() as u64)
+                .await?;
         }
-        channel.basic_qos(self.concurrency as u16, BasicQosOptions::default()).await?;
+        channel
+            .basic_qos(self.concurrency as u16, BasicQosOptions::default())
+            .await?;
         let mut control = control::start(shared, &channel).await?;
         let mut consumers = Vec::with_capacity(self.groups.len());
         for group in &self.groups {
             let tag = format!("{}/{group}", shared.worker_id);
-            let consumer = channel.basic_consume(shared.topology.group_queue(group).into(), tag.into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
+            let consumer = channel
+                .basic_consume(
+                    shared.topology.group_queue(group).into(),
+                    tag.into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
             consumers.push(consumer);
         }
         let tags: Vec<_> = consumers.iter().map(|c| c.tag()).collect();
@@ -476,7 +547,11 @@ impl Worker {
             let queue = consumer.queue().to_string();
             consumer
                 .map(|delivery| delivery.map_err(WorkerError::from))
-                .chain(futures::stream::once(async move { Err(WorkerError::Stalled(format!("the broker canceled the consumer of {queue}"))) }))
+                .chain(futures::stream::once(async move {
+                    Err(WorkerError::Stalled(format!(
+                        "the broker canceled the consumer of {queue}"
+                    )))
+                }))
                 .boxed()
         }));
         let mut watchdog = tokio::time::interval(self.stall_check);
@@ -526,8 +601,17 @@ impl Worker {
     async fn ready_messages(&self, channel: &Channel) -> Result<u64, WorkerError> {
         let mut ready = 0;
         for group in &self.groups {
-            let passive = QueueDeclareOptions { passive: true, ..Default::default() };
-            let queue = channel.queue_declare(self.shared.topology.group_queue(group).into(), passive, FieldTable::default()).await?;
+            let passive = QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            let queue = channel
+                .queue_declare(
+                    self.shared.topology.group_queue(group).into(),
+                    passive,
+                    FieldTable::default(),
+                )
+                .await?;
             ready += u64::from(queue.message_count());
         }
         Ok(ready)

@@ -63,7 +63,11 @@ fn metrics_address(text: &str) -> Result<Option<SocketAddr>, String> {
         return Ok(Some(addr));
     }
     let invalid = || format!("--metrics-listen {text:?}: expected IP:PORT, HOST:PORT or off");
-    text.to_socket_addrs().map_err(|_| invalid())?.next().map(Some).ok_or_else(invalid)
+    text.to_socket_addrs()
+        .map_err(|_| invalid())?
+        .next()
+        .map(Some)
+        .ok_or_else(invalid)
 }
 
 fn main() -> ExitCode {
@@ -83,9 +87,15 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     runtime.block_on(async move {
-        let mut builder = Worker::builder().config(config).builtins().drain_timeout(args.drain_timeout)
+        let mut builder = Worker::builder()
+            .config(config)
+            .builtins()
+            .drain_timeout(args.drain_timeout)
             .heartbeat(args.heartbeat_interval, args.heartbeat_ttl)
             .hold_delay(args.hold_delay)
             .long_job_handoff(args.long_job_handoff);

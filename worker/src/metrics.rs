@@ -11,7 +11,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use jobfleet_common::message::{ErrorKind, JobError, JobStatus};
-use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -23,7 +26,10 @@ pub const UNKNOWN_LABEL: &str = "_unknown";
 
 /// Histogram buckets in seconds: from milliseconds for small jobs up to the hours a long
 /// job may run (or wait).
-const BUCKETS: [f64; 18] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0];
+const BUCKETS: [f64; 18] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0,
+    14400.0,
+];
 
 /// The metric families, registered once.
 struct Families {
@@ -38,15 +44,50 @@ struct Families {
 
 impl Families {
     fn register(registry: &Registry) -> Result<Families, prometheus::Error> {
-        let histogram = |name: &str, help: &str| HistogramVec::new(HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()), &["group", "function"]);
+        let histogram = |name: &str, help: &str| {
+            HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()),
+                &["group", "function"],
+            )
+        };
         let families = Families {
-            started: IntCounterVec::new(Opts::new("jobfleet_jobs_started_total", "Jobs this worker started."), &["group", "function"])?,
-            completed: IntCounterVec::new(Opts::new("jobfleet_jobs_completed_total", "Jobs this worker ended, by terminal status."), &["group", "function", "status"])?,
-            duration: histogram("jobfleet_job_duration_seconds", "Execution time of a job's attempt in its sandbox.")?,
-            queue: histogram("jobfleet_job_queue_seconds", "Time from a job's submission to its first start.")?,
-            running: IntGaugeVec::new(Opts::new("jobfleet_jobs_running", "Jobs running on this worker now."), &["group"])?,
-            crashes: IntCounterVec::new(Opts::new("jobfleet_sandbox_crashes_total", "Job attempts whose sandbox crashed."), &["group", "function"])?,
-            redeliveries: IntCounterVec::new(Opts::new("jobfleet_redeliveries_total", "Deliveries the broker flagged as redelivered."), &["group"])?,
+            started: IntCounterVec::new(
+                Opts::new("jobfleet_jobs_started_total", "Jobs this worker started."),
+                &["group", "function"],
+            )?,
+            completed: IntCounterVec::new(
+                Opts::new(
+                    "jobfleet_jobs_completed_total",
+                    "Jobs this worker ended, by terminal status.",
+                ),
+                &["group", "function", "status"],
+            )?,
+            duration: histogram(
+                "jobfleet_job_duration_seconds",
+                "Execution time of a job's attempt in its sandbox.",
+            )?,
+            queue: histogram(
+                "jobfleet_job_queue_seconds",
+                "Time from a job's submission to its first start.",
+            )?,
+            running: IntGaugeVec::new(
+                Opts::new("jobfleet_jobs_running", "Jobs running on this worker now."),
+                &["group"],
+            )?,
+            crashes: IntCounterVec::new(
+                Opts::new(
+                    "jobfleet_sandbox_crashes_total",
+                    "Job attempts whose sandbox crashed.",
+                ),
+                &["group", "function"],
+            )?,
+            redeliveries: IntCounterVec::new(
+                Opts::new(
+                    "jobfleet_redeliveries_total",
+                    "Deliveries the broker flagged as redelivered.",
+                ),
+                &["group"],
+            )?,
         };
         registry.register(Box::new(families.started.clone()))?;
         registry.register(Box::new(families.completed.clone()))?;
@@ -74,7 +115,11 @@ pub(crate) struct FunctionMetrics {
 impl FunctionMetrics {
     fn new(families: &Families, group: &str, function: &str, running: &IntGauge) -> FunctionMetrics {
         let pair = [group, function];
-        let completed = |status: JobStatus| families.completed.with_label_values(&[group, function, status.as_str()]);
+        let completed = |status: JobStatus| {
+            families
+                .completed
+                .with_label_values(&[group, function, status.as_str()])
+        };
         FunctionMetrics {
             started: families.started.with_label_values(&pair),
             finished: completed(JobStatus::Finished),
@@ -138,10 +183,23 @@ struct GroupMetrics {
 }
 
 impl GroupMetrics {
-    fn new<'a>(families: &Families, group: &str, functions: impl IntoIterator<Item = &'a str>) -> GroupMetrics {
+    fn new<'a>(
+        families: &Families,
+        group: &str,
+        functions: impl IntoIterator<Item = &'a str>,
+    ) -> GroupMetrics {
         let running = families.running.with_label_values(&[group]);
-        let functions = functions.into_iter().map(|f| (f.to_string(), FunctionMetrics::new(families, group, f, &running))).collect();
-        GroupMetrics { name: group.to_string(), redeliveries: families.redeliveries.with_label_values(&[group]), running, functions, unknown: OnceLock::new() }
+        let functions = functions
+            .into_iter()
+            .map(|f| (f.to_string(), FunctionMetrics::new(families, group, f, &running)))
+            .collect();
+        GroupMetrics {
+            name: group.to_string(),
+            redeliveries: families.redeliveries.with_label_values(&[group]),
+            running,
+            functions,
+            unknown: OnceLock::new(),
+        }
     }
 }
 
@@ -156,20 +214,35 @@ pub struct WorkerMetrics {
 
 impl std::fmt::Debug for WorkerMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WorkerMetrics").field("groups", &self.groups.keys().collect::<Vec<_>>()).finish_non_exhaustive()
+        f.debug_struct("WorkerMetrics")
+            .field("groups", &self.groups.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
     }
 }
 
 impl WorkerMetrics {
     /// Registers the worker metrics on `registry`, with series for every group and each of
     /// its known functions (so that they read 0 before the first job).
-    pub fn new(registry: Registry, groups: &[(String, BTreeSet<String>)]) -> Result<WorkerMetrics, prometheus::Error> {
+    pub fn new(
+        registry: Registry,
+        groups: &[(String, BTreeSet<String>)],
+    ) -> Result<WorkerMetrics, prometheus::Error> {
         let families = Families::register(&registry)?;
         let groups = groups
             .iter()
-            .map(|(group, functions)| (group.clone(), GroupMetrics::new(&families, group, functions.iter().map(String::as_str))))
+            .map(|(group, functions)| {
+                (
+                    group.clone(),
+                    GroupMetrics::new(&families, group, functions.iter().map(String::as_str)),
+                )
+            })
             .collect();
-        Ok(WorkerMetrics { registry, families, groups, unknown_group: OnceLock::new() })
+        Ok(WorkerMetrics {
+            registry,
+            families,
+            groups,
+            unknown_group: OnceLock::new(),
+        })
     }
 
     /// The registry the metrics live on.
@@ -178,17 +251,21 @@ impl WorkerMetrics {
     }
 
     fn group(&self, group: &str) -> &GroupMetrics {
-        self.groups.get(group).unwrap_or_else(|| self.unknown_group.get_or_init(|| GroupMetrics::new(&self.families, UNKNOWN_LABEL, [])))
+        self.groups.get(group).unwrap_or_else(|| {
+            self.unknown_group
+                .get_or_init(|| GroupMetrics::new(&self.families, UNKNOWN_LABEL, []))
+        })
     }
 
     /// The series of a job's group and function, `_unknown` standing in for names this
     /// worker does not know.
     pub(crate) fn function(&self, group: &str, function: &str) -> &FunctionMetrics {
         let group = self.group(group);
-        group
-            .functions
-            .get(function)
-            .unwrap_or_else(|| group.unknown.get_or_init(|| FunctionMetrics::new(&self.families, &group.name, UNKNOWN_LABEL, &group.running)))
+        group.functions.get(function).unwrap_or_else(|| {
+            group.unknown.get_or_init(|| {
+                FunctionMetrics::new(&self.families, &group.name, UNKNOWN_LABEL, &group.running)
+            })
+        })
     }
 
     /// Counts a delivery the broker flagged as redelivered.
@@ -200,7 +277,8 @@ impl WorkerMetrics {
     pub fn render(&self) -> Result<String, prometheus::Error> {
         let mut buffer = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
-        String::from_utf8(buffer).map_err(|e| prometheus::Error::Msg(format!("metrics text is not UTF-8: {e}")))
+        String::from_utf8(buffer)
+            .map_err(|e| prometheus::Error::Msg(format!("metrics text is not UTF-8: {e}")))
     }
 }
 
@@ -214,15 +292,24 @@ async fn scrape(State(metrics): State<Arc<WorkerMetrics>>) -> Response {
         Ok(text) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text).into_response(),
         Err(e) => {
             warn!(error = %e, "could not encode the metrics");
-            (StatusCode::INTERNAL_SERVER_ERROR, "could not encode the metrics\n").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "could not encode the metrics\n",
+            )
+                .into_response()
         }
     }
 }
 
 /// Serves [`router`] on `listener` until `stop` is cancelled; open scrapes get a moment to
 /// finish after that.
-pub(crate) async fn serve(listener: tokio::net::TcpListener, metrics: Arc<WorkerMetrics>, stop: CancellationToken) {
-    let server = axum::serve(listener, router(metrics)).with_graceful_shutdown(stop.clone().cancelled_owned());
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<WorkerMetrics>,
+    stop: CancellationToken,
+) {
+    let server =
+        axum::serve(listener, router(metrics)).with_graceful_shutdown(stop.clone().cancelled_owned());
     let finished = tokio::spawn(async move { server.await });
     stop.cancelled().await;
     // A keep-alive connection of a scraper must not hold the worker's exit.
@@ -245,7 +332,8 @@ mod tests {
 
     /// The value of the series `name{labels}` in `text`.
     fn value(text: &str, series: &str) -> Option<f64> {
-        text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
 
     #[test]
@@ -273,18 +361,72 @@ mod tests {
             "jobfleet_sandbox_crashes_total",
             "jobfleet_redeliveries_total",
         ] {
-            assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing from\n{text}");
+            assert!(
+                text.contains(&format!("# TYPE {name} ")),
+                "{name} missing from\n{text}"
+            );
         }
-        assert_eq!(value(&text, r#"jobfleet_jobs_started_total{function="echo",group="etl"}"#), Some(1.0));
-        assert_eq!(value(&text, r#"jobfleet_jobs_completed_total{function="echo",group="etl",status="finished"}"#), Some(1.0));
-        assert_eq!(value(&text, r#"jobfleet_jobs_completed_total{function="crash",group="etl",status="failed"}"#), Some(1.0));
-        assert_eq!(value(&text, r#"jobfleet_sandbox_crashes_total{function="crash",group="etl"}"#), Some(1.0));
-        assert_eq!(value(&text, r#"jobfleet_sandbox_crashes_total{function="echo",group="etl"}"#), Some(0.0));
-        assert_eq!(value(&text, r#"jobfleet_job_queue_seconds_count{function="echo",group="etl"}"#), Some(1.0));
-        assert_eq!(value(&text, r#"jobfleet_job_queue_seconds_sum{function="echo",group="etl"}"#), Some(1.5));
-        assert_eq!(value(&text, r#"jobfleet_job_duration_seconds_count{function="crash",group="etl"}"#), Some(1.0));
+        assert_eq!(
+            value(
+                &text,
+                r#"jobfleet_jobs_started_total{function="echo",group="etl"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"jobfleet_jobs_completed_total{function="echo",group="etl",status="finished"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"jobfleet_jobs_completed_total{function="crash",group="etl",status="failed"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"jobfleet_sandbox_crashes_total{function="crash",group="etl"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"jobfleet_sandbox_crashes_total{function="echo",group="etl"}"#
+            ),
+            Some(0.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"jobfleet_job_queue_seconds_count{function="echo",group="etl"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"jobfleet_job_queue_seconds_sum{function="echo",group="etl"}"#
+            ),
+            Some(1.5)
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"jobfleet_job_duration_seconds_count{function="crash",group="etl"}"#
+            ),
+            Some(1.0)
+        );
         assert_eq!(value(&text, r#"jobfleet_jobs_running{group="etl"}"#), Some(0.0));
-        assert_eq!(value(&text, r#"jobfleet_redeliveries_total{group="etl"}"#), Some(1.0));
+        assert_eq!(
+            value(&text, r#"jobfleet_redeliveries_total{group="etl"}"#),
+            Some(1.0)
+        );
     }
 
     #[test]
@@ -299,9 +441,24 @@ mod tests {
         }
         let text = metrics.render().unwrap();
         assert!(!text.contains("made_up_") && !text.contains("group_"), "{text}");
-        assert_eq!(value(&text, r#"jobfleet_jobs_completed_total{function="_unknown",group="etl",status="failed"}"#), Some(50.0));
-        assert_eq!(value(&text, r#"jobfleet_jobs_started_total{function="_unknown",group="_unknown"}"#), Some(50.0));
-        assert_eq!(value(&text, r#"jobfleet_redeliveries_total{group="_unknown"}"#), Some(50.0));
+        assert_eq!(
+            value(
+                &text,
+                r#"jobfleet_jobs_completed_total{function="_unknown",group="etl",status="failed"}"#
+            ),
+            Some(50.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"jobfleet_jobs_started_total{function="_unknown",group="_unknown"}"#
+            ),
+            Some(50.0)
+        );
+        assert_eq!(
+            value(&text, r#"jobfleet_redeliveries_total{group="_unknown"}"#),
+            Some(50.0)
+        );
         assert_eq!(value(&text, r#"jobfleet_jobs_running{group="etl"}"#), Some(0.0));
     }
 

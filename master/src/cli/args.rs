@@ -171,7 +171,11 @@ pub struct WatchArgs {
 pub fn usage_line(error: &clap::Error) -> String {
     let text = error.to_string();
     let mut parts = Vec::new();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("For more information")) {
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+    {
         let line = line.strip_prefix("error: ").unwrap_or(line);
         match line.strip_prefix("Usage: ") {
             Some(usage) => parts.push(format!("(usage: {usage})")),
@@ -242,9 +246,15 @@ mod tests {
     fn usage_errors_fit_on_one_line() {
         let error = Cli::try_parse_from(["jobfleet", "list", "--status", "bogus"]).unwrap_err();
         let line = usage_line(&error);
-        assert!(!line.contains('\n') && line.starts_with("invalid value 'bogus' for '--status <STATUS>'"), "{line}");
+        assert!(
+            !line.contains('\n') && line.starts_with("invalid value 'bogus' for '--status <STATUS>'"),
+            "{line}"
+        );
         let error = Cli::try_parse_from(["jobfleet", "submit", "g"]).unwrap_err();
         let line = usage_line(&error);
-        assert!(line.contains("<FUNCTION>") && line.contains("(usage: jobfleet submit"), "{line}");
+        assert!(
+            line.contains("<FUNCTION>") && line.contains("(usage: jobfleet submit"),
+            "{line}"
+        );
     }
 }

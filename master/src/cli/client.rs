@@ -102,7 +102,10 @@ impl MasterClient {
             .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(concat!("jobfleet-cli/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ApiError::Protocol { url: base.to_string(), message: format!("cannot build the HTTP client: {e}") })?;
+            .map_err(|e| ApiError::Protocol {
+                url: base.to_string(),
+                message: format!("cannot build the HTTP client: {e}"),
+            })?;
         Ok(MasterClient { http, base })
     }
 
@@ -134,7 +137,10 @@ impl MasterClient {
             if body.is_empty() {
                 return Ok((status, Value::Null));
             }
-            let value = serde_json::from_slice(&body).map_err(|e| ApiError::Protocol { url: self.shown(), message: format!("HTTP {status} with a body that is not JSON: {e}") })?;
+            let value = serde_json::from_slice(&body).map_err(|e| ApiError::Protocol {
+                url: self.shown(),
+                message: format!("HTTP {status} with a body that is not JSON: {e}"),
+            })?;
             return Ok((status, value));
         }
         Err(error_from_body(status, &body))
@@ -142,17 +148,30 @@ impl MasterClient {
 
     fn transport_error(&self, e: &reqwest::Error) -> ApiError {
         if e.is_timeout() {
-            return ApiError::Unreachable { url: self.shown(), reason: "no answer in time".into() };
+            return ApiError::Unreachable {
+                url: self.shown(),
+                reason: "no answer in time".into(),
+            };
         }
         if e.is_connect() || e.is_request() || e.is_body() {
-            return ApiError::Unreachable { url: self.shown(), reason: root_cause(e) };
+            return ApiError::Unreachable {
+                url: self.shown(),
+                reason: root_cause(e),
+            };
         }
-        ApiError::Protocol { url: self.shown(), message: root_cause(e) }
+        ApiError::Protocol {
+            url: self.shown(),
+            message: root_cause(e),
+        }
     }
 
     /// `GET` a JSON document.
     pub async fn get(&self, segments: &[&str], query: &[(&str, String)]) -> Result<Value, ApiError> {
-        let request = self.http.get(self.url(segments)).query(query).timeout(REQUEST_TIMEOUT);
+        let request = self
+            .http
+            .get(self.url(segments))
+            .query(query)
+            .timeout(REQUEST_TIMEOUT);
         Ok(self.send(request).await?.1)
     }
 
@@ -171,9 +190,15 @@ impl MasterClient {
         };
         let (status, body) = self.send(builder).await?;
         if status == StatusCode::ACCEPTED {
-            let id = body["id"].as_str().ok_or_else(|| ApiError::Protocol { url: self.shown(), message: "a 202 answer without an id".into() })?;
+            let id = body["id"].as_str().ok_or_else(|| ApiError::Protocol {
+                url: self.shown(),
+                message: "a 202 answer without an id".into(),
+            })?;
             let status = body["status"].as_str().unwrap_or("queued");
-            return Ok(Submitted::Accepted { id: id.to_string(), status: status.to_string() });
+            return Ok(Submitted::Accepted {
+                id: id.to_string(),
+                status: status.to_string(),
+            });
         }
         Ok(Submitted::Record(body))
     }
@@ -183,7 +208,10 @@ impl MasterClient {
     /// and 5xx answers are retried a few times with back-off.
     pub async fn wait_for_end(&self, request: &SubmitRequest) -> Result<Value, ApiError> {
         let Some(id) = request.id.as_deref() else {
-            return Err(ApiError::Protocol { url: self.shown(), message: "waiting needs the job's id".into() });
+            return Err(ApiError::Protocol {
+                url: self.shown(),
+                message: "waiting needs the job's id".into(),
+            });
         };
         let mut failures = 0;
         loop {
@@ -227,17 +255,35 @@ impl MasterClient {
 fn error_from_body(status: StatusCode, body: &[u8]) -> ApiError {
     let parsed: Option<(String, String)> = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
         let error = v.get("error")?;
-        Some((error.get("kind")?.as_str()?.to_string(), error.get("message").and_then(Value::as_str).unwrap_or("").to_string()))
+        Some((
+            error.get("kind")?.as_str()?.to_string(),
+            error
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+        ))
     });
     let (kind, message) = parsed.unwrap_or_else(|| {
         let text = String::from_utf8_lossy(body);
         let first = text.lines().next().unwrap_or("").trim();
         let first: String = first.chars().take(200).collect();
-        (format!("http_{}", status.as_u16()), if first.is_empty() { status.canonical_reason().unwrap_or("error").to_string() } else { first })
+        (
+            format!("http_{}", status.as_u16()),
+            if first.is_empty() {
+                status.canonical_reason().unwrap_or("error").to_string()
+            } else {
+                first
+            },
+        )
     });
     // One line on stderr, whatever the master put in its message.
     let message = message.replace(['\n', '\r'], " ");
-    ApiError::Api { status: status.as_u16(), kind, message }
+    ApiError::Api {
+        status: status.as_u16(),
+        kind,
+        message,
+    }
 }
 
 /// The innermost cause of an error (e.g. `Connection refused (os error 111)`), lowercased
@@ -261,22 +307,34 @@ mod tests {
 
     #[test]
     fn error_bodies_become_kind_and_message() {
-        let e = error_from_body(StatusCode::NOT_FOUND, br#"{"error": {"kind": "not_found", "message": "unknown group \"x\"\nmore"}}"#);
+        let e = error_from_body(
+            StatusCode::NOT_FOUND,
+            br#"{"error": {"kind": "not_found", "message": "unknown group \"x\"\nmore"}}"#,
+        );
         assert_eq!(e.to_string(), "not_found: unknown group \"x\" more");
         assert_eq!(e.exit_code(), 3);
         let e = error_from_body(StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>\n<p>");
         assert_eq!(e.to_string(), "http_502: <html>bad gateway</html>");
         assert_eq!(e.exit_code(), 4);
         assert!(e.is_transient());
-        let broken = error_from_body(StatusCode::SERVICE_UNAVAILABLE, br#"{"error": {"kind": "group_broken", "message": "m"}}"#);
+        let broken = error_from_body(
+            StatusCode::SERVICE_UNAVAILABLE,
+            br#"{"error": {"kind": "group_broken", "message": "m"}}"#,
+        );
         assert!(broken.is_group_broken() && !broken.is_transient());
     }
 
     #[test]
     fn path_segments_are_escaped_under_the_base_path() {
         let client = MasterClient::new(Url::parse("http://127.0.0.1:8080/fleet/").unwrap()).unwrap();
-        assert_eq!(client.url(&["v1", "jobs", "a/b c"]).as_str(), "http://127.0.0.1:8080/fleet/v1/jobs/a%2Fb%20c");
+        assert_eq!(
+            client.url(&["v1", "jobs", "a/b c"]).as_str(),
+            "http://127.0.0.1:8080/fleet/v1/jobs/a%2Fb%20c"
+        );
         let client = MasterClient::new(Url::parse("http://127.0.0.1:8080").unwrap()).unwrap();
-        assert_eq!(client.url(&["v1", "groups"]).as_str(), "http://127.0.0.1:8080/v1/groups");
+        assert_eq!(
+            client.url(&["v1", "groups"]).as_str(),
+            "http://127.0.0.1:8080/v1/groups"
+        );
     }
 }

@@ -95,12 +95,23 @@ mod tests {
 
     #[test]
     fn errors_map_to_the_documented_exit_statuses() {
-        let api = |status| CliError::Api(ApiError::Api { status, kind: "k".into(), message: "m".into() });
+        let api = |status| {
+            CliError::Api(ApiError::Api {
+                status,
+                kind: "k".into(),
+                message: "m".into(),
+            })
+        };
         assert_eq!(api(404).exit_code(), exit::API);
         assert_eq!(api(422).exit_code(), exit::API);
         assert_eq!(api(503).exit_code(), exit::UNAVAILABLE);
         assert_eq!(CliError::Usage("x".into()).exit_code(), exit::USAGE);
-        let ended = CliError::JobEnded { id: "j".into(), status: "failed".into(), kind: "function_error".into(), message: "boom".into() };
+        let ended = CliError::JobEnded {
+            id: "j".into(),
+            status: "failed".into(),
+            kind: "function_error".into(),
+            message: "boom".into(),
+        };
         assert_eq!(ended.exit_code(), exit::JOB_FAILED);
         assert_eq!(ended.to_string(), "job j failed: function_error: boom");
         let pipe = CliError::Output(std::io::Error::from(std::io::ErrorKind::BrokenPipe));

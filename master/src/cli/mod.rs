@@ -21,7 +21,16 @@ pub fn parse_and_run() -> ExitCode {
     use clap::Parser;
     match Cli::try_parse() {
         Ok(cli) => main(cli),
-        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) => e.exit(),
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) =>
+        {
+            e.exit()
+        }
         Err(e) => {
             eprintln!("jobfleet: {}", args::usage_line(&e));
             ExitCode::from(exit::USAGE)

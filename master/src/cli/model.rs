@@ -16,7 +16,10 @@ pub fn is_terminal(record: &Value) -> bool {
 
 /// Reads an API document into its typed shape.
 pub fn decode<T: DeserializeOwned>(value: &Value, what: &str) -> Result<T, ApiError> {
-    T::deserialize(value).map_err(|e| ApiError::Protocol { url: String::from("(master)"), message: format!("{what}: {e}") })
+    T::deserialize(value).map_err(|e| ApiError::Protocol {
+        url: String::from("(master)"),
+        message: format!("{what}: {e}"),
+    })
 }
 
 /// `POST /v1/jobs` body.

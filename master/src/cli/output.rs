@@ -17,7 +17,11 @@ pub fn line(text: &str) -> Result<(), CliError> {
 
 /// Writes a JSON document to stdout, pretty when `pretty`, else on one line.
 pub fn json(value: &Value, pretty: bool) -> Result<(), CliError> {
-    let text = if pretty { serde_json::to_string_pretty(value) } else { serde_json::to_string(value) };
+    let text = if pretty {
+        serde_json::to_string_pretty(value)
+    } else {
+        serde_json::to_string(value)
+    };
     line(&text.unwrap_or_else(|_| "null".into()))
 }
 
@@ -46,7 +50,10 @@ pub struct Table {
 impl Table {
     /// A table with these column titles.
     pub fn new(header: &[&str]) -> Table {
-        Table { header: header.iter().map(|h| h.to_string()).collect(), rows: Vec::new() }
+        Table {
+            header: header.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+        }
     }
 
     /// Adds a row; missing cells are blank.
@@ -92,7 +99,9 @@ pub fn short_time(rfc3339: &str) -> String {
 
 /// How long ago an RFC 3339 time was, e.g. `3s ago`.
 pub fn ago(rfc3339: &str) -> String {
-    let Ok(then) = humantime::parse_rfc3339_weak(rfc3339.trim_end_matches('Z')) else { return rfc3339.to_string() };
+    let Ok(then) = humantime::parse_rfc3339_weak(rfc3339.trim_end_matches('Z')) else {
+        return rfc3339.to_string();
+    };
     match SystemTime::now().duration_since(then) {
         Ok(elapsed) => format!("{} ago", human_duration(elapsed)),
         Err(_) => "just now".into(),
@@ -137,7 +146,12 @@ pub fn job_details(record: &JobRecord) -> String {
     optional("submitted", record.submitted_at.as_deref().map(short_time));
     optional("started", record.started_at.as_deref().map(short_time));
     optional("finished", record.finished_at.as_deref().map(short_time));
-    optional("duration", record.duration_ms.map(|ms| human_duration(Duration::from_millis(ms))));
+    optional(
+        "duration",
+        record
+            .duration_ms
+            .map(|ms| human_duration(Duration::from_millis(ms))),
+    );
     rows.push(("args", compact(&record.args)));
     if let Some(result) = &record.result {
         rows.push(("result", compact(result)));
@@ -146,7 +160,10 @@ pub fn job_details(record: &JobRecord) -> String {
         rows.push(("error", format!("{}: {}", error.kind, error.message)));
     }
     let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
-    rows.iter().map(|(name, value)| format!("{name:<width$}  {value}")).collect::<Vec<_>>().join("\n")
+    rows.iter()
+        .map(|(name, value)| format!("{name:<width$}  {value}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]
@@ -158,7 +175,10 @@ mod tests {
         let mut table = Table::new(&["ID", "STATUS", "RESULT"]);
         table.row(vec!["a".into(), "finished".into(), "1".into()]);
         table.row(vec!["bbbb".into(), "failed".into()]);
-        assert_eq!(table.render(), "ID    STATUS    RESULT\na     finished  1\nbbbb  failed");
+        assert_eq!(
+            table.render(),
+            "ID    STATUS    RESULT\na     finished  1\nbbbb  failed"
+        );
         assert_eq!(Table::new(&["A", "B"]).render(), "A  B");
     }
 

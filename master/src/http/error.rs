@@ -37,7 +37,11 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, kind, message: message.into() }
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+        }
     }
 
     /// 400: the request is malformed.
@@ -52,7 +56,11 @@ impl ApiError {
 
     /// 405: the route exists but not with this method.
     pub fn method_not_allowed() -> Self {
-        Self::new(StatusCode::METHOD_NOT_ALLOWED, "bad_request", "method not allowed on this route")
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "bad_request",
+            "method not allowed on this route",
+        )
     }
 
     /// 409: the job's status does not allow it.
@@ -93,7 +101,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: ErrorDetail { kind: self.kind.to_string(), message: self.message } };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                kind: self.kind.to_string(),
+                message: self.message,
+            },
+        };
         (self.status, Json(body)).into_response()
     }
 }

@@ -11,8 +11,18 @@ use serde_json::Value;
 /// Jobs waiting in a group's queue, from a passive declare.
 pub async fn queue_depth(state: &AppState, group: &str) -> Result<u64, ApiError> {
     let channel = state.inspector.get().await?;
-    let passive = QueueDeclareOptions { passive: true, ..Default::default() };
-    match channel.queue_declare(state.topology.group_queue(group).into(), passive, Default::default()).await {
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    match channel
+        .queue_declare(
+            state.topology.group_queue(group).into(),
+            passive,
+            Default::default(),
+        )
+        .await
+    {
         Ok(queue) => Ok(u64::from(queue.message_count())),
         Err(e) => {
             // A failed passive declare closes the channel; open a fresh one next time.
@@ -23,10 +33,23 @@ pub async fn queue_depth(state: &AppState, group: &str) -> Result<u64, ApiError>
 }
 
 /// One group's view; `None` for a group not in the configuration.
-pub async fn group_view(state: &AppState, name: &str, workers: &[Value]) -> Result<Option<GroupView>, ApiError> {
-    let Some(config) = state.config.group(name) else { return Ok(None) };
+pub async fn group_view(
+    state: &AppState,
+    name: &str,
+    workers: &[Value],
+) -> Result<Option<GroupView>, ApiError> {
+    let Some(config) = state.config.group(name) else {
+        return Ok(None);
+    };
     let (failures, broken) = state.coordinator.group_health(name).await?;
-    let serving = workers.iter().filter(|w| w["groups"].as_array().is_some_and(|g| g.iter().any(|g| g == name))).count();
+    let serving = workers
+        .iter()
+        .filter(|w| {
+            w["groups"]
+                .as_array()
+                .is_some_and(|g| g.iter().any(|g| g == name))
+        })
+        .count();
     Ok(Some(GroupView {
         name: name.to_string(),
         functions: config.functions.keys().cloned().collect(),
@@ -58,9 +81,15 @@ pub async fn list(State(state): State<SharedState>) -> Result<Json<GroupList>, A
     params(("group" = String, Path, description = "The group")),
     responses((status = 200, body = GroupView), (status = 404, description = "Unknown group", body = ErrorBody), (status = 503, description = "A backing service down", body = ErrorBody))
 )]
-pub async fn get(State(state): State<SharedState>, Path(group): Path<String>) -> Result<Json<GroupView>, ApiError> {
+pub async fn get(
+    State(state): State<SharedState>,
+    Path(group): Path<String>,
+) -> Result<Json<GroupView>, ApiError> {
     let workers = state.coordinator.workers().await?;
-    group_view(&state, &group, &workers).await?.map(Json).ok_or_else(|| ApiError::not_found(format!("unknown group {group:?}")))
+    group_view(&state, &group, &workers)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("unknown group {group:?}")))
 }
 
 /// Clear a group's broken flag and failure count.
@@ -69,14 +98,20 @@ pub async fn get(State(state): State<SharedState>, Path(group): Path<String>) ->
     params(("group" = String, Path, description = "The group")),
     responses((status = 200, body = GroupView), (status = 404, description = "Unknown group", body = ErrorBody), (status = 503, description = "A backing service down", body = ErrorBody))
 )]
-pub async fn reset(State(state): State<SharedState>, Path(group): Path<String>) -> Result<Json<GroupView>, ApiError> {
+pub async fn reset(
+    State(state): State<SharedState>,
+    Path(group): Path<String>,
+) -> Result<Json<GroupView>, ApiError> {
     if state.config.group(&group).is_none() {
         return Err(ApiError::not_found(format!("unknown group {group:?}")));
     }
     state.coordinator.reset_group(&group).await?;
     tracing::info!(%group, "group reset");
     let workers = state.coordinator.workers().await?;
-    group_view(&state, &group, &workers).await?.map(Json).ok_or_else(|| ApiError::not_found(format!("unknown group {group:?}")))
+    group_view(&state, &group, &workers)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("unknown group {group:?}")))
 }
 
 /// Live workers.
@@ -86,5 +121,7 @@ pub async fn reset(State(state): State<SharedState>, Path(group): Path<String>) 
 )]
 pub async fn workers(State(state): State<SharedState>) -> Result<Json<WorkerList>, ApiError> {
     let workers = state.coordinator.workers().await?;
-    Ok(Json(WorkerList { workers: workers.iter().map(WorkerView::from).collect() }))
+    Ok(Json(WorkerList {
+        workers: workers.iter().map(WorkerView::from).collect(),
+    }))
 }

@@ -18,8 +18,25 @@ use utoipa::OpenApi;
 /// The OpenAPI description, generated from the handlers' annotations.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "jobfleet master", description = "Submit jobs, follow them, and watch the fleet."),
-    paths(jobs::submit, jobs::get, jobs::list, jobs::cancel, jobs::delete, groups::list, groups::get, groups::reset, groups::workers, system::healthz, system::readyz, system::metrics, system::openapi)
+    info(
+        title = "jobfleet master",
+        description = "Submit jobs, follow them, and watch the fleet."
+    ),
+    paths(
+        jobs::submit,
+        jobs::get,
+        jobs::list,
+        jobs::cancel,
+        jobs::delete,
+        groups::list,
+        groups::get,
+        groups::reset,
+        groups::workers,
+        system::healthz,
+        system::readyz,
+        system::metrics,
+        system::openapi
+    )
 )]
 struct ApiDoc;
 
@@ -31,7 +48,11 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 /// The API router over `state`.
 pub fn router(state: SharedState) -> Router {
     // Room for the JSON envelope around args of max_args_bytes.
-    let body_limit = state.config.max_args_bytes.saturating_mul(2).saturating_add(64 * 1024);
+    let body_limit = state
+        .config
+        .max_args_bytes
+        .saturating_mul(2)
+        .saturating_add(64 * 1024);
     Router::new()
         .route("/v1/jobs", post(jobs::submit).get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::delete))
@@ -58,11 +79,23 @@ async fn track(State(state): State<SharedState>, request: Request, next: Next) -
         m @ ("GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "HEAD" | "OPTIONS") => m.to_string(),
         _ => "other".to_string(),
     };
-    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
     let started = std::time::Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    state.metrics.http_requests.with_label_values(&[&method, &route, &status]).inc();
-    state.metrics.http_duration.with_label_values(&[&method, &route]).observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .http_requests
+        .with_label_values(&[&method, &route, &status])
+        .inc();
+    state
+        .metrics
+        .http_duration
+        .with_label_values(&[&method, &route])
+        .observe(started.elapsed().as_secs_f64());
     response
 }

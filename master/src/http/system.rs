@@ -30,7 +30,10 @@ pub async fn readyz(State(state): State<SharedState>) -> Result<Json<Health>, Ap
 #[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
     crate::monitor::refresh_gauges(&state).await;
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
 }
 
 /// The OpenAPI 3 document of this API.

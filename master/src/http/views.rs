@@ -108,7 +108,10 @@ impl From<&JobRecord> for JobView {
             status: r.status.as_str().to_string(),
             args: r.args.clone(),
             result: r.result.clone(),
-            error: r.error.as_ref().map(|e| JobErrorView { kind: e.kind.as_str().to_string(), message: e.message.clone() }),
+            error: r.error.as_ref().map(|e| JobErrorView {
+                kind: e.kind.as_str().to_string(),
+                message: e.message.clone(),
+            }),
             attempts: r.attempts,
             worker: r.worker.clone(),
             submitted_at: rfc3339(r.submitted_at.or(r.started_at).or(r.finished_at).unwrap_or(0)),
@@ -193,7 +196,14 @@ pub struct WorkerView {
 
 impl From<&Value> for WorkerView {
     fn from(info: &Value) -> Self {
-        let strings = |v: &Value| v.as_array().into_iter().flatten().filter_map(Value::as_str).map(String::from).collect::<Vec<_>>();
+        let strings = |v: &Value| {
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
         let running_jobs = strings(&info["running"]);
         WorkerView {
             id: info["id"].as_str().unwrap_or_default().to_string(),

@@ -22,10 +22,16 @@ pub async fn run(handler: &Handler, args: Value, timeout: Duration) -> HandlerRe
                 .unwrap_or_else(|| "the handler panicked".to_string());
             Err(JobError::new(ErrorKind::Crashed, format!("panic: {message}")))
         }
-        Ok(Err(_)) => Err(JobError::new(ErrorKind::Canceled, "the handler task was canceled")),
+        Ok(Err(_)) => Err(JobError::new(
+            ErrorKind::Canceled,
+            "the handler task was canceled",
+        )),
         Err(_) => {
             task.abort();
-            Err(JobError::new(ErrorKind::Timeout, format!("ran past its timeout of {} ms", timeout.as_millis())))
+            Err(JobError::new(
+                ErrorKind::Timeout,
+                format!("ran past its timeout of {} ms", timeout.as_millis()),
+            ))
         }
     }
 }
@@ -47,7 +53,10 @@ mod tests {
     #[tokio::test]
     async fn outputs_panics_and_timeouts_become_outcomes() {
         let echo = handler(|v: Value| async move { Ok::<_, JobError>(v) });
-        assert_eq!(run(&echo, Value::from(3), Duration::from_secs(1)).await.unwrap(), Value::from(3));
+        assert_eq!(
+            run(&echo, Value::from(3), Duration::from_secs(1)).await.unwrap(),
+            Value::from(3)
+        );
 
         let panics = handler(|_: Value| async move {
             if true {
@@ -55,7 +64,9 @@ mod tests {
             }
             Ok::<Value, JobError>(Value::Null)
         });
-        let err = run(&panics, Value::Null, Duration::from_secs(1)).await.unwrap_err();
+        let err = run(&panics, Value::Null, Duration::from_secs(1))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind, ErrorKind::Crashed);
         assert!(err.message.contains("boom"));
 
@@ -63,11 +74,18 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(30)).await;
             Ok::<Value, JobError>(Value::Null)
         });
-        let err = run(&slow, Value::Null, Duration::from_millis(20)).await.unwrap_err();
+        let err = run(&slow, Value::Null, Duration::from_millis(20))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind, ErrorKind::Timeout);
 
-        let typed = handler(|args: std::collections::HashMap<String, u32>| async move { Ok::<_, JobError>(args.len()) });
-        let err = run(&typed, Value::from("not a map"), Duration::from_secs(1)).await.unwrap_err();
+        let typed =
+            handler(
+                |args: std::collections::HashMap<String, u32>| async move { Ok::<_, JobError>(args.len()) },
+            );
+        let err = run(&typed, Value::from("not a map"), Duration::from_secs(1))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind, ErrorKind::InvalidArgs);
     }
 }

@@ -71,7 +71,11 @@ impl ProcessSpec {
                 }
             })
             .collect();
-        let mut env: Vec<(String, String)> = function.env.iter().filter_map(|name| std::env::var(name).ok().map(|value| (name.clone(), value))).collect();
+        let mut env: Vec<(String, String)> = function
+            .env
+            .iter()
+            .filter_map(|name| std::env::var(name).ok().map(|value| (name.clone(), value)))
+            .collect();
         if !env.iter().any(|(name, _)| name == "PATH") {
             env.push(("PATH".into(), DEFAULT_PATH.into()));
         }
@@ -92,7 +96,10 @@ impl ProcessSpec {
 
     /// Starts one process in `workdir`, in its own process group.
     fn spawn(&self, workdir: &Path, extra_env: &[(&str, String)]) -> Result<Child, JobError> {
-        let (program, args) = self.argv.split_first().ok_or_else(|| JobError::new(ErrorKind::Crashed, "the function has an empty command"))?;
+        let (program, args) = self
+            .argv
+            .split_first()
+            .ok_or_else(|| JobError::new(ErrorKind::Crashed, "the function has an empty command"))?;
         let mut command = Command::new(program);
         command
             .args(args)
@@ -108,7 +115,9 @@ impl ProcessSpec {
             .process_group(0)
             .kill_on_drop(true);
         limits::apply(&mut command, self.limits);
-        command.spawn().map_err(|e| JobError::new(ErrorKind::Crashed, format!("cannot start {program:?}: {e}")))
+        command
+            .spawn()
+            .map_err(|e| JobError::new(ErrorKind::Crashed, format!("cannot start {program:?}: {e}")))
     }
 }
 
@@ -119,7 +128,11 @@ mod limits {
     use nix::sys::resource::{setrlimit, Resource};
 
     pub(super) fn apply(command: &mut tokio::process::Command, limits: Limits) {
-        let set = [(Resource::RLIMIT_AS, limits.memory_bytes), (Resource::RLIMIT_CPU, limits.cpu_seconds), (Resource::RLIMIT_NOFILE, limits.open_files)];
+        let set = [
+            (Resource::RLIMIT_AS, limits.memory_bytes),
+            (Resource::RLIMIT_CPU, limits.cpu_seconds),
+            (Resource::RLIMIT_NOFILE, limits.open_files),
+        ];
         // SAFETY: the closure runs in the forked child before exec and only calls
         // setrlimit, which is async-signal-safe; it allocates nothing.
         unsafe {
@@ -151,7 +164,10 @@ impl GroupGuard {
     /// TERM, then KILL after `grace` unless the process exited by then.
     async fn stop(&self, child: &mut Child, grace: Duration) -> Option<ExitStatus> {
         self.signal(Signal::SIGTERM);
-        let status = tokio::time::timeout(grace, child.wait()).await.ok().and_then(Result::ok);
+        let status = tokio::time::timeout(grace, child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok);
         self.signal(Signal::SIGKILL);
         match status {
             Some(status) => Some(status),
@@ -172,7 +188,12 @@ struct WorkDir(PathBuf);
 impl WorkDir {
     fn create() -> Result<WorkDir, JobError> {
         let path = std::env::temp_dir().join(format!("jobfleet-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir(&path).map_err(|e| JobError::new(ErrorKind::Crashed, format!("cannot create a working directory: {e}")))?;
+        std::fs::create_dir(&path).map_err(|e| {
+            JobError::new(
+                ErrorKind::Crashed,
+                format!("cannot create a working directory: {e}"),
+            )
+        })?;
         Ok(WorkDir(path))
     }
 }
@@ -230,8 +251,14 @@ fn with_stderr(message: String, stderr: &Mutex<Tail>) -> String {
 fn exit_error(status: ExitStatus, stderr: &Mutex<Tail>) -> JobError {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
-        (Some(code), _) => JobError::new(ErrorKind::FunctionError, with_stderr(format!("exited with status {code}"), stderr)),
-        (None, Some(signal)) => JobError::new(ErrorKind::Crashed, with_stderr(format!("killed by signal {signal}"), stderr)),
+        (Some(code), _) => JobError::new(
+            ErrorKind::FunctionError,
+            with_stderr(format!("exited with status {code}"), stderr),
+        ),
+        (None, Some(signal)) => JobError::new(
+            ErrorKind::Crashed,
+            with_stderr(format!("killed by signal {signal}"), stderr),
+        ),
         _ => JobError::new(ErrorKind::Crashed, with_stderr("ended abnormally".into(), stderr)),
     }
 }
@@ -251,27 +278,53 @@ impl ProcessFunction {
         let spec = ProcessSpec::from_config(function);
         match function.mode {
             ProcessMode::Exclusive => ProcessFunction::Exclusive(spec),
-            ProcessMode::Shared => ProcessFunction::Shared(SharedPool::new(spec, concurrency, function.recycle_after.unwrap_or(1000))),
+            ProcessMode::Shared => ProcessFunction::Shared(SharedPool::new(
+                spec,
+                concurrency,
+                function.recycle_after.unwrap_or(1000),
+            )),
         }
     }
 
     /// Runs one job: `Ok` with the result, or the job's error. Stops the process group on
     /// `timeout` (kind `timeout`) or when `stop` fires (kind `canceled`).
     /// An exclusive process gets the job's W3C `traceparent` as `TRACEPARENT`.
-    pub async fn run(&self, job_id: &str, attempt: u32, args: &Value, timeout: Duration, stop: &CancellationToken, traceparent: Option<String>) -> HandlerResult {
+    pub async fn run(
+        &self,
+        job_id: &str,
+        attempt: u32,
+        args: &Value,
+        timeout: Duration,
+        stop: &CancellationToken,
+        traceparent: Option<String>,
+    ) -> HandlerResult {
         match self {
-            ProcessFunction::Exclusive(spec) => run_exclusive(spec, job_id, attempt, args, timeout, stop, traceparent).await,
+            ProcessFunction::Exclusive(spec) => {
+                run_exclusive(spec, job_id, attempt, args, timeout, stop, traceparent).await
+            }
             ProcessFunction::Shared(pool) => pool.run(job_id, args, timeout, stop).await,
         }
     }
 }
 
-async fn run_exclusive(spec: &ProcessSpec, job_id: &str, attempt: u32, args: &Value, timeout: Duration, stop: &CancellationToken, traceparent: Option<String>) -> HandlerResult {
+async fn run_exclusive(
+    spec: &ProcessSpec,
+    job_id: &str,
+    attempt: u32,
+    args: &Value,
+    timeout: Duration,
+    stop: &CancellationToken,
+    traceparent: Option<String>,
+) -> HandlerResult {
     let workdir = WorkDir::create()?;
-    let mut env = vec![("JOBFLEET_JOB_ID", job_id.to_string()), ("JOBFLEET_ATTEMPT", attempt.to_string())];
+    let mut env = vec![
+        ("JOBFLEET_JOB_ID", job_id.to_string()),
+        ("JOBFLEET_ATTEMPT", attempt.to_string()),
+    ];
     env.extend(traceparent.map(|t| ("TRACEPARENT", t)));
     let mut child = spec.spawn(&workdir.0, &env)?;
-    let group = GroupGuard::of(&child).ok_or_else(|| JobError::new(ErrorKind::Crashed, "the process ended before it started"))?;
+    let group = GroupGuard::of(&child)
+        .ok_or_else(|| JobError::new(ErrorKind::Crashed, "the process ended before it started"))?;
     let input = serde_json::to_vec(args).unwrap_or_else(|_| b"null".to_vec());
     let mut stdin = child.stdin.take().expect("piped stdin");
     // Written on its own task: a process that does not read stdin must not block us.
@@ -302,7 +355,11 @@ async fn run_exclusive(spec: &ProcessSpec, job_id: &str, attempt: u32, args: &Va
     // The process is gone; take anything it left in its group with it, which also closes
     // the pipes a grandchild may have held.
     drop(group);
-    let output = tokio::time::timeout(Duration::from_secs(5), reader).await.ok().and_then(Result::ok).unwrap_or_default();
+    let output = tokio::time::timeout(Duration::from_secs(5), reader)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
     let status = status.map_err(|e| JobError::new(ErrorKind::Crashed, format!("lost the process: {e}")))?;
     if !status.success() {
         // Let the stderr reader catch up with the last lines.
@@ -312,7 +369,8 @@ async fn run_exclusive(spec: &ProcessSpec, job_id: &str, attempt: u32, args: &Va
     if output.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);
     }
-    serde_json::from_slice(&output).map_err(|e| JobError::function(with_stderr(format!("stdout is not JSON: {e}"), &stderr)))
+    serde_json::from_slice(&output)
+        .map_err(|e| JobError::function(with_stderr(format!("stdout is not JSON: {e}"), &stderr)))
 }
 
 /// One long-lived process of a shared pool.
@@ -338,27 +396,52 @@ pub struct SharedPool {
 impl SharedPool {
     /// A pool of at most `size` processes.
     pub fn new(spec: ProcessSpec, size: usize, recycle_after: u32) -> SharedPool {
-        SharedPool { spec, idle: Mutex::new(Vec::new()), slots: Semaphore::new(size.max(1)), recycle_after: recycle_after.max(1) }
+        SharedPool {
+            spec,
+            idle: Mutex::new(Vec::new()),
+            slots: Semaphore::new(size.max(1)),
+            recycle_after: recycle_after.max(1),
+        }
     }
 
     fn start(&self) -> Result<SharedProcess, JobError> {
         let workdir = WorkDir::create()?;
         let mut child = self.spec.spawn(&workdir.0, &[])?;
-        let group = GroupGuard::of(&child).ok_or_else(|| JobError::new(ErrorKind::Crashed, "the process ended before it started"))?;
+        let group = GroupGuard::of(&child)
+            .ok_or_else(|| JobError::new(ErrorKind::Crashed, "the process ended before it started"))?;
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout").take(u64::MAX));
         let stderr = collect_tail(child.stderr.take().expect("piped stderr"));
-        Ok(SharedProcess { child, group, stdin, stdout, stderr, jobs: 0, _workdir: workdir })
+        Ok(SharedProcess {
+            child,
+            group,
+            stdin,
+            stdout,
+            stderr,
+            jobs: 0,
+            _workdir: workdir,
+        })
     }
 
-    async fn run(&self, job_id: &str, args: &Value, timeout: Duration, stop: &CancellationToken) -> HandlerResult {
-        let _slot = self.slots.acquire().await.map_err(|_| JobError::new(ErrorKind::Crashed, "the pool is closed"))?;
+    async fn run(
+        &self,
+        job_id: &str,
+        args: &Value,
+        timeout: Duration,
+        stop: &CancellationToken,
+    ) -> HandlerResult {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| JobError::new(ErrorKind::Crashed, "the pool is closed"))?;
         let reused = self.idle.lock().expect("idle processes").pop();
         let mut process = match reused {
             Some(process) => process,
             None => self.start()?,
         };
-        let mut request = serde_json::to_vec(&serde_json::json!({"id": job_id, "args": args})).unwrap_or_default();
+        let mut request =
+            serde_json::to_vec(&serde_json::json!({"id": job_id, "args": args})).unwrap_or_default();
         request.push(b'\n');
         let exchange = async {
             process.stdin.write_all(&request).await?;
@@ -396,7 +479,10 @@ impl SharedPool {
                         let error = exit_error(status, &process.stderr);
                         JobError::new(ErrorKind::Crashed, error.message)
                     }
-                    _ => JobError::new(ErrorKind::Crashed, with_stderr("the process stopped answering".into(), &process.stderr)),
+                    _ => JobError::new(
+                        ErrorKind::Crashed,
+                        with_stderr("the process stopped answering".into(), &process.stderr),
+                    ),
                 })
             }
         }
@@ -405,10 +491,16 @@ impl SharedPool {
 
 /// Reads a shared process's answer line.
 fn parse_answer(line: &str) -> HandlerResult {
-    let answer: Value = serde_json::from_str(line).map_err(|e| JobError::function(format!("the answer is not JSON: {e}")))?;
+    let answer: Value =
+        serde_json::from_str(line).map_err(|e| JobError::function(format!("the answer is not JSON: {e}")))?;
     match (answer.get("result"), answer.get("error")) {
         (_, Some(error)) if !error.is_null() => {
-            let message = error.get("message").and_then(Value::as_str).or_else(|| error.as_str()).map(String::from).unwrap_or_else(|| error.to_string());
+            let message = error
+                .get("message")
+                .and_then(Value::as_str)
+                .or_else(|| error.as_str())
+                .map(String::from)
+                .unwrap_or_else(|| error.to_string());
             Err(JobError::function(message))
         }
         (Some(result), _) => Ok(result.clone()),
@@ -426,9 +518,18 @@ mod tests {
         assert_eq!(parse_answer("{\"result\": [1, 2]}\n").unwrap(), json!([1, 2]));
         assert_eq!(parse_answer("{\"result\": null}").unwrap(), Value::Null);
         let err = parse_answer("{\"error\": {\"message\": \"bad\"}}").unwrap_err();
-        assert_eq!((err.kind, err.message.as_str()), (ErrorKind::FunctionError, "bad"));
-        assert_eq!(parse_answer("{\"error\": \"plain\"}").unwrap_err().message, "plain");
-        assert_eq!(parse_answer("not json").unwrap_err().kind, ErrorKind::FunctionError);
+        assert_eq!(
+            (err.kind, err.message.as_str()),
+            (ErrorKind::FunctionError, "bad")
+        );
+        assert_eq!(
+            parse_answer("{\"error\": \"plain\"}").unwrap_err().message,
+            "plain"
+        );
+        assert_eq!(
+            parse_answer("not json").unwrap_err().kind,
+            ErrorKind::FunctionError
+        );
         assert_eq!(parse_answer("{}").unwrap_err().kind, ErrorKind::FunctionError);
     }
 

@@ -40,7 +40,13 @@ impl Outcome {
             ApiError::Api { kind, message, .. } => (kind.clone(), message.clone()),
             other => ("unavailable".to_string(), other.to_string()),
         };
-        Outcome { line, id, status: status.into(), result: None, error: Some((kind, message)) }
+        Outcome {
+            line,
+            id,
+            status: status.into(),
+            result: None,
+            error: Some((kind, message)),
+        }
     }
 
     fn to_json(&self) -> Value {
@@ -57,16 +63,34 @@ impl Outcome {
 
 /// Runs a bulk submit; exits 1 (via [`CliError::Bulk`]) when any job did not finish.
 pub async fn run(context: &Context, args: SubmitArgs) -> Result<(), CliError> {
-    let Some(path) = args.bulk.as_deref() else { return Err(CliError::Usage("--bulk needs a file".into())) };
+    let Some(path) = args.bulk.as_deref() else {
+        return Err(CliError::Usage("--bulk needs a file".into()));
+    };
     let lines = read_jsonl(path)?;
     if lines.is_empty() {
-        return Err(CliError::Usage(format!("{}: no jobs (one JSON args value per line)", path.display())));
+        return Err(CliError::Usage(format!(
+            "{}: no jobs (one JSON args value per line)",
+            path.display()
+        )));
     }
     preflight(&context.client, &args.group, &args.function).await?;
-    let timeout_ms = args.timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+    let timeout_ms = args
+        .timeout
+        .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
     let requests: Vec<(usize, SubmitRequest)> = lines
         .into_iter()
-        .map(|(line, job_args)| (line, SubmitRequest { group: args.group.clone(), function: args.function.clone(), args: job_args, id: Some(new_job_id()), timeout_ms }))
+        .map(|(line, job_args)| {
+            (
+                line,
+                SubmitRequest {
+                    group: args.group.clone(),
+                    function: args.function.clone(),
+                    args: job_args,
+                    id: Some(new_job_id()),
+                    timeout_ms,
+                },
+            )
+        })
         .collect();
     let total = requests.len();
     let in_flight = usize::from(args.in_flight);
@@ -90,7 +114,12 @@ pub async fn run(context: &Context, args: SubmitArgs) -> Result<(), CliError> {
                 bar.abandon();
                 return Err(e.into());
             }
-            Err(e) => outcomes.push(Outcome::from_error(line, request.id.unwrap_or_default(), "rejected", &e)),
+            Err(e) => outcomes.push(Outcome::from_error(
+                line,
+                request.id.unwrap_or_default(),
+                "rejected",
+                &e,
+            )),
         }
     }
     drop(submissions);
@@ -110,7 +139,13 @@ pub async fn run(context: &Context, args: SubmitArgs) -> Result<(), CliError> {
             Ok(raw) => {
                 let record: JobRecord = decode(&raw, "job record")?;
                 let error = record.error.map(|e| (e.kind, e.message));
-                Outcome { line, id, status: record.status, result: record.result, error }
+                Outcome {
+                    line,
+                    id,
+                    status: record.status,
+                    result: record.result,
+                    error,
+                }
             }
             Err(e @ ApiError::Unreachable { .. }) => {
                 bar.abandon();
@@ -132,17 +167,44 @@ pub async fn run(context: &Context, args: SubmitArgs) -> Result<(), CliError> {
 
     outcomes.sort_by_key(|o| o.line);
     let count = |status: &str| outcomes.iter().filter(|o| o.status == status).count();
-    let counts: Vec<(&str, usize)> = ["finished", "failed", "canceled", "rejected", "unknown"].into_iter().map(|s| (s, count(s))).collect();
-    summarize(context, &args.group, &args.function, &outcomes, &counts, started.elapsed())?;
+    let counts: Vec<(&str, usize)> = ["finished", "failed", "canceled", "rejected", "unknown"]
+        .into_iter()
+        .map(|s| (s, count(s)))
+        .collect();
+    summarize(
+        context,
+        &args.group,
+        &args.function,
+        &outcomes,
+        &counts,
+        started.elapsed(),
+    )?;
     if unfinished == 0 {
         return Ok(());
     }
-    let breakdown = counts.iter().skip(1).filter(|(_, n)| *n > 0).map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ");
-    Err(CliError::Bulk { unfinished, total, breakdown })
+    let breakdown = counts
+        .iter()
+        .skip(1)
+        .filter(|(_, n)| *n > 0)
+        .map(|(s, n)| format!("{n} {s}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(CliError::Bulk {
+        unfinished,
+        total,
+        breakdown,
+    })
 }
 
 /// Prints the summary: counts by outcome and the jobs that did not finish.
-fn summarize(context: &Context, group: &str, function: &str, outcomes: &[Outcome], counts: &[(&str, usize)], elapsed: Duration) -> Result<(), CliError> {
+fn summarize(
+    context: &Context,
+    group: &str,
+    function: &str,
+    outcomes: &[Outcome],
+    counts: &[(&str, usize)],
+    elapsed: Duration,
+) -> Result<(), CliError> {
     if context.json {
         let mut summary = json!({
             "group": group,
@@ -156,7 +218,11 @@ fn summarize(context: &Context, group: &str, function: &str, outcomes: &[Outcome
         }
         return output::json(&summary, true);
     }
-    output::line(&format!("{} jobs of {group}.{function} in {}", outcomes.len(), output::human_duration(elapsed)))?;
+    output::line(&format!(
+        "{} jobs of {group}.{function} in {}",
+        outcomes.len(),
+        output::human_duration(elapsed)
+    ))?;
     let mut table = Table::new(&["OUTCOME", "JOBS"]);
     for (status, n) in counts {
         // rejected and unknown are rare: shown only when they happened.
@@ -172,12 +238,24 @@ fn summarize(context: &Context, group: &str, function: &str, outcomes: &[Outcome
     output::line("")?;
     let mut table = Table::new(&["LINE", "ID", "STATUS", "ERROR"]);
     for outcome in unfinished.iter().take(LISTED) {
-        let error = outcome.error.as_ref().map(|(kind, message)| format!("{kind}: {message}")).unwrap_or_default();
-        table.row(vec![outcome.line.to_string(), outcome.id.clone(), outcome.status.clone(), output::truncate(&error, 100)]);
+        let error = outcome
+            .error
+            .as_ref()
+            .map(|(kind, message)| format!("{kind}: {message}"))
+            .unwrap_or_default();
+        table.row(vec![
+            outcome.line.to_string(),
+            outcome.id.clone(),
+            outcome.status.clone(),
+            output::truncate(&error, 100),
+        ]);
     }
     output::line(&table.render())?;
     if unfinished.len() > LISTED {
-        output::line(&format!("... and {} more (--json lists every job)", unfinished.len() - LISTED))?;
+        output::line(&format!(
+            "... and {} more (--json lists every job)",
+            unfinished.len() - LISTED
+        ))?;
     }
     Ok(())
 }
@@ -186,10 +264,20 @@ fn summarize(context: &Context, group: &str, function: &str, outcomes: &[Outcome
 async fn preflight(client: &MasterClient, group: &str, function: &str) -> Result<(), CliError> {
     let view: GroupView = decode(&client.group(group).await?, "group")?;
     if !view.functions.iter().any(|f| f == function) {
-        return Err(ApiError::Api { status: 422, kind: "unknown_function".into(), message: format!("group {group:?} has no function {function:?}") }.into());
+        return Err(ApiError::Api {
+            status: 422,
+            kind: "unknown_function".into(),
+            message: format!("group {group:?} has no function {function:?}"),
+        }
+        .into());
     }
     if view.broken {
-        return Err(ApiError::Api { status: 503, kind: "group_broken".into(), message: format!("group {group:?} is broken; `jobfleet reset {group}` runs its jobs again") }.into());
+        return Err(ApiError::Api {
+            status: 503,
+            kind: "group_broken".into(),
+            message: format!("group {group:?} is broken; `jobfleet reset {group}` runs its jobs again"),
+        }
+        .into());
     }
     Ok(())
 }
@@ -213,12 +301,16 @@ async fn submit_retrying(client: &MasterClient, request: &SubmitRequest) -> Resu
 fn read_jsonl(path: &Path) -> Result<Vec<(usize, Value)>, CliError> {
     let text = if path.as_os_str() == "-" {
         let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).map_err(|e| CliError::Usage(format!("cannot read the jobs from stdin: {e}")))?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| CliError::Usage(format!("cannot read the jobs from stdin: {e}")))?;
         text
     } else {
-        std::fs::read_to_string(path).map_err(|e| CliError::Usage(format!("cannot read --bulk {}: {e}", path.display())))?
+        std::fs::read_to_string(path)
+            .map_err(|e| CliError::Usage(format!("cannot read --bulk {}: {e}", path.display())))?
     };
-    parse_jsonl(&text).map_err(|(line, e)| CliError::Usage(format!("{}:{line}: not valid JSON: {e}", path.display())))
+    parse_jsonl(&text)
+        .map_err(|(line, e)| CliError::Usage(format!("{}:{line}: not valid JSON: {e}", path.display())))
 }
 
 /// Parses JSON lines, skipping blank ones; the first bad line is an error.
@@ -226,7 +318,11 @@ fn parse_jsonl(text: &str) -> Result<Vec<(usize, Value)>, (usize, serde_json::Er
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(i, line)| serde_json::from_str(line).map(|value| (i + 1, value)).map_err(|e| (i + 1, e)))
+        .map(|(i, line)| {
+            serde_json::from_str(line)
+                .map(|value| (i + 1, value))
+                .map_err(|e| (i + 1, e))
+        })
         .collect()
 }
 
@@ -250,7 +346,10 @@ mod tests {
     #[test]
     fn jsonl_skips_blank_lines_and_names_the_bad_one() {
         let parsed = parse_jsonl("{\"a\":1}\n\n  \n[1,2]\n\"s\"\n").unwrap();
-        assert_eq!(parsed, vec![(1, json!({"a": 1})), (4, json!([1, 2])), (5, json!("s"))]);
+        assert_eq!(
+            parsed,
+            vec![(1, json!({"a": 1})), (4, json!([1, 2])), (5, json!("s"))]
+        );
         assert_eq!(parse_jsonl("1\n{oops\n").unwrap_err().0, 2);
     }
 }

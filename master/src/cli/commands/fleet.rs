@@ -12,7 +12,15 @@ pub async fn groups(context: &Context) -> Result<(), CliError> {
         return output::json(&raw, true);
     }
     let list: GroupList = decode(&raw, "group list")?;
-    let mut table = Table::new(&["GROUP", "WORKERS", "QUEUED", "RUNNING", "FAILURES", "BROKEN", "FUNCTIONS"]);
+    let mut table = Table::new(&[
+        "GROUP",
+        "WORKERS",
+        "QUEUED",
+        "RUNNING",
+        "FAILURES",
+        "BROKEN",
+        "FUNCTIONS",
+    ]);
     for group in &list.groups {
         table.row(vec![
             group.name.clone(),
@@ -55,5 +63,10 @@ pub async fn reset(context: &Context, group: &str) -> Result<(), CliError> {
         return output::json(&raw, true);
     }
     let view: GroupView = decode(&raw, "group")?;
-    output::line(&format!("reset {}: {} consecutive failures, broken: {}", view.name, view.consecutive_failures, if view.broken { "yes" } else { "no" }))
+    output::line(&format!(
+        "reset {}: {} consecutive failures, broken: {}",
+        view.name,
+        view.consecutive_failures,
+        if view.broken { "yes" } else { "no" }
+    ))
 }

@@ -20,14 +20,32 @@ pub async fn status(context: &Context, id: &str) -> Result<(), CliError> {
 /// Prints a page of jobs as a table; the cursor of the next page goes to stderr.
 pub async fn list(context: &Context, args: &ListArgs) -> Result<(), CliError> {
     let mut query = vec![("limit", args.limit.to_string())];
-    let filters = [("group", args.group.clone()), ("function", args.function.clone()), ("status", args.status.map(|s| s.as_str().to_string())), ("cursor", args.cursor.clone())];
-    query.extend(filters.into_iter().filter_map(|(name, value)| value.map(|v| (name, v))));
+    let filters = [
+        ("group", args.group.clone()),
+        ("function", args.function.clone()),
+        ("status", args.status.map(|s| s.as_str().to_string())),
+        ("cursor", args.cursor.clone()),
+    ];
+    query.extend(
+        filters
+            .into_iter()
+            .filter_map(|(name, value)| value.map(|v| (name, v))),
+    );
     let raw = context.client.get(&["v1", "jobs"], &query).await?;
     if context.json {
         return output::json(&raw, true);
     }
     let page: JobPage = decode(&raw, "job page")?;
-    let mut table = Table::new(&["ID", "GROUP", "FUNCTION", "STATUS", "ATTEMPTS", "SUBMITTED (UTC)", "DURATION", "OUTCOME"]);
+    let mut table = Table::new(&[
+        "ID",
+        "GROUP",
+        "FUNCTION",
+        "STATUS",
+        "ATTEMPTS",
+        "SUBMITTED (UTC)",
+        "DURATION",
+        "OUTCOME",
+    ]);
     for job in &page.jobs {
         table.row(vec![
             job.id.clone(),
@@ -35,8 +53,13 @@ pub async fn list(context: &Context, args: &ListArgs) -> Result<(), CliError> {
             job.function.clone(),
             job.status.clone(),
             job.attempts.to_string(),
-            job.submitted_at.as_deref().map(output::short_time).unwrap_or_default(),
-            job.duration_ms.map(|ms| output::human_duration(Duration::from_millis(ms))).unwrap_or_default(),
+            job.submitted_at
+                .as_deref()
+                .map(output::short_time)
+                .unwrap_or_default(),
+            job.duration_ms
+                .map(|ms| output::human_duration(Duration::from_millis(ms)))
+                .unwrap_or_default(),
             output::truncate(&output::outcome(job), 60),
         ]);
     }

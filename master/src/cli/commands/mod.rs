@@ -22,7 +22,10 @@ pub struct Context {
 
 /// Runs the command of a parsed command line.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
-    let context = Context { client: MasterClient::new(cli.master)?, json: cli.json };
+    let context = Context {
+        client: MasterClient::new(cli.master)?,
+        json: cli.json,
+    };
     match cli.command {
         Command::Submit(args) if args.bulk.is_some() => bulk::run(&context, args).await,
         Command::Submit(args) => submit::run(&context, args).await,

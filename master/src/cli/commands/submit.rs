@@ -23,15 +23,24 @@ pub async fn run(context: &Context, args: SubmitArgs) -> Result<(), CliError> {
         function: args.function,
         args: job_args,
         id: args.id,
-        timeout_ms: args.timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+        timeout_ms: args
+            .timeout
+            .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
     };
     if !args.wait {
         let (id, status) = match context.client.submit(&request, None).await? {
             Submitted::Accepted { id, status } => (id, status),
             // A repeated id: the original job.
-            Submitted::Record(record) => (record["id"].as_str().unwrap_or_default().to_string(), record["status"].as_str().unwrap_or_default().to_string()),
+            Submitted::Record(record) => (
+                record["id"].as_str().unwrap_or_default().to_string(),
+                record["status"].as_str().unwrap_or_default().to_string(),
+            ),
         };
-        return if context.json { output::json(&json!({"id": id, "status": status}), false) } else { output::line(&id) };
+        return if context.json {
+            output::json(&json!({"id": id, "status": status}), false)
+        } else {
+            output::line(&id)
+        };
     }
     let record = match context.client.submit(&request, Some(WAIT_SECONDS)).await? {
         Submitted::Record(record) if is_terminal(&record) => record,
@@ -60,17 +69,26 @@ fn report_end(context: &Context, raw: &Value) -> Result<(), CliError> {
         return Ok(());
     }
     let error = record.error.unwrap_or_default();
-    Err(CliError::JobEnded { id: record.id, status: record.status, kind: error.kind, message: error.message })
+    Err(CliError::JobEnded {
+        id: record.id,
+        status: record.status,
+        kind: error.kind,
+        message: error.message,
+    })
 }
 
 /// Reads one JSON document from a file, or from stdin for `-`.
 pub fn read_args_file(path: &Path) -> Result<Value, CliError> {
     let text = if path.as_os_str() == "-" {
         let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).map_err(|e| CliError::Usage(format!("cannot read the args from stdin: {e}")))?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| CliError::Usage(format!("cannot read the args from stdin: {e}")))?;
         text
     } else {
-        std::fs::read_to_string(path).map_err(|e| CliError::Usage(format!("cannot read --args-file {}: {e}", path.display())))?
+        std::fs::read_to_string(path)
+            .map_err(|e| CliError::Usage(format!("cannot read --args-file {}: {e}", path.display())))?
     };
-    serde_json::from_str(&text).map_err(|e| CliError::Usage(format!("--args-file {}: not valid JSON: {e}", path.display())))
+    serde_json::from_str(&text)
+        .map_err(|e| CliError::Usage(format!("--args-file {}: not valid JSON: {e}", path.display())))
 }

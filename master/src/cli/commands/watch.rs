@@ -21,21 +21,35 @@ const REMEMBERED: usize = 10_000;
 /// `--count` distinct results.
 pub async fn run(context: &Context, args: &WatchArgs) -> Result<(), CliError> {
     if !is_valid_name(&args.namespace) {
-        return Err(CliError::Usage(format!("namespace {:?}: use 1..64 chars of [A-Za-z0-9_-]", args.namespace)));
+        return Err(CliError::Usage(format!(
+            "namespace {:?}: use 1..64 chars of [A-Za-z0-9_-]",
+            args.namespace
+        )));
     }
     if args.pattern.is_empty() {
-        return Err(CliError::Usage("the pattern is empty; `#` matches every result".into()));
+        return Err(CliError::Usage(
+            "the pattern is empty; `#` matches every result".into(),
+        ));
     }
     let topology = Topology::new(&args.namespace);
     let results_exchange = topology.results_exchange();
-    let broker = |e: &dyn std::fmt::Display| CliError::Broker { url: redact_url(&args.amqp_url), reason: e.to_string() };
-    let mut subscriber = ResultSubscriber::connect(&args.amqp_url, topology, &[args.pattern.as_str()]).await.map_err(|e| broker(&e))?;
-    let (mut interrupt, mut terminate) = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
-        (Ok(i), Ok(t)) => (i, t),
-        (Err(e), _) | (_, Err(e)) => return Err(CliError::Output(e)),
+    let broker = |e: &dyn std::fmt::Display| CliError::Broker {
+        url: redact_url(&args.amqp_url),
+        reason: e.to_string(),
     };
+    let mut subscriber = ResultSubscriber::connect(&args.amqp_url, topology, &[args.pattern.as_str()])
+        .await
+        .map_err(|e| broker(&e))?;
+    let (mut interrupt, mut terminate) =
+        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+            (Ok(i), Ok(t)) => (i, t),
+            (Err(e), _) | (_, Err(e)) => return Err(CliError::Output(e)),
+        };
     // Tells people (and scripts) that results from now on will show.
-    eprintln!("watching {results_exchange} for {:?} (Ctrl-C to stop)", args.pattern);
+    eprintln!(
+        "watching {results_exchange} for {:?} (Ctrl-C to stop)",
+        args.pattern
+    );
 
     let mut seen = Seen::default();
     let mut printed = 0u64;
@@ -72,7 +86,13 @@ pub fn result_line(result: &ResultMessage) -> String {
         (Some(value), None) => output::compact(value),
         (None, None) => "null".into(),
     };
-    format!("{time} {} {}.{} {} {outcome}", result.id, result.group, result.function, result.status.as_str())
+    format!(
+        "{time} {} {}.{} {} {outcome}",
+        result.id,
+        result.group,
+        result.function,
+        result.status.as_str()
+    )
 }
 
 /// The ids of the last [`REMEMBERED`] results.
@@ -123,7 +143,10 @@ mod tests {
 
     #[test]
     fn results_print_on_one_line() {
-        assert_eq!(result_line(&result(JobStatus::Finished)), "2023-11-14 22:13:20 j1 default.echo finished {\"a\":1}");
+        assert_eq!(
+            result_line(&result(JobStatus::Finished)),
+            "2023-11-14 22:13:20 j1 default.echo finished {\"a\":1}"
+        );
         let mut failed = result(JobStatus::Failed);
         failed.result = None;
         failed.error = Some(JobError::new(ErrorKind::FunctionError, "boom"));
