@@ -2,17 +2,18 @@
 //! records them as queued, and a [`ResultSubscriber`] that yields decoded results.
 //! Both reconnect on their own after a broker or Redis restart.
 
-use crate::codec::{self, DecodeError, MSGPACK};
+use crate::codec::{self, DecodeError};
 use crate::config::Config;
 use crate::coordinator::{Coordinator, CoordinatorError};
 use crate::message::{is_valid_job_id, is_valid_name, JobMessage, ResultMessage};
+use crate::publish::{confirmed, persistent_properties};
 use crate::topology::Topology;
 use deadpool_lapin::lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
     QueueBindOptions, QueueDeclareOptions,
 };
 use deadpool_lapin::lapin::types::FieldTable;
-use deadpool_lapin::lapin::{self, BasicProperties, Channel, Confirmation, ConnectionProperties, Consumer};
+use deadpool_lapin::lapin::{self, Channel, ConnectionProperties, Consumer};
 use deadpool_lapin::{Pool, PoolConfig, Runtime, Timeouts};
 use futures::StreamExt;
 use std::time::Duration;
@@ -117,38 +118,6 @@ pub async fn open_channel(pool: &Pool, confirms: bool) -> Result<Channel, Client
         channel.confirm_select(ConfirmSelectOptions::default()).await?;
     }
     Ok(channel)
-}
-
-/// Waits for a publish's confirm: an ack is success, a nack or a returned message an error.
-pub async fn confirmed(confirm: lapin::PublisherConfirm, id: &str, group: &str) -> Result<(), ClientError> {
-    match confirm.await? {
-        Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
-        Confirmation::Ack(Some(_)) => Err(ClientError::Unroutable {
-            id: id.to_string(),
-            group: group.to_string(),
-        }),
-        Confirmation::Nack(_) => Err(ClientError::Nacked(id.to_string())),
-    }
-}
-
-/// Properties of a job message: persistent, msgpack, `message_id` = id, and the
-/// producer's W3C `traceparent` header when it has one.
-pub fn job_properties(id: &str, traceparent: Option<&str>) -> BasicProperties {
-    let properties = BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_content_type(MSGPACK.into())
-        .with_message_id(id.into());
-    match traceparent {
-        Some(value) => {
-            let mut headers = FieldTable::default();
-            headers.insert(
-                crate::trace::TRACEPARENT.into(),
-                lapin::types::AMQPValue::LongString(value.into()),
-            );
-            properties.with_headers(headers)
-        }
-        None => properties,
-    }
 }
 
 /// The backoff before attempt `attempt` (0-based) of a reconnect: exponential from 100 ms
@@ -312,7 +281,7 @@ impl Producer {
                         ..Default::default()
                     },
                     &body,
-                    job_properties(&job.id, traceparent),
+                    persistent_properties(&job.id, traceparent),
                 )
                 .await?;
             confirms.push(confirm);

@@ -1,9 +1,10 @@
 //! Control messages on the fanout exchange `NS.control` (SPEC §3): the master broadcasts
 //! them and every worker reads them from its own exclusive queue. Today: `cancel`.
 
-use crate::client::{confirmed, ClientError};
+use crate::client::ClientError;
 use crate::codec::{self, DecodeError, Format, MSGPACK};
 use crate::message::is_valid_job_id;
+use crate::publish::confirmed;
 use crate::topology::Topology;
 use deadpool_lapin::lapin::options::BasicPublishOptions;
 use deadpool_lapin::lapin::{BasicProperties, Channel};

@@ -8,6 +8,7 @@ pub mod config;
 pub mod control;
 pub mod coordinator;
 pub mod message;
+pub mod publish;
 pub mod schema;
 pub mod telemetry;
 pub mod topology;

@@ -6,10 +6,9 @@ use crate::http::groups::queue_depth;
 use crate::state::AppState;
 use jobfleet_common::client::ClientError;
 use jobfleet_common::coordinator::{EndEarly, JobRecord};
-use jobfleet_common::lapin::options::BasicPublishOptions;
-use jobfleet_common::lapin::BasicProperties;
 use jobfleet_common::message::{ErrorKind, JobError, JobStatus};
-use jobfleet_common::{codec, now_ms};
+use jobfleet_common::now_ms;
+use jobfleet_common::publish::publish_result;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -125,20 +124,7 @@ pub async fn announce(state: &AppState, record: &JobRecord) {
     };
     let published: Result<(), ClientError> = async {
         let channel = state.publisher.get().await?;
-        let properties = BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_content_type(codec::MSGPACK.into())
-            .with_message_id(result.id.as_str().into());
-        let confirm = channel
-            .basic_publish(
-                state.topology.results_exchange().into(),
-                result.routing_key().into(),
-                BasicPublishOptions::default(),
-                &codec::encode(&result),
-                properties,
-            )
-            .await?;
-        jobfleet_common::client::confirmed(confirm, &result.id, &result.group).await
+        publish_result(&channel, &state.topology, &result, None).await
     }
     .await;
     match published {

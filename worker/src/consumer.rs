@@ -9,7 +9,7 @@ use crate::function::HandlerResult;
 use crate::metrics::WorkerMetrics;
 use crate::sandbox::inprocess;
 use crate::sandbox::process::ProcessFunction;
-use jobfleet_common::client::{confirmed, ChannelSlot, ClientError};
+use jobfleet_common::client::{ChannelSlot, ClientError};
 use jobfleet_common::codec::{self, MSGPACK};
 use jobfleet_common::config::Config;
 use jobfleet_common::coordinator::{Claim, Completion, Coordinator, CoordinatorError, Copy, Outcome};
@@ -18,6 +18,7 @@ use jobfleet_common::lapin::options::{BasicAckOptions, BasicNackOptions, BasicPu
 use jobfleet_common::lapin::types::AMQPValue;
 use jobfleet_common::lapin::BasicProperties;
 use jobfleet_common::message::{ErrorKind, JobError, JobMessage, JobStatus, ResultMessage};
+use jobfleet_common::publish::confirmed;
 use jobfleet_common::topology::{header_str, Topology, HOLD_HEADER, REASON_HEADER, RETRY_HEADER};
 use jobfleet_common::trace::{TraceParent, TRACEPARENT};
 use jobfleet_common::{client, now_ms};

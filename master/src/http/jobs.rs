@@ -9,11 +9,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use jobfleet_common::client::{confirmed, job_properties};
 use jobfleet_common::codec;
 use jobfleet_common::coordinator::{Cursor, EndEarly, Forget, JobRecord, ListFilter, Submitted};
 use jobfleet_common::lapin::options::BasicPublishOptions;
 use jobfleet_common::message::{is_valid_job_id, new_job_id, ErrorKind, JobError, JobMessage, JobStatus};
+use jobfleet_common::publish::{confirmed, persistent_properties};
 use jobfleet_common::trace::{TraceParent, TRACEPARENT};
 use serde_json::Value;
 use std::time::Duration;
@@ -219,7 +219,7 @@ async fn publish(state: &AppState, job: &JobMessage, traceparent: Option<&str>) 
                     ..Default::default()
                 },
                 &body,
-                job_properties(&job.id, traceparent),
+                persistent_properties(&job.id, traceparent),
             )
             .await?;
         confirmed(confirm, &job.id, &job.group).await

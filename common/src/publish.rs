@@ -1,0 +1,72 @@
+//! Publishing on the broker, in one place: the properties of every persistent MessagePack
+//! message, waiting for a confirm, publishing a result message, and a queue's depth.
+
+use crate::client::ClientError;
+use crate::codec::{self, MSGPACK};
+use crate::message::ResultMessage;
+use crate::topology::Topology;
+use crate::trace::TRACEPARENT;
+use deadpool_lapin::lapin::options::{BasicPublishOptions, QueueDeclareOptions};
+use deadpool_lapin::lapin::types::{AMQPValue, FieldTable};
+use deadpool_lapin::lapin::{self, BasicProperties, Channel, Confirmation};
+
+/// Properties of a jobfleet message: persistent, MessagePack, `message_id` = `id`, and a
+/// W3C `traceparent` header when there is one.
+pub fn persistent_properties(id: &str, traceparent: Option<&str>) -> BasicProperties {
+    let properties = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type(MSGPACK.into())
+        .with_message_id(id.into());
+    match traceparent {
+        Some(value) => {
+            let mut headers = FieldTable::default();
+            headers.insert(TRACEPARENT.into(), AMQPValue::LongString(value.into()));
+            properties.with_headers(headers)
+        }
+        None => properties,
+    }
+}
+
+/// Waits for a publish's confirm: an ack is success, a nack or a returned message an error.
+pub async fn confirmed(confirm: lapin::PublisherConfirm, id: &str, group: &str) -> Result<(), ClientError> {
+    match confirm.await? {
+        Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+        Confirmation::Ack(Some(_)) => Err(ClientError::Unroutable {
+            id: id.to_string(),
+            group: group.to_string(),
+        }),
+        Confirmation::Nack(_) => Err(ClientError::Nacked(id.to_string())),
+    }
+}
+
+/// Publishes `result` to `NS.results` on a confirm-mode `channel` and waits for its confirm.
+pub async fn publish_result(
+    channel: &Channel,
+    topology: &Topology,
+    result: &ResultMessage,
+    traceparent: Option<&str>,
+) -> Result<(), ClientError> {
+    let confirm = channel
+        .basic_publish(
+            topology.results_exchange().into(),
+            result.routing_key().into(),
+            BasicPublishOptions::default(),
+            &codec::encode(result),
+            persistent_properties(&result.id, traceparent),
+        )
+        .await?;
+    confirmed(confirm, &result.id, &result.group).await
+}
+
+/// Messages ready (not delivered) in `queue`, from a passive declare. A failed passive
+/// declare closes the channel: callers holding it open a fresh one next time.
+pub async fn queue_depth(channel: &Channel, queue: &str) -> Result<u64, lapin::Error> {
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let declared = channel
+        .queue_declare(queue.into(), passive, FieldTable::default())
+        .await?;
+    Ok(u64::from(declared.message_count()))
+}
