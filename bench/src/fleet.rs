@@ -122,7 +122,7 @@ command = ["python3", {shared:?}]
             .to_string();
         std::fs::write(&config_path, toml)?;
         let topology = Topology::new(&namespace);
-        let coordinator = Coordinator::connect(&config.redis_url, topology.clone(), config.retention)?;
+        let coordinator = Coordinator::from_config(&config, topology.clone())?;
         let admin = amqp_pool(&config.amqp_url, 1, "jobfleet-bench-admin")?;
         Ok(Fleet {
             config,

@@ -185,7 +185,7 @@ impl Producer {
     /// Connects to the broker and Redis of `config` and declares the exchanges.
     pub async fn connect(config: &Config) -> Result<Producer, ClientError> {
         let topology = Topology::new(&config.namespace);
-        let coordinator = Coordinator::connect(&config.redis_url, topology.clone(), config.retention)?;
+        let coordinator = Coordinator::from_config(config, topology.clone())?;
         let pool = amqp_pool(&config.amqp_url, 2, "jobfleet-producer")?;
         Producer::new(pool, coordinator).await
     }

@@ -13,7 +13,7 @@ pub const RETRY_HEADER: &str = "x-jobfleet-retry";
 /// (see `docs/design.md`, "long jobs and consumer_timeout").
 pub const HOLD_HEADER: &str = "x-jobfleet-hold";
 
-/// The names of one fleet's AMQP objects and Redis keys, all under its namespace.
+/// The names of one fleet's AMQP objects, all under its namespace (Redis keys: [`crate::coordinator::Keys`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
     namespace: String,
@@ -61,26 +61,6 @@ impl Topology {
     /// back to the group's queue (retry back-off, parked copies).
     pub fn delay_queue(&self, group: &str, delay_ms: u64) -> String {
         format!("{}.delay.{group}.{delay_ms}", self.namespace)
-    }
-
-    /// The Redis key of a job's record.
-    pub fn job_key(&self, id: &str) -> String {
-        format!("{}:job:{id}", self.namespace)
-    }
-
-    /// The Redis key of a group's failure-policy state.
-    pub fn group_key(&self, group: &str) -> String {
-        format!("{}:group:{group}", self.namespace)
-    }
-
-    /// The Redis key prefix of worker records (`<prefix><worker id>`).
-    pub fn worker_key_prefix(&self) -> String {
-        format!("{}:worker:", self.namespace)
-    }
-
-    /// The Redis key of a worker's record.
-    pub fn worker_key(&self, worker_id: &str) -> String {
-        format!("{}{worker_id}", self.worker_key_prefix())
     }
 
     /// Declares the exchanges and the dead-letter queue.
@@ -211,7 +191,5 @@ mod tests {
         assert_eq!(t.dead_letters(), "ns1.dead");
         assert_eq!(t.group_queue("etl"), "ns1.group.etl");
         assert_eq!(t.delay_queue("etl", 250), "ns1.delay.etl.250");
-        assert_eq!(t.job_key("a"), "ns1:job:a");
-        assert_eq!(t.worker_key("w"), "ns1:worker:w");
     }
 }

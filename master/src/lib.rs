@@ -42,7 +42,7 @@ pub enum MasterError {
 pub async fn connect(config: Config, shutdown: &CancellationToken) -> Result<Arc<AppState>, MasterError> {
     let schemas = jobfleet_common::schema::ArgSchemas::compile(&config)?;
     let topology = Topology::new(&config.namespace);
-    let coordinator = Coordinator::connect(&config.redis_url, topology.clone(), config.retention)?;
+    let coordinator = Coordinator::from_config(&config, topology.clone())?;
     let master_id = format!(
         "master-{}-{}",
         std::process::id(),

@@ -5,7 +5,7 @@
 use crate::http::groups::queue_depth;
 use crate::state::AppState;
 use jobfleet_common::client::ClientError;
-use jobfleet_common::coordinator::{EndEarly, JobRecord};
+use jobfleet_common::coordinator::{EndEarly, EndRequest, JobRecord};
 use jobfleet_common::message::{ErrorKind, JobError, JobStatus};
 use jobfleet_common::now_ms;
 use jobfleet_common::publish::publish_result;
@@ -96,7 +96,12 @@ async fn duties(
             );
             if let EndEarly::Ended { record, .. } = state
                 .coordinator
-                .end_early(&id, JobStatus::Failed, &error, &[JobStatus::Queued])
+                .end_early(EndRequest {
+                    id: &id,
+                    status: JobStatus::Failed,
+                    error: &error,
+                    allowed_from: &[JobStatus::Queued],
+                })
                 .await?
             {
                 info!(job_id = %id, %group, "queue timeout: failed with no_worker");
@@ -129,7 +134,7 @@ pub async fn announce(state: &AppState, record: &JobRecord) {
     .await;
     match published {
         Ok(()) => {
-            if let Err(e) = state.coordinator.announced(&record.id).await {
+            if let Err(e) = state.coordinator.announced(record).await {
                 warn!(error = %e, "could not clear the announce mark");
             }
         }

@@ -74,8 +74,7 @@ impl TestEnv {
             config.redis_url = redis_url.to_string();
         }
         let topology = Topology::new(&namespace);
-        let coordinator =
-            Coordinator::connect(&config.redis_url, topology.clone(), config.retention).expect("redis pool");
+        let coordinator = Coordinator::from_config(&config, topology.clone()).expect("redis pool");
         let dir = std::env::temp_dir().join(&namespace);
         std::fs::create_dir_all(&dir).expect("test dir");
         std::fs::write(

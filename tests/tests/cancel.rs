@@ -4,7 +4,7 @@
 use jobfleet_common::client::{amqp_pool, open_channel};
 use jobfleet_common::codec;
 use jobfleet_common::control::publish_cancel;
-use jobfleet_common::coordinator::EndEarly;
+use jobfleet_common::coordinator::{EndEarly, EndRequest};
 use jobfleet_common::lapin::options::BasicPublishOptions;
 use jobfleet_common::lapin::BasicProperties;
 use jobfleet_common::message::{ErrorKind, JobError, JobMessage, JobStatus};
@@ -120,12 +120,12 @@ async fn master_cancel(announced: bool) -> Vec<jobfleet_common::message::ResultM
     let error = JobError::new(ErrorKind::Canceled, "canceled by the master");
     let ended = env
         .coordinator
-        .end_early(
-            &sleeper.id,
-            JobStatus::Canceled,
-            &error,
-            &[JobStatus::Queued, JobStatus::Started],
-        )
+        .end_early(EndRequest {
+            id: &sleeper.id,
+            status: JobStatus::Canceled,
+            error: &error,
+            allowed_from: &[JobStatus::Queued, JobStatus::Started],
+        })
         .await
         .unwrap();
     assert!(
@@ -139,7 +139,9 @@ async fn master_cancel(announced: bool) -> Vec<jobfleet_common::message::ResultM
         "{ended:?}"
     );
     if announced {
-        env.coordinator.announced(&sleeper.id).await.unwrap();
+        if let EndEarly::Ended { record, .. } = &ended {
+            env.coordinator.announced(record).await.unwrap();
+        }
     }
     publish_cancel(&control, &env.topology, &sleeper.id)
         .await

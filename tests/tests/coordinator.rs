@@ -1,7 +1,10 @@
 //! The coordinator's transitions against the real Redis: racing claims, fencing of stale
 //! owners, takeover of a dead owner's job, hand-back, and the group failure policy.
 
-use jobfleet_common::coordinator::{Claim, Completion, Copy, Outcome};
+use jobfleet_common::coordinator::{
+    AttemptKey, BadMessage, Claim, ClaimRequest, CompleteRequest, Completion, Coordinator, CoordinatorError,
+    CopyKind, EndRequest, Outcome, RetryRequest,
+};
 use jobfleet_common::message::{ErrorKind, JobError, JobMessage, JobStatus};
 use jobfleet_common::now_ms;
 use jobfleet_tests::TestEnv;
@@ -10,6 +13,73 @@ use std::time::Duration;
 
 fn next_token() -> String {
     jobfleet_common::message::new_job_id()
+}
+
+fn groups() -> Vec<String> {
+    vec!["default".to_string()]
+}
+
+async fn claim(
+    c: &Coordinator,
+    job: &JobMessage,
+    worker: &str,
+    copy: CopyKind,
+    with_args: bool,
+    token: &str,
+) -> Result<Claim, CoordinatorError> {
+    let request = ClaimRequest {
+        job,
+        worker_id: worker,
+        copy,
+        with_args,
+        now_ms: now_ms(),
+        token,
+    };
+    c.claim(request).await
+}
+
+async fn complete(
+    c: &Coordinator,
+    job: &JobMessage,
+    worker: &str,
+    attempt: u32,
+    outcome: &Outcome,
+    max_failures: u32,
+) -> Result<Completion, CoordinatorError> {
+    let attempt = AttemptKey {
+        job,
+        worker_id: worker,
+        attempt,
+    };
+    let request = CompleteRequest {
+        attempt,
+        outcome,
+        max_failures,
+        now_ms: now_ms(),
+    };
+    c.complete(request).await
+}
+
+async fn retry(
+    c: &Coordinator,
+    job: &JobMessage,
+    worker: &str,
+    attempt: u32,
+    error: &JobError,
+    max_failures: u32,
+) -> Result<Completion, CoordinatorError> {
+    let attempt = AttemptKey {
+        job,
+        worker_id: worker,
+        attempt,
+    };
+    let request = RetryRequest {
+        attempt,
+        error,
+        available_at_ms: now_ms(),
+        max_failures,
+    };
+    c.retry(request).await
 }
 
 fn finished() -> Outcome {
@@ -47,7 +117,7 @@ async fn racing_claims_start_a_job_once_and_a_terminal_job_never_changes() {
         let c = c.clone();
         let job = job.clone();
         async move {
-            c.claim(&job, &format!("w{w}"), Copy::Fresh, true, now_ms(), &next_token())
+            claim(&c, &job, &format!("w{w}"), CopyKind::Fresh, true, &next_token())
                 .await
                 .unwrap()
         }
@@ -67,19 +137,18 @@ async fn racing_claims_start_a_job_once_and_a_terminal_job_never_changes() {
     let owner = format!("w{}", runs[0]);
     // A claim retried after its reply was lost gets the same answer; another one does not.
     let retried = JobMessage::new("default", "echo", json!(2));
-    let first = c
-        .claim(&retried, "w", Copy::Fresh, true, now_ms(), "token-1")
+    let first = claim(c, &retried, "w", CopyKind::Fresh, true, "token-1")
         .await
         .unwrap();
     assert!(matches!(first, Claim::Run { attempts: 1, .. }));
     assert_eq!(
-        c.claim(&retried, "w", Copy::Fresh, true, now_ms(), "token-1")
+        claim(c, &retried, "w", CopyKind::Fresh, true, "token-1")
             .await
             .unwrap(),
         first
     );
     assert_eq!(
-        c.claim(&retried, "w", Copy::Fresh, true, now_ms(), "token-2")
+        claim(c, &retried, "w", CopyKind::Fresh, true, "token-2")
             .await
             .unwrap(),
         Claim::Drop(JobStatus::Started)
@@ -87,35 +156,25 @@ async fn racing_claims_start_a_job_once_and_a_terminal_job_never_changes() {
 
     // Only the owner's attempt can end the job, and only once.
     assert_eq!(
-        c.complete(&job, "intruder", 1, &finished(), 5, now_ms())
-            .await
-            .unwrap(),
+        complete(c, &job, "intruder", 1, &finished(), 5).await.unwrap(),
         Completion::Stale(Some(JobStatus::Started))
     );
     assert_eq!(
-        c.complete(&job, &owner, 2, &finished(), 5, now_ms())
-            .await
-            .unwrap(),
+        complete(c, &job, &owner, 2, &finished(), 5).await.unwrap(),
         Completion::Stale(Some(JobStatus::Started))
     );
     assert_eq!(
-        c.complete(&job, &owner, 1, &finished(), 5, now_ms())
-            .await
-            .unwrap(),
+        complete(c, &job, &owner, 1, &finished(), 5).await.unwrap(),
         Completion::Recorded
     );
     // The same attempt completing again is a retry after a lost reply: acknowledged, but
     // it changes nothing.
     assert_eq!(
-        c.complete(&job, &owner, 1, &crashed(), 5, now_ms())
-            .await
-            .unwrap(),
+        complete(c, &job, &owner, 1, &crashed(), 5).await.unwrap(),
         Completion::Recorded
     );
     assert_eq!(
-        c.complete(&job, "intruder", 1, &crashed(), 5, now_ms())
-            .await
-            .unwrap(),
+        complete(c, &job, "intruder", 1, &crashed(), 5).await.unwrap(),
         Completion::Stale(Some(JobStatus::Finished))
     );
     let record = c.job(&job.id).await.unwrap().unwrap();
@@ -125,13 +184,12 @@ async fn racing_claims_start_a_job_once_and_a_terminal_job_never_changes() {
     );
 
     assert_eq!(
-        c.claim(&job, "late", Copy::Fresh, true, now_ms(), &next_token())
+        claim(c, &job, "late", CopyKind::Fresh, true, &next_token())
             .await
             .unwrap(),
         Claim::Drop(JobStatus::Finished)
     );
-    match c
-        .claim(&job, "late", Copy::Redelivered, true, now_ms(), &next_token())
+    match claim(c, &job, "late", CopyKind::Redelivered, true, &next_token())
         .await
         .unwrap()
     {
@@ -142,7 +200,7 @@ async fn racing_claims_start_a_job_once_and_a_terminal_job_never_changes() {
         let client = jobfleet_common::redis::Client::open(env.config.redis_url.as_str()).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
         jobfleet_common::redis::cmd("TTL")
-            .arg(env.topology.job_key(&job.id))
+            .arg(env.coordinator.keys().job(&job.group, &job.id))
             .query_async(&mut conn)
             .await
             .unwrap()
@@ -160,7 +218,7 @@ async fn a_redelivered_job_is_held_while_its_owner_lives_and_taken_over_when_it_
     let job = JobMessage::new("default", "sleep", json!({"ms": 1}));
     assert!(
         matches!(
-            c.claim(&job, "alive", Copy::Fresh, false, now_ms(), &next_token())
+            claim(c, &job, "alive", CopyKind::Fresh, false, &next_token())
                 .await
                 .unwrap(),
             Claim::Missing
@@ -168,64 +226,74 @@ async fn a_redelivered_job_is_held_while_its_owner_lives_and_taken_over_when_it_
         "a job without a record asks for its args"
     );
     assert!(matches!(
-        c.claim(&job, "alive", Copy::Fresh, true, now_ms(), &next_token())
+        claim(c, &job, "alive", CopyKind::Fresh, true, &next_token())
             .await
             .unwrap(),
         Claim::Run { attempts: 1, .. }
     ));
-    c.heartbeat("alive", &json!({}), Duration::from_secs(1))
+    c.heartbeat("alive", &groups(), &json!({}), Duration::from_secs(1))
         .await
         .unwrap();
     assert_eq!(
-        c.claim(&job, "other", Copy::Redelivered, true, now_ms(), &next_token())
+        claim(c, &job, "other", CopyKind::Redelivered, true, &next_token())
             .await
             .unwrap(),
         Claim::Hold
     );
 
-    c.deregister("alive").await.unwrap();
+    c.deregister("alive", &groups()).await.unwrap();
     assert!(matches!(
-        c.claim(&job, "other", Copy::Redelivered, true, now_ms(), &next_token())
+        claim(c, &job, "other", CopyKind::Redelivered, true, &next_token())
             .await
             .unwrap(),
         Claim::Run { attempts: 2, .. }
     ));
     // The old owner's late outcome is fenced off.
     assert!(matches!(
-        c.complete(&job, "alive", 1, &finished(), 5, now_ms())
-            .await
-            .unwrap(),
+        complete(c, &job, "alive", 1, &finished(), 5).await.unwrap(),
         Completion::Stale(_)
     ));
     // A draining owner hands the job back; the next start is attempt 3.
-    assert!(!c.requeue(&job.id, "alive", 1).await.unwrap());
-    assert!(c.requeue(&job.id, "other", 2).await.unwrap());
+    assert!(!c
+        .requeue(AttemptKey {
+            job: &job,
+            worker_id: "alive",
+            attempt: 1
+        })
+        .await
+        .unwrap());
+    assert!(c
+        .requeue(AttemptKey {
+            job: &job,
+            worker_id: "other",
+            attempt: 2
+        })
+        .await
+        .unwrap());
     assert_eq!(c.job(&job.id).await.unwrap().unwrap().status, JobStatus::Queued);
     assert!(matches!(
-        c.claim(&job, "third", Copy::Redelivered, true, now_ms(), &next_token())
+        claim(c, &job, "third", CopyKind::Redelivered, true, &next_token())
             .await
             .unwrap(),
         Claim::Run { attempts: 3, .. }
     ));
     assert_eq!(
-        c.complete(&job, "third", 3, &finished(), 5, now_ms())
-            .await
-            .unwrap(),
+        complete(c, &job, "third", 3, &finished(), 5).await.unwrap(),
         Completion::Recorded
     );
     // A parked copy meeting the ended job republishes only when the owner is gone.
-    c.heartbeat("third", &json!({}), Duration::from_secs(5))
+    c.heartbeat("third", &groups(), &json!({}), Duration::from_secs(5))
         .await
         .unwrap();
     assert_eq!(
-        c.claim(&job, "other", Copy::Parked, true, now_ms(), &next_token())
+        claim(c, &job, "other", CopyKind::Parked, true, &next_token())
             .await
             .unwrap(),
         Claim::Drop(JobStatus::Finished)
     );
-    c.deregister("third").await.unwrap();
+    c.deregister("third", &groups()).await.unwrap();
     assert!(matches!(
-        c.claim(&job, "other", Copy::Parked, true, now_ms(), &next_token())
+        claim(c, &job, "other", CopyKind::Parked, true, &next_token())
             .await
             .unwrap(),
         Claim::Ended(_)
@@ -238,15 +306,12 @@ async fn consecutive_crashes_break_the_group_and_a_reset_restores_it() {
     let c = &env.coordinator;
     let run = |outcome: Outcome| async move {
         let job = JobMessage::new("default", "crash", json!(null));
-        match c
-            .claim(&job, "w", Copy::Fresh, true, now_ms(), &next_token())
+        match claim(c, &job, "w", CopyKind::Fresh, true, &next_token())
             .await
             .unwrap()
         {
             Claim::Run { attempts, .. } => {
-                c.complete(&job, "w", attempts, &outcome, 3, now_ms())
-                    .await
-                    .unwrap();
+                complete(c, &job, "w", attempts, &outcome, 3).await.unwrap();
                 None
             }
             Claim::Ended(record) => Some(*record),
@@ -287,13 +352,25 @@ async fn an_undecodable_job_is_recorded_once_as_bad_message() {
     let env = TestEnv::new("badmsg");
     let c = &env.coordinator;
     assert!(c
-        .record_bad_message("b1", "default", "", "missing field `function`", now_ms())
+        .record_bad_message(BadMessage {
+            id: "b1",
+            group: "default",
+            function: "",
+            reason: "missing field `function`",
+            now_ms: now_ms()
+        })
         .await
         .unwrap());
     assert!(
-        c.record_bad_message("b1", "default", "", "retried after a lost reply", now_ms())
-            .await
-            .unwrap(),
+        c.record_bad_message(BadMessage {
+            id: "b1",
+            group: "default",
+            function: "",
+            reason: "retried after a lost reply",
+            now_ms: now_ms()
+        })
+        .await
+        .unwrap(),
         "a retry publishes again"
     );
     let record = c.job("b1").await.unwrap().unwrap();
@@ -301,15 +378,21 @@ async fn an_undecodable_job_is_recorded_once_as_bad_message() {
     assert_eq!(record.error.unwrap().kind, ErrorKind::BadMessage);
     let running = JobMessage::new("default", "echo", json!(1));
     assert!(matches!(
-        c.claim(&running, "w", Copy::Fresh, true, now_ms(), &next_token())
+        claim(c, &running, "w", CopyKind::Fresh, true, &next_token())
             .await
             .unwrap(),
         Claim::Run { .. }
     ));
     assert!(
-        !c.record_bad_message(&running.id, "default", "", "late copy", now_ms())
-            .await
-            .unwrap(),
+        !c.record_bad_message(BadMessage {
+            id: &running.id,
+            group: "default",
+            function: "",
+            reason: "late copy",
+            now_ms: now_ms()
+        })
+        .await
+        .unwrap(),
         "a started job is not overwritten"
     );
 }
@@ -333,14 +416,14 @@ async fn the_index_sweep_walks_past_live_records_to_remove_expired_ones() {
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     for job in old.iter().step_by(2) {
         let _: () = jobfleet_common::redis::cmd("DEL")
-            .arg(env.topology.job_key(&job.id))
+            .arg(env.coordinator.keys().job(&job.group, &job.id))
             .query_async(&mut conn)
             .await
             .unwrap();
     }
     assert_eq!(c.sweep_index(2_000, 2, 1_000).await.unwrap(), 4);
     let left: Vec<String> = jobfleet_common::redis::cmd("ZRANGE")
-        .arg(format!("{}:index", env.namespace()))
+        .arg(env.coordinator.keys().index("default"))
         .arg(0)
         .arg(-1)
         .query_async(&mut conn)
@@ -356,39 +439,42 @@ async fn the_index_sweep_walks_past_live_records_to_remove_expired_ones() {
 async fn an_attempt_ending_after_an_unannounced_cancel_is_told_to_publish_it() {
     let env = TestEnv::new("announce");
     let c = &env.coordinator;
-    for retry in [false, true] {
+    for retried in [false, true] {
         let job = JobMessage::new("default", "sleep", json!({"ms": 1}));
         assert!(matches!(
-            c.claim(&job, "w", Copy::Fresh, true, now_ms(), &next_token())
+            claim(c, &job, "w", CopyKind::Fresh, true, &next_token())
                 .await
                 .unwrap(),
             Claim::Run { attempts: 1, .. }
         ));
         let cancel = JobError::new(ErrorKind::Canceled, "by request");
         assert!(matches!(
-            c.end_early(&job.id, JobStatus::Canceled, &cancel, &[JobStatus::Started])
-                .await
-                .unwrap(),
+            c.end_early(EndRequest {
+                id: &job.id,
+                status: JobStatus::Canceled,
+                error: &cancel,
+                allowed_from: &[JobStatus::Started]
+            })
+            .await
+            .unwrap(),
             jobfleet_common::coordinator::EndEarly::Ended { .. }
         ));
-        let ended = if retry {
-            c.retry(&job, "w", 1, &JobError::function("x"), now_ms(), 5)
-                .await
-                .unwrap()
+        let ended = if retried {
+            retry(c, &job, "w", 1, &JobError::function("x"), 5).await.unwrap()
         } else {
-            c.complete(&job, "w", 1, &crashed(), 5, now_ms()).await.unwrap()
+            complete(c, &job, "w", 1, &crashed(), 5).await.unwrap()
         };
         match ended {
-            Completion::Announce(record) => assert_eq!(record.status, JobStatus::Canceled),
+            Completion::Announce(record) => {
+                assert_eq!(record.status, JobStatus::Canceled);
+                c.announced(&record).await.unwrap();
+            }
             other => panic!("{other:?}"),
         }
-        c.announced(&job.id).await.unwrap();
-        let again = if retry {
-            c.retry(&job, "w", 1, &JobError::function("x"), now_ms(), 5)
-                .await
-                .unwrap()
+        let again = if retried {
+            retry(c, &job, "w", 1, &JobError::function("x"), 5).await.unwrap()
         } else {
-            c.complete(&job, "w", 1, &crashed(), 5, now_ms()).await.unwrap()
+            complete(c, &job, "w", 1, &crashed(), 5).await.unwrap()
         };
         assert_eq!(
             again,

@@ -12,7 +12,10 @@ use crate::sandbox::process::ProcessFunction;
 use jobfleet_common::client::{ChannelSlot, ClientError};
 use jobfleet_common::codec::{self, MSGPACK};
 use jobfleet_common::config::Config;
-use jobfleet_common::coordinator::{Claim, Completion, Coordinator, CoordinatorError, Copy, Outcome};
+use jobfleet_common::coordinator::{
+    AttemptKey, BadMessage, Claim, ClaimRequest, CompleteRequest, Completion, Coordinator, CoordinatorError,
+    CopyKind, Outcome, RetryRequest,
+};
 use jobfleet_common::lapin::message::Delivery;
 use jobfleet_common::lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions};
 use jobfleet_common::lapin::types::AMQPValue;
@@ -144,13 +147,13 @@ impl Shared {
         trace: Option<&TraceParent>,
     ) -> Handled {
         let copy = if header_str(delivery.properties.headers().as_ref(), HOLD_HEADER).is_some() {
-            Copy::Parked
+            CopyKind::Parked
         } else if delivery.redelivered {
-            Copy::Redelivered
+            CopyKind::Redelivered
         } else {
-            Copy::Fresh
+            CopyKind::Fresh
         };
-        if copy != Copy::Fresh && self.is_running(&job.id) {
+        if copy != CopyKind::Fresh && self.is_running(&job.id) {
             // Our own channel broke while we run this job: its message came back to us.
             return self.hold(delivery, job).await;
         }
@@ -164,8 +167,14 @@ impl Shared {
         let claim = loop {
             let claim = match self
                 .with_redis(|| {
-                    self.coordinator
-                        .claim(job, &self.worker_id, copy, with_args, now, &token)
+                    self.coordinator.claim(ClaimRequest {
+                        job,
+                        worker_id: &self.worker_id,
+                        copy,
+                        with_args,
+                        now_ms: now,
+                        token: &token,
+                    })
                 })
                 .await
             {
@@ -258,7 +267,7 @@ impl Shared {
                             result = &mut execution => break result,
                             _ = self.force_stop.cancelled() => {
                                 self.running.lock().expect("running set").remove(&job.id);
-                                let _ = self.with_redis(|| self.coordinator.requeue(&job.id, &self.worker_id, attempts)).await;
+                                let _ = self.with_redis(|| self.coordinator.requeue(AttemptKey { job, worker_id: &self.worker_id, attempt: attempts })).await;
                                 // Handed off, the parked copy brings the job back.
                                 return if handed_off { Handled::HandedBack } else { self.hand_back(delivery).await };
                             }
@@ -325,14 +334,16 @@ impl Shared {
         let finished_at = now_ms();
         let completion = match self
             .with_redis(|| {
-                self.coordinator.complete(
-                    job,
-                    &self.worker_id,
-                    attempts,
-                    &outcome,
+                self.coordinator.complete(CompleteRequest {
+                    attempt: AttemptKey {
+                        job,
+                        worker_id: &self.worker_id,
+                        attempt: attempts,
+                    },
+                    outcome: &outcome,
                     max_failures,
-                    finished_at,
-                )
+                    now_ms: finished_at,
+                })
             })
             .await
         {
@@ -386,7 +397,7 @@ impl Shared {
                     return Handled::Dropped;
                 };
                 if self.publish_result_until_done(&result, trace).await {
-                    let _ = self.coordinator.announced(&job.id).await;
+                    let _ = self.coordinator.announced(&record).await;
                 }
                 if !handed_off {
                     ack(delivery).await;
@@ -473,8 +484,16 @@ impl Shared {
         let available_at = now_ms() + delay.as_millis() as i64;
         match self
             .with_redis(|| {
-                self.coordinator
-                    .retry(job, &self.worker_id, attempt, error, available_at, max_failures)
+                self.coordinator.retry(RetryRequest {
+                    attempt: AttemptKey {
+                        job,
+                        worker_id: &self.worker_id,
+                        attempt,
+                    },
+                    error,
+                    available_at_ms: available_at,
+                    max_failures,
+                })
             })
             .await
         {
@@ -489,7 +508,7 @@ impl Shared {
                 // Canceled by a master that could not publish the result: publish it.
                 if let Some(result) = record.to_result_message() {
                     if self.publish_result_until_done(&result, None).await {
-                        let _ = self.coordinator.announced(&job.id).await;
+                        let _ = self.coordinator.announced(&record).await;
                     }
                 }
                 if !handed_off {
@@ -746,8 +765,13 @@ impl Shared {
             let finished_at = now_ms();
             match self
                 .with_redis(|| {
-                    self.coordinator
-                        .record_bad_message(id, group, function, &e.reason, finished_at)
+                    self.coordinator.record_bad_message(BadMessage {
+                        id,
+                        group,
+                        function,
+                        reason: &e.reason,
+                        now_ms: finished_at,
+                    })
                 })
                 .await
             {

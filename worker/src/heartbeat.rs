@@ -48,7 +48,7 @@ pub(crate) async fn run(
         let record = info(&shared, &groups, concurrency, started_at);
         if let Err(e) = shared
             .coordinator
-            .heartbeat(&shared.worker_id, &record, ttl)
+            .heartbeat(&shared.worker_id, &groups, &record, ttl)
             .await
         {
             warn!(error = %e, "heartbeat failed");

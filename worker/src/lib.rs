@@ -288,8 +288,7 @@ impl WorkerBuilder {
             )
         });
         let topology = Topology::new(&self.config.namespace);
-        let coordinator =
-            Coordinator::connect(&self.config.redis_url, topology.clone(), self.config.retention)?;
+        let coordinator = Coordinator::from_config(&self.config, topology.clone())?;
         let pool = amqp_pool(&self.config.amqp_url, 2, &format!("jobfleet-worker {worker_id}"))?;
         let mut processes = std::collections::HashMap::new();
         for group in &self.groups {
@@ -417,7 +416,7 @@ impl Worker {
             };
             // The record must exist before any job is claimed, so nobody takes ours over.
             let mut attempt = 0;
-            while let Err(e) = shared.coordinator.heartbeat(&shared.worker_id, &heartbeat::info(&shared, &self.groups, self.concurrency, 0), self.heartbeat_ttl).await {
+            while let Err(e) = shared.coordinator.heartbeat(&shared.worker_id, &self.groups, &heartbeat::info(&shared, &self.groups, self.concurrency, 0), self.heartbeat_ttl).await {
                 if shutdown.is_cancelled() {
                     return Err(e.into());
                 }
@@ -481,7 +480,7 @@ impl Worker {
             }
             heartbeat_stop.cancel();
             let _ = heartbeat.await;
-            if let Err(e) = shared.coordinator.deregister(&shared.worker_id).await {
+            if let Err(e) = shared.coordinator.deregister(&shared.worker_id, &self.groups).await {
                 warn!(error = %e, "could not remove the worker record; it expires on its own");
             }
             self.pool.close();

@@ -6,19 +6,21 @@
 --   {'hold'}                          another live worker owns it: park the copy
 --   {'ended', {field, value, ...}}    terminal: publish its result (again), then ack
 --   {'missing'}                       no record and no args given: call again with args
--- KEYS[1] job key, KEYS[2] group key
+-- KEYS[1] job key, KEYS[2] group key, KEYS[3] group index, KEYS[4] group queued set,
+-- KEYS[5] group running set
 -- ARGV: 1 id, 2 group, 3 function, 4 args (JSON, or '' when not sent), 5 submitted_at (ms
 --       or ''), 6 worker id, 7 now (ms), 8 copy: '0' a fresh delivery, '1' a redelivery,
---       '2' a parked copy, 9 namespace, 10 retention (s), 11 claim token (unique per
---       delivery, so that a claim retried after a lost reply gets the same answer)
+--       '2' a parked copy, 9 the group's liveness key prefix (+ worker id = a worker's
+--       liveness key for this group; the one key name built here, as the owner is read
+--       from the record), 10 retention (s), 11 claim token (unique per delivery, so that a
+--       claim retried after a lost reply gets the same answer)
 local key = KEYS[1]
 local id = ARGV[1]
 local group = ARGV[2]
 local worker = ARGV[6]
 local now = ARGV[7]
-local ns = ARGV[9]
-local workers = ns .. ':worker:'
-local running = ns .. ':running:' .. group
+local alive = ARGV[9]
+local running = KEYS[5]
 local status = redis.call('HGET', key, 'status')
 
 local function ended()
@@ -42,12 +44,12 @@ if not status then
   end
   redis.call('HSET', key, 'id', id, 'group', group, 'function', ARGV[3], 'args', ARGV[4],
     'attempts', 0, 'submitted_at', submitted)
-  redis.call('ZADD', ns .. ':index', submitted, id)
+  redis.call('ZADD', KEYS[3], submitted, id)
   status = 'queued'
 end
 
 if status == 'queued' then
-  redis.call('ZREM', ns .. ':queued:' .. group, id)
+  redis.call('ZREM', KEYS[4], id)
   if redis.call('HGET', KEYS[2], 'broken') == '1' then
     redis.call('HSET', key, 'status', 'failed', 'error_kind', 'group_broken',
       'error_message', 'group ' .. group .. ' is broken; reset it to run jobs again',
@@ -67,7 +69,7 @@ if status == 'started' then
     return {'drop', status}
   end
   local owner = redis.call('HGET', key, 'worker')
-  if owner and owner ~= worker and redis.call('EXISTS', workers .. owner) == 1 then
+  if owner and owner ~= worker and redis.call('EXISTS', alive .. owner) == 1 then
     return {'hold'}
   end
   return start()
@@ -81,7 +83,7 @@ if ARGV[8] == '1' or redis.call('HGET', key, 'announce') == '1' or redis.call('H
 end
 if ARGV[8] == '2' then
   local owner = redis.call('HGET', key, 'worker')
-  if not owner or redis.call('EXISTS', workers .. owner) == 0 then
+  if not owner or redis.call('EXISTS', alive .. owner) == 0 then
     return ended()
   end
 end

@@ -3,10 +3,10 @@
 -- sets the record's retention, and applies the group's failure policy.
 -- Returns {'ok'}, {'stale', status}, or {'announce', {field, value, ...}} when the job was
 -- ended by the master (a cancel) whose result is not confirmed published: publish it.
--- KEYS[1] job key, KEYS[2] group key
+-- KEYS[1] job key, KEYS[2] group key, KEYS[3] group running set
 -- ARGV: 1 worker id, 2 attempt, 3 status, 4 result (JSON or ''), 5 error kind (or ''),
 --       6 error message, 7 now (ms), 8 duration (ms), 9 retention (s),
---       10 failure effect ('reset' | 'count' | 'none'), 11 max failures, 12 namespace
+--       10 failure effect ('reset' | 'count' | 'none'), 11 max failures
 local key = KEYS[1]
 local attempt = ARGV[1] .. ':' .. ARGV[2]
 local current = redis.call('HMGET', key, 'status', 'worker', 'attempts', 'group', 'id', 'ended_by')
@@ -30,7 +30,7 @@ else
   redis.call('HDEL', key, 'error_kind', 'error_message')
 end
 redis.call('EXPIRE', key, tonumber(ARGV[9]))
-redis.call('SREM', ARGV[12] .. ':running:' .. current[4], current[5])
+redis.call('SREM', KEYS[3], current[5])
 if ARGV[10] == 'reset' then
   if redis.call('HGET', KEYS[2], 'failures') ~= '0' then
     redis.call('HSET', KEYS[2], 'failures', 0)

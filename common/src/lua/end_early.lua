@@ -3,9 +3,9 @@
 -- The record is marked 'announce' until the master has published its result, so that a
 -- worker meeting the job's message publishes it if the master could not.
 -- Returns {'ended', previous status, {field, value, ...}}, {'conflict', status} or {'missing'}.
--- KEYS[1] job key
+-- KEYS[1] job key, KEYS[2] group queued set, KEYS[3] group running set
 -- ARGV: 1 new status, 2 error kind, 3 error message, 4 now (ms), 5 retention (s),
---       6 allowed previous statuses (comma list), 7 namespace
+--       6 allowed previous statuses (comma list)
 local key = KEYS[1]
 local current = redis.call('HMGET', key, 'status', 'group', 'id')
 local status = current[1]
@@ -18,6 +18,6 @@ end
 redis.call('HSET', key, 'status', ARGV[1], 'error_kind', ARGV[2], 'error_message', ARGV[3],
   'finished_at', ARGV[4], 'announce', 1, 'ended_by', 'master')
 redis.call('EXPIRE', key, tonumber(ARGV[5]))
-redis.call('ZREM', ARGV[7] .. ':queued:' .. current[2], current[3])
-redis.call('SREM', ARGV[7] .. ':running:' .. current[2], current[3])
+redis.call('ZREM', KEYS[2], current[3])
+redis.call('SREM', KEYS[3], current[3])
 return {'ended', status, redis.call('HGETALL', key)}

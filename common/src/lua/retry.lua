@@ -2,9 +2,9 @@
 -- that own it. Keeps the error as the last one, schedules the job in the queued set at the
 -- time it becomes available, and applies the group's failure policy.
 -- Returns {'ok'}, {'stale', status}, or {'announce', {field, value, ...}} like complete.lua.
--- KEYS[1] job key, KEYS[2] group key
+-- KEYS[1] job key, KEYS[2] group key, KEYS[3] group running set, KEYS[4] group queued set
 -- ARGV: 1 worker id, 2 attempt, 3 error kind, 4 error message, 5 available at (ms),
---       6 failure effect ('count' | 'none'), 7 max failures, 8 namespace
+--       6 failure effect ('count' | 'none'), 7 max failures
 local key = KEYS[1]
 local attempt = ARGV[1] .. ':' .. ARGV[2]
 local current = redis.call('HMGET', key, 'status', 'worker', 'attempts', 'group', 'id', 'retried_by')
@@ -21,8 +21,8 @@ end
 redis.call('HSET', key, 'status', 'queued', 'error_kind', ARGV[3], 'error_message', ARGV[4],
   'retry_at', ARGV[5], 'retried_by', attempt)
 redis.call('HDEL', key, 'worker')
-redis.call('SREM', ARGV[8] .. ':running:' .. current[4], current[5])
-redis.call('ZADD', ARGV[8] .. ':queued:' .. current[4], ARGV[5], current[5])
+redis.call('SREM', KEYS[3], current[5])
+redis.call('ZADD', KEYS[4], ARGV[5], current[5])
 if ARGV[6] == 'count' then
   local failures = redis.call('HINCRBY', KEYS[2], 'failures', 1)
   if failures >= tonumber(ARGV[7]) then

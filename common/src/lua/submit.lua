@@ -1,9 +1,10 @@
 -- The master's submit: creates a queued record (and the idempotency key) unless the id or
 -- the idempotency key already names a job, or the group is broken (a repeat still gets
 -- its original job). Returns {'created'}, {'existing', id} or {'broken'}.
--- KEYS[1] job key, KEYS[2] idempotency key (or '' when none), KEYS[3] group key
+-- KEYS[1] job key, KEYS[2] idempotency key (or '' when none), KEYS[3] group key,
+-- KEYS[4] group index, KEYS[5] group queued set
 -- ARGV: 1 id, 2 group, 3 function, 4 args (JSON), 5 submitted_at (ms), 6 timeout_ms (or ''),
---       7 namespace, 8 idempotency key ttl (s)
+--       7 idempotency key ttl (s)
 if KEYS[2] ~= '' then
   local existing = redis.call('GET', KEYS[2])
   if existing then
@@ -16,16 +17,15 @@ end
 if redis.call('HGET', KEYS[3], 'broken') == '1' then
   return {'broken'}
 end
-local ns = ARGV[7]
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'group', ARGV[2], 'function', ARGV[3], 'args', ARGV[4],
   'status', 'queued', 'attempts', 0, 'submitted_at', ARGV[5])
 if ARGV[6] ~= '' then
   redis.call('HSET', KEYS[1], 'timeout_ms', ARGV[6])
 end
 if KEYS[2] ~= '' then
-  redis.call('SET', KEYS[2], ARGV[1], 'EX', tonumber(ARGV[8]))
+  redis.call('SET', KEYS[2], ARGV[1], 'EX', tonumber(ARGV[7]))
   redis.call('HSET', KEYS[1], 'idempotency_key', KEYS[2])
 end
-redis.call('ZADD', ns .. ':index', ARGV[5], ARGV[1])
-redis.call('ZADD', ns .. ':queued:' .. ARGV[2], ARGV[5], ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
+redis.call('ZADD', KEYS[5], ARGV[5], ARGV[1])
 return {'created'}

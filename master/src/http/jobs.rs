@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use jobfleet_common::codec;
-use jobfleet_common::coordinator::{Cursor, EndEarly, Forget, JobRecord, ListFilter, Submitted};
+use jobfleet_common::coordinator::{Cursor, EndEarly, EndRequest, Forget, JobRecord, ListFilter, Submitted};
 use jobfleet_common::lapin::options::BasicPublishOptions;
 use jobfleet_common::message::{is_valid_job_id, new_job_id, ErrorKind, JobError, JobMessage, JobStatus};
 use jobfleet_common::publish::{confirmed, persistent_properties};
@@ -341,12 +341,12 @@ pub async fn cancel(
     let error = JobError::new(ErrorKind::Canceled, "canceled by request");
     match state
         .coordinator
-        .end_early(
-            &id,
-            JobStatus::Canceled,
-            &error,
-            &[JobStatus::Queued, JobStatus::Started],
-        )
+        .end_early(EndRequest {
+            id: &id,
+            status: JobStatus::Canceled,
+            error: &error,
+            allowed_from: &[JobStatus::Queued, JobStatus::Started],
+        })
         .await?
     {
         EndEarly::Ended { previous, record } => {

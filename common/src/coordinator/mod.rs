@@ -1,0 +1,175 @@
+//! The Redis coordinator: one hash per job, atomic status transitions as SPEC §2 allows
+//! (Lua scripts, no read-then-write races), group failure counts and the worker registry.
+//!
+//! - [`keys`]: every key name (a hash tag per group, so a transition stays in one slot)
+//! - [`connection`](self): the shared multiplexed connection
+//! - [`record`](self): records and the verdicts transitions answer with
+//! - transitions: submit, claim, complete, retry, requeue, end early, forget
+//! - registry: worker heartbeats and liveness, group health, the leader lease
+//! - listing: lookups by id, newest-first listings, index expiry
+
+mod connection;
+pub mod keys;
+mod listing;
+mod record;
+mod registry;
+mod transitions;
+
+pub use keys::Keys;
+pub use listing::{Cursor, ListFilter};
+pub use record::{
+    Claim, Completion, CopyKind, EndEarly, FailureEffect, Forget, JobRecord, Outcome, Submitted,
+};
+pub use transitions::{AttemptKey, BadMessage, ClaimRequest, CompleteRequest, EndRequest, RetryRequest};
+
+use crate::config::Config;
+use crate::topology::Topology;
+use connection::SharedConnection;
+use deadpool_redis::redis;
+use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a coordinator call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoordinatorError {
+    /// No connection could be had from the pool (Redis down or the pool exhausted).
+    #[error("redis pool: {0}")]
+    Pool(#[from] deadpool_redis::PoolError),
+    /// Redis answered with an error or the connection broke.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A record or script reply has an unexpected shape.
+    #[error("corrupt coordinator data: {0}")]
+    Corrupt(String),
+    /// The pool could not be built from the URL.
+    #[error("redis config: {0}")]
+    Config(#[from] deadpool_redis::CreatePoolError),
+}
+
+impl CoordinatorError {
+    /// Whether the error is Redis being unreachable (worth retrying after a back-off).
+    pub fn is_connection_error(&self) -> bool {
+        match self {
+            CoordinatorError::Pool(_) => true,
+            CoordinatorError::Redis(e) => {
+                e.is_io_error()
+                    || e.is_connection_refusal()
+                    || e.is_connection_dropped()
+                    || e.is_timeout()
+                    || is_passing_server_state(e)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether Redis refused a call for a passing reason: loading its data after a restart, a
+/// replica or a demoted primary during a failover, out of memory. Callers retry these.
+fn is_passing_server_state(e: &redis::RedisError) -> bool {
+    use redis::ServerErrorKind::*;
+    matches!(
+        e.kind(),
+        redis::ErrorKind::Server(BusyLoading | TryAgain | MasterDown | ReadOnly | ClusterDown)
+    ) || matches!(e.code(), Some("OOM" | "LOADING" | "READONLY" | "MASTERDOWN"))
+}
+
+/// The coordinator of one namespace, over a deadpool-redis pool.
+#[derive(Clone)]
+pub struct Coordinator {
+    pool: Pool,
+    shared: Arc<SharedConnection>,
+    keys: Keys,
+    topology: Topology,
+    retention: Duration,
+    /// The fleet's groups: where a lookup by job id alone searches.
+    groups: Arc<[String]>,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("namespace", &self.topology.namespace())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Coordinator {
+    /// Builds a pool for `redis_url` (explicit wait/create timeouts) and the coordinator of
+    /// `topology`. It knows no groups: lookups by id alone find nothing until
+    /// [`Coordinator::with_groups`] names them (see [`Coordinator::from_config`]).
+    pub fn connect(
+        redis_url: &str,
+        topology: Topology,
+        retention: Duration,
+    ) -> Result<Coordinator, CoordinatorError> {
+        let mut config = deadpool_redis::Config::from_url(redis_url);
+        let timeout = Some(Duration::from_secs(5));
+        config.pool = Some(PoolConfig {
+            max_size: 16,
+            timeouts: Timeouts {
+                wait: timeout,
+                create: timeout,
+                recycle: timeout,
+            },
+            ..PoolConfig::default()
+        });
+        let pool = config.create_pool(Some(Runtime::Tokio1))?;
+        Ok(Coordinator {
+            pool,
+            shared: Default::default(),
+            keys: Keys::new(topology.namespace()),
+            topology,
+            retention,
+            groups: Arc::from(Vec::new()),
+        })
+    }
+
+    /// The coordinator of a fleet configuration: its Redis, namespace, retention and groups.
+    pub fn from_config(config: &Config, topology: Topology) -> Result<Coordinator, CoordinatorError> {
+        let groups: Vec<String> = config.groups.keys().cloned().collect();
+        Ok(Coordinator::connect(&config.redis_url, topology, config.retention)?.with_groups(groups))
+    }
+
+    /// The same coordinator, searching `groups` on lookups by job id alone.
+    pub fn with_groups(mut self, groups: impl IntoIterator<Item = String>) -> Coordinator {
+        let mut groups: Vec<String> = groups.into_iter().collect();
+        groups.sort();
+        groups.dedup();
+        self.groups = Arc::from(groups);
+        self
+    }
+
+    /// The topology whose namespace this coordinator uses.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// The key names of this coordinator's namespace.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The groups a lookup by id searches.
+    pub fn groups(&self) -> &[String] {
+        &self.groups
+    }
+
+    /// How long terminal records are kept.
+    pub fn retention(&self) -> Duration {
+        self.retention
+    }
+
+    /// The retention in whole seconds, as the scripts take it.
+    fn retention_secs(&self) -> u64 {
+        self.retention.as_secs().max(1)
+    }
+
+    /// Checks that Redis answers.
+    pub async fn ping(&self) -> Result<(), CoordinatorError> {
+        let mut conn = self.connection().await?;
+        let _: String = redis::cmd("PING").query_async(&mut *conn).await?;
+        Ok(())
+    }
+}

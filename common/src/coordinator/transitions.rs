@@ -1,0 +1,443 @@
+//! The status transitions of SPEC §2, each one Lua script on the keys of one group: submit
+//! and enqueue (→ queued), claim (→ started), complete and retry (fenced by the attempt),
+//! requeue (a drain), bad messages, the master's early ends, and forgetting a record.
+
+use super::record::{fields_of, text};
+use super::{Claim, Completion, Coordinator, CoordinatorError, CopyKind, EndEarly, FailureEffect};
+use super::{Forget, JobRecord, Outcome, Submitted};
+use crate::message::{JobError, JobMessage, JobStatus};
+use deadpool_redis::redis::{self, AsyncCommands, Script, Value as RedisValue};
+use std::sync::LazyLock;
+
+static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/enqueue.lua")));
+static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/claim.lua")));
+static COMPLETE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/complete.lua")));
+static REQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/requeue.lua")));
+static BAD_MESSAGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/bad_message.lua")));
+static RETRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/retry.lua")));
+static SUBMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/submit.lua")));
+static END_EARLY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/end_early.lua")));
+static FORGET: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/forget.lua")));
+
+/// A claim of one delivered job.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimRequest<'a> {
+    /// The delivered job.
+    pub job: &'a JobMessage,
+    /// The claiming worker.
+    pub worker_id: &'a str,
+    /// How the message reached the worker.
+    pub copy: CopyKind,
+    /// Whether to send the args (needed only when the job has no record yet).
+    pub with_args: bool,
+    /// Now, unix ms.
+    pub now_ms: i64,
+    /// Unique per delivery: the same claim retried after a lost reply gets the same answer.
+    pub token: &'a str,
+}
+
+/// Which attempt of which job a worker holds: the fencing token of complete, retry and
+/// requeue (a stale owner cannot add a second outcome).
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptKey<'a> {
+    /// The job.
+    pub job: &'a JobMessage,
+    /// The worker running it.
+    pub worker_id: &'a str,
+    /// The attempt number its claim returned.
+    pub attempt: u32,
+}
+
+/// The outcome of an attempt, to record.
+#[derive(Debug, Clone, Copy)]
+pub struct CompleteRequest<'a> {
+    /// The attempt that ended.
+    pub attempt: AttemptKey<'a>,
+    /// How it ended.
+    pub outcome: &'a Outcome,
+    /// The group's failure limit (SPEC §2 failure policy).
+    pub max_failures: u32,
+    /// Now, unix ms.
+    pub now_ms: i64,
+}
+
+/// A failed attempt sent back for another.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryRequest<'a> {
+    /// The attempt that failed.
+    pub attempt: AttemptKey<'a>,
+    /// Why it failed.
+    pub error: &'a JobError,
+    /// When the next attempt may start, unix ms.
+    pub available_at_ms: i64,
+    /// The group's failure limit.
+    pub max_failures: u32,
+}
+
+/// An undecodable job message with a readable id.
+#[derive(Debug, Clone, Copy)]
+pub struct BadMessage<'a> {
+    /// The id read from the message.
+    pub id: &'a str,
+    /// The group (the routing key it arrived with).
+    pub group: &'a str,
+    /// The function, if readable.
+    pub function: &'a str,
+    /// What is wrong with it.
+    pub reason: &'a str,
+    /// Now, unix ms.
+    pub now_ms: i64,
+}
+
+/// The master ending a job early: a cancel or a queue timeout.
+#[derive(Debug, Clone, Copy)]
+pub struct EndRequest<'a> {
+    /// The job.
+    pub id: &'a str,
+    /// The terminal status it gets.
+    pub status: JobStatus,
+    /// Why.
+    pub error: &'a JobError,
+    /// The statuses it may end from.
+    pub allowed_from: &'a [JobStatus],
+}
+
+fn json_text(value: &serde_json::Value) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+impl Coordinator {
+    /// Records published jobs as queued, one pipelined round trip for all of them; a job
+    /// that already has a record is left as it is. Returns how many records were created.
+    pub async fn record_queued(&self, jobs: &[JobMessage]) -> Result<usize, CoordinatorError> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let k = &self.keys;
+        let mut pipe = redis::pipe();
+        for job in jobs {
+            let submitted_at = job.submitted_at.unwrap_or_else(crate::now_ms);
+            pipe.invoke_script(
+                ENQUEUE
+                    .key(k.job(&job.group, &job.id))
+                    .key(k.index(&job.group))
+                    .key(k.queued(&job.group))
+                    .arg(&job.id)
+                    .arg(&job.group)
+                    .arg(&job.function)
+                    .arg(json_text(&job.args))
+                    .arg(submitted_at),
+            );
+        }
+        let mut conn = self.connection().await?;
+        let created: Vec<i64> = match pipe.query_async(&mut *conn).await {
+            Ok(created) => created,
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                // The script cache is empty (Redis restarted): load it and pipeline again.
+                ENQUEUE.prepare_invoke().load_async(&mut *conn).await?;
+                pipe.query_async(&mut *conn).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(created.iter().filter(|&&c| c == 1).count())
+    }
+
+    /// Claims a delivered job (see [`Claim`] and [`CopyKind`]). Without `with_args` a job
+    /// that has no record yet answers [`Claim::Missing`] (so large args are sent only then).
+    pub async fn claim(&self, request: ClaimRequest<'_>) -> Result<Claim, CoordinatorError> {
+        let ClaimRequest { job, .. } = request;
+        let k = &self.keys;
+        let args = if request.with_args {
+            json_text(&job.args)
+        } else {
+            String::new()
+        };
+        let mut conn = self.connection().await?;
+        let reply: RedisValue = CLAIM
+            .key(k.job(&job.group, &job.id))
+            .key(k.group(&job.group))
+            .key(k.index(&job.group))
+            .key(k.queued(&job.group))
+            .key(k.running(&job.group))
+            .arg(&job.id)
+            .arg(&job.group)
+            .arg(&job.function)
+            .arg(args)
+            .arg(job.submitted_at.map(|v| v.to_string()).unwrap_or_default())
+            .arg(request.worker_id)
+            .arg(request.now_ms)
+            .arg(request.copy.as_arg())
+            .arg(k.alive_prefix(&job.group))
+            .arg(self.retention_secs())
+            .arg(request.token)
+            .invoke_async(&mut *conn)
+            .await?;
+        Claim::from_reply(&reply)
+    }
+
+    /// Records the outcome of an attempt, and applies the group's failure policy, in one
+    /// round trip.
+    pub async fn complete(&self, request: CompleteRequest<'_>) -> Result<Completion, CoordinatorError> {
+        let CompleteRequest { attempt, outcome, .. } = request;
+        let job = attempt.job;
+        let result = match (&outcome.status, &outcome.result) {
+            (JobStatus::Finished, Some(result)) => json_text(result),
+            (JobStatus::Finished, None) => "null".into(),
+            _ => String::new(),
+        };
+        let (kind, message) = match &outcome.error {
+            Some(error) => (error.kind.as_str(), error.message.as_str()),
+            None => ("", ""),
+        };
+        let effect = FailureEffect::of(outcome.status, outcome.error.as_ref());
+        let mut conn = self.connection().await?;
+        let reply: RedisValue = COMPLETE
+            .key(self.keys.job(&job.group, &job.id))
+            .key(self.keys.group(&job.group))
+            .key(self.keys.running(&job.group))
+            .arg(attempt.worker_id)
+            .arg(attempt.attempt)
+            .arg(outcome.status.as_str())
+            .arg(result)
+            .arg(kind)
+            .arg(message)
+            .arg(request.now_ms)
+            .arg(outcome.duration_ms)
+            .arg(self.retention_secs())
+            .arg(effect.as_arg())
+            .arg(request.max_failures)
+            .invoke_async(&mut *conn)
+            .await?;
+        Completion::from_reply(&reply)
+    }
+
+    /// Sends a failed attempt back for a retry (started → queued) that becomes available at
+    /// `available_at_ms`, and applies the group's failure policy.
+    pub async fn retry(&self, request: RetryRequest<'_>) -> Result<Completion, CoordinatorError> {
+        let RetryRequest { attempt, error, .. } = request;
+        let job = attempt.job;
+        let effect = FailureEffect::of(JobStatus::Failed, Some(error));
+        let mut conn = self.connection().await?;
+        let reply: RedisValue = RETRY
+            .key(self.keys.job(&job.group, &job.id))
+            .key(self.keys.group(&job.group))
+            .key(self.keys.running(&job.group))
+            .key(self.keys.queued(&job.group))
+            .arg(attempt.worker_id)
+            .arg(attempt.attempt)
+            .arg(error.kind.as_str())
+            .arg(&error.message)
+            .arg(request.available_at_ms)
+            .arg(effect.as_arg())
+            .arg(request.max_failures)
+            .invoke_async(&mut *conn)
+            .await?;
+        Completion::from_reply(&reply)
+    }
+
+    /// Hands a started job back to the queue (started → queued) when its worker drains
+    /// without finishing it. Returns whether it was handed back.
+    pub async fn requeue(&self, attempt: AttemptKey<'_>) -> Result<bool, CoordinatorError> {
+        let job = attempt.job;
+        let mut conn = self.connection().await?;
+        let moved: i64 = REQUEUE
+            .key(self.keys.job(&job.group, &job.id))
+            .key(self.keys.running(&job.group))
+            .key(self.keys.queued(&job.group))
+            .arg(attempt.worker_id)
+            .arg(attempt.attempt)
+            .arg(crate::now_ms())
+            .invoke_async(&mut *conn)
+            .await?;
+        Ok(moved == 1)
+    }
+
+    /// Records an undecodable job as failed with `bad_message` (if not started or ended yet).
+    pub async fn record_bad_message(&self, bad: BadMessage<'_>) -> Result<bool, CoordinatorError> {
+        let mut conn = self.connection().await?;
+        let recorded: i64 = BAD_MESSAGE
+            .key(self.keys.job(bad.group, bad.id))
+            .key(self.keys.index(bad.group))
+            .key(self.keys.queued(bad.group))
+            .arg(bad.id)
+            .arg(bad.reason)
+            .arg(bad.now_ms)
+            .arg(self.retention_secs())
+            .arg(bad.group)
+            .arg(bad.function)
+            .invoke_async(&mut *conn)
+            .await?;
+        Ok(recorded == 1)
+    }
+
+    /// Creates a submitted job's queued record unless its id or idempotency key (scoped to
+    /// its group) already names a job (then that job's id), or its group is broken.
+    pub async fn submit(
+        &self,
+        job: &JobMessage,
+        idempotency_key: Option<&str>,
+    ) -> Result<Submitted, CoordinatorError> {
+        if let Some(group) = self.group_of(&job.id).await? {
+            if group != job.group {
+                // The id names a job of another group already: that one is the original.
+                return Ok(Submitted::Existing(job.id.clone()));
+            }
+        }
+        let k = &self.keys;
+        let idem = idempotency_key
+            .map(|key| k.idempotency(&job.group, key))
+            .unwrap_or_default();
+        let mut conn = self.connection().await?;
+        let reply: Vec<String> = SUBMIT
+            .key(k.job(&job.group, &job.id))
+            .key(idem)
+            .key(k.group(&job.group))
+            .key(k.index(&job.group))
+            .key(k.queued(&job.group))
+            .arg(&job.id)
+            .arg(&job.group)
+            .arg(&job.function)
+            .arg(json_text(&job.args))
+            .arg(job.submitted_at.unwrap_or_else(crate::now_ms))
+            .arg(job.timeout_ms.map(|t| t.to_string()).unwrap_or_default())
+            .arg(self.retention_secs())
+            .invoke_async(&mut *conn)
+            .await?;
+        match (reply.first().map(String::as_str), reply.get(1)) {
+            (Some("created"), _) => Ok(Submitted::Created),
+            (Some("existing"), Some(id)) => Ok(Submitted::Existing(id.clone())),
+            (Some("broken"), _) => Ok(Submitted::GroupBroken),
+            _ => Err(CoordinatorError::Corrupt(format!("submit reply {reply:?}"))),
+        }
+    }
+
+    /// Ends a job early: a cancel (`queued|started → canceled`) or a queue timeout
+    /// (`queued → failed`). The caller publishes the result, then calls
+    /// [`Coordinator::announced`].
+    pub async fn end_early(&self, request: EndRequest<'_>) -> Result<EndEarly, CoordinatorError> {
+        let Some(group) = self.group_of(request.id).await? else {
+            return Ok(EndEarly::Missing);
+        };
+        let from: Vec<&str> = request.allowed_from.iter().map(|s| s.as_str()).collect();
+        let mut conn = self.connection().await?;
+        let reply: RedisValue = END_EARLY
+            .key(self.keys.job(&group, request.id))
+            .key(self.keys.queued(&group))
+            .key(self.keys.running(&group))
+            .arg(request.status.as_str())
+            .arg(request.error.kind.as_str())
+            .arg(&request.error.message)
+            .arg(crate::now_ms())
+            .arg(self.retention_secs())
+            .arg(from.join(","))
+            .invoke_async(&mut *conn)
+            .await?;
+        EndEarly::from_reply(&reply)
+    }
+
+    /// Removes a submitted job whose publish failed (its record, index entries and
+    /// idempotency key), so that a retried submit starts afresh.
+    pub async fn discard(
+        &self,
+        id: &str,
+        group: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<(), CoordinatorError> {
+        let k = &self.keys;
+        let mut pipe = redis::pipe();
+        pipe.del(k.job(group, id)).ignore();
+        pipe.zrem(k.index(group), id).ignore();
+        pipe.zrem(k.queued(group), id).ignore();
+        if let Some(key) = idempotency_key {
+            pipe.del(k.idempotency(group, key)).ignore();
+        }
+        let mut conn = self.connection().await?;
+        let _: () = pipe.query_async(&mut *conn).await?;
+        Ok(())
+    }
+
+    /// Marks an early-ended job's result as published.
+    pub async fn announced(&self, record: &JobRecord) -> Result<(), CoordinatorError> {
+        let mut conn = self.connection().await?;
+        let _: () = conn
+            .hdel(self.keys.job(&record.group, &record.id), "announce")
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets a terminal job's record and index entries.
+    pub async fn forget(&self, id: &str) -> Result<Forget, CoordinatorError> {
+        let Some(group) = self.group_of(id).await? else {
+            return Ok(Forget::Missing);
+        };
+        let mut conn = self.connection().await?;
+        let reply: Vec<String> = FORGET
+            .key(self.keys.job(&group, id))
+            .key(self.keys.index(&group))
+            .arg(id)
+            .invoke_async(&mut *conn)
+            .await?;
+        match reply.first().map(String::as_str) {
+            Some("deleted") => Ok(Forget::Deleted),
+            Some("conflict") => Ok(Forget::Conflict(
+                reply
+                    .get(1)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(JobStatus::Queued),
+            )),
+            Some("missing") => Ok(Forget::Missing),
+            _ => Err(CoordinatorError::Corrupt(format!("forget reply {reply:?}"))),
+        }
+    }
+}
+
+impl Claim {
+    /// Reads the reply of claim.lua.
+    fn from_reply(reply: &RedisValue) -> Result<Claim, CoordinatorError> {
+        let RedisValue::Array(items) = reply else {
+            return Err(CoordinatorError::Corrupt(format!("claim reply {reply:?}")));
+        };
+        let item = |i: usize| items.get(i).and_then(text);
+        match item(0).unwrap_or_default().as_str() {
+            "run" => Ok(Claim::Run {
+                attempts: item(1).and_then(|a| a.parse().ok()).unwrap_or(1),
+                submitted_at: item(2).and_then(|s| s.parse().ok()),
+            }),
+            "drop" => item(1)
+                .and_then(|s| s.parse().ok())
+                .map(Claim::Drop)
+                .ok_or_else(|| CoordinatorError::Corrupt("drop without status".into())),
+            "hold" => Ok(Claim::Hold),
+            "missing" => Ok(Claim::Missing),
+            "ended" => {
+                let fields = fields_of(items.get(1).unwrap_or(&RedisValue::Nil))?;
+                Ok(Claim::Ended(Box::new(JobRecord::from_fields(fields)?)))
+            }
+            other => Err(CoordinatorError::Corrupt(format!("claim verdict {other:?}"))),
+        }
+    }
+}
+
+impl EndEarly {
+    /// Reads the reply of end_early.lua.
+    fn from_reply(reply: &RedisValue) -> Result<EndEarly, CoordinatorError> {
+        let RedisValue::Array(items) = reply else {
+            return Err(CoordinatorError::Corrupt(format!("end reply {reply:?}")));
+        };
+        let status = |i: usize| items.get(i).and_then(text).and_then(|s| s.parse().ok());
+        match items.first().and_then(text).as_deref() {
+            Some("ended") => {
+                let previous =
+                    status(1).ok_or_else(|| CoordinatorError::Corrupt("ended without status".into()))?;
+                let record = JobRecord::from_fields(fields_of(items.get(2).unwrap_or(&RedisValue::Nil))?)?;
+                Ok(EndEarly::Ended {
+                    previous,
+                    record: Box::new(record),
+                })
+            }
+            Some("conflict") => Ok(EndEarly::Conflict(status(1).unwrap_or(JobStatus::Finished))),
+            Some("missing") => Ok(EndEarly::Missing),
+            other => Err(CoordinatorError::Corrupt(format!("end verdict {other:?}"))),
+        }
+    }
+}
