@@ -134,7 +134,7 @@ pub async fn announce(state: &AppState, record: &JobRecord) {
     .await;
     match published {
         Ok(()) => {
-            if let Err(e) = state.coordinator.announced(record).await {
+            if let Err(e) = state.coordinator.announced(&record.group, &record.id).await {
                 warn!(error = %e, "could not clear the announce mark");
             }
         }

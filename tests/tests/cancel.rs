@@ -140,7 +140,10 @@ async fn master_cancel(announced: bool) -> Vec<jobfleet_common::message::ResultM
     );
     if announced {
         if let EndEarly::Ended { record, .. } = &ended {
-            env.coordinator.announced(record).await.unwrap();
+            env.coordinator
+                .announced(&record.group, &record.id)
+                .await
+                .unwrap();
         }
     }
     publish_cancel(&control, &env.topology, &sleeper.id)

@@ -467,7 +467,7 @@ async fn an_attempt_ending_after_an_unannounced_cancel_is_told_to_publish_it() {
         match ended {
             Completion::Announce(record) => {
                 assert_eq!(record.status, JobStatus::Canceled);
-                c.announced(&record).await.unwrap();
+                c.announced(&record.group, &record.id).await.unwrap();
             }
             other => panic!("{other:?}"),
         }

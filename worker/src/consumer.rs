@@ -1,32 +1,29 @@
-//! The delivery path: decode, claim, run in the sandbox, record, publish the result, ack.
-//! Every step that can fail leaves the message unacknowledged or handed back, so a crash
-//! between any two of them never loses a job, and the coordinator's fencing keeps it to
-//! one outcome.
+//! The delivery path: decode, claim, then run the job as an [`Attempt`], or drop, park or
+//! republish the delivery as the claim says. Every step that can fail leaves the message
+//! unacknowledged or handed back, so a crash between any two of them never loses a job,
+//! and the coordinator's fencing keeps it to one outcome.
 
+use crate::attempt::{result_message, Attempt, JobNames, Start};
 use crate::control::RecentCancels;
+use crate::delivery::ack;
 use crate::function::FunctionRegistry;
-use crate::function::HandlerResult;
 use crate::metrics::WorkerMetrics;
-use crate::sandbox::inprocess;
 use crate::sandbox::process::ProcessFunction;
-use jobfleet_common::client::{ChannelSlot, ClientError};
-use jobfleet_common::codec::{self, MSGPACK};
+use jobfleet_common::client::{self, ChannelSlot};
+use jobfleet_common::codec::{self, DecodeError};
 use jobfleet_common::config::Config;
 use jobfleet_common::coordinator::{
-    AttemptKey, BadMessage, Claim, ClaimRequest, CompleteRequest, Completion, Coordinator, CoordinatorError,
-    CopyKind, Outcome, RetryRequest,
+    BadMessage, Claim, ClaimRequest, Coordinator, CoordinatorError, CopyKind, JobRecord, Outcome,
 };
 use jobfleet_common::lapin::message::Delivery;
-use jobfleet_common::lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions};
-use jobfleet_common::lapin::types::AMQPValue;
-use jobfleet_common::lapin::BasicProperties;
-use jobfleet_common::message::{ErrorKind, JobError, JobMessage, JobStatus, ResultMessage};
-use jobfleet_common::publish::confirmed;
-use jobfleet_common::topology::{header_str, Topology, HOLD_HEADER, REASON_HEADER, RETRY_HEADER};
+use jobfleet_common::message::{ErrorKind, JobError, JobMessage, JobStatus};
+use jobfleet_common::now_ms;
+use jobfleet_common::schema::ArgSchemas;
+use jobfleet_common::topology::{header_str, Topology, HOLD_HEADER};
 use jobfleet_common::trace::{TraceParent, TRACEPARENT};
-use jobfleet_common::{client, now_ms};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -35,22 +32,6 @@ use tracing::{debug, error, warn, Instrument};
 /// Bodies up to this size carry their args in the claim, so a job without a record
 /// (published by a foreign client) is claimed in one round trip.
 const INLINE_ARGS_BYTES: usize = 16 * 1024;
-/// Room for the envelope (id, names, timestamps) around `max_args_bytes`.
-const ENVELOPE_BYTES: usize = 16 * 1024;
-
-/// How a job's function runs.
-enum Executable {
-    /// A Rust handler in this process.
-    InProcess(crate::function::Handler),
-    /// A process sandbox.
-    Process(Arc<ProcessFunction>),
-}
-
-/// A job's function, resolved: how it runs and its timeout.
-struct Resolved {
-    executable: Executable,
-    timeout: Duration,
-}
 
 /// What every delivery task of one worker shares.
 pub(crate) struct Shared {
@@ -59,13 +40,13 @@ pub(crate) struct Shared {
     pub(crate) coordinator: Coordinator,
     pub(crate) registry: FunctionRegistry,
     /// Args schemas of the configured functions.
-    pub(crate) schemas: jobfleet_common::schema::ArgSchemas,
+    pub(crate) schemas: ArgSchemas,
     /// Process functions of the worker's groups, by (group, function).
     pub(crate) processes: HashMap<(String, String), Arc<ProcessFunction>>,
     /// Claims made so far: with the worker id, a token unique per delivery.
-    pub(crate) claims: std::sync::atomic::AtomicU64,
+    pub(crate) claims: AtomicU64,
     /// Delay queues declared so far (declaring is idempotent; this saves the round trip).
-    pub(crate) delay_queues: Mutex<std::collections::HashSet<String>>,
+    pub(crate) delay_queues: Mutex<HashSet<String>>,
     pub(crate) config: Config,
     pub(crate) max_args_bytes: usize,
     pub(crate) results: ChannelSlot,
@@ -89,13 +70,29 @@ pub(crate) struct Shared {
 
 /// How a delivery ended, for logs and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Handled {
+pub(crate) enum Handled {
+    /// The job ran here (finished, failed or sent back for a retry).
     Ran,
+    /// The message was dropped: a duplicate, stale, or dead-lettered.
     Dropped,
+    /// A copy was parked in the delay queue.
     Held,
+    /// An ended job's result was published again.
     Republished,
+    /// The delivery went back to its queue.
     HandedBack,
+    /// The delivery is left unacknowledged: the broker or a parked copy brings it back.
     LeftUnacked,
+}
+
+/// Why a coordinator call recorded nothing.
+#[derive(Debug)]
+pub(crate) enum Unrecorded {
+    /// The worker is forced to stop while Redis is unreachable: hand the delivery back.
+    Stopping,
+    /// The coordinator refused the call for good: dead-letter the delivery, or it would
+    /// come back forever.
+    Refused(CoordinatorError),
 }
 
 impl Shared {
@@ -119,53 +116,71 @@ impl Shared {
                 return;
             }
         };
-        // The producer's trace continues here: the span carries its trace id, and the job's
-        // own context goes on to the result and the sandbox.
-        let trace = header_str(delivery.properties.headers().as_ref(), TRACEPARENT)
-            .and_then(|t| TraceParent::parse(&t))
-            .map(|parent| parent.child());
-        let span = tracing::info_span!(
-            "job",
-            job_id = %job.id,
-            group = %job.group,
-            function = %job.function,
-            attempt = tracing::field::Empty,
-            trace_id = trace.as_ref().map(|t| t.trace_id.as_str()),
-            span_id = trace.as_ref().map(|t| t.parent_id.as_str()),
-        );
+        let trace = continued_trace(&delivery);
+        let span = job_span(&job, trace.as_ref());
         let handled = self
-            .handle_job(&delivery, &job, trace.as_ref())
+            .dispatch(&delivery, &job, trace.as_ref())
             .instrument(span)
             .await;
         debug!(job_id = %job.id, ?handled, "delivery handled");
     }
 
-    async fn handle_job(
-        &self,
-        delivery: &Delivery,
-        job: &JobMessage,
-        trace: Option<&TraceParent>,
-    ) -> Handled {
-        let copy = if header_str(delivery.properties.headers().as_ref(), HOLD_HEADER).is_some() {
-            CopyKind::Parked
-        } else if delivery.redelivered {
-            CopyKind::Redelivered
-        } else {
-            CopyKind::Fresh
-        };
+    /// Claims the delivered job and does what the claim says: run it, drop a duplicate,
+    /// park a copy another worker owns, or republish an ended job's result.
+    async fn dispatch(&self, delivery: &Delivery, job: &JobMessage, trace: Option<&TraceParent>) -> Handled {
+        let copy = copy_kind(delivery);
         if copy != CopyKind::Fresh && self.is_running(&job.id) {
             // Our own channel broke while we run this job: its message came back to us.
             return self.hold(delivery, job).await;
         }
-        let now = now_ms();
+        let started_at = now_ms();
+        let claim = match self.claim(delivery, job, copy, started_at).await {
+            Ok(claim) => claim,
+            Err(why) => return self.unrecorded(delivery, why).await,
+        };
+        match claim {
+            Claim::Run {
+                attempts,
+                submitted_at,
+            } => {
+                let start = Start {
+                    attempt: attempts,
+                    submitted_at: submitted_at.or(job.submitted_at),
+                    started_at,
+                };
+                Attempt::new(self, delivery, job, trace, start).run().await
+            }
+            Claim::Drop(status) => {
+                debug!(%status, "duplicate message dropped");
+                ack(delivery).await;
+                Handled::Dropped
+            }
+            Claim::Hold => self.hold(delivery, job).await,
+            Claim::Ended(record) => self.republish(delivery, &record, trace).await,
+            Claim::Missing => {
+                error!("claim asked for args it was given");
+                self.hand_back(delivery).await
+            }
+        }
+    }
+
+    /// Claims the job for this worker; asks again with the args when the job has no
+    /// record yet and the first claim left them out.
+    async fn claim(
+        &self,
+        delivery: &Delivery,
+        job: &JobMessage,
+        copy: CopyKind,
+        now: i64,
+    ) -> Result<Claim, Unrecorded> {
         let token = format!(
             "{}:{}",
             self.worker_id,
-            self.claims.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            self.claims.fetch_add(1, Ordering::Relaxed)
         );
         let mut with_args = delivery.data.len() <= INLINE_ARGS_BYTES;
-        let claim = loop {
-            let claim = match self
+        loop {
+            let claim = self
                 .with_redis(|| {
                     self.coordinator.claim(ClaimRequest {
                         job,
@@ -176,382 +191,86 @@ impl Shared {
                         token: &token,
                     })
                 })
-                .await
-            {
-                Ok(claim) => claim,
-                Err(why) => return self.unrecorded(delivery, why).await,
-            };
+                .await?;
             match claim {
                 Claim::Missing if !with_args => with_args = true,
-                claim => break claim,
+                claim => return Ok(claim),
             }
-        };
-        match claim {
-            Claim::Run {
-                attempts,
-                submitted_at,
-            } => self.run(delivery, job, attempts, submitted_at, now, trace).await,
-            Claim::Drop(status) => {
-                debug!(%status, "duplicate message dropped");
+        }
+    }
+
+    /// Publishes the result of a job that already ended, then acknowledges; a job not
+    /// ended after all is dropped.
+    async fn republish(
+        &self,
+        delivery: &Delivery,
+        record: &JobRecord,
+        trace: Option<&TraceParent>,
+    ) -> Handled {
+        match record.to_result_message() {
+            Some(result) => {
+                self.publish_then_ack(delivery, &result, Handled::Republished, trace)
+                    .await
+            }
+            None => {
                 ack(delivery).await;
                 Handled::Dropped
             }
-            Claim::Hold => self.hold(delivery, job).await,
-            Claim::Ended(record) => match record.to_result_message() {
-                Some(result) => {
-                    self.publish_then_ack(delivery, &result, Handled::Republished, trace)
-                        .await
-                }
-                None => {
-                    ack(delivery).await;
-                    Handled::Dropped
-                }
-            },
-            Claim::Missing => {
-                error!("claim asked for args it was given");
-                self.hand_back(delivery).await
-            }
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn run(
-        &self,
-        delivery: &Delivery,
-        job: &JobMessage,
-        attempts: u32,
-        submitted_at: Option<i64>,
-        started_at: i64,
-        trace: Option<&TraceParent>,
-    ) -> Handled {
-        tracing::Span::current().record("attempt", attempts);
-        if attempts > 1 {
-            warn!(attempts, "running a redelivered job again");
+    /// Dead-letters an undecodable message with its reason, and records the job as failed
+    /// with `bad_message` when its id could be read.
+    async fn reject_undecodable(&self, delivery: &Delivery, e: DecodeError) {
+        warn!(reason = %e.reason, id = ?e.id, "dead-lettering an undecodable message");
+        if let Err(publish_error) = self.dead_letter(delivery, e.reason.clone()).await {
+            warn!(error = %publish_error, "could not dead-letter");
+            self.hand_back(delivery).await;
+            return;
         }
-        let stop = CancellationToken::new();
-        {
-            let mut running = self.running.lock().expect("running set");
-            running.insert(job.id.clone(), stop.clone());
-            if self.recent_cancels.lock().expect("recent cancels").take(&job.id) {
-                // The cancel overtook the job between its claim and now.
-                stop.cancel();
+        if let Some(id) = &e.id {
+            if !self.fail_bad_message(delivery, id, &e).await {
+                // Stopping: the message comes back and is dead-lettered again (a duplicate
+                // in NS.dead beats a lost reason).
+                self.hand_back(delivery).await;
+                return;
             }
         }
-        let metrics = self.metrics.function(&job.group, &job.function);
-        // Queue time is submission to the first start; a retry's wait is not queueing.
-        let queued = submitted_at
-            .or(job.submitted_at)
-            .filter(|_| attempts == 1)
-            .map(|at| Duration::from_millis(started_at.saturating_sub(at).max(0) as u64));
-        let running_guard = metrics.start(queued);
-        let started = tokio::time::Instant::now();
-        let mut handed_off = false;
-        let result = if delivery.data.len() > self.max_args_bytes + ENVELOPE_BYTES {
-            Err(JobError::new(
-                ErrorKind::TooLarge,
-                format!(
-                    "the message has {} bytes; args may have at most {}",
-                    delivery.data.len(),
-                    self.max_args_bytes
-                ),
-            ))
-        } else {
-            match self.resolve(job) {
-                Ok(resolved) => {
-                    let execution = self.execute(&resolved, job, attempts, &stop, trace);
-                    tokio::pin!(execution);
-                    let handoff = tokio::time::sleep(self.long_job_handoff);
-                    tokio::pin!(handoff);
-                    loop {
-                        tokio::select! {
-                            result = &mut execution => break result,
-                            _ = self.force_stop.cancelled() => {
-                                self.running.lock().expect("running set").remove(&job.id);
-                                let _ = self.with_redis(|| self.coordinator.requeue(AttemptKey { job, worker_id: &self.worker_id, attempt: attempts })).await;
-                                // Handed off, the parked copy brings the job back.
-                                return if handed_off { Handled::HandedBack } else { self.hand_back(delivery).await };
-                            }
-                            _ = &mut handoff, if !handed_off => {
-                                // A long job must not hold its delivery past the broker's
-                                // consumer_timeout: a parked copy stands in for it from now on.
-                                handed_off = self.hold(delivery, job).await == Handled::Held;
-                                if !handed_off {
-                                    handoff.as_mut().reset(tokio::time::Instant::now() + self.hold_delay);
-                                }
-                            }
-                        }
-                    }
-                }
-                Err(error) => Err(error),
-            }
-        };
-        self.running.lock().expect("running set").remove(&job.id);
-        drop(running_guard);
-        let elapsed = started.elapsed();
-        let duration_ms = elapsed.as_millis() as u64;
-        let outcome = match result {
-            Ok(value) => Outcome {
-                status: JobStatus::Finished,
-                result: Some(value),
-                error: None,
-                duration_ms,
-            },
-            Err(error) => {
-                let status = if error.kind == ErrorKind::Canceled {
-                    JobStatus::Canceled
-                } else {
-                    JobStatus::Failed
-                };
-                Outcome {
-                    status,
-                    result: None,
-                    error: Some(error),
-                    duration_ms,
-                }
-            }
-        };
-        metrics.executed(elapsed, outcome.error.as_ref());
-        let max_failures = self.config.group(&job.group).map(|g| g.max_failures).unwrap_or(5);
-        if let Some(error) = outcome.error.as_ref().filter(|e| e.kind.is_retryable()) {
-            if let Some(function) = self
-                .config
-                .function(&job.group, &job.function)
-                .filter(|f| attempts <= f.max_retries)
-            {
-                return self
-                    .retry(
-                        delivery,
-                        job,
-                        attempts,
-                        error,
-                        function.retry_delay(attempts),
-                        max_failures,
-                        handed_off,
-                    )
-                    .await;
-            }
-        }
+        ack(delivery).await;
+    }
+
+    /// Records the job `id` of an undecodable message as failed with `bad_message` and,
+    /// like every ended job, gives it a result message. `false` when forced to stop first.
+    async fn fail_bad_message(&self, delivery: &Delivery, id: &str, e: &DecodeError) -> bool {
+        let group = delivery.routing_key.as_str();
+        let function = e.function.as_deref().unwrap_or(crate::metrics::UNKNOWN_LABEL);
         let finished_at = now_ms();
-        let completion = match self
+        let recorded = self
             .with_redis(|| {
-                self.coordinator.complete(CompleteRequest {
-                    attempt: AttemptKey {
-                        job,
-                        worker_id: &self.worker_id,
-                        attempt: attempts,
-                    },
-                    outcome: &outcome,
-                    max_failures,
+                self.coordinator.record_bad_message(BadMessage {
+                    id,
+                    group,
+                    function,
+                    reason: &e.reason,
                     now_ms: finished_at,
                 })
             })
-            .await
-        {
-            Ok(completion) => completion,
-            // Not recorded: the job goes back (its parked copy stands in, once handed off).
-            Err(_) if handed_off => return Handled::LeftUnacked,
-            Err(why) => return self.unrecorded(delivery, why).await,
-        };
-        match completion {
-            Completion::Recorded => {
-                metrics.completed(outcome.status);
-                let result = ResultMessage {
-                    id: job.id.clone(),
-                    group: job.group.clone(),
-                    function: job.function.clone(),
-                    status: outcome.status,
-                    result: outcome.result,
-                    error: outcome.error,
-                    attempts,
-                    worker: self.worker_id.clone(),
-                    submitted_at: submitted_at.or(job.submitted_at),
-                    started_at: Some(started_at),
-                    finished_at,
-                    duration_ms: Some(duration_ms),
+            .await;
+        match recorded {
+            Ok(true) => {
+                let outcome = Outcome {
+                    status: JobStatus::Failed,
+                    result: None,
+                    error: Some(JobError::new(ErrorKind::BadMessage, e.reason.clone())),
+                    duration_ms: 0,
                 };
-                if handed_off {
-                    self.publish_result_until_done(&result, trace).await;
-                    return Handled::Ran;
-                }
-                self.publish_then_ack(delivery, &result, Handled::Ran, trace)
-                    .await
+                let names = JobNames { id, group, function };
+                let result = result_message(names, &self.worker_id, outcome, None, finished_at);
+                self.publish_result_until_done(&result, None).await
             }
-            Completion::Stale(status) => {
-                // Canceled or taken over meanwhile: whoever ended it published its result.
-                if status == Some(JobStatus::Canceled) && outcome.status == JobStatus::Canceled {
-                    // The master recorded the cancel; this worker carried it out.
-                    metrics.completed(JobStatus::Canceled);
-                }
-                debug!(?status, "outcome discarded: the job is no longer this attempt's");
-                if !handed_off {
-                    ack(delivery).await;
-                }
-                Handled::Dropped
-            }
-            Completion::Announce(record) => {
-                // The master ended it but its result may be unpublished: publish it.
-                if outcome.status == JobStatus::Canceled {
-                    metrics.completed(JobStatus::Canceled);
-                }
-                let Some(result) = record.to_result_message() else {
-                    return Handled::Dropped;
-                };
-                if self.publish_result_until_done(&result, trace).await {
-                    let _ = self.coordinator.announced(&record).await;
-                }
-                if !handed_off {
-                    ack(delivery).await;
-                }
-                Handled::Republished
-            }
+            Ok(false) | Err(Unrecorded::Refused(_)) => true,
+            Err(Unrecorded::Stopping) => false,
         }
-    }
-
-    /// How a job's function runs and for how long, or `unknown_function`.
-    fn resolve(&self, job: &JobMessage) -> Result<Resolved, JobError> {
-        let unknown = || {
-            JobError::new(
-                ErrorKind::UnknownFunction,
-                format!("group {:?} has no function {:?}", job.group, job.function),
-            )
-        };
-        let configured = match self.config.group(&job.group) {
-            Some(group) => Some(group.functions.get(&job.function).ok_or_else(unknown)?),
-            None => None,
-        };
-        let (executable, own_timeout) = match self.processes.get(&(job.group.clone(), job.function.clone())) {
-            Some(process) => (Executable::Process(process.clone()), None),
-            None => {
-                let function = self.registry.get(&job.function).ok_or_else(unknown)?;
-                (Executable::InProcess(function.handler.clone()), function.timeout)
-            }
-        };
-        let timeout = job
-            .timeout_ms
-            .map(Duration::from_millis)
-            .or_else(|| configured.and_then(|c| c.timeout))
-            .or(own_timeout)
-            .unwrap_or(Config::DEFAULT_TIMEOUT);
-        // Checked again here: producers may publish straight to AMQP.
-        self.schemas
-            .check(&job.group, &job.function, &job.args)
-            .map_err(JobError::invalid_args)?;
-        Ok(Resolved { executable, timeout })
-    }
-
-    /// Runs a resolved job in its sandbox until it ends, times out or `stop` fires.
-    async fn execute(
-        &self,
-        resolved: &Resolved,
-        job: &JobMessage,
-        attempt: u32,
-        stop: &CancellationToken,
-        trace: Option<&TraceParent>,
-    ) -> HandlerResult {
-        match &resolved.executable {
-            Executable::InProcess(handler) => tokio::select! {
-                result = inprocess::run(handler, job.args.clone(), resolved.timeout) => result,
-                _ = stop.cancelled() => Err(JobError::new(ErrorKind::Canceled, "canceled while running")),
-            },
-            Executable::Process(process) => {
-                process
-                    .run(
-                        &job.id,
-                        attempt,
-                        &job.args,
-                        resolved.timeout,
-                        stop,
-                        trace.map(TraceParent::header),
-                    )
-                    .await
-            }
-        }
-    }
-
-    /// Sends a failed attempt back for a retry: records it as queued, parks a copy of the
-    /// job in the delay queue for `delay` (no worker slot is held meanwhile), then acks.
-    #[allow(clippy::too_many_arguments)]
-    async fn retry(
-        &self,
-        delivery: &Delivery,
-        job: &JobMessage,
-        attempt: u32,
-        error: &JobError,
-        delay: Duration,
-        max_failures: u32,
-        handed_off: bool,
-    ) -> Handled {
-        let available_at = now_ms() + delay.as_millis() as i64;
-        match self
-            .with_redis(|| {
-                self.coordinator.retry(RetryRequest {
-                    attempt: AttemptKey {
-                        job,
-                        worker_id: &self.worker_id,
-                        attempt,
-                    },
-                    error,
-                    available_at_ms: available_at,
-                    max_failures,
-                })
-            })
-            .await
-        {
-            Ok(Completion::Recorded) => {}
-            Ok(Completion::Stale(_)) => {
-                if !handed_off {
-                    ack(delivery).await;
-                }
-                return Handled::Dropped;
-            }
-            Ok(Completion::Announce(record)) => {
-                // Canceled by a master that could not publish the result: publish it.
-                if let Some(result) = record.to_result_message() {
-                    if self.publish_result_until_done(&result, None).await {
-                        let _ = self.coordinator.announced(&record).await;
-                    }
-                }
-                if !handed_off {
-                    ack(delivery).await;
-                }
-                return Handled::Republished;
-            }
-            Err(_) if handed_off => return Handled::LeftUnacked,
-            Err(why) => return self.unrecorded(delivery, why).await,
-        }
-        warn!(attempt, delay_ms = delay.as_millis() as u64, error = %error, "attempt failed; retrying after a back-off");
-        let delay_ms = delay.as_millis() as u64;
-        let parked = async {
-            let queue = self.delay_queue(&job.group, delay_ms).await?;
-            self.forward(delivery, "", &queue, (RETRY_HEADER, attempt.to_string()))
-                .await
-        };
-        match parked.await {
-            Ok(()) => {
-                if !handed_off {
-                    ack(delivery).await;
-                }
-                Handled::Ran
-            }
-            // The job is queued in Redis; its redelivered message runs it without waiting.
-            Err(_) if !handed_off => self.hand_back(delivery).await,
-            // Handed off: the parked copy comes back and runs it.
-            Err(_) => Handled::LeftUnacked,
-        }
-    }
-
-    /// The name of the delay queue of `group` for `delay_ms`, declared once per worker.
-    async fn delay_queue(&self, group: &str, delay_ms: u64) -> Result<String, ClientError> {
-        let name = self.topology.delay_queue(group, delay_ms);
-        if !self.delay_queues.lock().expect("delay queues").contains(&name) {
-            let channel = self.results.get().await?;
-            self.topology.declare_delay(&channel, group, delay_ms).await?;
-            self.delay_queues
-                .lock()
-                .expect("delay queues")
-                .insert(name.clone());
-        }
-        Ok(name)
     }
 
     /// Stops the running job `id` (its outcome becomes `canceled`); `false` when it does
@@ -571,14 +290,36 @@ impl Shared {
         }
     }
 
+    /// Lists the job `id` as running here and returns the token that stops it; a cancel
+    /// that overtook the job between its claim and now stops it at once.
+    pub(crate) fn track_running(&self, id: &str) -> CancellationToken {
+        let stop = CancellationToken::new();
+        let mut running = self.running.lock().expect("running set");
+        running.insert(id.to_string(), stop.clone());
+        // Still under the running lock: a cancel cannot fall between the two.
+        if self.recent_cancels.lock().expect("recent cancels").take(id) {
+            stop.cancel();
+        }
+        stop
+    }
+
+    /// Removes the job `id` from the jobs running here.
+    pub(crate) fn untrack_running(&self, id: &str) {
+        self.running.lock().expect("running set").remove(id);
+    }
+
     fn is_running(&self, id: &str) -> bool {
         self.running.lock().expect("running set").contains_key(id)
     }
 
-    /// Runs a Redis call, retrying while Redis is unreachable. `Err(None)` once the worker
-    /// is forced to stop (hand the delivery back); `Err(Some(reason))` when the coordinator
-    /// refuses the call for good (dead-letter it, or it would come back forever).
-    async fn with_redis<T, F, Fut>(&self, call: F) -> Result<T, Option<String>>
+    /// Consecutive failures after which the group's failure policy acts.
+    pub(crate) fn max_failures(&self, group: &str) -> u32 {
+        self.config.group(group).map(|g| g.max_failures).unwrap_or(5)
+    }
+
+    /// Runs a Redis call, retrying while Redis is unreachable, until it answers or the
+    /// worker is forced to stop.
+    pub(crate) async fn with_redis<T, F, Fut>(&self, call: F) -> Result<T, Unrecorded>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, CoordinatorError>>,
@@ -591,242 +332,47 @@ impl Shared {
                     warn!(error = %e, "redis unreachable; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(client::backoff(attempt)) => {}
-                        _ = self.force_stop.cancelled() => return Err(None),
+                        _ = self.force_stop.cancelled() => return Err(Unrecorded::Stopping),
                     }
                     attempt += 1;
                 }
                 Err(e) => {
                     error!(error = %e, "coordinator call failed");
-                    return Err(Some(format!("coordinator error: {e}")));
+                    return Err(Unrecorded::Refused(e));
                 }
             }
-        }
-    }
-
-    /// Disposes of a delivery whose job could not be recorded: handed back while stopping,
-    /// dead-lettered with the reason when the coordinator refused it.
-    async fn unrecorded(&self, delivery: &Delivery, why: Option<String>) -> Handled {
-        let Some(reason) = why else {
-            return self.hand_back(delivery).await;
-        };
-        match self
-            .forward(
-                delivery,
-                &self.topology.dead_letters(),
-                "",
-                (REASON_HEADER, reason),
-            )
-            .await
-        {
-            Ok(()) => {
-                ack(delivery).await;
-                Handled::Dropped
-            }
-            Err(_) => self.hand_back(delivery).await,
-        }
-    }
-
-    async fn publish_then_ack(
-        &self,
-        delivery: &Delivery,
-        result: &ResultMessage,
-        handled: Handled,
-        trace: Option<&TraceParent>,
-    ) -> Handled {
-        if self.publish_result_until_done(result, trace).await {
-            ack(delivery).await;
-            handled
-        } else {
-            // Forced to stop first: the redelivered message publishes the recorded result.
-            self.hand_back(delivery).await
-        }
-    }
-
-    /// Publishes a result, retrying through broker trouble, until it is confirmed (`true`)
-    /// or the worker is forced to stop (`false`). While this worker lives, parked copies of
-    /// the job rely on it to publish.
-    async fn publish_result_until_done(&self, result: &ResultMessage, trace: Option<&TraceParent>) -> bool {
-        let mut attempt = 0;
-        loop {
-            match self.publish_result(result, trace).await {
-                Ok(()) => return true,
-                Err(e) => {
-                    warn!(error = %e, "result publish failed; retrying");
-                    self.results.invalidate().await;
-                    tokio::select! {
-                        _ = tokio::time::sleep(client::backoff(attempt)) => {}
-                        _ = self.force_stop.cancelled() => return false,
-                    }
-                    attempt += 1;
-                }
-            }
-        }
-    }
-
-    /// Publishes a result message, with the job's `traceparent` when it has one, and waits
-    /// for its confirm.
-    pub(crate) async fn publish_result(
-        &self,
-        result: &ResultMessage,
-        trace: Option<&TraceParent>,
-    ) -> Result<(), ClientError> {
-        let channel = self.results.get().await?;
-        let mut properties = BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_content_type(MSGPACK.into())
-            .with_message_id(result.id.as_str().into());
-        if let Some(trace) = trace {
-            let mut headers = jobfleet_common::lapin::types::FieldTable::default();
-            headers.insert(TRACEPARENT.into(), AMQPValue::LongString(trace.header().into()));
-            properties = properties.with_headers(headers);
-        }
-        let confirm = channel
-            .basic_publish(
-                self.topology.results_exchange().into(),
-                result.routing_key().into(),
-                BasicPublishOptions::default(),
-                &codec::encode(result),
-                properties,
-            )
-            .await?;
-        confirmed(confirm, &result.id, &result.group).await
-    }
-
-    /// Copies a message elsewhere with an extra header, then acks the original.
-    async fn forward(
-        &self,
-        delivery: &Delivery,
-        exchange: &str,
-        routing_key: &str,
-        header: (&str, String),
-    ) -> Result<(), ClientError> {
-        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-        headers.insert(header.0.into(), AMQPValue::LongString(header.1.into()));
-        let properties = delivery
-            .properties
-            .clone()
-            .with_headers(headers)
-            .with_delivery_mode(2);
-        let channel = self.results.get().await?;
-        let confirm = channel
-            .basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                BasicPublishOptions::default(),
-                &delivery.data,
-                properties,
-            )
-            .await?;
-        confirmed(confirm, "", routing_key).await
-    }
-
-    /// Parks a copy of a job owned by another live worker in the group's delay queue; it
-    /// comes back after the hold delay and is looked at again.
-    async fn hold(&self, delivery: &Delivery, job: &JobMessage) -> Handled {
-        let queue = self
-            .topology
-            .delay_queue(&job.group, self.hold_delay.as_millis() as u64);
-        debug!("another worker owns the job; parking this copy");
-        match self
-            .forward(delivery, "", &queue, (HOLD_HEADER, self.worker_id.clone()))
-            .await
-        {
-            Ok(()) => {
-                ack(delivery).await;
-                Handled::Held
-            }
-            Err(e) => {
-                warn!(error = %e, "could not park a copy");
-                self.hand_back(delivery).await
-            }
-        }
-    }
-
-    /// Dead-letters an undecodable message with its reason, and records the job as failed
-    /// with `bad_message` when its id could be read.
-    async fn reject_undecodable(&self, delivery: &Delivery, e: codec::DecodeError) {
-        warn!(reason = %e.reason, id = ?e.id, "dead-lettering an undecodable message");
-        if let Err(publish_error) = self
-            .forward(
-                delivery,
-                &self.topology.dead_letters(),
-                "",
-                (REASON_HEADER, e.reason.clone()),
-            )
-            .await
-        {
-            warn!(error = %publish_error, "could not dead-letter");
-            self.hand_back(delivery).await;
-            return;
-        }
-        if let Some(id) = &e.id {
-            let group = delivery.routing_key.as_str();
-            let function = e.function.as_deref().unwrap_or(crate::metrics::UNKNOWN_LABEL);
-            let finished_at = now_ms();
-            match self
-                .with_redis(|| {
-                    self.coordinator.record_bad_message(BadMessage {
-                        id,
-                        group,
-                        function,
-                        reason: &e.reason,
-                        now_ms: finished_at,
-                    })
-                })
-                .await
-            {
-                Ok(true) => {
-                    // Recorded as failed: like every ended job, it gets a result message.
-                    let result = ResultMessage {
-                        id: id.clone(),
-                        group: group.to_string(),
-                        function: function.to_string(),
-                        status: JobStatus::Failed,
-                        result: None,
-                        error: Some(JobError::new(ErrorKind::BadMessage, e.reason.clone())),
-                        attempts: 0,
-                        worker: self.worker_id.clone(),
-                        submitted_at: None,
-                        started_at: None,
-                        finished_at,
-                        duration_ms: None,
-                    };
-                    if !self.publish_result_until_done(&result, None).await {
-                        self.hand_back(delivery).await;
-                        return;
-                    }
-                }
-                Ok(false) | Err(Some(_)) => {}
-                Err(None) => {
-                    // Stopping: the message comes back and is dead-lettered again (a
-                    // duplicate in NS.dead beats a lost reason).
-                    self.hand_back(delivery).await;
-                    return;
-                }
-            }
-        }
-        ack(delivery).await;
-    }
-
-    /// Returns a delivery to its queue (nack + requeue).
-    async fn hand_back(&self, delivery: &Delivery) -> Handled {
-        match delivery
-            .nack(BasicNackOptions {
-                requeue: true,
-                ..Default::default()
-            })
-            .await
-        {
-            Ok(_) => Handled::HandedBack,
-            Err(_) => Handled::LeftUnacked,
         }
     }
 }
 
-/// Acknowledges a delivery. On a broken channel this fails and the broker redelivers the
-/// message, which then meets a terminal record and is dropped or republished.
-async fn ack(delivery: &Delivery) {
-    if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
-        warn!(error = %e, "ack failed; the message will be redelivered");
+/// How the message reached this worker: parked, redelivered or fresh.
+fn copy_kind(delivery: &Delivery) -> CopyKind {
+    if header_str(delivery.properties.headers().as_ref(), HOLD_HEADER).is_some() {
+        CopyKind::Parked
+    } else if delivery.redelivered {
+        CopyKind::Redelivered
+    } else {
+        CopyKind::Fresh
     }
+}
+
+/// The producer's trace continues here: the job's own context, a child of the message's
+/// `traceparent`, goes on to the result and the sandbox.
+fn continued_trace(delivery: &Delivery) -> Option<TraceParent> {
+    header_str(delivery.properties.headers().as_ref(), TRACEPARENT)
+        .and_then(|t| TraceParent::parse(&t))
+        .map(|parent| parent.child())
+}
+
+/// The span of one job's handling, carrying the producer's trace id.
+fn job_span(job: &JobMessage, trace: Option<&TraceParent>) -> tracing::Span {
+    tracing::info_span!(
+        "job",
+        job_id = %job.id,
+        group = %job.group,
+        function = %job.function,
+        attempt = tracing::field::Empty,
+        trace_id = trace.map(|t| t.trace_id.as_str()),
+        span_id = trace.map(|t| t.parent_id.as_str()),
+    )
 }

@@ -1,15 +1,20 @@
 //! The worker's error type.
 
 use jobfleet_common::client::ClientError;
+use jobfleet_common::config::ConfigError;
 use jobfleet_common::coordinator::CoordinatorError;
 use jobfleet_common::lapin;
 
 /// Why the worker could not start or keep running.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum WorkerError {
     /// The worker was built with settings that cannot work.
     #[error("invalid worker settings: {0}")]
     Settings(String),
+    /// The configuration cannot work for this worker (an invalid args schema).
+    #[error("invalid worker settings: {0}")]
+    Config(#[from] ConfigError),
     /// The broker failed.
     #[error("amqp: {0}")]
     Amqp(#[from] lapin::Error),
@@ -21,7 +26,7 @@ pub enum WorkerError {
     Coordinator(#[from] CoordinatorError),
     /// The metrics could not be registered (a registry that already holds them).
     #[error("metrics: {0}")]
-    Metrics(String),
+    Metrics(#[from] prometheus::Error),
     /// The metrics address could not be bound.
     #[error("cannot listen for /metrics on {addr}: {source}")]
     MetricsListen {
@@ -33,6 +38,9 @@ pub enum WorkerError {
     /// Consumption stalled while the queue held jobs, and reconnecting did not help.
     #[error("consumption stalled: {0}")]
     Stalled(String),
+    /// The session's control consumer task panicked or was aborted.
+    #[error("consumption stalled: the control consumer task failed: {0}")]
+    ControlTask(#[source] tokio::task::JoinError),
 }
 
 impl WorkerError {
@@ -44,5 +52,11 @@ impl WorkerError {
             WorkerError::Coordinator(e) => e.is_connection_error(),
             _ => false,
         }
+    }
+
+    /// Whether the session stopped receiving jobs (a stalled or lost consumer); enough of
+    /// these in a row without a delivery stop the worker.
+    pub fn is_stall(&self) -> bool {
+        matches!(self, WorkerError::Stalled(_) | WorkerError::ControlTask(_))
     }
 }

@@ -2,61 +2,86 @@
 //! takes over this worker's started jobs; the master lists workers from it.
 
 use crate::consumer::Shared;
+use jobfleet_common::client;
+use jobfleet_common::coordinator::CoordinatorError;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-/// What the worker's record says about it.
-pub(crate) fn info(
-    shared: &Shared,
-    groups: &[String],
-    concurrency: usize,
-    started_at: i64,
-) -> serde_json::Value {
-    let running: Vec<String> = shared
-        .running
-        .lock()
-        .expect("running set")
-        .keys()
-        .cloned()
-        .collect();
-    json!({
-        "id": shared.worker_id,
-        "host": hostname(),
-        "pid": std::process::id(),
-        "groups": groups,
-        "concurrency": concurrency,
-        "running": running,
-        "started_at": started_at,
-        "last_heartbeat": jobfleet_common::now_ms(),
-    })
+/// The worker's record: what it says of the worker and how it is kept alive.
+pub(crate) struct Heartbeat {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) groups: Vec<String>,
+    pub(crate) concurrency: usize,
+    /// How often the record is refreshed.
+    pub(crate) interval: Duration,
+    /// How long the record lives without a refresh.
+    pub(crate) ttl: Duration,
 }
 
-/// Refreshes the record every `interval` until `stop`.
-pub(crate) async fn run(
-    shared: Arc<Shared>,
-    groups: Vec<String>,
-    concurrency: usize,
-    interval: Duration,
-    ttl: Duration,
-    stop: CancellationToken,
-) {
-    let started_at = jobfleet_common::now_ms();
-    loop {
-        let record = info(&shared, &groups, concurrency, started_at);
-        if let Err(e) = shared
+impl Heartbeat {
+    /// What the worker's record says about it.
+    fn info(&self, started_at: i64) -> serde_json::Value {
+        let shared = &self.shared;
+        let running: Vec<String> = shared
+            .running
+            .lock()
+            .expect("running set")
+            .keys()
+            .cloned()
+            .collect();
+        json!({
+            "id": shared.worker_id,
+            "host": hostname(),
+            "pid": std::process::id(),
+            "groups": self.groups,
+            "concurrency": self.concurrency,
+            "running": running,
+            "started_at": started_at,
+            "last_heartbeat": jobfleet_common::now_ms(),
+        })
+    }
+
+    /// Writes the record for the first time, retrying while Redis is unreachable; fails
+    /// once `shutdown` is cancelled. The record must exist before any job is claimed, so
+    /// nobody takes ours over.
+    pub(crate) async fn register(&self, shutdown: &CancellationToken) -> Result<(), CoordinatorError> {
+        let mut attempt = 0;
+        loop {
+            match self.beat(0).await {
+                Ok(()) => return Ok(()),
+                Err(e) if shutdown.is_cancelled() => return Err(e),
+                Err(e) => {
+                    warn!(error = %e, "redis unreachable at start; retrying");
+                    tokio::time::sleep(client::backoff(attempt)).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// Refreshes the record every `interval` until `stop`.
+    pub(crate) async fn run(self, stop: CancellationToken) {
+        let started_at = jobfleet_common::now_ms();
+        loop {
+            if let Err(e) = self.beat(started_at).await {
+                warn!(error = %e, "heartbeat failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.interval) => {}
+                _ = stop.cancelled() => return,
+            }
+        }
+    }
+
+    async fn beat(&self, started_at: i64) -> Result<(), CoordinatorError> {
+        let record = self.info(started_at);
+        self.shared
             .coordinator
-            .heartbeat(&shared.worker_id, &groups, &record, ttl)
+            .heartbeat(&self.shared.worker_id, &self.groups, &record, self.ttl)
             .await
-        {
-            warn!(error = %e, "heartbeat failed");
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = stop.cancelled() => return,
-        }
     }
 }
 

@@ -356,12 +356,10 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Marks an early-ended job's result as published.
-    pub async fn announced(&self, record: &JobRecord) -> Result<(), CoordinatorError> {
+    /// Marks the result of early-ended job `id` of `group` as published.
+    pub async fn announced(&self, group: &str, id: &str) -> Result<(), CoordinatorError> {
         let mut conn = self.connection().await?;
-        let _: () = conn
-            .hdel(self.keys.job(&record.group, &record.id), "announce")
-            .await?;
+        let _: () = conn.hdel(self.keys.job(group, id), "announce").await?;
         Ok(())
     }
 
