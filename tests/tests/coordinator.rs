@@ -3,7 +3,7 @@
 
 use jobfleet_common::coordinator::{
     AttemptKey, BadMessage, Claim, ClaimRequest, CompleteRequest, Completion, Coordinator, CoordinatorError,
-    CopyKind, EndRequest, Outcome, RetryRequest,
+    CopyKind, EndRequest, ListFilter, Outcome, RetryRequest,
 };
 use jobfleet_common::message::{ErrorKind, JobError, JobMessage, JobStatus};
 use jobfleet_common::now_ms;
@@ -482,4 +482,51 @@ async fn an_attempt_ending_after_an_unannounced_cancel_is_told_to_publish_it() {
             "announced: nothing to publish"
         );
     }
+}
+
+#[tokio::test]
+async fn lookups_by_id_and_listings_span_every_group_of_the_fleet() {
+    let env = TestEnv::with_config("spread", "[groups.a.functions.echo]\n[groups.b.functions.echo]\n");
+    let c = &env.coordinator;
+    let jobs: Vec<JobMessage> = (0..10)
+        .map(|i| {
+            let mut job = JobMessage::new(if i % 3 == 0 { "a" } else { "b" }, "echo", json!(i));
+            job.submitted_at = Some(1_000 + i / 2); // pairs share a score: ties break by id
+            job
+        })
+        .collect();
+    c.record_queued(&jobs).await.unwrap();
+    for job in &jobs {
+        assert_eq!(c.job(&job.id).await.unwrap().unwrap().group, job.group);
+    }
+    let mut expected: Vec<(i64, String)> = jobs
+        .iter()
+        .map(|j| (j.submitted_at.unwrap(), j.id.clone()))
+        .collect();
+    expected.sort_by(|x, y| y.cmp(x));
+
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let (page, next) = c.list(&ListFilter::default(), 3, cursor.as_ref()).await.unwrap();
+        seen.extend(page.iter().map(|r| (r.submitted_at.unwrap(), r.id.clone())));
+        match next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, expected, "newest first across groups, each job once");
+
+    let only_a = ListFilter {
+        group: Some("a".into()),
+        ..ListFilter::default()
+    };
+    let (page, _) = c.list(&only_a, 100, None).await.unwrap();
+    assert_eq!(page.len(), 4);
+    assert!(page.iter().all(|r| r.group == "a"));
+    let finished = ListFilter {
+        status: Some(JobStatus::Finished),
+        ..ListFilter::default()
+    };
+    assert!(c.list(&finished, 100, None).await.unwrap().0.is_empty());
 }

@@ -150,7 +150,9 @@ impl Coordinator {
             };
             let mut per_id = all.into_iter();
             for _ in chunk {
-                let found = per_id.by_ref().take(self.groups.len()).find(|f| !f.is_empty());
+                // Take all of this id's replies (one per group) before looking among them.
+                let replies: Vec<HashMap<String, String>> = per_id.by_ref().take(self.groups.len()).collect();
+                let found = replies.into_iter().find(|f| !f.is_empty());
                 records.push(found.map(JobRecord::from_fields).transpose()?);
             }
         }
