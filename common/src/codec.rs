@@ -179,6 +179,9 @@ pub fn decode_job(
             Some(id),
         );
     }
+    if let Err(reason) = check_plausible(&wire.args, wire.submitted_at, crate::now_ms()) {
+        return fail(reason, Some(id));
+    }
     Ok(JobMessage {
         id,
         group,
@@ -187,6 +190,43 @@ pub fn decode_job(
         submitted_at: wire.submitted_at,
         timeout_ms: wire.timeout_ms,
     })
+}
+
+/// How deep `args` may nest: the API reads stored records back with serde_json, whose
+/// recursion limit is 128, so anything deeper could be stored but never shown.
+pub const MAX_ARGS_DEPTH: usize = 64;
+/// How far ahead of this machine's clock a producer's `submitted_at` may be (clock skew).
+pub const MAX_CLOCK_SKEW_MS: i64 = 24 * 3600 * 1000;
+
+/// Checks what a producer wrote that a stored record must be able to show: `args` nested
+/// at most [`MAX_ARGS_DEPTH`] levels, `submitted_at` neither negative nor far in the future.
+fn check_plausible(args: &Value, submitted_at: Option<i64>, now_ms: i64) -> Result<(), String> {
+    if depth(args) > MAX_ARGS_DEPTH {
+        return Err(format!("args nest deeper than {MAX_ARGS_DEPTH} levels"));
+    }
+    match submitted_at {
+        Some(at) if at < 0 => Err(format!("submitted_at {at} is before 1970")),
+        Some(at) if at > now_ms.saturating_add(MAX_CLOCK_SKEW_MS) => {
+            Err(format!("submitted_at {at} is more than a day in the future"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The nesting depth of a JSON value (a scalar is 0), without recursion.
+fn depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((value, level)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(fields) => Box::new(fields.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(level + 1);
+        stack.extend(children.map(|child| (child, level + 1)));
+    }
+    deepest
 }
 
 /// Decodes a result message body.
@@ -232,6 +272,28 @@ mod tests {
     fn missing_args_decode_as_nil() {
         let body = encode(&json!({"id": "j2", "group": "g", "function": "f"}));
         assert_eq!(decode_job(None, &body, None).unwrap().args, Value::Null);
+    }
+
+    #[test]
+    fn implausible_args_and_times_are_bad_messages_with_the_id() {
+        let mut deep = json!(1);
+        for _ in 0..=MAX_ARGS_DEPTH {
+            deep = json!([deep]);
+        }
+        let body = |args: &Value, at: i64| {
+            serde_json::to_vec(
+                &json!({"id": "j1", "group": "g", "function": "f", "args": args, "submitted_at": at}),
+            )
+            .unwrap()
+        };
+        let now = crate::now_ms();
+        let err = decode_job(Some(JSON), &body(&deep, now), None).unwrap_err();
+        assert!(err.reason.contains("deeper"), "{}", err.reason);
+        assert_eq!(err.id.as_deref(), Some("j1"));
+        let far = now + 400 * 24 * 3600 * 1000;
+        let err = decode_job(Some(JSON), &body(&json!({}), far), None).unwrap_err();
+        assert!(err.reason.contains("future"), "{}", err.reason);
+        assert!(decode_job(Some(JSON), &body(&json!({"a": [[1]]}), now), None).is_ok());
     }
 
     #[test]

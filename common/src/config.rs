@@ -188,6 +188,10 @@ pub struct GroupConfig {
     /// Queue type; default classic.
     #[serde(default)]
     pub queue_type: QueueType,
+    /// How often a started job may be taken over from a worker that died (a SIGKILL, an
+    /// OOM kill) before it fails with `crashed`; default 3.
+    #[serde(default = "default_max_takeovers")]
+    pub max_takeovers: u32,
     /// How long a job may wait for a worker before failing with `no_worker`; default none.
     #[serde(default, deserialize_with = "opt_duration")]
     pub queue_timeout: Option<Duration>,
@@ -200,11 +204,16 @@ impl Default for GroupConfig {
     fn default() -> Self {
         GroupConfig {
             max_failures: default_max_failures(),
+            max_takeovers: default_max_takeovers(),
             queue_type: QueueType::Classic,
             queue_timeout: None,
             functions: BTreeMap::new(),
         }
     }
+}
+
+fn default_max_takeovers() -> u32 {
+    3
 }
 
 fn default_max_failures() -> u32 {

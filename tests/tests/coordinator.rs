@@ -34,6 +34,8 @@ async fn claim(
         with_args,
         now_ms: now_ms(),
         token,
+        max_takeovers: 3,
+        max_failures: 5,
     };
     c.claim(request).await
 }

@@ -126,15 +126,19 @@ impl<'a> Attempt<'a> {
         let Some(result) = self.execute(&stop).await else {
             return self.release().await;
         };
-        self.shared.untrack_running(&self.job.id);
         drop(running);
         let elapsed = started.elapsed();
         let outcome = outcome_of(result, elapsed.as_millis() as u64);
         self.metrics.executed(elapsed, outcome.error.as_ref());
-        if let Some((error, delay)) = self.retry_plan(&outcome) {
-            return self.retry(error, delay).await;
-        }
-        self.finish(outcome).await
+        // The job stays listed as running here until its outcome is settled: a copy of its
+        // message arriving meanwhile (parked or redelivered) is parked, not run again.
+        let (shared, id) = (self.shared, self.job.id.clone());
+        let handled = match self.retry_plan(&outcome) {
+            Some((error, delay)) => self.retry(error, delay).await,
+            None => self.finish(outcome).await,
+        };
+        shared.untrack_running(&id);
+        handled
     }
 
     /// Queue time is submission to the first start; a retry's wait is not queueing.
@@ -193,7 +197,15 @@ impl<'a> Attempt<'a> {
     /// A long job must not hold its delivery past the broker's consumer_timeout: a parked
     /// copy stands in for it from now on.
     async fn hand_off(&mut self) {
-        self.handed_off = self.shared.hold(self.delivery, self.job).await == Handled::Held;
+        // Marked first: from the moment the delivery is parked, the parked copy must wait for
+        // this attempt's result to be published (if the mark fails, no handoff this time).
+        let marked = self
+            .shared
+            .with_redis(|| self.shared.coordinator.mark_handoff(self.key()))
+            .await;
+        if marked.is_ok() {
+            self.handed_off = self.shared.hold(self.delivery, self.job).await == Handled::Held;
+        }
     }
 
     /// Forced to stop: the job goes back to queued and its delivery back to the queue (once
@@ -288,7 +300,14 @@ impl<'a> Attempt<'a> {
     /// result is published all the same: parked copies rely on this worker for it.
     async fn publish(&self, result: &ResultMessage) -> Handled {
         if self.handed_off {
-            self.shared.publish_result_until_done(result, self.trace).await;
+            if self.shared.publish_result_until_done(result, self.trace).await {
+                // The parked copy, the job's only copy, may go now.
+                let (group, id) = (&self.job.group, &self.job.id);
+                let _ = self
+                    .shared
+                    .with_redis(|| self.shared.coordinator.mark_published(group, id))
+                    .await;
+            }
             return Handled::Ran;
         }
         self.shared

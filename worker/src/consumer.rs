@@ -156,6 +156,12 @@ impl Shared {
                 Handled::Dropped
             }
             Claim::Hold => self.hold(delivery, job).await,
+            Claim::Gone => {
+                debug!("copy of a deleted job dropped");
+                ack(delivery).await;
+                Handled::Dropped
+            }
+            Claim::Expired => self.reject_expired(delivery).await,
             Claim::Ended(record) => self.republish(delivery, &record, trace).await,
             Claim::Missing => {
                 error!("claim asked for args it was given");
@@ -189,6 +195,8 @@ impl Shared {
                         with_args,
                         now_ms: now,
                         token: &token,
+                        max_takeovers: self.max_takeovers(&job.group),
+                        max_failures: self.max_failures(&job.group),
                     })
                 })
                 .await?;
@@ -215,6 +223,25 @@ impl Shared {
             None => {
                 ack(delivery).await;
                 Handled::Dropped
+            }
+        }
+    }
+
+    /// Dead-letters a job that has no record and was submitted longer than the retention
+    /// ago: it may have ended long since (its record expired), so it must not run.
+    async fn reject_expired(&self, delivery: &Delivery) -> Handled {
+        let reason = "expired: no record and submitted longer than the retention ago; it may have \
+                      ended already, so it is not run"
+            .to_string();
+        warn!("dead-lettering a job older than the retention");
+        match self.dead_letter(delivery, reason).await {
+            Ok(()) => {
+                ack(delivery).await;
+                Handled::Dropped
+            }
+            Err(e) => {
+                warn!(error = %e, "could not dead-letter");
+                self.hand_back(delivery).await
             }
         }
     }
@@ -317,6 +344,11 @@ impl Shared {
         self.config.group(group).map(|g| g.max_failures).unwrap_or(5)
     }
 
+    /// How often a job of `group` may be taken over from a dead worker.
+    fn max_takeovers(&self, group: &str) -> u32 {
+        self.config.group(group).map(|g| g.max_takeovers).unwrap_or(3)
+    }
+
     /// Runs a Redis call, retrying while Redis is unreachable, until it answers or the
     /// worker is forced to stop.
     pub(crate) async fn with_redis<T, F, Fut>(&self, call: F) -> Result<T, Unrecorded>
@@ -328,8 +360,10 @@ impl Shared {
         loop {
             match call().await {
                 Ok(value) => return Ok(value),
-                Err(e) if e.is_connection_error() => {
-                    warn!(error = %e, "redis unreachable; retrying");
+                // Anything a retry can fix is retried (MISCONF, NOAUTH, timeouts too): a job
+                // that ran must get its outcome recorded once Redis is back.
+                Err(e) if e.is_transient() => {
+                    warn!(error = %e, "redis call failed; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(client::backoff(attempt)) => {}
                         _ = self.force_stop.cancelled() => return Err(Unrecorded::Stopping),

@@ -49,6 +49,12 @@ impl Keys {
         format!("{}idem:{key}", self.group_prefix(group))
     }
 
+    /// What is left of a deleted job (its last status, expiring after the retention), so a
+    /// copy of its message that still waits somewhere is dropped: `NS:{group}:gone:<id>`.
+    pub fn tombstone(&self, group: &str, id: &str) -> String {
+        format!("{}gone:{id}", self.group_prefix(group))
+    }
+
     /// The prefix of a group's worker liveness keys; the claim script appends the owner's
     /// id it reads from the record (the one key name completed in Lua).
     pub fn alive_prefix(&self, group: &str) -> String {
@@ -125,6 +131,7 @@ mod tests {
             keys.running("mail"),
             keys.idempotency("mail", "order-42"),
             keys.alive("mail", "w1"),
+            keys.tombstone("mail", "j-1"),
         ] {
             assert_eq!(hash_slot(&key), slot, "{key}");
         }

@@ -65,6 +65,34 @@ impl CoordinatorError {
     }
 }
 
+impl CoordinatorError {
+    /// Whether retrying the same call later can succeed: every failure of Redis or of the
+    /// way to it (down, slow, loading, read-only, out of memory, `MISCONF`, `NOAUTH`, busy
+    /// with a script), as opposed to a reply this code cannot use (a corrupt record, a
+    /// script error, a wrong type), which would fail the same way again.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            CoordinatorError::Pool(_) => true,
+            CoordinatorError::Redis(e) => !is_deterministic(e),
+            CoordinatorError::Corrupt(_) | CoordinatorError::Config(_) => false,
+        }
+    }
+}
+
+/// Whether a Redis error would come back on every retry: the reply's shape, the call
+/// itself, or a script failing on the data.
+fn is_deterministic(e: &redis::RedisError) -> bool {
+    use redis::ErrorKind::*;
+    match e.kind() {
+        Parse | UnexpectedReturnType | InvalidClientConfig | Client => true,
+        Server(redis::ServerErrorKind::CrossSlot) => true,
+        _ => {
+            e.code() == Some("WRONGTYPE")
+                || (e.code() == Some("ERR") && e.to_string().to_ascii_lowercase().contains("script"))
+        }
+    }
+}
+
 /// Whether Redis refused a call for a passing reason: loading its data after a restart, a
 /// replica or a demoted primary during a failover, out of memory. Callers retry these.
 fn is_passing_server_state(e: &redis::RedisError) -> bool {

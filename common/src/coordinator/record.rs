@@ -25,6 +25,11 @@ pub enum Claim {
     Missing,
     /// The job is terminal (or just failed fast): publish its result, then acknowledge.
     Ended(Box<JobRecord>),
+    /// The job was deleted after it ended: acknowledge and drop the message, never run it.
+    Gone,
+    /// The job has no record and was submitted longer than the retention ago: it may have
+    /// ended and its record expired, so it must not run. Dead-letter it with the reason.
+    Expired,
 }
 
 /// How a job message reached the worker, which decides what a claim may do.

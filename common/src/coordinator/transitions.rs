@@ -18,6 +18,7 @@ static RETRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../l
 static SUBMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/submit.lua")));
 static END_EARLY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/end_early.lua")));
 static FORGET: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/forget.lua")));
+static MARK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/mark.lua")));
 
 /// A claim of one delivered job.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +35,11 @@ pub struct ClaimRequest<'a> {
     pub now_ms: i64,
     /// Unique per delivery: the same claim retried after a lost reply gets the same answer.
     pub token: &'a str,
+    /// How often a started job may be taken over from a worker that died before it fails
+    /// with `crashed` (a job that kills its worker must not loop forever).
+    pub max_takeovers: u32,
+    /// The group's failure limit (a job failed by the takeover limit counts).
+    pub max_failures: u32,
 }
 
 /// Which attempt of which job a worker holds: the fencing token of complete, retry and
@@ -122,6 +128,7 @@ impl Coordinator {
                     .key(k.job(&job.group, &job.id))
                     .key(k.index(&job.group))
                     .key(k.queued(&job.group))
+                    .key(k.tombstone(&job.group, &job.id))
                     .arg(&job.id)
                     .arg(&job.group)
                     .arg(&job.function)
@@ -159,6 +166,7 @@ impl Coordinator {
             .key(k.index(&job.group))
             .key(k.queued(&job.group))
             .key(k.running(&job.group))
+            .key(k.tombstone(&job.group, &job.id))
             .arg(&job.id)
             .arg(&job.group)
             .arg(&job.function)
@@ -170,6 +178,8 @@ impl Coordinator {
             .arg(k.alive_prefix(&job.group))
             .arg(self.retention_secs())
             .arg(request.token)
+            .arg(request.max_takeovers)
+            .arg(request.max_failures)
             .invoke_async(&mut *conn)
             .await?;
         Claim::from_reply(&reply)
@@ -294,6 +304,7 @@ impl Coordinator {
             .key(k.group(&job.group))
             .key(k.index(&job.group))
             .key(k.queued(&job.group))
+            .key(k.tombstone(&job.group, &job.id))
             .arg(&job.id)
             .arg(&job.group)
             .arg(&job.function)
@@ -363,7 +374,32 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Forgets a terminal job's record and index entries.
+    /// Marks that `attempt` parked its delivery (a long job's handoff): from now on a parked
+    /// copy is the job's only copy, kept until [`Coordinator::mark_published`].
+    pub async fn mark_handoff(&self, attempt: AttemptKey<'_>) -> Result<(), CoordinatorError> {
+        let value = format!("{}:{}", attempt.worker_id, attempt.attempt);
+        self.mark(&attempt.job.group, &attempt.job.id, "handoff", &value)
+            .await
+    }
+
+    /// Marks a job's result as confirmed published by the worker that ended it.
+    pub async fn mark_published(&self, group: &str, id: &str) -> Result<(), CoordinatorError> {
+        self.mark(group, id, "published", "1").await
+    }
+
+    async fn mark(&self, group: &str, id: &str, field: &str, value: &str) -> Result<(), CoordinatorError> {
+        let mut conn = self.connection().await?;
+        let _: i64 = MARK
+            .key(self.keys.job(group, id))
+            .arg(field)
+            .arg(value)
+            .invoke_async(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets a terminal job's record and index entries, leaving a tombstone for the
+    /// retention so a copy of its message still waiting somewhere never runs it again.
     pub async fn forget(&self, id: &str) -> Result<Forget, CoordinatorError> {
         let Some(group) = self.group_of(id).await? else {
             return Ok(Forget::Missing);
@@ -372,7 +408,9 @@ impl Coordinator {
         let reply: Vec<String> = FORGET
             .key(self.keys.job(&group, id))
             .key(self.keys.index(&group))
+            .key(self.keys.tombstone(&group, id))
             .arg(id)
+            .arg(self.retention_secs())
             .invoke_async(&mut *conn)
             .await?;
         match reply.first().map(String::as_str) {
@@ -406,6 +444,8 @@ impl Claim {
                 .map(Claim::Drop)
                 .ok_or_else(|| CoordinatorError::Corrupt("drop without status".into())),
             "hold" => Ok(Claim::Hold),
+            "gone" => Ok(Claim::Gone),
+            "expired" => Ok(Claim::Expired),
             "missing" => Ok(Claim::Missing),
             "ended" => {
                 let fields = fields_of(items.get(1).unwrap_or(&RedisValue::Nil))?;

@@ -6,14 +6,18 @@
 --   {'hold'}                          another live worker owns it: park the copy
 --   {'ended', {field, value, ...}}    terminal: publish its result (again), then ack
 --   {'missing'}                       no record and no args given: call again with args
+--   {'gone'}                          deleted after it ended: ack and drop, never run
+--   {'expired'}                       no record, submitted longer than the retention
+--                                     ago: it may have ended and expired; never run it
 -- KEYS[1] job key, KEYS[2] group key, KEYS[3] group index, KEYS[4] group queued set,
--- KEYS[5] group running set
+-- KEYS[5] group running set, KEYS[6] the job's tombstone (set when its record was deleted)
 -- ARGV: 1 id, 2 group, 3 function, 4 args (JSON, or '' when not sent), 5 submitted_at (ms
 --       or ''), 6 worker id, 7 now (ms), 8 copy: '0' a fresh delivery, '1' a redelivery,
 --       '2' a parked copy, 9 the group's liveness key prefix (+ worker id = a worker's
 --       liveness key for this group; the one key name built here, as the owner is read
 --       from the record), 10 retention (s), 11 claim token (unique per delivery, so that a
---       claim retried after a lost reply gets the same answer)
+--       claim retried after a lost reply gets the same answer), 12 takeovers allowed
+--       before the job fails with crashed, 13 the group's max failures
 local key = KEYS[1]
 local id = ARGV[1]
 local group = ARGV[2]
@@ -27,20 +31,35 @@ local function ended()
   return {'ended', redis.call('HGETALL', key)}
 end
 
+local function fail(kind, message)
+  redis.call('HSET', key, 'status', 'failed', 'error_kind', kind, 'error_message', message,
+    'finished_at', now, 'worker', worker, 'claim', ARGV[11])
+  redis.call('HDEL', key, 'announce')
+  redis.call('SREM', running, id)
+  redis.call('EXPIRE', key, tonumber(ARGV[10]))
+  return ended()
+end
+
 local function start()
   local attempts = redis.call('HINCRBY', key, 'attempts', 1)
   redis.call('HSET', key, 'status', 'started', 'worker', worker, 'started_at', now, 'claim', ARGV[11])
+  redis.call('HDEL', key, 'handoff', 'published')
   redis.call('SADD', running, id)
   return {'run', attempts, redis.call('HGET', key, 'submitted_at') or ''}
 end
 
 if not status then
-  if ARGV[4] == '' then
-    return {'missing'}
+  if redis.call('EXISTS', KEYS[6]) == 1 then
+    return {'gone'}
   end
   local submitted = ARGV[5]
   if submitted == '' then
     submitted = now
+  elseif tonumber(submitted) < tonumber(now) - 1000 * tonumber(ARGV[10]) then
+    return {'expired'}
+  end
+  if ARGV[4] == '' then
+    return {'missing'}
   end
   redis.call('HSET', key, 'id', id, 'group', group, 'function', ARGV[3], 'args', ARGV[4],
     'attempts', 0, 'submitted_at', submitted)
@@ -51,11 +70,7 @@ end
 if status == 'queued' then
   redis.call('ZREM', KEYS[4], id)
   if redis.call('HGET', KEYS[2], 'broken') == '1' then
-    redis.call('HSET', key, 'status', 'failed', 'error_kind', 'group_broken',
-      'error_message', 'group ' .. group .. ' is broken; reset it to run jobs again',
-      'finished_at', now, 'worker', worker, 'claim', ARGV[11])
-    redis.call('EXPIRE', key, tonumber(ARGV[10]))
-    return ended()
+    return fail('group_broken', 'group ' .. group .. ' is broken; reset it to run jobs again')
   end
   return start()
 end
@@ -72,6 +87,16 @@ if status == 'started' then
   if owner and owner ~= worker and redis.call('EXISTS', alive .. owner) == 1 then
     return {'hold'}
   end
+  -- A takeover: the owner died with the job started. A job that kills its worker (an
+  -- OOM kill) would loop forever, so takeovers are counted and limited.
+  if redis.call('HINCRBY', key, 'takeovers', 1) > tonumber(ARGV[12]) then
+    local failures = redis.call('HINCRBY', KEYS[2], 'failures', 1)
+    if failures >= tonumber(ARGV[13]) then
+      redis.call('HSET', KEYS[2], 'broken', 1)
+    end
+    return fail('crashed', 'its worker died while running it ' .. (tonumber(ARGV[12]) + 1) ..
+      ' times (an OOM kill or a crash of the worker)')
+  end
   return start()
 end
 
@@ -85,6 +110,13 @@ if ARGV[8] == '2' then
   local owner = redis.call('HGET', key, 'worker')
   if not owner or redis.call('EXISTS', alive .. owner) == 0 then
     return ended()
+  end
+  -- The owner lives and publishes the result itself. But if the attempt that ended the job
+  -- had handed its delivery off, this parked copy is the job's only copy: until the owner
+  -- says the result is published, keep it (the owner may have crashed in between).
+  local marks = redis.call('HMGET', key, 'handoff', 'ended_by', 'published')
+  if marks[1] and marks[1] == marks[2] and marks[3] ~= '1' then
+    return {'hold'}
   end
 end
 return {'drop', status}

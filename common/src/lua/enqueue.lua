@@ -1,12 +1,14 @@
 -- Records a published job as queued unless a record exists (a worker may have claimed it
 -- already, or the id is a duplicate), and indexes it.
--- KEYS[1] job key, KEYS[2] group index, KEYS[3] group queued set
+-- KEYS[1] job key, KEYS[2] group index, KEYS[3] group queued set, KEYS[4] the id's
+-- tombstone (a new job with a deleted job's id clears it)
 -- ARGV: 1 id, 2 group, 3 function, 4 args (JSON), 5 submitted_at (ms)
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'group', ARGV[2], 'function', ARGV[3], 'args', ARGV[4],
   'status', 'queued', 'attempts', 0, 'submitted_at', ARGV[5])
+redis.call('DEL', KEYS[4])
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
 return 1

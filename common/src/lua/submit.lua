@@ -2,7 +2,8 @@
 -- the idempotency key already names a job, or the group is broken (a repeat still gets
 -- its original job). Returns {'created'}, {'existing', id} or {'broken'}.
 -- KEYS[1] job key, KEYS[2] idempotency key (or '' when none), KEYS[3] group key,
--- KEYS[4] group index, KEYS[5] group queued set
+-- KEYS[4] group index, KEYS[5] group queued set, KEYS[6] the id's tombstone (a new job
+-- with a deleted job's id clears it)
 -- ARGV: 1 id, 2 group, 3 function, 4 args (JSON), 5 submitted_at (ms), 6 timeout_ms (or ''),
 --       7 idempotency key ttl (s)
 if KEYS[2] ~= '' then
@@ -26,6 +27,7 @@ if KEYS[2] ~= '' then
   redis.call('SET', KEYS[2], ARGV[1], 'EX', tonumber(ARGV[7]))
   redis.call('HSET', KEYS[1], 'idempotency_key', KEYS[2])
 end
+redis.call('DEL', KEYS[6])
 redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
 redis.call('ZADD', KEYS[5], ARGV[5], ARGV[1])
 return {'created'}
