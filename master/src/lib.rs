@@ -3,6 +3,7 @@
 //! `http` and `monitor` both build on `fleet` and `announce`, never on each other.
 
 pub mod announce;
+pub mod error;
 pub mod fleet;
 pub mod http;
 pub mod metrics;
@@ -10,34 +11,16 @@ pub mod monitor;
 pub mod state;
 pub mod waiters;
 
+pub use error::MasterError;
 pub use monitor::MonitorTimings;
 
 use jobfleet_common::client::{self, ClientError, ResultSubscriber};
-use jobfleet_common::config::{Config, ConfigError};
-use jobfleet_common::coordinator::CoordinatorError;
+use jobfleet_common::config::Config;
 use state::AppState;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-
-/// Why the master could not start or stopped.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum MasterError {
-    /// The configuration is unusable.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The broker failed.
-    #[error(transparent)]
-    Client(#[from] ClientError),
-    /// Redis failed.
-    #[error(transparent)]
-    Coordinator(#[from] CoordinatorError),
-    /// Serving HTTP failed.
-    #[error("http server: {0}")]
-    Serve(#[from] std::io::Error),
-}
 
 /// Builds the shared state and declares the exchanges and every configured group's queue,
 /// retrying while the broker is unreachable (until `shutdown`).

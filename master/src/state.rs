@@ -1,8 +1,8 @@
 //! What every request and duty of a master shares, and how it is built.
 
+use crate::error::MasterError;
 use crate::metrics::MasterMetrics;
 use crate::waiters::Waiters;
-use crate::MasterError;
 use jobfleet_common::client::{amqp_pool, AmqpPool, ChannelSlot};
 use jobfleet_common::config::Config;
 use jobfleet_common::coordinator::Coordinator;
