@@ -1,57 +1,34 @@
 //! The jobfleet master: the HTTP API of SPEC §4, the fleet monitor and the master metrics.
 //! [`run`] serves on a listener it is given, so tests start a real master on port 0.
+//! `http` and `monitor` both build on `fleet` and `announce`, never on each other.
 
-pub mod cli;
+pub mod announce;
+pub mod error;
+pub mod fleet;
 pub mod http;
 pub mod metrics;
 pub mod monitor;
 pub mod state;
 pub mod waiters;
 
+pub use error::MasterError;
 pub use monitor::MonitorTimings;
 
-use jobfleet_common::client::{self, amqp_pool, ChannelSlot, ClientError, ResultSubscriber};
-use jobfleet_common::config::{Config, ConfigError};
-use jobfleet_common::coordinator::{Coordinator, CoordinatorError};
-use jobfleet_common::topology::Topology;
+use jobfleet_common::client::{self, ClientError, ResultSubscriber};
+use jobfleet_common::config::Config;
 use state::AppState;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-/// Why the master could not start or stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum MasterError {
-    /// The configuration is unusable.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The broker failed.
-    #[error(transparent)]
-    Client(#[from] ClientError),
-    /// Redis failed.
-    #[error(transparent)]
-    Coordinator(#[from] CoordinatorError),
-    /// Serving HTTP failed.
-    #[error("http server: {0}")]
-    Serve(#[from] std::io::Error),
-}
-
-/// Connects to the broker and Redis (retrying until they answer or `shutdown`), declares
-/// the exchanges and every configured group's queue, and builds the shared state.
+/// Builds the shared state and declares the exchanges and every configured group's queue,
+/// retrying while the broker is unreachable (until `shutdown`).
 pub async fn connect(config: Config, shutdown: &CancellationToken) -> Result<Arc<AppState>, MasterError> {
-    let schemas = jobfleet_common::schema::ArgSchemas::compile(&config)?;
-    let topology = Topology::new(&config.namespace);
-    let coordinator = Coordinator::from_config(&config, topology.clone())?;
-    let master_id = format!(
-        "master-{}-{}",
-        std::process::id(),
-        &uuid::Uuid::new_v4().simple().to_string()[..6]
-    );
-    let pool = amqp_pool(&config.amqp_url, 4, &master_id)?;
+    let state = AppState::new(config, shutdown.clone())?;
     let mut attempt = 0;
     loop {
-        match declare(&pool, &topology, &config).await {
+        match declare(&state).await {
             Ok(()) => break,
             Err(e) if !shutdown.is_cancelled() && e.is_connection_error() => {
                 warn!(error = %e, "broker unreachable at start; retrying");
@@ -61,26 +38,15 @@ pub async fn connect(config: Config, shutdown: &CancellationToken) -> Result<Arc
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(Arc::new(AppState {
-        publisher: ChannelSlot::new(pool.clone(), true),
-        inspector: ChannelSlot::new(pool.clone(), false),
-        pool,
-        schemas,
-        waiters: Default::default(),
-        metrics: metrics::MasterMetrics::for_config(&config),
-        config,
-        topology,
-        coordinator,
-        master_id,
-        shutdown: shutdown.clone(),
-    }))
+    Ok(Arc::new(state))
 }
 
-async fn declare(pool: &client::AmqpPool, topology: &Topology, config: &Config) -> Result<(), ClientError> {
-    let channel = client::open_channel(pool, false).await?;
-    topology.declare_base(&channel).await?;
-    for (group, group_config) in &config.groups {
-        topology
+async fn declare(state: &AppState) -> Result<(), ClientError> {
+    let channel = client::open_channel(&state.pool, false).await?;
+    state.topology.declare_base(&channel).await?;
+    for (group, group_config) in &state.config.groups {
+        state
+            .topology
             .declare_group(&channel, group, group_config.queue_type)
             .await?;
     }

@@ -2,13 +2,11 @@
 //! timeouts, index expiry) run on the master holding the Redis lease; another master takes
 //! the lease within seconds when the holder dies.
 
-use crate::http::groups::queue_depth;
+use crate::announce::announce;
 use crate::state::AppState;
-use jobfleet_common::client::ClientError;
-use jobfleet_common::coordinator::{EndEarly, EndRequest, JobRecord};
+use jobfleet_common::coordinator::{EndEarly, EndRequest};
 use jobfleet_common::message::{ErrorKind, JobError, JobStatus};
 use jobfleet_common::now_ms;
-use jobfleet_common::publish::publish_result;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -118,63 +116,4 @@ async fn duties(
         }
     }
     Ok(())
-}
-
-/// Publishes the result of a job the master ended (a cancel, a queue timeout), then clears
-/// the record's `announce` mark. If this fails, the worker that meets the job's message
-/// publishes it instead.
-pub async fn announce(state: &AppState, record: &JobRecord) {
-    let Some(result) = record.to_result_message() else {
-        return;
-    };
-    let published: Result<(), ClientError> = async {
-        let channel = state.publisher.get().await?;
-        publish_result(&channel, &state.topology, &result, None).await
-    }
-    .await;
-    match published {
-        Ok(()) => {
-            if let Err(e) = state.coordinator.announced(&record.group, &record.id).await {
-                warn!(error = %e, "could not clear the announce mark");
-            }
-        }
-        Err(e) => {
-            state.publisher.invalidate().await;
-            warn!(error = %e, job_id = %record.id, "could not publish the result; a worker will");
-        }
-    }
-}
-
-/// Sets the per-group gauges (queue depth, workers, broken) from the broker and Redis.
-pub async fn refresh_gauges(state: &AppState) {
-    let workers = state.coordinator.workers().await.unwrap_or_default();
-    for group in state.config.groups.keys() {
-        if let Ok(depth) = queue_depth(state, group).await {
-            state
-                .metrics
-                .queue_depth
-                .with_label_values(&[group])
-                .set(depth as i64);
-        }
-        let serving = workers
-            .iter()
-            .filter(|w| {
-                w["groups"]
-                    .as_array()
-                    .is_some_and(|g| g.iter().any(|g| g == group.as_str()))
-            })
-            .count();
-        state
-            .metrics
-            .workers
-            .with_label_values(&[group])
-            .set(serving as i64);
-        if let Ok((_, broken)) = state.coordinator.group_health(group).await {
-            state
-                .metrics
-                .group_broken
-                .with_label_values(&[group])
-                .set(i64::from(broken));
-        }
-    }
 }

@@ -1,13 +1,15 @@
-//! What every request and duty of a master shares.
+//! What every request and duty of a master shares, and how it is built.
 
+use crate::error::MasterError;
 use crate::metrics::MasterMetrics;
 use crate::waiters::Waiters;
-use jobfleet_common::client::{AmqpPool, ChannelSlot};
+use jobfleet_common::client::{amqp_pool, AmqpPool, ChannelSlot};
 use jobfleet_common::config::Config;
 use jobfleet_common::coordinator::Coordinator;
 use jobfleet_common::schema::ArgSchemas;
 use jobfleet_common::topology::Topology;
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 /// The shared state of one master.
 pub struct AppState {
@@ -30,9 +32,39 @@ pub struct AppState {
     /// Prometheus metrics.
     pub metrics: MasterMetrics,
     /// Cancelled when the master stops: open `?wait=` requests answer at once.
-    pub shutdown: tokio_util::sync::CancellationToken,
+    pub shutdown: CancellationToken,
     /// This master's id (for the leader lease).
     pub master_id: String,
+}
+
+impl AppState {
+    /// The state of a master over `config`. Nothing connects here: the Redis and broker
+    /// pools connect on first use, so a router over this state answers whatever needs no
+    /// backing service even when none is reachable.
+    pub fn new(config: Config, shutdown: CancellationToken) -> Result<AppState, MasterError> {
+        let schemas = ArgSchemas::compile(&config)?;
+        let topology = Topology::new(&config.namespace);
+        let coordinator = Coordinator::from_config(&config, topology.clone())?;
+        let master_id = format!(
+            "master-{}-{}",
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..6]
+        );
+        let pool = amqp_pool(&config.amqp_url, 4, &master_id)?;
+        Ok(AppState {
+            publisher: ChannelSlot::new(pool.clone(), true),
+            inspector: ChannelSlot::new(pool.clone(), false),
+            pool,
+            schemas,
+            waiters: Waiters::default(),
+            metrics: MasterMetrics::for_config(&config),
+            config,
+            topology,
+            coordinator,
+            master_id,
+            shutdown,
+        })
+    }
 }
 
 /// State handed to handlers.

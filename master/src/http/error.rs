@@ -1,38 +1,35 @@
-//! API errors: `{"error": {"kind", "message"}}` with the status codes of SPEC §4. Details
-//! of backend failures are logged, not returned.
+//! API errors: `{"error": {"kind", "message"}}` with the status codes of SPEC §4. A backing
+//! service's failure stays the answer's source and is logged; it is never returned.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use jobfleet_api::{ErrorBody, ErrorDetail};
 use jobfleet_common::client::ClientError;
 use jobfleet_common::coordinator::CoordinatorError;
-use serde::Serialize;
-use utoipa::ToSchema;
-
-/// The error body of every failed call.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// The error.
-    pub error: ErrorDetail,
-}
-
-/// What went wrong.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorDetail {
-    /// Machine-readable: a job error kind of SPEC §2 where one applies (`unknown_function`,
-    /// `invalid_args`, `too_large`, `group_broken`), else `bad_request`, `not_found`,
-    /// `conflict` or `unavailable`.
-    pub kind: String,
-    /// For people.
-    pub message: String,
-}
 
 /// An error answer of the API.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{kind}: {message}")]
 pub struct ApiError {
     status: StatusCode,
     kind: &'static str,
     message: String,
+    /// Boxed: a rare path, and it keeps `Result<_, ApiError>` small.
+    #[source]
+    source: Option<Box<Backend>>,
+}
+
+/// The failure of a backing service behind a 503 `unavailable`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Backend {
+    /// A Redis call failed.
+    #[error("redis call failed: {0}")]
+    Coordinator(#[source] CoordinatorError),
+    /// A broker call failed.
+    #[error("broker call failed: {0}")]
+    Broker(#[source] ClientError),
 }
 
 impl ApiError {
@@ -41,6 +38,7 @@ impl ApiError {
             status,
             kind,
             message: message.into(),
+            source: None,
         }
     }
 
@@ -97,10 +95,23 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// 503 for a failed backing service, keeping its error as the source.
+    fn backend(source: Backend, message: &str) -> Self {
+        ApiError {
+            source: Some(Box::new(source)),
+            ..Self::unavailable(message)
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        match self.source.as_deref() {
+            Some(Backend::Coordinator(e)) => tracing::error!(error = %e, "redis call failed"),
+            Some(Backend::Broker(e)) => tracing::error!(error = %e, "broker call failed"),
+            None => {}
+        }
         let body = ErrorBody {
             error: ErrorDetail {
                 kind: self.kind.to_string(),
@@ -113,14 +124,12 @@ impl IntoResponse for ApiError {
 
 impl From<CoordinatorError> for ApiError {
     fn from(e: CoordinatorError) -> Self {
-        tracing::error!(error = %e, "redis call failed");
-        ApiError::unavailable("the coordinator (Redis) is unavailable")
+        ApiError::backend(Backend::Coordinator(e), "the coordinator (Redis) is unavailable")
     }
 }
 
 impl From<ClientError> for ApiError {
     fn from(e: ClientError) -> Self {
-        tracing::error!(error = %e, "broker call failed");
-        ApiError::unavailable("the broker (RabbitMQ) is unavailable")
+        ApiError::backend(Backend::Broker(e), "the broker (RabbitMQ) is unavailable")
     }
 }

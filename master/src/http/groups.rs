@@ -1,64 +1,40 @@
 //! `/v1/groups` and `/v1/workers`: the fleet as the coordinator and the broker see it.
 
-use super::error::{ApiError, ErrorBody};
-use super::views::{GroupList, GroupView, WorkerList, WorkerView};
+use super::error::ApiError;
+use super::views::worker_view;
+use crate::fleet::{queue_depth, serving};
 use crate::state::{AppState, SharedState};
 use axum::extract::{Path, State};
 use axum::Json;
-use jobfleet_common::lapin::options::QueueDeclareOptions;
+use jobfleet_api::{ErrorBody, GroupList, GroupView, WorkerList};
+use jobfleet_common::config::GroupConfig;
 use serde_json::Value;
 
-/// Jobs waiting in a group's queue, from a passive declare.
-pub async fn queue_depth(state: &AppState, group: &str) -> Result<u64, ApiError> {
-    let channel = state.inspector.get().await?;
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    match channel
-        .queue_declare(
-            state.topology.group_queue(group).into(),
-            passive,
-            Default::default(),
-        )
-        .await
-    {
-        Ok(queue) => Ok(u64::from(queue.message_count())),
-        Err(e) => {
-            // A failed passive declare closes the channel; open a fresh one next time.
-            state.inspector.invalidate().await;
-            Err(jobfleet_common::client::ClientError::from(e).into())
-        }
-    }
+/// A configured group's settings, or 404.
+fn configured<'a>(state: &'a AppState, group: &str) -> Result<&'a GroupConfig, ApiError> {
+    state
+        .config
+        .group(group)
+        .ok_or_else(|| ApiError::not_found(format!("unknown group {group:?}")))
 }
 
-/// One group's view; `None` for a group not in the configuration.
-pub async fn group_view(
+/// One configured group's view, given the live workers.
+async fn group_view(
     state: &AppState,
     name: &str,
+    config: &GroupConfig,
     workers: &[Value],
-) -> Result<Option<GroupView>, ApiError> {
-    let Some(config) = state.config.group(name) else {
-        return Ok(None);
-    };
+) -> Result<GroupView, ApiError> {
     let (failures, broken) = state.coordinator.group_health(name).await?;
-    let serving = workers
-        .iter()
-        .filter(|w| {
-            w["groups"]
-                .as_array()
-                .is_some_and(|g| g.iter().any(|g| g == name))
-        })
-        .count();
-    Ok(Some(GroupView {
+    Ok(GroupView {
         name: name.to_string(),
         functions: config.functions.keys().cloned().collect(),
-        workers: serving as u64,
+        workers: serving(workers, name),
         queue_depth: queue_depth(state, name).await?,
         running: state.coordinator.running(name).await?,
         consecutive_failures: u64::from(failures),
         broken,
-    }))
+    })
 }
 
 /// All groups.
@@ -69,8 +45,8 @@ pub async fn group_view(
 pub async fn list(State(state): State<SharedState>) -> Result<Json<GroupList>, ApiError> {
     let workers = state.coordinator.workers().await?;
     let mut groups = Vec::new();
-    for name in state.config.groups.keys() {
-        groups.extend(group_view(&state, name, &workers).await?);
+    for (name, config) in &state.config.groups {
+        groups.push(group_view(&state, name, config, &workers).await?);
     }
     Ok(Json(GroupList { groups }))
 }
@@ -85,11 +61,9 @@ pub async fn get(
     State(state): State<SharedState>,
     Path(group): Path<String>,
 ) -> Result<Json<GroupView>, ApiError> {
+    let config = configured(&state, &group)?;
     let workers = state.coordinator.workers().await?;
-    group_view(&state, &group, &workers)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("unknown group {group:?}")))
+    Ok(Json(group_view(&state, &group, config, &workers).await?))
 }
 
 /// Clear a group's broken flag and failure count.
@@ -102,16 +76,11 @@ pub async fn reset(
     State(state): State<SharedState>,
     Path(group): Path<String>,
 ) -> Result<Json<GroupView>, ApiError> {
-    if state.config.group(&group).is_none() {
-        return Err(ApiError::not_found(format!("unknown group {group:?}")));
-    }
+    let config = configured(&state, &group)?;
     state.coordinator.reset_group(&group).await?;
     tracing::info!(%group, "group reset");
     let workers = state.coordinator.workers().await?;
-    group_view(&state, &group, &workers)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("unknown group {group:?}")))
+    Ok(Json(group_view(&state, &group, config, &workers).await?))
 }
 
 /// Live workers.
@@ -122,6 +91,6 @@ pub async fn reset(
 pub async fn workers(State(state): State<SharedState>) -> Result<Json<WorkerList>, ApiError> {
     let workers = state.coordinator.workers().await?;
     Ok(Json(WorkerList {
-        workers: workers.iter().map(WorkerView::from).collect(),
+        workers: workers.iter().map(worker_view).collect(),
     }))
 }

@@ -1,7 +1,8 @@
 //! `/v1/jobs`: submit (async and `?wait=`), status, listing, cancel, delete.
 
-use super::error::{ApiError, ErrorBody};
-use super::views::{Accepted, JobPage, JobView, ListQuery, SubmitQuery, SubmitRequest};
+use super::error::ApiError;
+use super::views::job_view;
+use crate::announce::announce;
 use crate::state::{AppState, SharedState};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -9,6 +10,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use jobfleet_api::{
+    Accepted, ErrorBody, JobPage, JobView, ListQuery, SubmitQuery, SubmitRequest, DEFAULT_LIST_LIMIT,
+    MAX_IDEMPOTENCY_KEY_BYTES, MAX_LIST_LIMIT, MAX_WAIT_SECONDS,
+};
 use jobfleet_common::codec;
 use jobfleet_common::coordinator::{Cursor, EndEarly, EndRequest, Forget, JobRecord, ListFilter, Submitted};
 use jobfleet_common::lapin::options::BasicPublishOptions;
@@ -17,11 +22,6 @@ use jobfleet_common::publish::{confirmed, persistent_properties};
 use jobfleet_common::trace::{TraceParent, TRACEPARENT};
 use serde_json::Value;
 use std::time::Duration;
-
-/// Longest `?wait=`, seconds.
-pub const MAX_WAIT_SECONDS: f64 = 300.0;
-/// Longest idempotency key, bytes.
-pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
 
 /// Submit a job.
 #[utoipa::path(
@@ -52,7 +52,9 @@ pub async fn submit(
         .map(String::from);
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let wait = match query.wait {
-        Some(w) if w.is_finite() && (0.0..=MAX_WAIT_SECONDS).contains(&w) => Some(Duration::from_secs_f64(w)),
+        Some(w) if w.is_finite() && (0.0..=MAX_WAIT_SECONDS as f64).contains(&w) => {
+            Some(Duration::from_secs_f64(w))
+        }
         Some(_) => {
             return Err(ApiError::bad_request(format!(
                 "wait must be 0..={MAX_WAIT_SECONDS} seconds"
@@ -128,13 +130,13 @@ pub async fn submit(
             state.waiters.forget_closed(&job.id);
             let record =
                 record.ok_or_else(|| ApiError::not_found(format!("job {existing:?} has expired")))?;
-            Ok((StatusCode::OK, Json(JobView::from(&record))).into_response())
+            Ok((StatusCode::OK, Json(job_view(&record))).into_response())
         }
         (None, Some(wait)) => {
             let record = wait_for_end(&state, &job.id, waiter.expect("registered above"), wait).await?;
             match record {
                 Some(record) if record.status.is_terminal() => {
-                    Ok((StatusCode::OK, Json(JobView::from(&record))).into_response())
+                    Ok((StatusCode::OK, Json(job_view(&record))).into_response())
                 }
                 record => Ok(accepted(&job.id, record.map_or(JobStatus::Queued, |r| r.status))),
             }
@@ -275,7 +277,7 @@ pub async fn get(
         .job(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("unknown job {id:?}")))?;
-    Ok(Json(JobView::from(&record)))
+    Ok(Json(job_view(&record)))
 }
 
 /// Jobs, newest first.
@@ -300,9 +302,11 @@ pub async fn list(
         })?),
         None => None,
     };
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be 1..=1000"));
+    let limit = query.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+    if !(1..=MAX_LIST_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be 1..={MAX_LIST_LIMIT}"
+        )));
     }
     let cursor = match non_empty(query.cursor) {
         Some(text) => Some(Cursor::decode(&text).ok_or_else(|| ApiError::bad_request("invalid cursor"))?),
@@ -318,7 +322,7 @@ pub async fn list(
         .list(&filter, limit as usize, cursor.as_ref())
         .await?;
     Ok(Json(JobPage {
-        jobs: records.iter().map(JobView::from).collect(),
+        jobs: records.iter().map(job_view).collect(),
         next_cursor: next.map(|c| c.encode()),
     }))
 }
@@ -352,7 +356,7 @@ pub async fn cancel(
         EndEarly::Ended { previous, record } => {
             // Announce first: a worker that stops the job then finds the result published
             // and adds none of its own.
-            crate::monitor::announce(&state, &record).await;
+            announce(&state, &record).await;
             if previous == JobStatus::Started {
                 // Stop the sandbox wherever it runs. The job is canceled either way: if the
                 // broadcast fails, the sandbox runs on and its late outcome is fenced off.
@@ -365,7 +369,7 @@ pub async fn cancel(
                     tracing::warn!(error = %e, job_id = %id, "could not broadcast the cancel; the job is canceled, its sandbox runs to its end");
                 }
             }
-            Ok(Json(JobView::from(&*record)))
+            Ok(Json(job_view(&record)))
         }
         EndEarly::Conflict(status) => Err(ApiError::conflict(format!(
             "job {id:?} is {status}; only queued or started jobs can be canceled"

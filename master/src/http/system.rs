@@ -1,12 +1,12 @@
 //! Liveness, readiness, metrics and the OpenAPI document.
 
-use super::error::{ApiError, ErrorBody};
-use super::views::Health;
+use super::error::ApiError;
 use crate::state::SharedState;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::Json;
+use jobfleet_api::{ErrorBody, Health};
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, body = Health)))]
@@ -29,7 +29,7 @@ pub async fn readyz(State(state): State<SharedState>) -> Result<Json<Health>, Ap
 /// Prometheus metrics (text format).
 #[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
-    crate::monitor::refresh_gauges(&state).await;
+    crate::fleet::refresh_gauges(&state).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -1,10 +1,12 @@
 //! `jobfleet status`, `list` and `cancel`: jobs as the master records them.
 
 use super::Context;
-use crate::cli::args::ListArgs;
-use crate::cli::error::CliError;
-use crate::cli::model::{decode, JobPage, JobRecord};
-use crate::cli::output::{self, Table};
+use crate::args::ListArgs;
+use crate::client::decode;
+use crate::error::CliError;
+use crate::output::{self, Table};
+use jobfleet_api::{JobPage, JobView, ListQuery};
+use jobfleet_common::message::JobStatus;
 use std::time::Duration;
 
 /// Prints a job's record (any status is a success: this only asks).
@@ -13,25 +15,20 @@ pub async fn status(context: &Context, id: &str) -> Result<(), CliError> {
     if context.json {
         return output::json(&raw, true);
     }
-    let record: JobRecord = decode(&raw, "job record")?;
+    let record: JobView = decode(&raw, "job record")?;
     output::line(&output::job_details(&record))
 }
 
 /// Prints a page of jobs as a table; the cursor of the next page goes to stderr.
 pub async fn list(context: &Context, args: &ListArgs) -> Result<(), CliError> {
-    let mut query = vec![("limit", args.limit.to_string())];
-    let filters = [
-        ("group", args.group.clone()),
-        ("function", args.function.clone()),
-        ("status", args.status.map(|s| s.as_str().to_string())),
-        ("cursor", args.cursor.clone()),
-    ];
-    query.extend(
-        filters
-            .into_iter()
-            .filter_map(|(name, value)| value.map(|v| (name, v))),
-    );
-    let raw = context.client.get(&["v1", "jobs"], &query).await?;
+    let query = ListQuery {
+        group: args.group.clone(),
+        function: args.function.clone(),
+        status: args.status.map(|s| JobStatus::from(s).as_str().to_string()),
+        limit: Some(args.limit),
+        cursor: args.cursor.clone(),
+    };
+    let raw = context.client.jobs(&query).await?;
     if context.json {
         return output::json(&raw, true);
     }
@@ -53,10 +50,7 @@ pub async fn list(context: &Context, args: &ListArgs) -> Result<(), CliError> {
             job.function.clone(),
             job.status.clone(),
             job.attempts.to_string(),
-            job.submitted_at
-                .as_deref()
-                .map(output::short_time)
-                .unwrap_or_default(),
+            output::short_time(&job.submitted_at),
             job.duration_ms
                 .map(|ms| output::human_duration(Duration::from_millis(ms)))
                 .unwrap_or_default(),
@@ -76,6 +70,6 @@ pub async fn cancel(context: &Context, id: &str) -> Result<(), CliError> {
     if context.json {
         return output::json(&raw, true);
     }
-    let record: JobRecord = decode(&raw, "job record")?;
+    let record: JobView = decode(&raw, "job record")?;
     output::line(&format!("canceled {}", record.id))
 }

@@ -1,9 +1,11 @@
 //! The command line of `jobfleet` (clap derive): global options and one subcommand per
 //! task.
 
-use super::error::EXIT_STATUS_HELP;
+use crate::error::EXIT_STATUS_HELP;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use jobfleet_api::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 use jobfleet_common::config::{DEFAULT_AMQP_URL, DEFAULT_NAMESPACE};
+use jobfleet_common::message::JobStatus;
 use reqwest::Url;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -115,15 +117,14 @@ pub enum StatusFilter {
     Canceled,
 }
 
-impl StatusFilter {
-    /// The status as the API spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StatusFilter::Queued => "queued",
-            StatusFilter::Started => "started",
-            StatusFilter::Finished => "finished",
-            StatusFilter::Failed => "failed",
-            StatusFilter::Canceled => "canceled",
+impl From<StatusFilter> for JobStatus {
+    fn from(filter: StatusFilter) -> JobStatus {
+        match filter {
+            StatusFilter::Queued => JobStatus::Queued,
+            StatusFilter::Started => JobStatus::Started,
+            StatusFilter::Finished => JobStatus::Finished,
+            StatusFilter::Failed => JobStatus::Failed,
+            StatusFilter::Canceled => JobStatus::Canceled,
         }
     }
 }
@@ -141,7 +142,7 @@ pub struct ListArgs {
     #[arg(long, value_enum)]
     pub status: Option<StatusFilter>,
     /// At most this many jobs (1..=1000).
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, default_value_t = DEFAULT_LIST_LIMIT, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_LIST_LIMIT)))]
     pub limit: u32,
     /// Continue after a previous page (the cursor `list` printed).
     #[arg(long)]

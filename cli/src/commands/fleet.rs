@@ -1,13 +1,14 @@
 //! `jobfleet groups`, `workers` and `reset`: the fleet as the master sees it.
 
 use super::Context;
-use crate::cli::error::CliError;
-use crate::cli::model::{decode, GroupList, GroupView, WorkerList};
-use crate::cli::output::{self, Table};
+use crate::client::decode;
+use crate::error::CliError;
+use crate::output::{self, Table};
+use jobfleet_api::{GroupList, GroupView, WorkerList};
 
 /// Prints every group with its functions, workers, queue and failure state.
 pub async fn groups(context: &Context) -> Result<(), CliError> {
-    let raw = context.client.get(&["v1", "groups"], &[]).await?;
+    let raw = context.client.groups().await?;
     if context.json {
         return output::json(&raw, true);
     }
@@ -37,7 +38,7 @@ pub async fn groups(context: &Context) -> Result<(), CliError> {
 
 /// Prints the live workers.
 pub async fn workers(context: &Context) -> Result<(), CliError> {
-    let raw = context.client.get(&["v1", "workers"], &[]).await?;
+    let raw = context.client.workers().await?;
     if context.json {
         return output::json(&raw, true);
     }
@@ -58,7 +59,7 @@ pub async fn workers(context: &Context) -> Result<(), CliError> {
 
 /// Clears a group's broken flag and failure count, and prints the group as it is now.
 pub async fn reset(context: &Context, group: &str) -> Result<(), CliError> {
-    let raw = context.client.post(&["v1", "groups", group, "reset"]).await?;
+    let raw = context.client.reset(group).await?;
     if context.json {
         return output::json(&raw, true);
     }

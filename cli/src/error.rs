@@ -1,6 +1,7 @@
 //! Why a `jobfleet` command failed, and the exit status each failure maps to.
 
-use super::client::ApiError;
+use crate::client::ApiError;
+use jobfleet_common::client::ClientError;
 
 /// The exit statuses of `jobfleet` (documented in `--help` and docs/cli.md).
 pub mod exit {
@@ -27,10 +28,29 @@ Exit status:
 
 /// A failed command. `main` prints it as one line, `jobfleet: <error>`, on stderr.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CliError {
-    /// The command line or an input file is unusable.
+    /// The command line is unusable.
     #[error("{0}")]
     Usage(String),
+    /// An input file (or stdin) could not be read.
+    #[error("{what}: {source}")]
+    Input {
+        /// What was read, e.g. `cannot read --bulk jobs.jsonl`.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An input file (or stdin) is not valid JSON.
+    #[error("{what}: not valid JSON: {source}")]
+    InvalidJson {
+        /// Where, e.g. `--args-file args.json` or `jobs.jsonl:3`.
+        what: String,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
     /// The master failed the request or could not be reached.
     #[error(transparent)]
     Api(#[from] ApiError),
@@ -57,12 +77,13 @@ pub enum CliError {
         breakdown: String,
     },
     /// The broker could not be reached (`watch`).
-    #[error("cannot reach the broker at {url}: {reason}")]
+    #[error("cannot reach the broker at {url}: {source}")]
     Broker {
         /// The broker URL, password hidden.
         url: String,
         /// Why.
-        reason: String,
+        #[source]
+        source: ClientError,
     },
     /// Standard output could not be written.
     #[error("cannot write the output: {0}")]
@@ -73,7 +94,7 @@ impl CliError {
     /// The process exit status for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Usage(_) => exit::USAGE,
+            CliError::Usage(_) | CliError::Input { .. } | CliError::InvalidJson { .. } => exit::USAGE,
             CliError::Api(e) => e.exit_code(),
             CliError::JobEnded { .. } | CliError::Bulk { .. } => exit::JOB_FAILED,
             CliError::Broker { .. } => exit::UNAVAILABLE,

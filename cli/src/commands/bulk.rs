@@ -2,17 +2,18 @@
 //! bounded number of requests in flight over one connection pool, then waited for; a
 //! progress bar on a terminal's stderr and a summary of outcomes on stdout.
 
+use super::submit::{read_input, timeout_ms};
 use super::Context;
-use crate::cli::args::SubmitArgs;
-use crate::cli::client::{ApiError, MasterClient, Submitted};
-use crate::cli::error::CliError;
-use crate::cli::model::{decode, GroupView, JobRecord, SubmitRequest};
-use crate::cli::output::{self, Table};
+use crate::args::SubmitArgs;
+use crate::client::{decode, ApiError, MasterClient, Submitted};
+use crate::error::CliError;
+use crate::output::{self, Table};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use jobfleet_api::{GroupView, JobView, SubmitRequest};
 use jobfleet_common::message::new_job_id;
 use serde_json::{json, Value};
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -74,9 +75,7 @@ pub async fn run(context: &Context, args: SubmitArgs) -> Result<(), CliError> {
         )));
     }
     preflight(&context.client, &args.group, &args.function).await?;
-    let timeout_ms = args
-        .timeout
-        .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+    let timeout_ms = timeout_ms(args.timeout);
     let requests: Vec<(usize, SubmitRequest)> = lines
         .into_iter()
         .map(|(line, job_args)| {
@@ -85,8 +84,9 @@ pub async fn run(context: &Context, args: SubmitArgs) -> Result<(), CliError> {
                 SubmitRequest {
                     group: args.group.clone(),
                     function: args.function.clone(),
-                    args: job_args,
+                    args: Some(job_args),
                     id: Some(new_job_id()),
+                    idempotency_key: None,
                     timeout_ms,
                 },
             )
@@ -137,7 +137,7 @@ pub async fn run(context: &Context, args: SubmitArgs) -> Result<(), CliError> {
     while let Some((line, id, result)) = waits.next().await {
         let outcome = match result {
             Ok(raw) => {
-                let record: JobRecord = decode(&raw, "job record")?;
+                let record: JobView = decode(&raw, "job record")?;
                 let error = record.error.map(|e| (e.kind, e.message));
                 Outcome {
                     line,
@@ -299,18 +299,11 @@ async fn submit_retrying(client: &MasterClient, request: &SubmitRequest) -> Resu
 
 /// The args of each non-blank line with its 1-based line number; `-` reads stdin.
 fn read_jsonl(path: &Path) -> Result<Vec<(usize, Value)>, CliError> {
-    let text = if path.as_os_str() == "-" {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| CliError::Usage(format!("cannot read the jobs from stdin: {e}")))?;
-        text
-    } else {
-        std::fs::read_to_string(path)
-            .map_err(|e| CliError::Usage(format!("cannot read --bulk {}: {e}", path.display())))?
-    };
-    parse_jsonl(&text)
-        .map_err(|(line, e)| CliError::Usage(format!("{}:{line}: not valid JSON: {e}", path.display())))
+    let text = read_input(path, "the jobs", "--bulk")?;
+    parse_jsonl(&text).map_err(|(line, source)| CliError::InvalidJson {
+        what: format!("{}:{line}", path.display()),
+        source,
+    })
 }
 
 /// Parses JSON lines, skipping blank ones; the first bad line is an error.

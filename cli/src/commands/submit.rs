@@ -1,14 +1,15 @@
 //! `jobfleet submit GROUP FUNCTION`: one job, printing its id, or with `--wait` its result.
 
 use super::Context;
-use crate::cli::args::SubmitArgs;
-use crate::cli::client::{Submitted, WAIT_SECONDS};
-use crate::cli::error::CliError;
-use crate::cli::model::{decode, is_terminal, JobRecord, SubmitRequest};
-use crate::cli::output;
+use crate::args::SubmitArgs;
+use crate::client::{decode, is_terminal, Submitted, WAIT_SECONDS};
+use crate::error::CliError;
+use crate::output;
+use jobfleet_api::{JobView, SubmitRequest};
 use serde_json::{json, Value};
 use std::io::Read;
 use std::path::Path;
+use std::time::Duration;
 
 /// Submits the job and prints its id (`--json`: `{id, status}`), or with `--wait` waits
 /// and prints its result (`--json`: the job record); a failed or canceled job is exit 1.
@@ -21,11 +22,10 @@ pub async fn run(context: &Context, args: SubmitArgs) -> Result<(), CliError> {
     let mut request = SubmitRequest {
         group: args.group,
         function: args.function,
-        args: job_args,
+        args: Some(job_args),
         id: args.id,
-        timeout_ms: args
-            .timeout
-            .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+        idempotency_key: None,
+        timeout_ms: timeout_ms(args.timeout),
     };
     if !args.wait {
         let (id, status) = match context.client.submit(&request, None).await? {
@@ -58,7 +58,7 @@ pub async fn run(context: &Context, args: SubmitArgs) -> Result<(), CliError> {
 
 /// Prints an ended job: its result, or its error as the command's failure.
 fn report_end(context: &Context, raw: &Value) -> Result<(), CliError> {
-    let record: JobRecord = decode(raw, "job record")?;
+    let record: JobView = decode(raw, "job record")?;
     if context.json {
         output::json(raw, true)?;
     }
@@ -77,18 +77,35 @@ fn report_end(context: &Context, raw: &Value) -> Result<(), CliError> {
     })
 }
 
-/// Reads one JSON document from a file, or from stdin for `-`.
-pub fn read_args_file(path: &Path) -> Result<Value, CliError> {
-    let text = if path.as_os_str() == "-" {
+/// `--timeout` as the API's `timeout_ms`.
+pub fn timeout_ms(timeout: Option<Duration>) -> Option<u64> {
+    timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The text of an input file, or of stdin for `-`; `what` names it in the error
+/// (`the args` for stdin, `--args-file` with the path for a file).
+pub fn read_input(path: &Path, what: &str, flag: &str) -> Result<String, CliError> {
+    let read = if path.as_os_str() == "-" {
         let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| CliError::Usage(format!("cannot read the args from stdin: {e}")))?;
-        text
+        std::io::stdin().read_to_string(&mut text).map(|_| text)
     } else {
         std::fs::read_to_string(path)
-            .map_err(|e| CliError::Usage(format!("cannot read --args-file {}: {e}", path.display())))?
     };
-    serde_json::from_str(&text)
-        .map_err(|e| CliError::Usage(format!("--args-file {}: not valid JSON: {e}", path.display())))
+    read.map_err(|source| CliError::Input {
+        what: if path.as_os_str() == "-" {
+            format!("cannot read {what} from stdin")
+        } else {
+            format!("cannot read {flag} {}", path.display())
+        },
+        source,
+    })
+}
+
+/// Reads one JSON document from a file, or from stdin for `-`.
+pub fn read_args_file(path: &Path) -> Result<Value, CliError> {
+    let text = read_input(path, "the args", "--args-file")?;
+    serde_json::from_str(&text).map_err(|source| CliError::InvalidJson {
+        what: format!("--args-file {}", path.display()),
+        source,
+    })
 }

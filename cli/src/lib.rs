@@ -1,12 +1,12 @@
 //! The `jobfleet` command-line client: submit jobs to a master over its HTTP API and follow
-//! them (`watch` reads the result topic from RabbitMQ directly). The binary
-//! `src/bin/jobfleet.rs` only calls [`main`]; docs/cli.md describes every command.
+//! them (`watch` reads the result topic from RabbitMQ directly). It reads the API's
+//! documents as `jobfleet_api` defines them, the same types the master serves. The binary
+//! `src/main.rs` only calls [`parse_and_run`]; docs/cli.md describes every command.
 
 pub mod args;
 pub mod client;
 pub mod commands;
 pub mod error;
-pub mod model;
 pub mod output;
 
 pub use args::Cli;

@@ -7,9 +7,9 @@ pub mod jobs;
 pub mod submit;
 pub mod watch;
 
-use super::args::{Cli, Command};
-use super::client::MasterClient;
-use super::error::CliError;
+use crate::args::{Cli, Command};
+use crate::client::MasterClient;
+use crate::error::CliError;
 
 /// What every command gets: the master client and the output mode.
 #[derive(Debug, Clone)]

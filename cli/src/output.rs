@@ -1,8 +1,8 @@
 //! Text output of the CLI: aligned tables, job records, times and durations, and the
 //! writer that stdout goes through (a closed pipe ends the command quietly).
 
-use super::error::CliError;
-use super::model::JobRecord;
+use crate::error::CliError;
+use jobfleet_api::JobView;
 use serde_json::Value;
 use std::io::Write;
 use std::time::{Duration, SystemTime};
@@ -120,7 +120,7 @@ pub fn human_duration(d: Duration) -> String {
 }
 
 /// A job's outcome in a few words: its result, its error, or nothing yet.
-pub fn outcome(record: &JobRecord) -> String {
+pub fn outcome(record: &JobView) -> String {
     match (&record.result, &record.error) {
         (_, Some(error)) => format!("{}: {}", error.kind, error.message),
         (Some(result), None) => compact(result),
@@ -129,7 +129,7 @@ pub fn outcome(record: &JobRecord) -> String {
 }
 
 /// A job record as aligned `field  value` lines.
-pub fn job_details(record: &JobRecord) -> String {
+pub fn job_details(record: &JobView) -> String {
     let mut rows: Vec<(&str, String)> = vec![
         ("id", record.id.clone()),
         ("group", record.group.clone()),
@@ -143,7 +143,7 @@ pub fn job_details(record: &JobRecord) -> String {
         }
     };
     optional("worker", record.worker.clone());
-    optional("submitted", record.submitted_at.as_deref().map(short_time));
+    optional("submitted", Some(short_time(&record.submitted_at)));
     optional("started", record.started_at.as_deref().map(short_time));
     optional("finished", record.finished_at.as_deref().map(short_time));
     optional(

@@ -1,13 +1,18 @@
-//! The HTTP client of the CLI: one [`MasterClient`] (one connection pool) per run, typed
-//! [`ApiError`]s, and the submit/wait loop over `POST /v1/jobs?wait=`.
+//! The HTTP client of the CLI: one [`MasterClient`] (one connection pool) per run, one
+//! method per endpoint, typed [`ApiError`]s, and the submit/wait loop over
+//! `POST /v1/jobs?wait=`. Documents come back as raw JSON (so `--json` prints what the
+//! master sent); [`decode`] reads them into the `jobfleet_api` types.
 
-use super::model::{is_terminal, SubmitRequest};
+use crate::error::exit;
+use jobfleet_api::{ErrorBody, ListQuery, SubmitRequest, MAX_WAIT_SECONDS};
+use jobfleet_common::message::JobStatus;
 use reqwest::{RequestBuilder, StatusCode, Url};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::time::Duration;
 
 /// Seconds of one `?wait=` (the master's maximum).
-pub const WAIT_SECONDS: u64 = 300;
+pub const WAIT_SECONDS: u64 = MAX_WAIT_SECONDS;
 /// How long to wait for a TCP connection to the master.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a plain request may take.
@@ -19,6 +24,7 @@ const WAIT_RETRIES: u32 = 5;
 
 /// Why a call to the master failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ApiError {
     /// The master answered with an error (`{"error": {"kind", "message"}}`).
     #[error("{kind}: {message}")]
@@ -35,10 +41,35 @@ pub enum ApiError {
     Unreachable {
         /// The master's base URL.
         url: String,
-        /// Why, in a few words.
+        /// Why, in a few words (the innermost cause).
         reason: String,
+        /// The HTTP client's error.
+        #[source]
+        source: reqwest::Error,
     },
-    /// An answer that is not the JSON the API documents.
+    /// The HTTP exchange failed in another way than a missing answer.
+    #[error("unexpected answer from the master at {url}: {reason}")]
+    Transport {
+        /// The master's base URL.
+        url: String,
+        /// What failed.
+        reason: String,
+        /// The HTTP client's error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// An answer that is not the JSON document the API documents.
+    #[error("unexpected answer from the master at {url}: {what}: {source}")]
+    Undecodable {
+        /// The master's base URL.
+        url: String,
+        /// Which document.
+        what: String,
+        /// Why it could not be read.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// An answer that breaks the API's rules in another way.
     #[error("unexpected answer from the master at {url}: {message}")]
     Protocol {
         /// The master's base URL.
@@ -53,8 +84,8 @@ impl ApiError {
     /// master's or the network's trouble.
     pub fn exit_code(&self) -> u8 {
         match self {
-            ApiError::Api { status, .. } if (400..500).contains(status) => super::error::exit::API,
-            _ => super::error::exit::UNAVAILABLE,
+            ApiError::Api { status, .. } if (400..500).contains(status) => exit::API,
+            _ => exit::UNAVAILABLE,
         }
     }
 
@@ -64,7 +95,7 @@ impl ApiError {
         match self {
             ApiError::Unreachable { .. } => true,
             ApiError::Api { status, kind, .. } => *status >= 500 && kind != "group_broken",
-            ApiError::Protocol { .. } => false,
+            _ => false,
         }
     }
 
@@ -72,6 +103,23 @@ impl ApiError {
     pub fn is_group_broken(&self) -> bool {
         matches!(self, ApiError::Api { kind, .. } if kind == "group_broken")
     }
+}
+
+/// Reads an API document into its typed shape (`what` names it in the error).
+pub fn decode<T: DeserializeOwned>(value: &Value, what: &str) -> Result<T, ApiError> {
+    T::deserialize(value).map_err(|source| ApiError::Undecodable {
+        url: String::from("(master)"),
+        what: what.to_string(),
+        source,
+    })
+}
+
+/// Whether a job record (JSON) has a terminal status (SPEC §2).
+pub fn is_terminal(record: &Value) -> bool {
+    record["status"]
+        .as_str()
+        .and_then(|status| status.parse::<JobStatus>().ok())
+        .is_some_and(JobStatus::is_terminal)
 }
 
 /// What `POST /v1/jobs` answered.
@@ -102,9 +150,10 @@ impl MasterClient {
             .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(concat!("jobfleet-cli/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ApiError::Protocol {
+            .map_err(|source| ApiError::Transport {
                 url: base.to_string(),
-                message: format!("cannot build the HTTP client: {e}"),
+                reason: format!("cannot build the HTTP client: {source}"),
+                source,
             })?;
         Ok(MasterClient { http, base })
     }
@@ -130,53 +179,44 @@ impl MasterClient {
 
     /// Sends a request; a 2xx answer yields its status and JSON body (`null` when empty).
     async fn send(&self, request: RequestBuilder) -> Result<(StatusCode, Value), ApiError> {
-        let response = request.send().await.map_err(|e| self.transport_error(&e))?;
+        let response = request.send().await.map_err(|e| self.transport_error(e))?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| self.transport_error(&e))?;
+        let body = response.bytes().await.map_err(|e| self.transport_error(e))?;
         if status.is_success() {
             if body.is_empty() {
                 return Ok((status, Value::Null));
             }
-            let value = serde_json::from_slice(&body).map_err(|e| ApiError::Protocol {
+            let value = serde_json::from_slice(&body).map_err(|source| ApiError::Undecodable {
                 url: self.shown(),
-                message: format!("HTTP {status} with a body that is not JSON: {e}"),
+                what: format!("HTTP {status} with a body that is not JSON"),
+                source,
             })?;
             return Ok((status, value));
         }
         Err(error_from_body(status, &body))
     }
 
-    fn transport_error(&self, e: &reqwest::Error) -> ApiError {
-        if e.is_timeout() {
-            return ApiError::Unreachable {
-                url: self.shown(),
-                reason: "no answer in time".into(),
-            };
+    fn transport_error(&self, source: reqwest::Error) -> ApiError {
+        let url = self.shown();
+        if source.is_timeout() {
+            let reason = "no answer in time".into();
+            return ApiError::Unreachable { url, reason, source };
         }
-        if e.is_connect() || e.is_request() || e.is_body() {
-            return ApiError::Unreachable {
-                url: self.shown(),
-                reason: root_cause(e),
-            };
+        let reason = root_cause(&source);
+        if source.is_connect() || source.is_request() || source.is_body() {
+            return ApiError::Unreachable { url, reason, source };
         }
-        ApiError::Protocol {
-            url: self.shown(),
-            message: root_cause(e),
-        }
+        ApiError::Transport { url, reason, source }
     }
 
     /// `GET` a JSON document.
-    pub async fn get(&self, segments: &[&str], query: &[(&str, String)]) -> Result<Value, ApiError> {
-        let request = self
-            .http
-            .get(self.url(segments))
-            .query(query)
-            .timeout(REQUEST_TIMEOUT);
+    async fn get(&self, segments: &[&str]) -> Result<Value, ApiError> {
+        let request = self.http.get(self.url(segments)).timeout(REQUEST_TIMEOUT);
         Ok(self.send(request).await?.1)
     }
 
     /// `POST` without a body.
-    pub async fn post(&self, segments: &[&str]) -> Result<Value, ApiError> {
+    async fn post(&self, segments: &[&str]) -> Result<Value, ApiError> {
         let request = self.http.post(self.url(segments)).timeout(REQUEST_TIMEOUT);
         Ok(self.send(request).await?.1)
     }
@@ -237,7 +277,17 @@ impl MasterClient {
 
     /// `GET /v1/jobs/{id}`.
     pub async fn job(&self, id: &str) -> Result<Value, ApiError> {
-        self.get(&["v1", "jobs", id], &[]).await
+        self.get(&["v1", "jobs", id]).await
+    }
+
+    /// `GET /v1/jobs?...`: a page of jobs.
+    pub async fn jobs(&self, query: &ListQuery) -> Result<Value, ApiError> {
+        let request = self
+            .http
+            .get(self.url(&["v1", "jobs"]))
+            .query(query)
+            .timeout(REQUEST_TIMEOUT);
+        Ok(self.send(request).await?.1)
     }
 
     /// `POST /v1/jobs/{id}/cancel`.
@@ -245,26 +295,31 @@ impl MasterClient {
         self.post(&["v1", "jobs", id, "cancel"]).await
     }
 
+    /// `GET /v1/groups`.
+    pub async fn groups(&self) -> Result<Value, ApiError> {
+        self.get(&["v1", "groups"]).await
+    }
+
     /// `GET /v1/groups/{group}`.
     pub async fn group(&self, group: &str) -> Result<Value, ApiError> {
-        self.get(&["v1", "groups", group], &[]).await
+        self.get(&["v1", "groups", group]).await
+    }
+
+    /// `POST /v1/groups/{group}/reset`.
+    pub async fn reset(&self, group: &str) -> Result<Value, ApiError> {
+        self.post(&["v1", "groups", group, "reset"]).await
+    }
+
+    /// `GET /v1/workers`.
+    pub async fn workers(&self) -> Result<Value, ApiError> {
+        self.get(&["v1", "workers"]).await
     }
 }
 
 /// The error of a non-2xx answer: the API's error body, or the status and the body's start.
 fn error_from_body(status: StatusCode, body: &[u8]) -> ApiError {
-    let parsed: Option<(String, String)> = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
-        let error = v.get("error")?;
-        Some((
-            error.get("kind")?.as_str()?.to_string(),
-            error
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-        ))
-    });
-    let (kind, message) = parsed.unwrap_or_else(|| {
+    let parsed = serde_json::from_slice::<ErrorBody>(body).map(|body| (body.error.kind, body.error.message));
+    let (kind, message) = parsed.unwrap_or_else(|_| {
         let text = String::from_utf8_lossy(body);
         let first = text.lines().next().unwrap_or("").trim();
         let first: String = first.chars().take(200).collect();

@@ -2,10 +2,10 @@
 //! through an exclusive queue of its own, until Ctrl-C (or `--count` results).
 
 use super::Context;
-use crate::cli::args::WatchArgs;
-use crate::cli::error::CliError;
-use crate::cli::output;
-use jobfleet_common::client::ResultSubscriber;
+use crate::args::WatchArgs;
+use crate::error::CliError;
+use crate::output;
+use jobfleet_common::client::{ClientError, ResultSubscriber};
 use jobfleet_common::config::redact_url;
 use jobfleet_common::message::{is_valid_name, ResultMessage};
 use jobfleet_common::topology::Topology;
@@ -33,13 +33,13 @@ pub async fn run(context: &Context, args: &WatchArgs) -> Result<(), CliError> {
     }
     let topology = Topology::new(&args.namespace);
     let results_exchange = topology.results_exchange();
-    let broker = |e: &dyn std::fmt::Display| CliError::Broker {
+    let broker = |source: ClientError| CliError::Broker {
         url: redact_url(&args.amqp_url),
-        reason: e.to_string(),
+        source,
     };
     let mut subscriber = ResultSubscriber::connect(&args.amqp_url, topology, &[args.pattern.as_str()])
         .await
-        .map_err(|e| broker(&e))?;
+        .map_err(broker)?;
     let (mut interrupt, mut terminate) =
         match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
             (Ok(i), Ok(t)) => (i, t),
@@ -69,7 +69,7 @@ pub async fn run(context: &Context, args: &WatchArgs) -> Result<(), CliError> {
                 printed += 1;
             }
             Ok(_) => {}
-            Err(e) if e.is_connection_error() => return Err(broker(&e)),
+            Err(e) if e.is_connection_error() => return Err(broker(e)),
             // Someone published garbage to the result exchange: not ours to stop for.
             Err(e) => eprintln!("jobfleet: skipped a result: {e}"),
         }

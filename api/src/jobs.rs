@@ -1,0 +1,173 @@
+//! `/v1/jobs`: the submit request and its query, the job record, listing pages.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+/// `POST /v1/jobs` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SubmitRequest {
+    /// The consumer group.
+    pub group: String,
+    /// The function.
+    pub function: String,
+    /// The function's input.
+    #[serde(default)]
+    #[schema(value_type = Object, nullable)]
+    pub args: Option<Value>,
+    /// Your own id (1..128 chars of `[A-Za-z0-9._:-]`); a repeated id returns the original job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// A repeated key returns the original job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// Overrides the function's timeout, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub timeout_ms: Option<u64>,
+}
+
+/// `POST /v1/jobs` query.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+pub struct SubmitQuery {
+    /// Wait up to this many seconds (≤ 300) for the job to end.
+    pub wait: Option<f64>,
+}
+
+/// A job accepted but not ended yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Accepted {
+    /// The job's id.
+    pub id: String,
+    /// Its status.
+    pub status: String,
+}
+
+/// A job's error.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobErrorView {
+    /// Machine-readable kind (SPEC §2).
+    pub kind: String,
+    /// For people.
+    pub message: String,
+}
+
+/// A job record (SPEC §4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobView {
+    /// Id.
+    pub id: String,
+    /// Group.
+    pub group: String,
+    /// Function.
+    pub function: String,
+    /// queued, started, finished, failed or canceled.
+    pub status: String,
+    /// Input.
+    #[schema(value_type = Object, nullable)]
+    pub args: Value,
+    /// Output, when finished.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object, nullable)]
+    pub result: Option<Value>,
+    /// Error, when failed or canceled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<JobErrorView>,
+    /// Times started.
+    pub attempts: u32,
+    /// The worker that ran it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    /// Submitted (RFC 3339).
+    pub submitted_at: String,
+    /// Started, last attempt (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// Ended (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Execution time of the last attempt, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+}
+
+/// `GET /v1/jobs` query.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+pub struct ListQuery {
+    /// Only this group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Only this function.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
+    /// Only this status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Page size, 1..=1000 (default 50).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// From a previous page's `next_cursor`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// A page of jobs, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobPage {
+    /// The jobs.
+    pub jobs: Vec<JobView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_submit_request_sends_only_what_is_set() {
+        let request = SubmitRequest {
+            group: "g".into(),
+            function: "f".into(),
+            args: Some(Value::Null),
+            id: None,
+            idempotency_key: None,
+            timeout_ms: Some(5),
+        };
+        let sent = serde_json::to_value(&request).unwrap();
+        assert_eq!(
+            sent,
+            json!({"group": "g", "function": "f", "args": null, "timeout_ms": 5})
+        );
+        let read: SubmitRequest = serde_json::from_value(json!({"group": "g", "function": "f"})).unwrap();
+        assert_eq!(read.args, None);
+    }
+
+    #[test]
+    fn records_ignore_unknown_fields_and_need_the_required_ones() {
+        let record = json!({
+            "id": "j", "group": "g", "function": "f", "status": "queued", "args": null,
+            "attempts": 0, "submitted_at": "2026-01-01T00:00:00.000Z", "priority": 3
+        });
+        let view: JobView = serde_json::from_value(record.clone()).unwrap();
+        assert_eq!(view.result, None);
+        let mut without_status = record;
+        without_status.as_object_mut().unwrap().remove("status");
+        assert!(serde_json::from_value::<JobView>(without_status).is_err());
+    }
+
+    #[test]
+    fn list_queries_leave_out_unset_filters() {
+        let query = ListQuery {
+            status: Some("failed".into()),
+            limit: Some(3),
+            ..ListQuery::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&query).unwrap(),
+            json!({"status": "failed", "limit": 3})
+        );
+    }
+}

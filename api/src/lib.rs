@@ -1,0 +1,24 @@
+//! The JSON documents of the master's HTTP API (SPEC §4), defined once: the master's
+//! handlers serve them (their `ToSchema` derives make `/openapi.json`) and the `jobfleet`
+//! CLI reads them. Plain serde types and the API's limits; no I/O.
+//!
+//! Reading is tolerant of additions: unknown fields are ignored, so a master that adds a
+//! field does not break an older reader. Fields the OpenAPI document marks required must be
+//! present.
+
+mod error;
+mod fleet;
+mod jobs;
+
+pub use error::{ErrorBody, ErrorDetail};
+pub use fleet::{GroupList, GroupView, Health, WorkerList, WorkerView};
+pub use jobs::{Accepted, JobErrorView, JobPage, JobView, ListQuery, SubmitQuery, SubmitRequest};
+
+/// Longest `?wait=` of `POST /v1/jobs`, seconds.
+pub const MAX_WAIT_SECONDS: u64 = 300;
+/// Longest `idempotency_key`, bytes.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
+/// Largest `limit` of `GET /v1/jobs`.
+pub const MAX_LIST_LIMIT: u32 = 1000;
+/// `limit` of `GET /v1/jobs` when the query has none.
+pub const DEFAULT_LIST_LIMIT: u32 = 50;

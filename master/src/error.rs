@@ -1,0 +1,23 @@
+//! Why the master could not start or stopped.
+
+use jobfleet_common::client::ClientError;
+use jobfleet_common::config::ConfigError;
+use jobfleet_common::coordinator::CoordinatorError;
+
+/// Why the master could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MasterError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The broker failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// Redis failed.
+    #[error(transparent)]
+    Coordinator(#[from] CoordinatorError),
+    /// Serving HTTP failed.
+    #[error("http server: {0}")]
+    Serve(#[from] std::io::Error),
+}

@@ -1,0 +1,70 @@
+//! The fleet as the broker and Redis show it, read by both the API and the `/metrics`
+//! scrape: a group's queue depth, the workers serving a group, the per-group gauges.
+
+use crate::state::AppState;
+use jobfleet_common::client::ClientError;
+use jobfleet_common::publish;
+use serde_json::Value;
+use tracing::warn;
+
+/// Jobs waiting in `group`'s queue, from a passive declare on the inspection channel.
+pub async fn queue_depth(state: &AppState, group: &str) -> Result<u64, ClientError> {
+    let channel = state.inspector.get().await?;
+    match publish::queue_depth(&channel, &state.topology.group_queue(group)).await {
+        Ok(depth) => Ok(depth),
+        Err(e) => {
+            // A failed passive declare closes the channel; open a fresh one next time.
+            state.inspector.invalidate().await;
+            Err(e.into())
+        }
+    }
+}
+
+/// How many of `workers` (registry entries) consume `group`.
+pub fn serving(workers: &[Value], group: &str) -> u64 {
+    let consumes = |worker: &&Value| {
+        worker["groups"]
+            .as_array()
+            .is_some_and(|groups| groups.iter().any(|g| g == group))
+    };
+    workers.iter().filter(consumes).count() as u64
+}
+
+/// Sets the per-group gauges (queue depth, workers, broken) from the broker and Redis; a
+/// gauge whose source cannot be read keeps its last value.
+pub async fn refresh_gauges(state: &AppState) {
+    let workers = state.coordinator.workers().await.unwrap_or_default();
+    let metrics = &state.metrics;
+    for group in state.config.groups.keys() {
+        match queue_depth(state, group).await {
+            Ok(depth) => metrics.queue_depth.with_label_values(&[group]).set(depth as i64),
+            Err(e) => warn!(error = %e, %group, "cannot read the queue depth"),
+        }
+        let count = serving(&workers, group) as i64;
+        metrics.workers.with_label_values(&[group]).set(count);
+        if let Ok((_, broken)) = state.coordinator.group_health(group).await {
+            metrics
+                .group_broken
+                .with_label_values(&[group])
+                .set(i64::from(broken));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_worker_serves_the_groups_it_registered() {
+        let workers = [
+            json!({"id": "w1", "groups": ["etl", "default"]}),
+            json!({"id": "w2", "groups": ["default"]}),
+            json!({"id": "w3"}),
+        ];
+        assert_eq!(serving(&workers, "default"), 2);
+        assert_eq!(serving(&workers, "etl"), 1);
+        assert_eq!(serving(&workers, "nope"), 0);
+    }
+}
