@@ -3,7 +3,7 @@
 
 use jobfleet_common::coordinator::{
     AttemptKey, BadMessage, Claim, ClaimRequest, CompleteRequest, Completion, Coordinator, CoordinatorError,
-    CopyKind, EndRequest, ListFilter, Outcome, RetryRequest,
+    CopyKind, EndRequest, Forget, ListFilter, Outcome, RetryRequest,
 };
 use jobfleet_common::message::{ErrorKind, JobError, JobMessage, JobStatus};
 use jobfleet_common::now_ms;
@@ -531,4 +531,100 @@ async fn lookups_by_id_and_listings_span_every_group_of_the_fleet() {
         ..ListFilter::default()
     };
     assert!(c.list(&finished, 100, None).await.unwrap().0.is_empty());
+}
+
+#[tokio::test]
+async fn a_job_whose_workers_keep_dying_fails_crashed_after_the_takeover_limit() {
+    let env = TestEnv::new("takeovers");
+    let c = &env.coordinator;
+    let job = JobMessage::new("default", "crash", json!(null));
+    assert!(matches!(
+        claim(c, &job, "w0", CopyKind::Fresh, true, &next_token())
+            .await
+            .unwrap(),
+        Claim::Run { attempts: 1, .. }
+    ));
+    // Each worker dies with the job (no liveness key): the next one takes it over, 3 times.
+    for w in 1..=3 {
+        let (worker, token) = (format!("w{w}"), next_token());
+        let verdict = claim(c, &job, &worker, CopyKind::Redelivered, true, &token).await;
+        assert!(matches!(verdict.unwrap(), Claim::Run { .. }), "takeover {w}");
+    }
+    match claim(c, &job, "w4", CopyKind::Redelivered, true, &next_token())
+        .await
+        .unwrap()
+    {
+        Claim::Ended(record) => {
+            assert_eq!(record.status, JobStatus::Failed);
+            assert_eq!(record.error.unwrap().kind, ErrorKind::Crashed);
+        }
+        other => panic!("the fourth takeover fails the job, got {other:?}"),
+    }
+    assert_eq!(
+        c.group_health("default").await.unwrap().0,
+        1,
+        "it counts as a group failure"
+    );
+    assert_eq!(c.running("default").await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_deleted_or_long_expired_job_never_runs_from_a_late_copy() {
+    let env = TestEnv::new("tombstone");
+    let c = &env.coordinator;
+    let job = JobMessage::new("default", "echo", json!(1));
+    assert!(matches!(
+        claim(c, &job, "w", CopyKind::Fresh, true, &next_token())
+            .await
+            .unwrap(),
+        Claim::Run { .. }
+    ));
+    complete(c, &job, "w", 1, &finished(), 5).await.unwrap();
+    assert_eq!(c.forget(&job.id).await.unwrap(), Forget::Deleted);
+    assert!(c.job(&job.id).await.unwrap().is_none(), "the record is gone");
+    for copy in [CopyKind::Fresh, CopyKind::Redelivered, CopyKind::Parked] {
+        let verdict = claim(c, &job, "late", copy, true, &next_token()).await.unwrap();
+        assert_eq!(verdict, Claim::Gone, "{copy:?}");
+    }
+    assert!(c.job(&job.id).await.unwrap().is_none(), "no record comes back");
+
+    // A copy with no record, submitted longer than the retention ago (24 h here).
+    let mut old = JobMessage::new("default", "echo", json!(2));
+    old.submitted_at = Some(now_ms() - 25 * 3600 * 1000);
+    let verdict = claim(c, &old, "w", CopyKind::Fresh, true, &next_token())
+        .await
+        .unwrap();
+    assert_eq!(verdict, Claim::Expired);
+    assert!(c.job(&old.id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_parked_copy_waits_while_its_live_owner_has_not_published_a_handed_off_result() {
+    let env = TestEnv::new("parkedresult");
+    let c = &env.coordinator;
+    let job = JobMessage::new("default", "sleep", json!({"ms": 1}));
+    assert!(matches!(
+        claim(c, &job, "owner", CopyKind::Fresh, true, &next_token())
+            .await
+            .unwrap(),
+        Claim::Run { attempts: 1, .. }
+    ));
+    c.heartbeat("owner", &groups(), &json!({}), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let attempt = AttemptKey {
+        job: &job,
+        worker_id: "owner",
+        attempt: 1,
+    };
+    c.mark_handoff(attempt).await.unwrap();
+    complete(c, &job, "owner", 1, &finished(), 5).await.unwrap();
+    // Recorded but not yet published: the parked copy is the only copy left; keep it.
+    let parked = || claim(c, &job, "other", CopyKind::Parked, true, "t");
+    assert_eq!(parked().await.unwrap(), Claim::Hold);
+    c.mark_published(&job.group, &job.id).await.unwrap();
+    assert_eq!(parked().await.unwrap(), Claim::Drop(JobStatus::Finished));
+    // Had the owner died unpublished, the parked copy publishes the result itself.
+    c.deregister("owner", &groups()).await.unwrap();
+    assert!(matches!(parked().await.unwrap(), Claim::Ended(_)));
 }
