@@ -96,6 +96,7 @@ async fn duties(
                 .coordinator
                 .end_early(EndRequest {
                     id: &id,
+                    group: Some(group),
                     status: JobStatus::Failed,
                     error: &error,
                     allowed_from: &[JobStatus::Queued],

@@ -122,6 +122,7 @@ async fn master_cancel(announced: bool) -> Vec<jobfleet_common::message::ResultM
         .coordinator
         .end_early(EndRequest {
             id: &sleeper.id,
+            group: None,
             status: JobStatus::Canceled,
             error: &error,
             allowed_from: &[JobStatus::Queued, JobStatus::Started],

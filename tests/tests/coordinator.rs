@@ -453,6 +453,7 @@ async fn an_attempt_ending_after_an_unannounced_cancel_is_told_to_publish_it() {
         assert!(matches!(
             c.end_early(EndRequest {
                 id: &job.id,
+                group: None,
                 status: JobStatus::Canceled,
                 error: &cancel,
                 allowed_from: &[JobStatus::Started]

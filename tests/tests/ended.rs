@@ -128,3 +128,54 @@ async fn a_job_whose_record_expired_while_its_message_waited_never_runs() {
     assert_eq!(status(&http, &base, &id).await.0, StatusCode::NOT_FOUND);
     env.stop_workers().await;
 }
+
+/// A process function that kills the worker running it, as an OOM kill of the worker would.
+const KILLER: &str = r#"
+[groups.doomed]
+max_takeovers = 2
+max_failures = 100
+[groups.doomed.functions.kill_parent]
+sandbox = "process"
+command = ["python3", "-c", "import os, signal; os.kill(os.getppid(), signal.SIGKILL)"]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_kills_its_worker_fails_crashed_after_the_takeover_limit() {
+    let mut env = TestEnv::with_config("killer", KILLER);
+    let coordinator = env.coordinator.clone();
+    let job = jobfleet_common::message::JobMessage::new("doomed", "kill_parent", json!({}));
+    // A supervisor: every time the worker dies, start another, a bounded number of times.
+    let mut restarts = 0;
+    loop {
+        let pid = env.spawn_worker_process(&["--group", "doomed"]);
+        if restarts == 0 {
+            env.wait_for_queues(&["doomed".to_string()]).await;
+            env.producer().await.publish(&job).await.unwrap();
+        }
+        let ended = eventually(Duration::from_secs(30), || async {
+            let record = coordinator.job(&job.id).await.ok().flatten()?;
+            record.status.is_terminal().then_some(())
+        });
+        let died = tokio::select! {
+            _ = env.wait_process(pid, Duration::from_secs(30)) => true,
+            _ = ended => false,
+        };
+        if !died {
+            break;
+        }
+        restarts += 1;
+        assert!(restarts <= 5, "the job kept killing workers: {restarts} restarts");
+    }
+    let record = coordinator.job(&job.id).await.unwrap().unwrap();
+    assert_eq!(record.status, JobStatus::Failed, "{record:?}");
+    assert_eq!(
+        record.error.as_ref().unwrap().kind,
+        jobfleet_common::message::ErrorKind::Crashed
+    );
+    assert_eq!(record.attempts, 3, "the first run and two takeovers");
+    assert!(
+        coordinator.group_health("doomed").await.unwrap().0 >= 1,
+        "a group failure"
+    );
+    env.stop_workers().await;
+}

@@ -196,6 +196,8 @@ pub struct JobRecord {
     pub finished_at: Option<i64>,
     /// Execution time of the last attempt.
     pub duration_ms: Option<u64>,
+    /// The job's own timeout, when its submit set one.
+    pub timeout_ms: Option<u64>,
 }
 
 impl JobRecord {
@@ -234,6 +236,7 @@ impl JobRecord {
             started_at: number(fields.remove("started_at")),
             finished_at: number(fields.remove("finished_at")),
             duration_ms: number(fields.remove("duration_ms")).map(|d| d as u64),
+            timeout_ms: number(fields.remove("timeout_ms")).map(|t| t as u64),
         })
     }
 

@@ -100,6 +100,8 @@ pub struct BadMessage<'a> {
 pub struct EndRequest<'a> {
     /// The job.
     pub id: &'a str,
+    /// Its group, when the caller knows it (else the fleet's groups are searched).
+    pub group: Option<&'a str>,
     /// The terminal status it gets.
     pub status: JobStatus,
     /// Why.
@@ -326,8 +328,12 @@ impl Coordinator {
     /// (`queued → failed`). The caller publishes the result, then calls
     /// [`Coordinator::announced`].
     pub async fn end_early(&self, request: EndRequest<'_>) -> Result<EndEarly, CoordinatorError> {
-        let Some(group) = self.group_of(request.id).await? else {
-            return Ok(EndEarly::Missing);
+        let group = match request.group {
+            Some(group) => group.to_string(),
+            None => match self.group_of(request.id).await? {
+                Some(group) => group,
+                None => return Ok(EndEarly::Missing),
+            },
         };
         let from: Vec<&str> = request.allowed_from.iter().map(|s| s.as_str()).collect();
         let mut conn = self.connection().await?;

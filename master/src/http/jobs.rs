@@ -347,6 +347,7 @@ pub async fn cancel(
         .coordinator
         .end_early(EndRequest {
             id: &id,
+            group: None,
             status: JobStatus::Canceled,
             error: &error,
             allowed_from: &[JobStatus::Queued, JobStatus::Started],
