@@ -242,9 +242,18 @@ pub struct Config {
     /// Largest `args` accepted, in bytes; default 1 MiB.
     #[serde(default = "default_max_args_bytes")]
     pub max_args_bytes: usize,
+    /// How long a record may stay `queued` with no message that can reach it, or `started`
+    /// by a dead worker, before the master's run-record corrector republishes its job;
+    /// default 60 s.
+    #[serde(default = "default_corrector_bound", deserialize_with = "duration")]
+    pub corrector_bound: Duration,
     /// The groups by name.
     #[serde(default)]
     pub groups: BTreeMap<String, GroupConfig>,
+}
+
+fn default_corrector_bound() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_max_args_bytes() -> usize {
@@ -294,6 +303,7 @@ impl Default for Config {
             redis_url: default_redis_url(),
             listen: default_listen(),
             retention: default_retention(),
+            corrector_bound: default_corrector_bound(),
             max_args_bytes: default_max_args_bytes(),
             groups: BTreeMap::from([(
                 DEFAULT_GROUP.to_string(),

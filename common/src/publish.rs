@@ -70,3 +70,26 @@ pub async fn queue_depth(channel: &Channel, queue: &str) -> Result<u64, lapin::E
         .await?;
     Ok(u64::from(declared.message_count()))
 }
+
+/// Publishes `job` to `NS.jobs` (routing key = its group, `mandatory`: a missing group
+/// queue is an error, not a silent drop) with `properties`, and waits for the confirm.
+pub async fn publish_job(
+    channel: &Channel,
+    topology: &Topology,
+    job: &crate::message::JobMessage,
+    properties: BasicProperties,
+) -> Result<(), ClientError> {
+    let confirm = channel
+        .basic_publish(
+            topology.jobs_exchange().into(),
+            job.group.as_str().into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            &codec::encode(job),
+            properties,
+        )
+        .await?;
+    confirmed(confirm, &job.id, &job.group).await
+}

@@ -3,6 +3,7 @@
 //! `http` and `monitor` both build on `fleet` and `announce`, never on each other.
 
 pub mod announce;
+pub mod corrector;
 pub mod error;
 pub mod fleet;
 pub mod http;

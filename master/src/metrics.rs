@@ -18,6 +18,9 @@ pub struct MasterMetrics {
     pub http_requests: IntCounterVec,
     /// `jobfleet_http_request_duration_seconds{method,route}`.
     pub http_duration: HistogramVec,
+    /// `jobfleet_jobs_corrected_total{group,kind}`: jobs the run-record corrector
+    /// republished (`kind` = `queued` or `started`).
+    pub jobs_corrected: IntCounterVec,
 }
 
 impl MasterMetrics {
@@ -48,6 +51,11 @@ impl MasterMetrics {
             "HTTP requests answered.",
             &["method", "route", "status"],
         );
+        let jobs_corrected = counter(
+            "jobfleet_jobs_corrected_total",
+            "Jobs the run-record corrector republished: queued with no message left, or started by a dead worker.",
+            &["group", "kind"],
+        );
         let queue_depth = gauge("jobfleet_queue_depth", "Jobs waiting in the group's queue.");
         let workers = gauge("jobfleet_workers", "Live workers serving the group.");
         let group_broken = gauge(
@@ -74,6 +82,7 @@ impl MasterMetrics {
             group_broken,
             http_requests,
             http_duration,
+            jobs_corrected,
         }
     }
 

@@ -1,8 +1,9 @@
 //! The fleet monitor. Duties that must run once per fleet (reaping dead workers, queue
-//! timeouts, index expiry) run on the master holding the Redis lease; another master takes
+//! timeouts, index expiry, the run-record corrector) run on the master holding the Redis lease; another master takes
 //! the lease within seconds when the holder dies.
 
 use crate::announce::announce;
+use crate::corrector::Corrector;
 use crate::state::AppState;
 use jobfleet_common::coordinator::{EndEarly, EndRequest};
 use jobfleet_common::message::{ErrorKind, JobError, JobStatus};
@@ -37,6 +38,7 @@ pub async fn run(state: &AppState, timings: MonitorTimings, shutdown: Cancellati
     let mut leading = false;
     let mut last_sweep = tokio::time::Instant::now() - timings.sweep_every;
     let mut tick = tokio::time::interval(timings.tick);
+    let mut corrector = Corrector::new(state.config.corrector_bound);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -62,6 +64,9 @@ pub async fn run(state: &AppState, timings: MonitorTimings, shutdown: Cancellati
         }
         if let Err(e) = duties(state, &mut last_sweep, timings.sweep_every).await {
             warn!(error = %e, "monitor duties failed; retrying next tick");
+        }
+        if let Err(e) = corrector.run(state).await {
+            warn!(error = %e, "run-record corrector failed; retrying next tick");
         }
     }
 }

@@ -7,10 +7,12 @@
 //! - transitions: submit, claim, complete, retry, requeue, end early, forget
 //! - registry: worker heartbeats and liveness, group health, the leader lease
 //! - listing: lookups by id, newest-first listings, index expiry
+//! - orphans: started jobs whose owner died, for the run-record corrector
 
 mod connection;
 pub mod keys;
 mod listing;
+mod orphans;
 mod record;
 mod registry;
 mod transitions;
