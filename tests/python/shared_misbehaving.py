@@ -7,7 +7,8 @@ Each request {"id", "args"} is answered with {"id": id, "result": {"n": args["n"
   "after":  raw lines printed right after the answer;
   "late":   {"line": ..., "marker": path}: a line printed 100 ms after the answer, while no
             request is outstanding, then the marker file is written;
-  "answer_id": the id put in the answer instead of the request's.
+  "answer_id": the id put in the answer instead of the request's;
+  "exit":   exit right after answering.
 With --banner LINE the process prints LINE once at start-up, before reading anything.
 """
 
@@ -46,6 +47,8 @@ def main():
         say(json.dumps(answer))
         for line in args.get("after", []):
             say(line)
+        if args.get("exit"):
+            return
         if "late" in args:
             threading.Thread(target=late, args=(args["late"]["line"], args["late"]["marker"])).start()
 

@@ -1,7 +1,7 @@
 //! The `shared` process line protocol (SPEC §6, §10): a process that prints a line nobody
 //! asked for (at start-up, after an answer, between jobs, not JSON, an answer to another
 //! request) is discarded, and no job ever finishes with another job's answer. Progress lines
-//! before an answer are not answers.
+//! before an answer are not answers; a process that ended while idle is replaced unnoticed.
 
 use jobfleet_common::message::{ErrorKind, JobMessage, JobStatus, ResultMessage};
 use jobfleet_tests::{collect_results, eventually, TestEnv};
@@ -65,6 +65,12 @@ fn answered(result: &ResultMessage) -> i64 {
         .unwrap_or_else(|| {
             panic!("not an answer of this function: {result:?}");
         })
+}
+
+fn pid_alive(pid: u64) -> bool {
+    // A zombie runs nothing: it counts as gone.
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .is_ok_and(|status| !status.lines().any(|l| l.starts_with("State:") && l.contains('Z')))
 }
 
 fn pid(result: &ResultMessage) -> u64 {
@@ -145,6 +151,19 @@ async fn an_extra_line_after_an_answer_never_reaches_the_next_job() {
     let results = run_all(&env, jobs.clone()).await;
     all_own(&jobs, &results);
     assert_ne!(pid(&results[0]), pid(&first), "the process was replaced");
+
+    // A process that exits after answering: its answer stands; once it is gone, the next job
+    // gets a fresh process instead of the dead one.
+    let exits = run_all(&env, vec![job("plain", 300, json!({"exit": true}))])
+        .await
+        .remove(0);
+    assert_eq!(answered(&exits), 300);
+    eventually(Duration::from_secs(5), || async {
+        (!pid_alive(pid(&exits))).then_some(())
+    })
+    .await;
+    let after = run_all(&env, vec![job("plain", 301, json!({}))]).await.remove(0);
+    assert_eq!(answered(&after), 301);
     env.stop_workers().await;
 }
 

@@ -52,7 +52,7 @@ pub(super) fn classify(line: &[u8]) -> Line {
 /// `{"progress": number, "message"?: string}` and no other key (SPEC §10).
 fn is_progress(object: &Map<String, Value>) -> bool {
     object.get("progress").is_some_and(Value::is_number)
-        && object.get("message").is_none_or(Value::is_string)
+        && matches!(object.get("message"), None | Some(Value::String(_)))
         && object.keys().all(|key| key == "progress" || key == "message")
 }
 
