@@ -158,23 +158,31 @@ impl SharedProcess {
     /// waits [`FIRST_ANSWER_SETTLE`] for a line that would show it was a start-up line.
     async fn verdict(&mut self) -> Verdict {
         let first = self.jobs == 1;
-        let more = match self.pending() {
-            Pending::Output(line) => line,
-            Pending::Closed => return Verdict::Exited,
-            Pending::Nothing if !first => return Verdict::Keep,
-            Pending::Nothing => match tokio::time::timeout(FIRST_ANSWER_SETTLE, self.stdout.fill_buf()).await
-            {
-                Err(_) => return Verdict::Keep,
-                Ok(Ok([])) | Ok(Err(_)) => return Verdict::Exited,
-                Ok(Ok(more)) => excerpt(more),
-            },
+        let pending = match self.pending() {
+            Pending::Nothing if first => self.settle().await,
+            pending => pending,
         };
-        let hint = if first {
-            " (its first: was a line printed at start-up taken for it?)"
-        } else {
-            ""
-        };
-        Verdict::Broken(format!("more output after the answer{hint}: {more}"))
+        match pending {
+            Pending::Nothing => Verdict::Keep,
+            Pending::Closed => Verdict::Exited,
+            Pending::Output(more) => {
+                let hint = if first {
+                    " (its first: was a line printed at start-up taken for it?)"
+                } else {
+                    ""
+                };
+                Verdict::Broken(format!("more output after the answer{hint}: {more}"))
+            }
+        }
+    }
+
+    /// What arrives on stdout within [`FIRST_ANSWER_SETTLE`].
+    async fn settle(&mut self) -> Pending {
+        match tokio::time::timeout(FIRST_ANSWER_SETTLE, self.stdout.fill_buf()).await {
+            Err(_) => Pending::Nothing,
+            Ok(Ok([])) | Ok(Err(_)) => Pending::Closed,
+            Ok(Ok(more)) => Pending::Output(excerpt(more)),
+        }
     }
 
     /// The job's error when the process broke the protocol; the caller drops (kills) it.
