@@ -2,3 +2,5 @@
 
 pub mod inprocess;
 pub mod process;
+mod protocol;
+pub mod shared;

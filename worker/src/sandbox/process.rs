@@ -3,10 +3,10 @@
 //! process group, a cleared environment plus an allow-list, its own temporary working
 //! directory, and rlimits; on timeout or cancel the whole group gets TERM, then KILL.
 //!
-//! `exclusive` mode starts a fresh process per job. `shared` mode keeps up to
-//! `concurrency` processes alive and feeds them newline-delimited JSON: one request line
-//! `{"id", "args"}` in, one response line `{"result": ...}` or `{"error": "..."}` out.
+//! `exclusive` mode starts a fresh process per job; `shared` mode keeps processes alive
+//! (see [`super::shared`]).
 
+use super::shared::SharedPool;
 use crate::function::HandlerResult;
 use jobfleet_common::config::{FunctionConfig, ProcessMode};
 use jobfleet_common::message::{ErrorKind, JobError};
@@ -18,13 +18,12 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-use tokio::sync::Semaphore;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
 /// Largest stdout accepted from a process (a result), bytes.
-const MAX_OUTPUT_BYTES: u64 = 16 * 1024 * 1024;
+pub(super) const MAX_OUTPUT_BYTES: u64 = 16 * 1024 * 1024;
 /// How much of stderr a failure reports, bytes.
 const STDERR_TAIL_BYTES: usize = 4096;
 /// PATH of a sandboxed process unless the allow-list passes the worker's.
@@ -95,7 +94,7 @@ impl ProcessSpec {
     }
 
     /// Starts one process in `workdir`, in its own process group.
-    fn spawn(&self, workdir: &Path, extra_env: &[(&str, String)]) -> Result<Child, JobError> {
+    pub(super) fn spawn(&self, workdir: &Path, extra_env: &[(&str, String)]) -> Result<Child, JobError> {
         let (program, args) = self
             .argv
             .split_first()
@@ -150,10 +149,10 @@ mod limits {
 
 /// A process group that is killed when this guard drops, so that nothing a job started
 /// outlives it: not the process, not a grandchild it left behind.
-struct GroupGuard(Pid);
+pub(super) struct GroupGuard(Pid);
 
 impl GroupGuard {
-    fn of(child: &Child) -> Option<GroupGuard> {
+    pub(super) fn of(child: &Child) -> Option<GroupGuard> {
         child.id().map(|pid| GroupGuard(Pid::from_raw(pid as i32)))
     }
 
@@ -162,7 +161,7 @@ impl GroupGuard {
     }
 
     /// TERM, then KILL after `grace` unless the process exited by then.
-    async fn stop(&self, child: &mut Child, grace: Duration) -> Option<ExitStatus> {
+    pub(super) async fn stop(&self, child: &mut Child, grace: Duration) -> Option<ExitStatus> {
         self.signal(Signal::SIGTERM);
         let status = tokio::time::timeout(grace, child.wait())
             .await
@@ -183,10 +182,10 @@ impl Drop for GroupGuard {
 }
 
 /// A job's (or a shared process's) own working directory, removed when dropped.
-struct WorkDir(PathBuf);
+pub(super) struct WorkDir(pub(super) PathBuf);
 
 impl WorkDir {
-    fn create() -> Result<WorkDir, JobError> {
+    pub(super) fn create() -> Result<WorkDir, JobError> {
         let path = std::env::temp_dir().join(format!("jobfleet-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir(&path).map_err(|e| {
             JobError::new(
@@ -206,7 +205,7 @@ impl Drop for WorkDir {
 
 /// The last bytes of a stream.
 #[derive(Default)]
-struct Tail(VecDeque<u8>);
+pub(super) struct Tail(VecDeque<u8>);
 
 impl Tail {
     fn push(&mut self, bytes: &[u8]) {
@@ -222,7 +221,7 @@ impl Tail {
 }
 
 /// Drains a stream into a shared tail until it ends.
-fn collect_tail(stream: impl AsyncRead + Unpin + Send + 'static) -> Arc<Mutex<Tail>> {
+pub(super) fn collect_tail(stream: impl AsyncRead + Unpin + Send + 'static) -> Arc<Mutex<Tail>> {
     let tail = Arc::new(Mutex::new(Tail::default()));
     let sink = tail.clone();
     tokio::spawn(async move {
@@ -238,7 +237,7 @@ fn collect_tail(stream: impl AsyncRead + Unpin + Send + 'static) -> Arc<Mutex<Ta
     tail
 }
 
-fn with_stderr(message: String, stderr: &Mutex<Tail>) -> String {
+pub(super) fn with_stderr(message: String, stderr: &Mutex<Tail>) -> String {
     let tail = stderr.lock().expect("tail").text();
     if tail.is_empty() {
         message
@@ -248,7 +247,7 @@ fn with_stderr(message: String, stderr: &Mutex<Tail>) -> String {
 }
 
 /// The error for a process that ended without a result.
-fn exit_error(status: ExitStatus, stderr: &Mutex<Tail>) -> JobError {
+pub(super) fn exit_error(status: ExitStatus, stderr: &Mutex<Tail>) -> JobError {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => JobError::new(
@@ -373,165 +372,9 @@ async fn run_exclusive(
         .map_err(|e| JobError::function(with_stderr(format!("stdout is not JSON: {e}"), &stderr)))
 }
 
-/// One long-lived process of a shared pool.
-struct SharedProcess {
-    child: Child,
-    group: GroupGuard,
-    stdin: ChildStdin,
-    stdout: BufReader<tokio::io::Take<ChildStdout>>,
-    stderr: Arc<Mutex<Tail>>,
-    jobs: u32,
-    _workdir: WorkDir,
-}
-
-/// Long-lived processes of a `shared` function: at most `size` of them, each serving one
-/// job at a time, replaced when one dies, recycled after `recycle_after` jobs.
-pub struct SharedPool {
-    spec: ProcessSpec,
-    idle: Mutex<Vec<SharedProcess>>,
-    slots: Semaphore,
-    recycle_after: u32,
-}
-
-impl SharedPool {
-    /// A pool of at most `size` processes.
-    pub fn new(spec: ProcessSpec, size: usize, recycle_after: u32) -> SharedPool {
-        SharedPool {
-            spec,
-            idle: Mutex::new(Vec::new()),
-            slots: Semaphore::new(size.max(1)),
-            recycle_after: recycle_after.max(1),
-        }
-    }
-
-    fn start(&self) -> Result<SharedProcess, JobError> {
-        let workdir = WorkDir::create()?;
-        let mut child = self.spec.spawn(&workdir.0, &[])?;
-        let group = GroupGuard::of(&child)
-            .ok_or_else(|| JobError::new(ErrorKind::Crashed, "the process ended before it started"))?;
-        let stdin = child.stdin.take().expect("piped stdin");
-        let stdout = BufReader::new(child.stdout.take().expect("piped stdout").take(u64::MAX));
-        let stderr = collect_tail(child.stderr.take().expect("piped stderr"));
-        Ok(SharedProcess {
-            child,
-            group,
-            stdin,
-            stdout,
-            stderr,
-            jobs: 0,
-            _workdir: workdir,
-        })
-    }
-
-    async fn run(
-        &self,
-        job_id: &str,
-        args: &Value,
-        timeout: Duration,
-        stop: &CancellationToken,
-    ) -> HandlerResult {
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .map_err(|_| JobError::new(ErrorKind::Crashed, "the pool is closed"))?;
-        let reused = self.idle.lock().expect("idle processes").pop();
-        let mut process = match reused {
-            Some(process) => process,
-            None => self.start()?,
-        };
-        let mut request =
-            serde_json::to_vec(&serde_json::json!({"id": job_id, "args": args})).unwrap_or_default();
-        request.push(b'\n');
-        let exchange = async {
-            process.stdin.write_all(&request).await?;
-            process.stdin.flush().await?;
-            let mut line = String::new();
-            process.stdout.get_mut().set_limit(MAX_OUTPUT_BYTES);
-            let n = process.stdout.read_line(&mut line).await?;
-            Ok::<_, std::io::Error>((n, line))
-        };
-        let outcome = tokio::select! {
-            answered = exchange => Ok(answered),
-            _ = tokio::time::sleep(timeout) => Err(JobError::new(ErrorKind::Timeout, format!("ran past its timeout of {} ms", timeout.as_millis()))),
-            _ = stop.cancelled() => Err(JobError::new(ErrorKind::Canceled, "canceled while running")),
-        };
-        match outcome {
-            Err(error) => {
-                // The process is mid-job: stop it; the next job starts a fresh one.
-                process.group.stop(&mut process.child, self.spec.kill_grace).await;
-                Err(error)
-            }
-            Ok(Ok((n, line))) if n > 0 && line.ends_with('\n') => {
-                process.jobs += 1;
-                let answer = parse_answer(&line);
-                if process.jobs < self.recycle_after {
-                    self.idle.lock().expect("idle processes").push(process);
-                }
-                answer
-            }
-            Ok(_) => {
-                // EOF or a broken pipe: the process died on this job.
-                let status = tokio::time::timeout(Duration::from_secs(1), process.child.wait()).await;
-                tokio::task::yield_now().await;
-                Err(match status {
-                    Ok(Ok(status)) => {
-                        let error = exit_error(status, &process.stderr);
-                        JobError::new(ErrorKind::Crashed, error.message)
-                    }
-                    _ => JobError::new(
-                        ErrorKind::Crashed,
-                        with_stderr("the process stopped answering".into(), &process.stderr),
-                    ),
-                })
-            }
-        }
-    }
-}
-
-/// Reads a shared process's answer line.
-fn parse_answer(line: &str) -> HandlerResult {
-    let answer: Value =
-        serde_json::from_str(line).map_err(|e| JobError::function(format!("the answer is not JSON: {e}")))?;
-    match (answer.get("result"), answer.get("error")) {
-        (_, Some(error)) if !error.is_null() => {
-            let message = error
-                .get("message")
-                .and_then(Value::as_str)
-                .or_else(|| error.as_str())
-                .map(String::from)
-                .unwrap_or_else(|| error.to_string());
-            Err(JobError::function(message))
-        }
-        (Some(result), _) => Ok(result.clone()),
-        _ => Err(JobError::function("the answer has neither `result` nor `error`")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn answers_are_read_as_results_or_errors() {
-        assert_eq!(parse_answer("{\"result\": [1, 2]}\n").unwrap(), json!([1, 2]));
-        assert_eq!(parse_answer("{\"result\": null}").unwrap(), Value::Null);
-        let err = parse_answer("{\"error\": {\"message\": \"bad\"}}").unwrap_err();
-        assert_eq!(
-            (err.kind, err.message.as_str()),
-            (ErrorKind::FunctionError, "bad")
-        );
-        assert_eq!(
-            parse_answer("{\"error\": \"plain\"}").unwrap_err().message,
-            "plain"
-        );
-        assert_eq!(
-            parse_answer("not json").unwrap_err().kind,
-            ErrorKind::FunctionError
-        );
-        assert_eq!(parse_answer("{}").unwrap_err().kind, ErrorKind::FunctionError);
-    }
 
     #[test]
     fn a_tail_keeps_the_last_bytes() {
