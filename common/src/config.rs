@@ -42,6 +42,7 @@ pub mod env {
 
 /// Why the configuration is unusable. Binaries exit 64 on it, before binding any port.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
     #[error("cannot read config file {path}: {source}")]
@@ -53,7 +54,7 @@ pub enum ConfigError {
     },
     /// The file is not valid TOML for this schema.
     #[error("invalid config: {0}")]
-    Parse(String),
+    Parse(#[from] toml::de::Error),
     /// A value breaks a rule of the schema.
     #[error("invalid config: {0}")]
     Invalid(String),
@@ -322,7 +323,7 @@ impl Config {
 
     /// Parses and validates a TOML document. A file without `[groups]` gets the `default` group.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let mut config: Config = toml::from_str(text)?;
         if config.groups.is_empty() {
             config.groups = Config::default().groups;
         }
