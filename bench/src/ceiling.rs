@@ -3,90 +3,38 @@
 //! consumed with manual ack (prefetch = concurrency) by a consumer in its own process →
 //! a persistent result message published with confirms, then the job acked → the result
 //! consumed (and acked) by the benchmark.
+//!
+//! Its AMQP objects are a jobfleet topology of their own (namespace `NS.ceiling`, one
+//! classic group queue) declared and published to with jobfleet's helpers, so that only
+//! what runs in between differs from the jobfleet rows.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use futures::StreamExt;
-use jobfleet_common::codec::{self, MSGPACK};
+use jobfleet_common::codec;
+use jobfleet_common::config::QueueType;
 use jobfleet_common::lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions,
 };
 use jobfleet_common::lapin::types::FieldTable;
-use jobfleet_common::lapin::{
-    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer, ExchangeKind,
-};
+use jobfleet_common::lapin::{Channel, Connection, ConnectionProperties};
 use jobfleet_common::message::{JobMessage, JobStatus, ResultMessage};
 use jobfleet_common::now_ms;
+use jobfleet_common::publish::{publish_jobs, publish_result};
 use jobfleet_common::topology::Topology;
 
-/// The routing key (and `group`) of ceiling jobs.
+/// The group of ceiling jobs: their routing key and the name of the ceiling's queue.
 pub const GROUP: &str = "ceiling";
 
-/// The ceiling's AMQP names, under the benchmark's namespace.
-#[derive(Debug, Clone)]
-pub struct Names {
-    /// Direct exchange the jobs go to.
-    pub jobs_exchange: String,
-    /// The durable job queue.
-    pub queue: String,
-    /// Topic exchange the results go to.
-    pub results_exchange: String,
+/// The ceiling's topology, `NS.ceiling`, beside the benchmark fleet's `NS`.
+pub fn topology(fleet: &Topology) -> Topology {
+    Topology::new(format!("{}.ceiling", fleet.namespace()))
 }
 
-impl Names {
-    /// The names for `topology`'s namespace.
-    pub fn new(topology: &Topology) -> Names {
-        let ns = topology.namespace();
-        Names {
-            jobs_exchange: format!("{ns}.ceiling.jobs"),
-            queue: format!("{ns}.ceiling.jobs"),
-            results_exchange: format!("{ns}.ceiling.results"),
-        }
-    }
-
-    /// Declares both exchanges and the job queue (durable, like jobfleet's).
-    pub async fn declare(&self, channel: &Channel) -> Result<()> {
-        let durable = ExchangeDeclareOptions {
-            durable: true,
-            ..Default::default()
-        };
-        channel
-            .exchange_declare(
-                self.jobs_exchange.as_str().into(),
-                ExchangeKind::Direct,
-                durable,
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .exchange_declare(
-                self.results_exchange.as_str().into(),
-                ExchangeKind::Topic,
-                durable,
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .queue_declare(
-                self.queue.as_str().into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .queue_bind(
-                self.queue.as_str().into(),
-                self.jobs_exchange.as_str().into(),
-                GROUP.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        Ok(())
-    }
+/// Declares the ceiling's exchanges and its job queue, as jobfleet declares a classic group.
+async fn declare(channel: &Channel, topology: &Topology) -> Result<()> {
+    topology.declare_base(channel).await?;
+    topology.declare_group(channel, GROUP, QueueType::Classic).await?;
+    Ok(())
 }
 
 async fn connect(amqp_url: &str, name: &str) -> Result<Connection> {
@@ -98,25 +46,10 @@ async fn connect(amqp_url: &str, name: &str) -> Result<Connection> {
     .context("connect to RabbitMQ")
 }
 
-fn persistent(id: &str) -> BasicProperties {
-    BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_content_type(MSGPACK.into())
-        .with_message_id(id.into())
-}
-
-fn acked(confirmation: Confirmation) -> Result<()> {
-    match confirmation {
-        Confirmation::Ack(None) => Ok(()),
-        Confirmation::Ack(Some(_)) => bail!("returned: unroutable"),
-        other => bail!("not confirmed: {other:?}"),
-    }
-}
-
 /// The consumer process: runs until killed. Each delivery is decoded, answered with a
 /// persistent result published with a confirm, then acked — one task per delivery, at
 /// most `concurrency` in flight (the prefetch), as in the jobfleet worker.
-pub async fn consume(amqp_url: &str, queue: &str, results_exchange: &str, concurrency: u16) -> Result<()> {
+pub async fn consume(amqp_url: &str, topology: Topology, concurrency: u16) -> Result<()> {
     let connection = connect(amqp_url, "jobfleet-bench ceiling consumer").await?;
     let consuming = connection.create_channel().await?;
     let publishing = connection.create_channel().await?;
@@ -126,7 +59,7 @@ pub async fn consume(amqp_url: &str, queue: &str, results_exchange: &str, concur
         .await?;
     let mut consumer = consuming
         .basic_consume(
-            queue.into(),
+            topology.group_queue(GROUP).into(),
             "ceiling".into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
@@ -135,7 +68,7 @@ pub async fn consume(amqp_url: &str, queue: &str, results_exchange: &str, concur
     while let Some(delivery) = consumer.next().await {
         let delivery = delivery?;
         let publishing = publishing.clone();
-        let exchange = results_exchange.to_string();
+        let topology = topology.clone();
         tokio::spawn(async move {
             let content_type = delivery.properties.content_type().as_ref().map(|c| c.as_str());
             let job = match codec::decode_job(content_type, &delivery.data, None) {
@@ -146,34 +79,7 @@ pub async fn consume(amqp_url: &str, queue: &str, results_exchange: &str, concur
                     return;
                 }
             };
-            let now = now_ms();
-            let result = ResultMessage {
-                id: job.id,
-                group: job.group,
-                function: job.function,
-                status: JobStatus::Finished,
-                result: Some(job.args),
-                error: None,
-                attempts: 1,
-                worker: "ceiling".into(),
-                submitted_at: job.submitted_at,
-                started_at: Some(now),
-                finished_at: now,
-                duration_ms: Some(0),
-            };
-            let published = async {
-                let confirm = publishing
-                    .basic_publish(
-                        exchange.as_str().into(),
-                        result.routing_key().into(),
-                        BasicPublishOptions::default(),
-                        &codec::encode(&result),
-                        persistent(&result.id),
-                    )
-                    .await?;
-                acked(confirm.await?)
-            };
-            match published.await {
+            match publish_result(&publishing, &topology, &echoed(job), None).await {
                 Ok(()) => {
                     let _ = delivery.ack(BasicAckOptions::default()).await;
                 }
@@ -184,53 +90,51 @@ pub async fn consume(amqp_url: &str, queue: &str, results_exchange: &str, concur
     Ok(())
 }
 
-/// The benchmark's side of the ceiling: publishes jobs with confirms and consumes results.
+/// The result of `job` run as `echo`: finished at once with its args.
+fn echoed(job: JobMessage) -> ResultMessage {
+    let now = now_ms();
+    ResultMessage {
+        id: job.id,
+        group: job.group,
+        function: job.function,
+        status: JobStatus::Finished,
+        result: Some(job.args),
+        error: None,
+        attempts: 1,
+        worker: "ceiling".into(),
+        submitted_at: job.submitted_at,
+        started_at: Some(now),
+        finished_at: now,
+        duration_ms: Some(0),
+    }
+}
+
+/// The benchmark's side of the ceiling: publishes jobs with confirms. Its results are read
+/// with a `ResultSubscriber` on the ceiling's topology, bound with `#`.
 pub struct Client {
     _connection: Connection,
     channel: Channel,
-    names: Names,
+    topology: Topology,
 }
 
 impl Client {
     /// Connects and declares the ceiling's exchanges and queue.
-    pub async fn connect(amqp_url: &str, names: Names) -> Result<Client> {
+    pub async fn connect(amqp_url: &str, topology: Topology) -> Result<Client> {
         let connection = connect(amqp_url, "jobfleet-bench ceiling producer").await?;
         let channel = connection.create_channel().await?;
-        names.declare(&channel).await?;
+        declare(&channel, &topology).await?;
         channel.confirm_select(ConfirmSelectOptions::default()).await?;
         Ok(Client {
             _connection: connection,
             channel,
-            names,
+            topology,
         })
     }
 
     /// Publishes jobs (mandatory, persistent) and waits for all their confirms, like
     /// `Producer::publish_many` minus the Redis record.
     pub async fn publish_many(&self, jobs: &[JobMessage]) -> Result<()> {
-        let mut confirms = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let body = codec::encode(job);
-            let options = BasicPublishOptions {
-                mandatory: true,
-                ..Default::default()
-            };
-            confirms.push(
-                self.channel
-                    .basic_publish(
-                        self.names.jobs_exchange.as_str().into(),
-                        GROUP.into(),
-                        options,
-                        &body,
-                        persistent(&job.id),
-                    )
-                    .await?,
-            );
-        }
-        for confirmation in futures::future::join_all(confirms).await {
-            acked(confirmation?)?;
-        }
-        Ok(())
+        Ok(publish_jobs(&self.channel, &self.topology, jobs, None).await?)
     }
 
     /// A job to publish to the ceiling.
@@ -238,66 +142,5 @@ impl Client {
         let mut job = JobMessage::new(GROUP, "echo", args);
         job.submitted_at = Some(now_ms());
         job
-    }
-}
-
-/// Consumes the ceiling's results through an exclusive queue bound with `#`, like a
-/// `ResultSubscriber` (prefetch 500, one ack per result).
-pub struct Subscriber {
-    _connection: Connection,
-    consumer: Consumer,
-}
-
-impl Subscriber {
-    /// Binds a fresh exclusive queue to the results exchange.
-    pub async fn connect(amqp_url: &str, names: &Names) -> Result<Subscriber> {
-        let connection = connect(amqp_url, "jobfleet-bench ceiling subscriber").await?;
-        let channel = connection.create_channel().await?;
-        names.declare(&channel).await?;
-        let options = QueueDeclareOptions {
-            exclusive: true,
-            auto_delete: true,
-            ..Default::default()
-        };
-        let queue = channel
-            .queue_declare("".into(), options, FieldTable::default())
-            .await?;
-        channel
-            .queue_bind(
-                queue.name().clone(),
-                names.results_exchange.as_str().into(),
-                "#".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        channel.basic_qos(500, BasicQosOptions::default()).await?;
-        let consumer = channel
-            .basic_consume(
-                queue.name().clone(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        Ok(Subscriber {
-            _connection: connection,
-            consumer,
-        })
-    }
-
-    /// The next result.
-    pub async fn next(&mut self) -> Result<ResultMessage> {
-        let delivery = self
-            .consumer
-            .next()
-            .await
-            .context("the result consumer ended")??;
-        let decoded = codec::decode_result(
-            delivery.properties.content_type().as_ref().map(|c| c.as_str()),
-            &delivery.data,
-        );
-        delivery.ack(BasicAckOptions::default()).await?;
-        Ok(decoded?)
     }
 }

@@ -2,12 +2,14 @@
 //! (release `jobfleet-worker` / `jobfleet-master`, ceiling consumers), their peak RSS, and
 //! the cleanup of every queue, exchange and Redis key afterwards.
 
+use crate::ceiling;
 use anyhow::{bail, Context, Result};
 use jobfleet_common::client::{amqp_pool, open_channel, AmqpPool};
 use jobfleet_common::config::{self, Config};
 use jobfleet_common::coordinator::Coordinator;
 use jobfleet_common::lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
 use jobfleet_common::lapin::types::FieldTable;
+use jobfleet_common::lapin::{self, Channel};
 use jobfleet_common::topology::Topology;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -71,6 +73,8 @@ pub struct Fleet {
     pub config: Config,
     /// Names under the namespace.
     pub topology: Topology,
+    /// The ceiling's names, `NS.ceiling` (see [`crate::ceiling`]).
+    pub ceiling: Topology,
     /// The coordinator of the namespace.
     pub coordinator: Coordinator,
     /// Admin connections (declares, readiness checks, cleanup); never on a measured path.
@@ -126,6 +130,7 @@ command = ["python3", {shared:?}]
         let admin = amqp_pool(&config.amqp_url, 1, "jobfleet-bench-admin")?;
         Ok(Fleet {
             config,
+            ceiling: ceiling::topology(&topology),
             topology,
             coordinator,
             admin,
@@ -229,27 +234,22 @@ command = ["python3", {shared:?}]
         }
     }
 
-    /// Starts a ceiling consumer process (this binary) on `queue` and waits until it consumes.
-    pub async fn ceiling_consumer(
-        &mut self,
-        queue: &str,
-        results_exchange: &str,
-        concurrency: usize,
-    ) -> Result<Proc> {
-        let consumers = self.consumers(queue).await.unwrap_or(0);
+    /// Starts a ceiling consumer process (this binary) on the ceiling's queue and waits
+    /// until it consumes.
+    pub async fn ceiling_consumer(&mut self, concurrency: usize) -> Result<Proc> {
+        let queue = self.ceiling.group_queue(ceiling::GROUP);
+        let consumers = self.consumers(&queue).await.unwrap_or(0);
         let args: Vec<String> = vec![
             "ceiling-consumer".into(),
             "--amqp-url".into(),
             self.config.amqp_url.clone(),
-            "--queue".into(),
-            queue.into(),
-            "--results-exchange".into(),
-            results_exchange.into(),
+            "--namespace".into(),
+            self.ceiling.namespace().into(),
             "--concurrency".into(),
             concurrency.to_string(),
         ];
         let mut proc = self.spawn("ceiling-consumer", std::env::current_exe()?, &args)?;
-        self.wait_consumers(queue, consumers + 1, &mut proc).await?;
+        self.wait_consumers(&queue, consumers + 1, &mut proc).await?;
         Ok(proc)
     }
 
@@ -280,41 +280,62 @@ command = ["python3", {shared:?}]
         }
     }
 
-    /// Deletes the namespace's queues and exchanges (plus `extra_queues` / `extra_exchanges`)
-    /// and its Redis keys, and the config directory.
-    pub async fn cleanup(&self, extra_queues: &[String], extra_exchanges: &[String]) {
+    /// Deletes the queues and exchanges of the namespace and of the ceiling, the Redis keys
+    /// and the config directory. Best effort: what fails to go is left.
+    pub async fn cleanup(&self) {
         let _ = self.coordinator.purge_namespace().await;
-        let t = &self.topology;
-        let mut queues = vec![t.dead_letters()];
-        for group in [ECHO_GROUP, PROCESS_GROUP] {
-            queues.push(t.group_queue(group));
-            queues.push(t.delay_queue(group, HOLD_DELAY_MS));
-        }
-        queues.extend(extra_queues.iter().cloned());
-        for queue in queues {
+        let mut objects = amqp_objects(&self.topology, &[ECHO_GROUP, PROCESS_GROUP]);
+        objects.extend(amqp_objects(&self.ceiling, &[ceiling::GROUP]));
+        for object in objects {
+            // A failed delete closes its channel: one fresh channel each.
             if let Ok(channel) = open_channel(&self.admin, false).await {
-                let _ = channel
-                    .queue_delete(queue.into(), QueueDeleteOptions::default())
-                    .await;
-                let _ = channel.close(200, "".into()).await;
-            }
-        }
-        let mut exchanges = vec![
-            t.jobs_exchange(),
-            t.results_exchange(),
-            t.control_exchange(),
-            t.dead_letters(),
-        ];
-        exchanges.extend(extra_exchanges.iter().cloned());
-        for exchange in exchanges {
-            if let Ok(channel) = open_channel(&self.admin, false).await {
-                let _ = channel
-                    .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
-                    .await;
+                let _ = object.delete(&channel).await;
                 let _ = channel.close(200, "".into()).await;
             }
         }
         self.admin.close();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A queue or an exchange to delete.
+enum AmqpObject {
+    Queue(String),
+    Exchange(String),
+}
+
+impl AmqpObject {
+    /// Deletes it; a failure closes `channel`.
+    async fn delete(self, channel: &Channel) -> Result<(), lapin::Error> {
+        match self {
+            AmqpObject::Queue(name) => {
+                channel
+                    .queue_delete(name.into(), QueueDeleteOptions::default())
+                    .await?;
+            }
+            AmqpObject::Exchange(name) => {
+                channel
+                    .exchange_delete(name.into(), ExchangeDeleteOptions::default())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a fleet of topology `t` declares for `groups`: its queues, then its exchanges.
+fn amqp_objects(t: &Topology, groups: &[&str]) -> Vec<AmqpObject> {
+    let mut queues = vec![t.dead_letters()];
+    for group in groups {
+        queues.push(t.group_queue(group));
+        queues.push(t.delay_queue(group, HOLD_DELAY_MS));
+    }
+    let exchanges = [
+        t.jobs_exchange(),
+        t.results_exchange(),
+        t.control_exchange(),
+        t.dead_letters(),
+    ];
+    let queues = queues.into_iter().map(AmqpObject::Queue);
+    queues.chain(exchanges.map(AmqpObject::Exchange)).collect()
 }

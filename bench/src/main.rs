@@ -13,11 +13,14 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use cpu::{Meter, Tracked};
 use fleet::{Fleet, ECHO_GROUP, EXCLUSIVE_FUNCTION, PROCESS_GROUP, SHARED_FUNCTION};
+use jobfleet_common::binary::{self, Exit};
 use jobfleet_common::client::{Producer, ResultSubscriber};
 use jobfleet_common::message::JobMessage;
-use measure::{Results, Throughput};
+use jobfleet_common::topology::Topology;
+use measure::Throughput;
 use report::Report;
 use serde_json::{json, Value};
+use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -40,12 +43,9 @@ enum Command {
         /// RabbitMQ.
         #[arg(long)]
         amqp_url: String,
-        /// The job queue.
+        /// The ceiling's namespace (`NS.ceiling`): its queue and result exchange.
         #[arg(long)]
-        queue: String,
-        /// The result exchange.
-        #[arg(long)]
-        results_exchange: String,
+        namespace: String,
         /// Prefetch = deliveries in flight.
         #[arg(long)]
         concurrency: u16,
@@ -141,28 +141,19 @@ impl RunArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let outcome = runtime.block_on(async move {
-        match cli.command {
+    let outcome = binary::block_on(async move {
+        let outcome = match cli.command {
             Command::CeilingConsumer {
                 amqp_url,
-                queue,
-                results_exchange,
+                namespace,
                 concurrency,
-            } => ceiling::consume(&amqp_url, &queue, &results_exchange, concurrency).await,
+            } => ceiling::consume(&amqp_url, Topology::new(namespace), concurrency).await,
             Command::Run(args) => run(args.resolved()).await,
-        }
+        };
+        // `{:#}`: the error with its causes.
+        outcome.map_err(|e| Exit::failure(format_args!("{e:#}")))
     });
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("jobfleet-bench: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    binary::exit_code("jobfleet-bench", outcome)
 }
 
 async fn run(args: RunArgs) -> Result<()> {
@@ -176,7 +167,6 @@ async fn run(args: RunArgs) -> Result<()> {
     let functions_dir = std::fs::canonicalize(&args.functions_dir)
         .with_context(|| format!("--functions-dir {}", args.functions_dir.display()))?;
     let mut fleet = Fleet::new(bin_dir, &functions_dir)?;
-    let names = ceiling::Names::new(&fleet.topology);
     let mut report = Report::new(
         args.jobs,
         args.concurrency,
@@ -190,16 +180,11 @@ async fn run(args: RunArgs) -> Result<()> {
         fleet.log_dir().display()
     );
     let measured = tokio::select! {
-        measured = measure_all(&mut fleet, &names, &args, &mut report) => measured,
+        measured = measure_all(&mut fleet, &args, &mut report) => measured,
         _ = stop_signal() => Err(anyhow::anyhow!("interrupted")),
     };
     // Children are killed by now (dropped); take their queues, exchanges and keys along.
-    fleet
-        .cleanup(
-            std::slice::from_ref(&names.queue),
-            &[names.jobs_exchange.clone(), names.results_exchange.clone()],
-        )
-        .await;
+    fleet.cleanup().await;
     report.finish();
     // What was measured before a failure is still worth seeing.
     print!("{report}");
@@ -243,33 +228,42 @@ fn wordcount_jobs(function: &str, count: usize) -> Vec<JobMessage> {
         .collect()
 }
 
+/// Throughput of `jobs` jobs made by `make` after a warm-up of `args.warmup()` more, all
+/// published with `publish` and received through `results`; also the measured jobs' ids.
+async fn warm_throughput<P, Fut>(
+    results: ResultSubscriber,
+    args: &RunArgs,
+    make: fn(usize) -> Vec<JobMessage>,
+    jobs: usize,
+    publish: P,
+) -> Result<(Throughput, Vec<String>)>
+where
+    P: Fn(Vec<JobMessage>) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let warmup = args.warmup();
+    let (_, results) = measure::throughput(results, make(warmup), args.timeout(warmup), &publish).await?;
+    let batch = make(jobs);
+    let ids = batch.iter().map(|j| j.id.clone()).collect();
+    let (row, _) = measure::throughput(results, batch, args.timeout(jobs), publish).await?;
+    Ok((row, ids))
+}
+
 /// Ceiling throughput: warm-up, then `jobs` jobs through `consumers` consumer processes.
 async fn ceiling_row(
     fleet: &mut Fleet,
-    names: &ceiling::Names,
     args: &RunArgs,
     jobs: usize,
     consumers: usize,
     concurrency: usize,
 ) -> Result<Throughput> {
-    let client = ceiling::Client::connect(&fleet.config.amqp_url, names.clone()).await?;
+    let client = ceiling::Client::connect(&fleet.config.amqp_url, fleet.ceiling.clone()).await?;
     let mut procs = Vec::new();
     for _ in 0..consumers {
-        procs.push(
-            fleet
-                .ceiling_consumer(&names.queue, &names.results_exchange, concurrency)
-                .await?,
-        );
+        procs.push(fleet.ceiling_consumer(concurrency).await?);
     }
-    let results = Results::Ceiling(ceiling::Subscriber::connect(&fleet.config.amqp_url, names).await?);
-    let (_, results) = measure::throughput(
-        results,
-        ceiling_jobs(args.warmup()),
-        args.timeout(args.warmup()),
-        |jobs| measure::publish_ceiling(&client, jobs),
-    )
-    .await?;
-    let (row, _) = measure::throughput(results, ceiling_jobs(jobs), args.timeout(jobs), |jobs| {
+    let results = ResultSubscriber::connect(&fleet.config.amqp_url, fleet.ceiling.clone(), &["#"]).await?;
+    let (row, _) = warm_throughput(results, args, ceiling_jobs, jobs, |jobs| {
         measure::publish_ceiling(&client, jobs)
     })
     .await?;
@@ -293,24 +287,13 @@ async fn e2e_row(
         procs.push(fleet.worker(ECHO_GROUP, concurrency).await?);
     }
     let producer = Producer::connect(&fleet.config).await?;
-    let results = Results::Jobfleet(
-        ResultSubscriber::connect(
-            &fleet.config.amqp_url,
-            fleet.topology.clone(),
-            &["default.echo.#"],
-        )
-        .await?,
-    );
-    let (_, results) = measure::throughput(
-        results,
-        echo_jobs(args.warmup()),
-        args.timeout(args.warmup()),
-        |jobs| measure::publish_client(&producer, jobs),
+    let results = ResultSubscriber::connect(
+        &fleet.config.amqp_url,
+        fleet.topology.clone(),
+        &["default.echo.#"],
     )
     .await?;
-    let batch = echo_jobs(jobs);
-    let ids: Vec<String> = batch.iter().map(|j| j.id.clone()).collect();
-    let (row, _) = measure::throughput(results, batch, args.timeout(jobs), |jobs| {
+    let (row, ids) = warm_throughput(results, args, echo_jobs, jobs, |jobs| {
         measure::publish_client(&producer, jobs)
     })
     .await?;
@@ -321,12 +304,7 @@ async fn e2e_row(
     Ok(row)
 }
 
-async fn measure_all(
-    fleet: &mut Fleet,
-    names: &ceiling::Names,
-    args: &RunArgs,
-    report: &mut Report,
-) -> Result<()> {
+async fn measure_all(fleet: &mut Fleet, args: &RunArgs, report: &mut Report) -> Result<()> {
     let jobs = args.jobs;
     let timeout = args.timeout(jobs);
     let amqp_url = fleet.config.amqp_url.clone();
@@ -335,16 +313,13 @@ async fn measure_all(
     // 1 and 2. The ceiling (its consumer in its own process) and jobfleet end to end (a
     // worker process, the client library's producer and result subscriber), in alternating
     // rounds so that both see the same machine; the best round of each counts.
-    let ceiling_client = Arc::new(ceiling::Client::connect(&amqp_url, names.clone()).await?);
-    let ceiling_consumer = fleet
-        .ceiling_consumer(&names.queue, &names.results_exchange, args.concurrency)
-        .await?;
-    let mut ceiling_results = Results::Ceiling(ceiling::Subscriber::connect(&amqp_url, names).await?);
+    let ceiling_client = Arc::new(ceiling::Client::connect(&amqp_url, fleet.ceiling.clone()).await?);
+    let ceiling_consumer = fleet.ceiling_consumer(args.concurrency).await?;
+    let mut ceiling_results = ResultSubscriber::connect(&amqp_url, fleet.ceiling.clone(), &["#"]).await?;
     let mut worker = fleet.worker(ECHO_GROUP, args.concurrency).await?;
     let producer = Arc::new(Producer::connect(&fleet.config).await?);
-    let mut results = Results::Jobfleet(
-        ResultSubscriber::connect(&amqp_url, fleet.topology.clone(), &["default.echo.#"]).await?,
-    );
+    let mut results =
+        ResultSubscriber::connect(&amqp_url, fleet.topology.clone(), &["default.echo.#"]).await?;
     if args.wants(Row::Ceiling) {
         (_, ceiling_results) =
             measure::throughput(ceiling_results, ceiling_jobs(args.warmup()), timeout, |jobs| {
@@ -416,8 +391,7 @@ async fn measure_all(
     if args.wants(Row::Process) {
         let process_worker = fleet.worker(PROCESS_GROUP, args.process_concurrency).await?;
         let warmup = args.process_concurrency * 2;
-        let mut py =
-            Results::Jobfleet(ResultSubscriber::connect(&amqp_url, fleet.topology.clone(), &["py.#"]).await?);
+        let mut py = ResultSubscriber::connect(&amqp_url, fleet.topology.clone(), &["py.#"]).await?;
         for (function, count) in [
             (EXCLUSIVE_FUNCTION, args.exclusive_jobs.unwrap_or(jobs.min(500))),
             (SHARED_FUNCTION, jobs),
@@ -485,20 +459,15 @@ async fn measure_all(
     ceiling_consumer.stop(Duration::from_secs(5)).await;
 
     if args.scaling {
-        measure_scaling(fleet, names, args, report).await?;
+        measure_scaling(fleet, args, report).await?;
     }
     Ok(())
 }
 
-async fn measure_scaling(
-    fleet: &mut Fleet,
-    names: &ceiling::Names,
-    args: &RunArgs,
-    report: &mut Report,
-) -> Result<()> {
+async fn measure_scaling(fleet: &mut Fleet, args: &RunArgs, report: &mut Report) -> Result<()> {
     let jobs = args.jobs;
     for workers in [1, 2, 4] {
-        let ceiling = ceiling_row(fleet, names, args, jobs, workers, args.concurrency).await?;
+        let ceiling = ceiling_row(fleet, args, jobs, workers, args.concurrency).await?;
         let e2e = e2e_row(fleet, args, jobs, workers, args.concurrency).await?;
         eprintln!(
             "jobfleet-bench: {workers} workers: ceiling {:.0}, e2e {:.0} jobs/s",
@@ -508,7 +477,7 @@ async fn measure_scaling(
         report.scaling.push((workers, args.concurrency, ceiling, e2e));
     }
     for concurrency in [1, 8, 64] {
-        let ceiling = ceiling_row(fleet, names, args, jobs, 1, concurrency).await?;
+        let ceiling = ceiling_row(fleet, args, jobs, 1, concurrency).await?;
         let e2e = e2e_row(fleet, args, jobs, 1, concurrency).await?;
         eprintln!(
             "jobfleet-bench: concurrency {concurrency}: ceiling {:.0}, e2e {:.0} jobs/s",

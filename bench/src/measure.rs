@@ -21,23 +21,6 @@ pub const BATCH: usize = 1000;
 /// The clock that latency jobs carry in their args (`t`, ns since this instant).
 static EPOCH: LazyLock<std::time::Instant> = LazyLock::new(std::time::Instant::now);
 
-/// A result stream: a jobfleet `ResultSubscriber` or the ceiling's subscriber.
-pub enum Results {
-    /// jobfleet's client library.
-    Jobfleet(ResultSubscriber),
-    /// Bare lapin.
-    Ceiling(ceiling::Subscriber),
-}
-
-impl Results {
-    async fn next(&mut self) -> Result<ResultMessage> {
-        match self {
-            Results::Jobfleet(subscriber) => Ok(subscriber.next().await?),
-            Results::Ceiling(subscriber) => subscriber.next().await,
-        }
-    }
-}
-
 /// A throughput row's figures.
 #[derive(Debug, Clone, Copy)]
 pub struct Throughput {
@@ -70,7 +53,7 @@ pub struct Latency {
 /// Receives results until every id in `ids` has one; results of other jobs are ignored.
 /// Fails on a result that is not `finished`, or when `timeout` passes.
 async fn collect(
-    results: &mut Results,
+    results: &mut ResultSubscriber,
     mut ids: HashSet<String>,
     timeout: Duration,
     mut each: impl FnMut(&ResultMessage),
@@ -95,11 +78,11 @@ async fn collect(
 /// Publishes `jobs` with `publish` while a separate task receives their results; the time
 /// runs from the first publish to the last result.
 pub async fn throughput<F, Fut>(
-    mut results: Results,
+    mut results: ResultSubscriber,
     jobs: Vec<JobMessage>,
     timeout: Duration,
     publish: F,
-) -> Result<(Throughput, Results)>
+) -> Result<(Throughput, ResultSubscriber)>
 where
     F: FnOnce(Vec<JobMessage>) -> Fut,
     Fut: Future<Output = Result<()>>,
@@ -121,12 +104,12 @@ where
 /// Publishes `count` jobs made by `make` (args carry the publish time) at `rate` per
 /// second, each from its own task, and measures publish → result received per job.
 pub async fn latency<M, P, Fut>(
-    mut results: Results,
+    mut results: ResultSubscriber,
     count: usize,
     rate: f64,
     make: M,
     publish: P,
-) -> Result<(Latency, Results)>
+) -> Result<(Latency, ResultSubscriber)>
 where
     M: Fn(Value) -> JobMessage,
     P: Fn(JobMessage) -> Fut,

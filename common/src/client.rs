@@ -6,11 +6,11 @@ use crate::codec::{self, DecodeError};
 use crate::config::Config;
 use crate::coordinator::{Coordinator, CoordinatorError};
 use crate::message::{is_valid_job_id, is_valid_name, JobMessage, ResultMessage};
-use crate::publish::{confirmed, persistent_properties};
+use crate::publish::publish_jobs;
 use crate::topology::Topology;
 use deadpool_lapin::lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
-    QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions, QueueBindOptions,
+    QueueDeclareOptions,
 };
 use deadpool_lapin::lapin::types::FieldTable;
 use deadpool_lapin::lapin::{self, Channel, ConnectionProperties, Consumer};
@@ -268,31 +268,7 @@ impl Producer {
         traceparent: Option<&str>,
     ) -> Result<(), ClientError> {
         let channel = self.slot.get().await?;
-        let exchange = self.topology.jobs_exchange();
-        let mut confirms = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let body = codec::encode(job);
-            let confirm = channel
-                .basic_publish(
-                    exchange.as_str().into(),
-                    job.group.as_str().into(),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..Default::default()
-                    },
-                    &body,
-                    persistent_properties(&job.id, traceparent),
-                )
-                .await?;
-            confirms.push(confirm);
-        }
-        let results = futures::future::join_all(
-            jobs.iter()
-                .zip(confirms)
-                .map(|(job, confirm)| confirmed(confirm, &job.id, &job.group)),
-        )
-        .await;
-        results.into_iter().collect::<Result<Vec<()>, _>>()?;
+        publish_jobs(&channel, &self.topology, jobs, traceparent).await?;
         self.coordinator.record_queued(jobs).await?;
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! Shared by every jobfleet part: the wire types and their codec, the AMQP topology,
-//! the Redis coordinator, the fleet configuration, the producer/subscriber client and the
-//! control messages (cancel broadcasts).
+//! the Redis coordinator, the fleet configuration, the producer/subscriber client, the
+//! control messages (cancel broadcasts) and what the binaries' `main`s share.
 
+pub mod binary;
 pub mod client;
 pub mod codec;
 pub mod config;

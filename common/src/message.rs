@@ -83,10 +83,7 @@ pub struct UnknownStatus(pub String);
 impl FromStr for JobStatus {
     type Err = UnknownStatus;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        JobStatus::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| UnknownStatus(s.to_string()))
+        by_wire_name(&JobStatus::ALL, JobStatus::as_str, s).ok_or_else(|| UnknownStatus(s.to_string()))
     }
 }
 
@@ -172,11 +169,13 @@ impl fmt::Display for ErrorKind {
 impl FromStr for ErrorKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ErrorKind::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == s)
-            .ok_or_else(|| format!("unknown error kind {s:?}"))
+        by_wire_name(&ErrorKind::ALL, ErrorKind::as_str, s).ok_or_else(|| format!("unknown error kind {s:?}"))
     }
+}
+
+/// The one of `all` whose wire name (`as_str`) is `name`.
+fn by_wire_name<T: Copy>(all: &[T], as_str: fn(T) -> &'static str, name: &str) -> Option<T> {
+    all.iter().copied().find(|&item| as_str(item) == name)
 }
 
 /// A job's error: `{kind, message}` on every interface.

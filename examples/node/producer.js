@@ -16,7 +16,6 @@
 'use strict';
 
 const { parseArgs } = require('node:util');
-const amqp = require('amqplib');
 const wire = require('./wire');
 
 function usage(message) {
@@ -80,14 +79,8 @@ async function waitForWorker(connection, ns, group, seconds) {
 async function main() {
   const opts = options();
   const ns = wire.namespace();
-  const url = wire.amqpUrl();
-  let connection;
-  try {
-    connection = await amqp.connect(url);
-  } catch (e) {
-    process.stderr.write(`producer: cannot connect to RabbitMQ at ${wire.redact(url)}: ${e.message}\n`);
-    return 3;
-  }
+  const connection = await wire.connect('producer');
+  if (connection === null) return 3;
   try {
     if (opts.waitWorkers > 0 && !(await waitForWorker(connection, ns, opts.group, opts.waitWorkers))) {
       process.stderr.write(`producer: warning: no worker consumes ${ns}.group.${opts.group} yet; publishing anyway\n`);

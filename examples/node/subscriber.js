@@ -15,7 +15,6 @@
 'use strict';
 
 const { parseArgs } = require('node:util');
-const amqp = require('amqplib');
 const wire = require('./wire');
 
 function usage(message) {
@@ -55,14 +54,8 @@ function line(result, json) {
 async function main() {
   const opts = options();
   const ns = wire.namespace();
-  const url = wire.amqpUrl();
-  let connection;
-  try {
-    connection = await amqp.connect(url);
-  } catch (e) {
-    process.stderr.write(`subscriber: cannot connect to RabbitMQ at ${wire.redact(url)}: ${e.message}\n`);
-    return 3;
-  }
+  const connection = await wire.connect('subscriber');
+  if (connection === null) return 3;
   const channel = await connection.createChannel();
   await wire.declareExchanges(channel, ns);
   const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true });

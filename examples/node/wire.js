@@ -4,6 +4,7 @@
 'use strict';
 
 const crypto = require('node:crypto');
+const amqp = require('amqplib');
 const { encode, decode } = require('@msgpack/msgpack');
 
 const DEFAULT_NAMESPACE = 'jobfleet';
@@ -23,6 +24,20 @@ function amqpUrl() {
 /** The URL with its password hidden, for messages. */
 function redact(url) {
   return url.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:***@');
+}
+
+/**
+ * Connects to the broker at JOBFLEET_AMQP_URL. When it cannot, says why on stderr as
+ * `program` (the password hidden) and resolves to null: the caller exits 3.
+ */
+async function connect(program) {
+  const url = amqpUrl();
+  try {
+    return await amqp.connect(url);
+  } catch (e) {
+    process.stderr.write(`${program}: cannot connect to RabbitMQ at ${redact(url)}: ${e.message}\n`);
+    return null;
+  }
 }
 
 /**
@@ -73,4 +88,4 @@ function decodeResult(message) {
   return decode(message.content);
 }
 
-module.exports = { namespace, amqpUrl, redact, declareExchanges, newJob, jobOptions, encodeJob, decodeResult };
+module.exports = { namespace, amqpUrl, redact, connect, declareExchanges, newJob, jobOptions, encodeJob, decodeResult };

@@ -1,12 +1,13 @@
 //! `jobfleet-master`: the HTTP API, the fleet monitor and the master metrics.
 
 use clap::Parser;
+use jobfleet_common::binary::{self, Exit};
 use jobfleet_common::config::{self, Config};
+use jobfleet_common::schema::ArgSchemas;
 use jobfleet_common::telemetry::{self, LogFormat};
 use jobfleet_master::MonitorTimings;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tokio_util::sync::CancellationToken;
 
 /// jobfleet master: serves the HTTP API and watches the fleet.
 #[derive(Parser, Debug)]
@@ -24,42 +25,24 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    binary::exit_code("jobfleet-master", run(Args::parse()))
+}
+
+/// Loads and checks the configuration, then serves until a shutdown signal.
+fn run(args: Args) -> Result<(), Exit> {
     telemetry::init(args.log_format);
-    let mut config = match Config::load(args.config.as_deref(), config::process_env) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("jobfleet-master: {e}");
-            return ExitCode::from(64);
-        }
-    };
+    let mut config = Config::load(args.config.as_deref(), config::process_env).map_err(Exit::usage)?;
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
-    if let Err(e) = jobfleet_common::schema::ArgSchemas::compile(&config) {
-        eprintln!("jobfleet-master: {e}");
-        return ExitCode::from(64);
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(&config.listen).await {
-            Ok(listener) => listener,
-            Err(e) => {
-                eprintln!("jobfleet-master: cannot listen on {}: {e}", config.listen);
-                return ExitCode::FAILURE;
-            }
-        };
-        let shutdown = CancellationToken::new();
-        tokio::spawn(telemetry::shutdown_on_signals(shutdown.clone()));
-        match jobfleet_master::run(config, listener, MonitorTimings::default(), shutdown).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("jobfleet-master: {e}");
-                ExitCode::FAILURE
-            }
-        }
+    ArgSchemas::compile(&config).map_err(Exit::usage)?;
+    binary::block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .map_err(|e| Exit::failure(format_args!("cannot listen on {}: {e}", config.listen)))?;
+        let shutdown = binary::shutdown_on_signals();
+        jobfleet_master::run(config, listener, MonitorTimings::default(), shutdown)
+            .await
+            .map_err(Exit::failure)
     })
 }

@@ -19,13 +19,13 @@
 //! JOBFLEET_AMQP_URL, JOBFLEET_REDIS_URL, JOBFLEET_GROUPS. Stops cleanly on SIGINT/SIGTERM.
 
 use clap::Parser;
+use jobfleet_common::binary::{self, Exit};
 use jobfleet_common::config::{self, Config};
 use jobfleet_common::telemetry::{self, LogFormat};
 use jobfleet_worker::{JobError, Worker};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tokio_util::sync::CancellationToken;
 
 /// A worker with the `reverse` and `add` functions.
 #[derive(Parser, Debug)]
@@ -72,28 +72,19 @@ fn add(args: AddArgs) -> Result<f64, JobError> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    binary::exit_code("custom_worker", run(Args::parse()))
+}
+
+/// Loads the configuration, then runs the worker until a shutdown signal.
+fn run(args: Args) -> Result<(), Exit> {
     telemetry::init(LogFormat::Text);
-    let config = match Config::load(args.config.as_deref(), config::process_env) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("custom_worker: {e}");
-            return ExitCode::from(64);
-        }
-    };
+    let config = Config::load(args.config.as_deref(), config::process_env).map_err(Exit::usage)?;
     let groups = if args.groups.is_empty() {
         vec!["text".to_string()]
     } else {
         args.groups
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("custom_worker: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
+    binary::block_on(async move {
         let mut builder = Worker::builder()
             .config(config)
             .concurrency(args.concurrency)
@@ -105,22 +96,11 @@ fn main() -> ExitCode {
         for group in groups {
             builder = builder.group(group.trim());
         }
-        let worker = match builder.build() {
-            Ok(worker) => worker,
-            Err(e) => {
-                eprintln!("custom_worker: {e}");
-                return ExitCode::from(64);
-            }
-        };
-        let shutdown = CancellationToken::new();
-        tokio::spawn(telemetry::shutdown_on_signals(shutdown.clone()));
-        match worker.run(shutdown).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("custom_worker: {e}");
-                ExitCode::FAILURE
-            }
-        }
+        let worker = builder.build().map_err(Exit::usage)?;
+        worker
+            .run(binary::shutdown_on_signals())
+            .await
+            .map_err(Exit::failure)
     })
 }
 

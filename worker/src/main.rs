@@ -2,14 +2,14 @@
 //! built-in functions registered.
 
 use clap::Parser;
+use jobfleet_common::binary::{self, Exit};
 use jobfleet_common::config::{self, Config};
 use jobfleet_common::telemetry::{self, LogFormat};
-use jobfleet_worker::Worker;
+use jobfleet_worker::{Worker, WorkerBuilder};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 /// jobfleet worker: runs the jobs of one or more consumer groups.
 #[derive(Parser, Debug)]
@@ -71,58 +71,40 @@ fn metrics_address(text: &str) -> Result<Option<SocketAddr>, String> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    binary::exit_code("jobfleet-worker", run(Args::parse()))
+}
+
+/// Loads the configuration, then runs the worker until a shutdown signal.
+fn run(args: Args) -> Result<(), Exit> {
     telemetry::init(args.log_format);
-    let config = match Config::load(args.config.as_deref(), config::process_env) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("jobfleet-worker: {e}");
-            return ExitCode::from(64);
-        }
-    };
-    let metrics_listen = match metrics_address(&args.metrics_listen) {
-        Ok(addr) => addr,
-        Err(e) => {
-            eprintln!("jobfleet-worker: {e}");
-            return ExitCode::from(64);
-        }
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    runtime.block_on(async move {
-        let mut builder = Worker::builder()
-            .config(config)
-            .builtins()
-            .drain_timeout(args.drain_timeout)
-            .heartbeat(args.heartbeat_interval, args.heartbeat_ttl)
-            .hold_delay(args.hold_delay)
-            .long_job_handoff(args.long_job_handoff);
-        for group in &args.groups {
-            builder = builder.group(group.trim());
-        }
-        if let Some(concurrency) = args.concurrency {
-            builder = builder.concurrency(concurrency);
-        }
-        if let Some(addr) = metrics_listen {
-            builder = builder.metrics_listen(addr);
-        }
-        let worker = match builder.build() {
-            Ok(worker) => worker,
-            Err(e) => {
-                eprintln!("jobfleet-worker: {e}");
-                return ExitCode::from(64);
-            }
-        };
-        let shutdown = CancellationToken::new();
-        tokio::spawn(jobfleet_common::telemetry::shutdown_on_signals(shutdown.clone()));
-        match worker.run(shutdown).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("jobfleet-worker: {e}");
-                ExitCode::FAILURE
-            }
-        }
+    let config = Config::load(args.config.as_deref(), config::process_env).map_err(Exit::usage)?;
+    let metrics_listen = metrics_address(&args.metrics_listen).map_err(Exit::usage)?;
+    binary::block_on(async move {
+        let worker = builder(&args, config, metrics_listen)
+            .build()
+            .map_err(Exit::usage)?;
+        let shutdown = binary::shutdown_on_signals();
+        worker.run(shutdown).await.map_err(Exit::failure)
     })
+}
+
+/// The worker as the command line asks for it, with the built-in functions.
+fn builder(args: &Args, config: Config, metrics_listen: Option<SocketAddr>) -> WorkerBuilder {
+    let mut builder = Worker::builder()
+        .config(config)
+        .builtins()
+        .drain_timeout(args.drain_timeout)
+        .heartbeat(args.heartbeat_interval, args.heartbeat_ttl)
+        .hold_delay(args.hold_delay)
+        .long_job_handoff(args.long_job_handoff);
+    for group in &args.groups {
+        builder = builder.group(group.trim());
+    }
+    if let Some(concurrency) = args.concurrency {
+        builder = builder.concurrency(concurrency);
+    }
+    if let Some(addr) = metrics_listen {
+        builder = builder.metrics_listen(addr);
+    }
+    builder
 }

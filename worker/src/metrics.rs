@@ -330,10 +330,11 @@ mod tests {
         WorkerMetrics::new(Registry::new(), &[("etl".to_string(), functions)]).unwrap()
     }
 
-    /// The value of the series `name{labels}` in `text`.
-    fn value(text: &str, series: &str) -> Option<f64> {
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    /// Asserts that `text` has each of the lines `name{labels} value`.
+    fn assert_series(text: &str, lines: &[&str]) {
+        for line in lines {
+            assert!(text.lines().any(|l| l == *line), "{line} missing from\n{text}");
+        }
     }
 
     #[test]
@@ -366,66 +367,20 @@ mod tests {
                 "{name} missing from\n{text}"
             );
         }
-        assert_eq!(
-            value(
-                &text,
-                r#"jobfleet_jobs_started_total{function="echo",group="etl"}"#
-            ),
-            Some(1.0)
-        );
-        assert_eq!(
-            value(
-                &text,
-                r#"jobfleet_jobs_completed_total{function="echo",group="etl",status="finished"}"#
-            ),
-            Some(1.0)
-        );
-        assert_eq!(
-            value(
-                &text,
-                r#"jobfleet_jobs_completed_total{function="crash",group="etl",status="failed"}"#
-            ),
-            Some(1.0)
-        );
-        assert_eq!(
-            value(
-                &text,
-                r#"jobfleet_sandbox_crashes_total{function="crash",group="etl"}"#
-            ),
-            Some(1.0)
-        );
-        assert_eq!(
-            value(
-                &text,
-                r#"jobfleet_sandbox_crashes_total{function="echo",group="etl"}"#
-            ),
-            Some(0.0)
-        );
-        assert_eq!(
-            value(
-                &text,
-                r#"jobfleet_job_queue_seconds_count{function="echo",group="etl"}"#
-            ),
-            Some(1.0)
-        );
-        assert_eq!(
-            value(
-                &text,
-                r#"jobfleet_job_queue_seconds_sum{function="echo",group="etl"}"#
-            ),
-            Some(1.5)
-        );
-        assert_eq!(
-            value(
-                &text,
-                r#"jobfleet_job_duration_seconds_count{function="crash",group="etl"}"#
-            ),
-            Some(1.0)
-        );
-        assert_eq!(value(&text, r#"jobfleet_jobs_running{group="etl"}"#), Some(0.0));
-        assert_eq!(
-            value(&text, r#"jobfleet_redeliveries_total{group="etl"}"#),
-            Some(1.0)
+        assert_series(
+            &text,
+            &[
+                r#"jobfleet_jobs_started_total{function="echo",group="etl"} 1"#,
+                r#"jobfleet_jobs_completed_total{function="echo",group="etl",status="finished"} 1"#,
+                r#"jobfleet_jobs_completed_total{function="crash",group="etl",status="failed"} 1"#,
+                r#"jobfleet_sandbox_crashes_total{function="crash",group="etl"} 1"#,
+                r#"jobfleet_sandbox_crashes_total{function="echo",group="etl"} 0"#,
+                r#"jobfleet_job_queue_seconds_count{function="echo",group="etl"} 1"#,
+                r#"jobfleet_job_queue_seconds_sum{function="echo",group="etl"} 1.5"#,
+                r#"jobfleet_job_duration_seconds_count{function="crash",group="etl"} 1"#,
+                r#"jobfleet_jobs_running{group="etl"} 0"#,
+                r#"jobfleet_redeliveries_total{group="etl"} 1"#,
+            ],
         );
     }
 
@@ -441,25 +396,15 @@ mod tests {
         }
         let text = metrics.render().unwrap();
         assert!(!text.contains("made_up_") && !text.contains("group_"), "{text}");
-        assert_eq!(
-            value(
-                &text,
-                r#"jobfleet_jobs_completed_total{function="_unknown",group="etl",status="failed"}"#
-            ),
-            Some(50.0)
+        assert_series(
+            &text,
+            &[
+                r#"jobfleet_jobs_completed_total{function="_unknown",group="etl",status="failed"} 50"#,
+                r#"jobfleet_jobs_started_total{function="_unknown",group="_unknown"} 50"#,
+                r#"jobfleet_redeliveries_total{group="_unknown"} 50"#,
+                r#"jobfleet_jobs_running{group="etl"} 0"#,
+            ],
         );
-        assert_eq!(
-            value(
-                &text,
-                r#"jobfleet_jobs_started_total{function="_unknown",group="_unknown"}"#
-            ),
-            Some(50.0)
-        );
-        assert_eq!(
-            value(&text, r#"jobfleet_redeliveries_total{group="_unknown"}"#),
-            Some(50.0)
-        );
-        assert_eq!(value(&text, r#"jobfleet_jobs_running{group="etl"}"#), Some(0.0));
     }
 
     #[test]

@@ -11,14 +11,20 @@ use std::sync::LazyLock;
 
 static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/enqueue.lua")));
 static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/claim.lua")));
-static COMPLETE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/complete.lua")));
+static COMPLETE: LazyLock<Script> = LazyLock::new(|| attempt_script(include_str!("../lua/complete.lua")));
 static REQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/requeue.lua")));
 static BAD_MESSAGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/bad_message.lua")));
-static RETRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/retry.lua")));
+static RETRY: LazyLock<Script> = LazyLock::new(|| attempt_script(include_str!("../lua/retry.lua")));
 static SUBMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/submit.lua")));
 static END_EARLY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/end_early.lua")));
 static FORGET: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/forget.lua")));
 static MARK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/mark.lua")));
+
+/// A script that ends a started attempt (complete.lua, retry.lua): `body` after the
+/// functions of attempt.lua it calls (the fence, the failure policy).
+fn attempt_script(body: &str) -> Script {
+    Script::new(&format!("{}{body}", include_str!("../lua/attempt.lua")))
+}
 
 /// A claim of one delivered job.
 #[derive(Debug, Clone, Copy)]

@@ -1,25 +1,17 @@
 -- Records a job's outcome: started -> finished | failed | canceled, only for the worker
--- and attempt that own it (a fencing token: a stale owner cannot add a second outcome),
--- sets the record's retention, and applies the group's failure policy.
+-- and attempt that own it (fence() of attempt.lua), sets the record's retention, and
+-- applies the group's failure policy.
 -- Returns {'ok'}, {'stale', status}, or {'announce', {field, value, ...}} when the job was
 -- ended by the master (a cancel) whose result is not confirmed published: publish it.
 -- KEYS[1] job key, KEYS[2] group key, KEYS[3] group running set
 -- ARGV: 1 worker id, 2 attempt, 3 status, 4 result (JSON or ''), 5 error kind (or ''),
 --       6 error message, 7 now (ms), 8 duration (ms), 9 retention (s),
 --       10 failure effect ('reset' | 'count' | 'none'), 11 max failures
+local reply, current, attempt = fence('ended_by')
+if reply then
+  return reply
+end
 local key = KEYS[1]
-local attempt = ARGV[1] .. ':' .. ARGV[2]
-local current = redis.call('HMGET', key, 'status', 'worker', 'attempts', 'group', 'id', 'ended_by')
-if current[6] == attempt then
-  -- Recorded already: this call is a retry after its reply was lost.
-  return {'ok'}
-end
-if current[1] ~= 'started' or current[2] ~= ARGV[1] or current[3] ~= ARGV[2] then
-  if redis.call('HGET', key, 'announce') == '1' then
-    return {'announce', redis.call('HGETALL', key)}
-  end
-  return {'stale', current[1] or ''}
-end
 redis.call('HSET', key, 'status', ARGV[3], 'finished_at', ARGV[7], 'duration_ms', ARGV[8], 'ended_by', attempt)
 if ARGV[4] ~= '' then
   redis.call('HSET', key, 'result', ARGV[4])
@@ -31,14 +23,5 @@ else
 end
 redis.call('EXPIRE', key, tonumber(ARGV[9]))
 redis.call('SREM', KEYS[3], current[5])
-if ARGV[10] == 'reset' then
-  if redis.call('HGET', KEYS[2], 'failures') ~= '0' then
-    redis.call('HSET', KEYS[2], 'failures', 0)
-  end
-elseif ARGV[10] == 'count' then
-  local failures = redis.call('HINCRBY', KEYS[2], 'failures', 1)
-  if failures >= tonumber(ARGV[11]) then
-    redis.call('HSET', KEYS[2], 'broken', 1)
-  end
-end
+failure_policy(ARGV[10], ARGV[11])
 return {'ok'}
