@@ -161,6 +161,8 @@ async fn a_job_that_kills_its_worker_fails_crashed_after_the_takeover_limit() {
             _ = ended => false,
         };
         if !died {
+            // The select dropped the wait, which owned the process handle: stop it here.
+            env.signal(pid, libc::SIGKILL);
             break;
         }
         restarts += 1;
