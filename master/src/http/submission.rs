@@ -12,11 +12,9 @@
 use super::error::ApiError;
 use crate::state::{AppState, SharedState};
 use jobfleet_common::client::{backoff, ClientError};
-use jobfleet_common::codec;
 use jobfleet_common::coordinator::{CoordinatorError, JobRecord, Submitted};
-use jobfleet_common::lapin::options::BasicPublishOptions;
 use jobfleet_common::message::{JobMessage, JobStatus};
-use jobfleet_common::publish::{confirmed, persistent_properties};
+use jobfleet_common::publish::{persistent_properties, publish_job};
 use std::time::Duration;
 use tokio::time::{timeout, Instant};
 use tracing::{info, warn};
@@ -81,7 +79,8 @@ pub async fn record(state: &SharedState, submission: Submission<'_>) -> Result<S
         let pause = backoff(attempt);
         if Instant::now() + pause >= give_up {
             if uncertain {
-                abandon(state, submission).await;
+                // Redis did not answer for seconds: look for the record in the background.
+                abandon_later(state, submission);
             }
             return Err(error);
         }
@@ -109,13 +108,15 @@ async fn attempt_record(
     uncertain: bool,
 ) -> Result<Submitted, CoordinatorError> {
     match state.coordinator.submit(job, idempotency_key).await? {
-        Submitted::Existing(id) if uncertain && id == job.id => match state.coordinator.job(&id).await? {
-            Some(record) if is_own(&record, job) => {
-                info!(job_id = %id, "a submit's lost reply had created the job; publishing it");
-                Ok(Submitted::Created)
+        Submitted::Existing(id) if uncertain && id == job.id => {
+            match state.coordinator.job_in(&job.group, &id).await? {
+                Some(record) if is_own(&record, job) => {
+                    info!(job_id = %id, "a submit's lost reply had created the job; publishing it");
+                    Ok(Submitted::Created)
+                }
+                _ => Ok(Submitted::Existing(id)),
             }
-            _ => Ok(Submitted::Existing(id)),
-        },
+        }
         submitted => Ok(submitted),
     }
 }
@@ -161,21 +162,8 @@ async fn try_publish(state: &AppState, submission: Submission<'_>) -> Result<(),
         }
     };
     let job = submission.job;
-    let sent = async {
-        let confirm = channel
-            .basic_publish(
-                state.topology.jobs_exchange().into(),
-                job.group.as_str().into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
-                &codec::encode(job),
-                persistent_properties(&job.id, submission.traceparent),
-            )
-            .await?;
-        confirmed(confirm, &job.id, &job.group).await
-    };
+    let properties = persistent_properties(&job.id, submission.traceparent);
+    let sent = publish_job(&channel, &state.topology, job, properties);
     match timeout(CONFIRM_DEADLINE, sent).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e @ (ClientError::Nacked(_) | ClientError::Unroutable { .. }))) => {
@@ -195,12 +183,19 @@ async fn try_publish(state: &AppState, submission: Submission<'_>) -> Result<(),
 }
 
 /// Discards the submission's record if it is this request's own: at once when Redis
-/// answers, else from a background task that keeps trying for [`ABANDON_FOR`].
+/// answers, else [`abandon_later`].
 async fn abandon(state: &SharedState, submission: Submission<'_>) {
     let (job, key) = (submission.job, submission.idempotency_key);
     if let Ok(Ok(())) = timeout(ATTEMPT_DEADLINE, discard_own(state, job, key)).await {
         return;
     }
+    abandon_later(state, submission);
+}
+
+/// Discards the submission's record, if it is this request's own, from a background task
+/// that keeps trying for [`ABANDON_FOR`] while Redis does not answer.
+fn abandon_later(state: &SharedState, submission: Submission<'_>) {
+    let (job, key) = (submission.job, submission.idempotency_key);
     let (state, job, key) = (state.clone(), job.clone(), key.map(String::from));
     tokio::spawn(async move {
         let started = Instant::now();
@@ -227,7 +222,7 @@ async fn abandon(state: &SharedState, submission: Submission<'_>) {
 /// Removes `job`'s record, index entries and idempotency key if the record is this
 /// request's own; a record that is not (a repeat's, a started one) stays.
 async fn discard_own(state: &AppState, job: &JobMessage, key: Option<&str>) -> Result<(), CoordinatorError> {
-    match state.coordinator.job(&job.id).await? {
+    match state.coordinator.job_in(&job.group, &job.id).await? {
         Some(record) if is_own(&record, job) => {
             state.coordinator.discard(&job.id, &job.group, key).await?;
             info!(job_id = %job.id, "discarded the record of a submit answered 503");
