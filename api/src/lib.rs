@@ -9,10 +9,12 @@
 mod error;
 mod fleet;
 mod jobs;
+mod time;
 
 pub use error::{ErrorBody, ErrorDetail};
 pub use fleet::{GroupList, GroupView, Health, WorkerList, WorkerView};
 pub use jobs::{Accepted, JobErrorView, JobPage, JobView, ListQuery, SubmitQuery, SubmitRequest};
+pub use time::{rfc3339, LAST_RFC3339_MS};
 
 /// Longest `?wait=` of `POST /v1/jobs`, seconds.
 pub const MAX_WAIT_SECONDS: u64 = 300;

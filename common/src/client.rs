@@ -13,7 +13,7 @@ use deadpool_lapin::lapin::options::{
     QueueDeclareOptions,
 };
 use deadpool_lapin::lapin::types::FieldTable;
-use deadpool_lapin::lapin::{self, Channel, ConnectionProperties, Consumer};
+use deadpool_lapin::lapin::{self, Channel, ConnectionProperties, ConnectionStatus, Consumer};
 use deadpool_lapin::{Pool, PoolConfig, Runtime, Timeouts};
 use futures::StreamExt;
 use std::time::Duration;
@@ -112,12 +112,20 @@ pub fn amqp_pool(amqp_url: &str, max_size: usize, connection_name: &str) -> Resu
 
 /// Opens a channel on a pooled connection, in confirm mode when `confirms` is set.
 pub async fn open_channel(pool: &Pool, confirms: bool) -> Result<Channel, ClientError> {
+    Ok(open_watched_channel(pool, confirms).await?.0)
+}
+
+/// [`open_channel`], with the status of the channel's connection.
+async fn open_watched_channel(
+    pool: &Pool,
+    confirms: bool,
+) -> Result<(Channel, ConnectionStatus), ClientError> {
     let connection = pool.get().await?;
     let channel = connection.create_channel().await?;
     if confirms {
         channel.confirm_select(ConfirmSelectOptions::default()).await?;
     }
-    Ok(channel)
+    Ok((channel, connection.status().clone()))
 }
 
 /// The backoff before attempt `attempt` (0-based) of a reconnect: exponential from 100 ms
@@ -131,7 +139,8 @@ pub fn backoff(attempt: u32) -> Duration {
 /// A channel (in confirm mode when asked) that is reopened after a failure.
 pub struct ChannelSlot {
     pool: Pool,
-    channel: Mutex<Option<Channel>>,
+    /// The channel and the status of its connection (which says whether the broker blocks it).
+    channel: Mutex<Option<(Channel, ConnectionStatus)>>,
     confirms: bool,
 }
 
@@ -148,12 +157,20 @@ impl ChannelSlot {
     /// The open channel, reopened if it broke.
     pub async fn get(&self) -> Result<Channel, ClientError> {
         let mut slot = self.channel.lock().await;
-        if let Some(channel) = slot.as_ref().filter(|c| c.status().connected()) {
+        if let Some((channel, _)) = slot.as_ref().filter(|(c, _)| c.status().connected()) {
             return Ok(channel.clone());
         }
-        let channel = open_channel(&self.pool, self.confirms).await?;
-        *slot = Some(channel.clone());
+        let (channel, connection) = open_watched_channel(&self.pool, self.confirms).await?;
+        *slot = Some((channel.clone(), connection));
         Ok(channel)
+    }
+
+    /// Whether the broker blocks the current channel's connection (`connection.blocked`: a
+    /// memory or disk alarm). Nothing written on it leaves until the alarm clears, so a
+    /// caller that must answer in time should not publish now.
+    pub async fn blocked(&self) -> bool {
+        let slot = self.channel.lock().await;
+        slot.as_ref().is_some_and(|(_, connection)| connection.blocked())
     }
 
     /// Forgets the channel after an error, so the next [`ChannelSlot::get`] reopens it.

@@ -213,8 +213,8 @@ fn check_plausible(args: &Value, submitted_at: Option<i64>, now_ms: i64) -> Resu
     }
 }
 
-/// The nesting depth of a JSON value (a scalar is 0), without recursion.
-fn depth(value: &Value) -> usize {
+/// The nesting depth of a JSON value (a scalar is 0, `[1]` is 1), without recursion.
+pub fn depth(value: &Value) -> usize {
     let mut deepest = 0;
     let mut stack = vec![(value, 0usize)];
     while let Some((value, level)) = stack.pop() {

@@ -4,7 +4,7 @@
 //! whose message no longer comes back — and republishes their job. Republishing is always
 //! safe: a claim drops every copy of a job beyond the one that runs it.
 
-use crate::fleet::queue_depth;
+use crate::fleet::{queue_depth, DepthError};
 use crate::state::AppState;
 use jobfleet_common::client::ClientError;
 use jobfleet_common::coordinator::{CoordinatorError, JobRecord};
@@ -27,7 +27,17 @@ pub enum CorrectorError {
     /// The broker failed.
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// A queue's depth could not be read.
+    #[error(transparent)]
+    Depth(#[from] DepthError),
+    /// The broker did not confirm a republished job in time (slow, or blocking publishers).
+    #[error("the broker did not confirm a republished job within {REPUBLISH_DEADLINE:?}")]
+    Unconfirmed,
 }
+
+/// How long republishing one job may take, so a slow or blocked broker never holds the
+/// monitor (and its lease renewals) for long.
+const REPUBLISH_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Queued records examined per group and round.
 const BATCH: usize = 100;
@@ -132,12 +142,18 @@ async fn republish(state: &AppState, record: &JobRecord, takeover: bool) -> Resu
         properties = properties.with_headers(headers);
     }
     warn!(job_id = %job.id, group = %job.group, status = %record.status, "corrector: republishing a stranded job");
-    let channel = state.publisher.get().await?;
-    if let Err(e) = publish_job(&channel, &state.topology, &job, properties).await {
-        state.publisher.invalidate().await;
-        return Err(e.into());
+    let published = async {
+        let channel = state.publisher.get().await?;
+        let sent = publish_job(&channel, &state.topology, &job, properties).await;
+        if sent.is_err() {
+            state.publisher.invalidate().await;
+        }
+        sent
+    };
+    match tokio::time::timeout(REPUBLISH_DEADLINE, published).await {
+        Ok(sent) => Ok(sent?),
+        Err(_) => Err(CorrectorError::Unconfirmed),
     }
-    Ok(())
 }
 
 fn count(state: &AppState, group: &str, kind: &str) {

@@ -5,18 +5,41 @@ use crate::state::AppState;
 use jobfleet_common::client::ClientError;
 use jobfleet_common::publish;
 use serde_json::Value;
+use std::time::Duration;
 use tracing::warn;
 
-/// Jobs waiting in `group`'s queue, from a passive declare on the inspection channel.
-pub async fn queue_depth(state: &AppState, group: &str) -> Result<u64, ClientError> {
-    let channel = state.inspector.get().await?;
-    match publish::queue_depth(&channel, &state.topology.group_queue(group)).await {
-        Ok(depth) => Ok(depth),
-        Err(e) => {
-            // A failed passive declare closes the channel; open a fresh one next time.
-            state.inspector.invalidate().await;
-            Err(e.into())
+/// How long reading a queue's depth may take.
+pub const DEPTH_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Why a queue's depth could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DepthError {
+    /// The broker failed.
+    #[error(transparent)]
+    Broker(#[from] ClientError),
+    /// The broker did not answer within [`DEPTH_DEADLINE`].
+    #[error("the broker did not answer within {DEPTH_DEADLINE:?}")]
+    Deadline,
+}
+
+/// Jobs waiting in `group`'s queue, from a passive declare on the inspection channel,
+/// within [`DEPTH_DEADLINE`].
+pub async fn queue_depth(state: &AppState, group: &str) -> Result<u64, DepthError> {
+    let read = async {
+        let channel = state.inspector.get().await?;
+        match publish::queue_depth(&channel, &state.topology.group_queue(group)).await {
+            Ok(depth) => Ok(depth),
+            Err(e) => {
+                // A failed passive declare closes the channel; open a fresh one next time.
+                state.inspector.invalidate().await;
+                Err(ClientError::from(e))
+            }
         }
+    };
+    match tokio::time::timeout(DEPTH_DEADLINE, read).await {
+        Ok(depth) => Ok(depth?),
+        Err(_) => Err(DepthError::Deadline),
     }
 }
 
@@ -33,7 +56,11 @@ pub fn serving(workers: &[Value], group: &str) -> u64 {
 /// Sets the per-group gauges (queue depth, workers, broken) from the broker and Redis; a
 /// gauge whose source cannot be read keeps its last value.
 pub async fn refresh_gauges(state: &AppState) {
-    let workers = state.coordinator.workers().await.unwrap_or_default();
+    let workers = tokio::time::timeout(DEPTH_DEADLINE, state.coordinator.workers())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
     let metrics = &state.metrics;
     for group in state.config.groups.keys() {
         match queue_depth(state, group).await {
@@ -42,7 +69,9 @@ pub async fn refresh_gauges(state: &AppState) {
         }
         let count = serving(&workers, group) as i64;
         metrics.workers.with_label_values(&[group]).set(count);
-        if let Ok((_, broken)) = state.coordinator.group_health(group).await {
+        if let Ok(Ok((_, broken))) =
+            tokio::time::timeout(DEPTH_DEADLINE, state.coordinator.group_health(group)).await
+        {
             metrics
                 .group_broken
                 .with_label_values(&[group])

@@ -82,6 +82,7 @@ pub async fn run(
     shutdown.cancel();
     let _ = tokio::join!(waiters, monitor);
     state.pool.close();
+    state.inspect_pool.close();
     info!("master stopped");
     Ok(served?)
 }

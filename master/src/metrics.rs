@@ -1,7 +1,9 @@
 //! The master's Prometheus metrics (SPEC §7), labels bounded by the configuration.
 
 use jobfleet_common::config::Config;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 /// Every master metric, registered on its own registry.
 pub struct MasterMetrics {
@@ -21,6 +23,8 @@ pub struct MasterMetrics {
     /// `jobfleet_jobs_corrected_total{group,kind}`: jobs the run-record corrector
     /// republished (`kind` = `queued` or `started`).
     pub jobs_corrected: IntCounterVec,
+    /// `jobfleet_http_waiting_requests`: synchronous submits waiting for their job to end.
+    pub waiting_requests: IntGauge,
 }
 
 impl MasterMetrics {
@@ -74,7 +78,16 @@ impl MasterMetrics {
         registry
             .register(Box::new(http_duration.clone()))
             .expect("unique metric");
+        let waiting_requests = IntGauge::new(
+            "jobfleet_http_waiting_requests",
+            "Synchronous submits (?wait=) waiting for their job to end.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(waiting_requests.clone()))
+            .expect("unique metric");
         MasterMetrics {
+            waiting_requests,
             registry,
             jobs_submitted,
             queue_depth,

@@ -23,8 +23,11 @@ pub struct AppState {
     pub pool: AmqpPool,
     /// A confirm-mode channel for jobs, results and control messages.
     pub publisher: ChannelSlot,
-    /// A plain channel for queue inspection (passive declares).
+    /// A plain channel for queue inspection (passive declares), on a connection of its own
+    /// that never publishes, so a broker alarm that blocks publishers leaves it readable.
     pub inspector: ChannelSlot,
+    /// The inspector's connection pool.
+    pub inspect_pool: AmqpPool,
     /// Compiled JSON Schemas of function args.
     pub schemas: ArgSchemas,
     /// Synchronous submits waiting for results.
@@ -51,9 +54,11 @@ impl AppState {
             &uuid::Uuid::new_v4().simple().to_string()[..6]
         );
         let pool = amqp_pool(&config.amqp_url, 4, &master_id)?;
+        let inspect_pool = amqp_pool(&config.amqp_url, 1, &format!("{master_id}-inspect"))?;
         Ok(AppState {
             publisher: ChannelSlot::new(pool.clone(), true),
-            inspector: ChannelSlot::new(pool.clone(), false),
+            inspector: ChannelSlot::new(inspect_pool.clone(), false),
+            inspect_pool,
             pool,
             schemas,
             waiters: Waiters::default(),

@@ -2,6 +2,7 @@
 //! services: the state points at a Redis and a broker where nothing listens (both pools
 //! connect on first use), so a request that reached either would answer 503, not the
 //! 4xx asserted here. Each answer is the `{"error": {kind, message}}` body of SPEC §4.
+//! Requests that do need a service answer 503 in bounded time and leave nothing behind.
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
@@ -322,4 +323,25 @@ async fn error_answers_are_counted_by_route_and_status() {
     ] {
         assert!(text.lines().any(|l| l == series), "{series} missing from\n{text}");
     }
+}
+
+#[tokio::test]
+async fn waiting_submits_that_fail_leave_no_registration() {
+    let state = state();
+    let app = router(state.clone());
+    let submits = (0..3).map(|_| {
+        let request = submit_to("/v1/jobs?wait=5", json!({"group": "etl", "function": "echo"}));
+        tokio::time::timeout(Duration::from_secs(60), app.clone().oneshot(request))
+    });
+    for answer in futures::future::join_all(submits).await {
+        let response = answer
+            .expect("an answer in bounded time")
+            .expect("the router never fails");
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+    assert_eq!(
+        state.waiters.count(),
+        0,
+        "every registration left with its request"
+    );
 }

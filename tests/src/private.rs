@@ -93,6 +93,23 @@ impl PrivateRabbit {
         self.ctl(&["start_app"]);
         wait_for_port(self.port, Duration::from_secs(60));
     }
+
+    /// Raises a memory alarm, as when the node passes its memory high watermark: the broker
+    /// blocks every connection that publishes until [`PrivateRabbit::clear_memory_alarm`].
+    pub fn raise_memory_alarm(&self) {
+        self.ctl(&[
+            "eval",
+            "rabbit_alarm:set_alarm({{resource_limit, memory, node()}, []}).",
+        ]);
+    }
+
+    /// Clears the alarm of [`PrivateRabbit::raise_memory_alarm`]: publishers go on.
+    pub fn clear_memory_alarm(&self) {
+        self.ctl(&[
+            "eval",
+            "rabbit_alarm:clear_alarm({resource_limit, memory, node()}).",
+        ]);
+    }
 }
 
 impl Drop for PrivateRabbit {

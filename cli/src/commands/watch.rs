@@ -10,7 +10,6 @@ use jobfleet_common::config::redact_url;
 use jobfleet_common::message::{is_valid_name, ResultMessage};
 use jobfleet_common::topology::Topology;
 use std::collections::{HashSet, VecDeque};
-use std::time::{Duration, UNIX_EPOCH};
 use tokio::signal::unix::{signal, SignalKind};
 
 /// Result ids remembered to drop duplicates (a result is sent again only after a worker
@@ -79,8 +78,9 @@ pub async fn run(context: &Context, args: &WatchArgs) -> Result<(), CliError> {
 
 /// `<finished at> <id> <group>.<function> <status> <result or error>`.
 pub fn result_line(result: &ResultMessage) -> String {
-    let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(result.finished_at).unwrap_or(0));
-    let time = output::short_time(&humantime::format_rfc3339_millis(at).to_string());
+    // A foreign publisher's result may carry a time no text can show.
+    let time =
+        jobfleet_api::rfc3339(result.finished_at).map_or_else(|| "?".into(), |t| output::short_time(&t));
     let outcome = match (&result.result, &result.error) {
         (_, Some(error)) => format!("{}: {}", error.kind.as_str(), error.message),
         (Some(value), None) => output::compact(value),
@@ -151,6 +151,13 @@ mod tests {
         failed.result = None;
         failed.error = Some(JobError::new(ErrorKind::FunctionError, "boom"));
         assert!(result_line(&failed).ends_with("j1 default.echo failed function_error: boom"));
+    }
+
+    #[test]
+    fn a_result_from_beyond_year_9999_still_prints() {
+        let mut far = result(JobStatus::Finished);
+        far.finished_at = i64::MAX;
+        assert!(result_line(&far).starts_with("? j1 default.echo finished"));
     }
 
     #[test]

@@ -208,11 +208,10 @@ impl JobRecord {
         let status = status_text
             .parse()
             .map_err(|e| CoordinatorError::Corrupt(format!("{e}")))?;
-        let json = |text: Option<String>| -> Result<Option<Value>, CoordinatorError> {
-            text.map(|t| {
-                serde_json::from_str(&t).map_err(|e| CoordinatorError::Corrupt(format!("json field: {e}")))
-            })
-            .transpose()
+        // A JSON field that cannot be read back (nested past serde_json's recursion limit,
+        // or corrupt) keeps its stored text: one bad record must not hide the others.
+        let json = |text: Option<String>| -> Option<Value> {
+            text.map(|t| serde_json::from_str(&t).unwrap_or(Value::String(t)))
         };
         let number = |text: Option<String>| text.and_then(|t| t.parse::<i64>().ok());
         let error = match fields.remove("error_kind") {
@@ -227,8 +226,8 @@ impl JobRecord {
             group: fields.remove("group").unwrap_or_default(),
             function: fields.remove("function").unwrap_or_default(),
             status,
-            args: json(fields.remove("args"))?.unwrap_or(Value::Null),
-            result: json(fields.remove("result"))?,
+            args: json(fields.remove("args")).unwrap_or(Value::Null),
+            result: json(fields.remove("result")),
             error,
             attempts: number(fields.remove("attempts")).unwrap_or(0) as u32,
             worker: fields.remove("worker").filter(|w| !w.is_empty()),
@@ -341,5 +340,21 @@ mod tests {
         assert_eq!(result.attempts, 2);
         assert_eq!(result.finished_at, 9);
         assert_eq!(result.result, None);
+    }
+
+    #[test]
+    fn unreadable_json_fields_keep_their_text() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let fields = HashMap::from(
+            [
+                ("status", "finished"),
+                ("args", deep.as_str()),
+                ("result", "{not json"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        let record = JobRecord::from_fields(fields).unwrap();
+        assert_eq!(record.args, Value::String(deep));
+        assert_eq!(record.result, Some(Value::String("{not json".into())));
     }
 }

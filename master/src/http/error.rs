@@ -7,6 +7,7 @@ use axum::Json;
 use jobfleet_api::{ErrorBody, ErrorDetail};
 use jobfleet_common::client::ClientError;
 use jobfleet_common::coordinator::CoordinatorError;
+use std::time::Duration;
 
 /// An error answer of the API.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,14 @@ pub enum Backend {
     /// A broker call failed.
     #[error("broker call failed: {0}")]
     Broker(#[source] ClientError),
+    /// A backing service did not answer in time.
+    #[error("{service} did not answer within {after:?}")]
+    Deadline {
+        /// Which service.
+        service: &'static str,
+        /// How long it was given.
+        after: Duration,
+    },
 }
 
 impl ApiError {
@@ -91,6 +100,31 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
 
+    /// 503: a backing service did not answer within `after`.
+    pub fn deadline(service: &'static str, after: Duration) -> Self {
+        let message = format!(
+            "the {service} did not answer within {}; try again later",
+            humantime::format_duration(after)
+        );
+        ApiError::backend(Backend::Deadline { service, after }, &message)
+    }
+
+    /// 503: the broker blocks publishers (a memory or disk alarm); nothing was queued.
+    pub fn broker_blocked() -> Self {
+        Self::unavailable(
+            "the broker (RabbitMQ) is blocking publishers (a memory or disk alarm); nothing was queued, try again later",
+        )
+    }
+
+    /// 503: a job was published but its confirm did not come; it may still run.
+    pub fn unconfirmed(id: &str, source: ApiError) -> Self {
+        let message = format!(
+            "the broker (RabbitMQ) did not confirm job {id:?}; it may still run: GET /v1/jobs/{id} shows it, \
+             and submitting the same id again never runs it twice"
+        );
+        ApiError { message, ..source }
+    }
+
     /// The status code.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -110,6 +144,7 @@ impl IntoResponse for ApiError {
         match self.source.as_deref() {
             Some(Backend::Coordinator(e)) => tracing::error!(error = %e, "redis call failed"),
             Some(Backend::Broker(e)) => tracing::error!(error = %e, "broker call failed"),
+            Some(e @ Backend::Deadline { .. }) => tracing::error!(error = %e, "backing service too slow"),
             None => {}
         }
         let body = ErrorBody {
@@ -131,5 +166,16 @@ impl From<CoordinatorError> for ApiError {
 impl From<ClientError> for ApiError {
     fn from(e: ClientError) -> Self {
         ApiError::backend(Backend::Broker(e), "the broker (RabbitMQ) is unavailable")
+    }
+}
+
+impl From<crate::fleet::DepthError> for ApiError {
+    fn from(e: crate::fleet::DepthError) -> Self {
+        match e {
+            crate::fleet::DepthError::Broker(e) => e.into(),
+            crate::fleet::DepthError::Deadline => {
+                ApiError::deadline("broker (RabbitMQ)", crate::fleet::DEPTH_DEADLINE)
+            }
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! `/v1/groups` and `/v1/workers`: the fleet as the coordinator and the broker see it.
 
+use super::backend;
 use super::error::ApiError;
 use super::views::worker_view;
 use crate::fleet::{queue_depth, serving};
@@ -25,13 +26,13 @@ async fn group_view(
     config: &GroupConfig,
     workers: &[Value],
 ) -> Result<GroupView, ApiError> {
-    let (failures, broken) = state.coordinator.group_health(name).await?;
+    let (failures, broken) = backend::redis(state.coordinator.group_health(name)).await?;
     Ok(GroupView {
         name: name.to_string(),
         functions: config.functions.keys().cloned().collect(),
         workers: serving(workers, name),
         queue_depth: queue_depth(state, name).await?,
-        running: state.coordinator.running(name).await?,
+        running: backend::redis(state.coordinator.running(name)).await?,
         consecutive_failures: u64::from(failures),
         broken,
     })
@@ -43,7 +44,7 @@ async fn group_view(
     responses((status = 200, body = GroupList), (status = 503, description = "A backing service down", body = ErrorBody))
 )]
 pub async fn list(State(state): State<SharedState>) -> Result<Json<GroupList>, ApiError> {
-    let workers = state.coordinator.workers().await?;
+    let workers = backend::redis(state.coordinator.workers()).await?;
     let mut groups = Vec::new();
     for (name, config) in &state.config.groups {
         groups.push(group_view(&state, name, config, &workers).await?);
@@ -62,7 +63,7 @@ pub async fn get(
     Path(group): Path<String>,
 ) -> Result<Json<GroupView>, ApiError> {
     let config = configured(&state, &group)?;
-    let workers = state.coordinator.workers().await?;
+    let workers = backend::redis(state.coordinator.workers()).await?;
     Ok(Json(group_view(&state, &group, config, &workers).await?))
 }
 
@@ -77,9 +78,9 @@ pub async fn reset(
     Path(group): Path<String>,
 ) -> Result<Json<GroupView>, ApiError> {
     let config = configured(&state, &group)?;
-    state.coordinator.reset_group(&group).await?;
+    backend::redis(state.coordinator.reset_group(&group)).await?;
     tracing::info!(%group, "group reset");
-    let workers = state.coordinator.workers().await?;
+    let workers = backend::redis(state.coordinator.workers()).await?;
     Ok(Json(group_view(&state, &group, config, &workers).await?))
 }
 
@@ -89,7 +90,7 @@ pub async fn reset(
     responses((status = 200, body = WorkerList), (status = 503, description = "Redis down", body = ErrorBody))
 )]
 pub async fn workers(State(state): State<SharedState>) -> Result<Json<WorkerList>, ApiError> {
-    let workers = state.coordinator.workers().await?;
+    let workers = backend::redis(state.coordinator.workers()).await?;
     Ok(Json(WorkerList {
         workers: workers.iter().map(worker_view).collect(),
     }))

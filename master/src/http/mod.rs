@@ -1,8 +1,11 @@
 //! The HTTP API of SPEC §4: the router, its handlers, errors and the OpenAPI document.
 
+pub mod backend;
 pub mod error;
 pub mod groups;
 pub mod jobs;
+pub mod submission;
+pub mod submit;
 pub mod system;
 pub mod views;
 
@@ -23,7 +26,7 @@ use utoipa::OpenApi;
         description = "Submit jobs, follow them, and watch the fleet."
     ),
     paths(
-        jobs::submit,
+        submit::submit,
         jobs::get,
         jobs::list,
         jobs::cancel,
@@ -54,7 +57,7 @@ pub fn router(state: SharedState) -> Router {
         .saturating_mul(2)
         .saturating_add(64 * 1024);
     Router::new()
-        .route("/v1/jobs", post(jobs::submit).get(jobs::list))
+        .route("/v1/jobs", post(submit::submit).get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::delete))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/v1/groups", get(groups::list))

@@ -1,5 +1,6 @@
 //! Liveness, readiness, metrics and the OpenAPI document.
 
+use super::backend;
 use super::error::ApiError;
 use crate::state::SharedState;
 use axum::extract::State;
@@ -17,8 +18,8 @@ pub async fn healthz() -> Json<Health> {
 /// Readiness: RabbitMQ and Redis are reachable.
 #[utoipa::path(get, path = "/readyz", tag = "system", responses((status = 200, body = Health), (status = 503, description = "RabbitMQ or Redis unreachable", body = ErrorBody)))]
 pub async fn readyz(State(state): State<SharedState>) -> Result<Json<Health>, ApiError> {
-    state.coordinator.ping().await?;
-    let channel = state.inspector.get().await?;
+    backend::redis(state.coordinator.ping()).await?;
+    let channel = backend::broker(state.inspector.get()).await?;
     if !channel.status().connected() {
         state.inspector.invalidate().await;
         return Err(ApiError::unavailable("the broker (RabbitMQ) is unavailable"));
@@ -30,6 +31,7 @@ pub async fn readyz(State(state): State<SharedState>) -> Result<Json<Health>, Ap
 #[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
     crate::fleet::refresh_gauges(&state).await;
+    state.metrics.waiting_requests.set(state.waiters.count() as i64);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

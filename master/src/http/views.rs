@@ -1,15 +1,17 @@
 //! The API's documents (`jobfleet_api`) made from what Redis holds: job records with
 //! RFC 3339 times, and worker registry entries.
 
-use jobfleet_api::{JobErrorView, JobView, WorkerView};
+use jobfleet_api::{rfc3339, JobErrorView, JobView, WorkerView};
 use jobfleet_common::coordinator::JobRecord;
 use serde_json::Value;
-use std::time::{Duration, UNIX_EPOCH};
 
-/// RFC 3339 UTC text of a unix-ms time.
-pub fn rfc3339(ms: i64) -> String {
-    let time = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_millis(time).to_string()
+/// The text of the first time that can be shown, else the epoch's.
+fn first_shown(times: &[Option<i64>]) -> String {
+    times
+        .iter()
+        .flatten()
+        .find_map(|&ms| rfc3339(ms))
+        .unwrap_or_else(|| rfc3339(0).expect("the epoch is shown"))
 }
 
 /// A job record as the API shows it (SPEC §4).
@@ -27,9 +29,10 @@ pub fn job_view(r: &JobRecord) -> JobView {
         }),
         attempts: r.attempts,
         worker: r.worker.clone(),
-        submitted_at: rfc3339(r.submitted_at.or(r.started_at).or(r.finished_at).unwrap_or(0)),
-        started_at: r.started_at.map(rfc3339),
-        finished_at: r.finished_at.map(rfc3339),
+        // Required in a record: an unshowable submit time gives way to the next time known.
+        submitted_at: first_shown(&[r.submitted_at, r.started_at, r.finished_at]),
+        started_at: r.started_at.and_then(rfc3339),
+        finished_at: r.finished_at.and_then(rfc3339),
         duration_ms: r.duration_ms,
     }
 }
@@ -53,6 +56,20 @@ pub fn worker_view(info: &Value) -> WorkerView {
         running: running_jobs.len() as u64,
         running_jobs,
         concurrency: info["concurrency"].as_u64().unwrap_or(0),
-        last_heartbeat: rfc3339(info["last_heartbeat"].as_i64().unwrap_or(0)),
+        last_heartbeat: first_shown(&[info["last_heartbeat"].as_i64()]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_shows_the_first_time_that_can_be_shown() {
+        assert_eq!(
+            first_shown(&[Some(i64::MAX), None, Some(1000)]),
+            "1970-01-01T00:00:01.000Z"
+        );
+        assert_eq!(first_shown(&[Some(-5)]), "1970-01-01T00:00:00.000Z");
     }
 }

@@ -1,0 +1,245 @@
+//! `POST /v1/jobs`: validate a submission, record and publish it (see
+//! [`submission`](super::submission)), and answer at once or, under `?wait=`, when the job
+//! ends.
+
+use super::backend;
+use super::error::ApiError;
+use super::submission::{self, Submission};
+use super::views::job_view;
+use crate::state::{AppState, SharedState};
+use crate::waiters::Waiter;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use jobfleet_api::{
+    Accepted, ErrorBody, JobView, SubmitQuery, SubmitRequest, MAX_IDEMPOTENCY_KEY_BYTES, MAX_WAIT_SECONDS,
+};
+use jobfleet_common::codec::{self, MAX_ARGS_DEPTH};
+use jobfleet_common::coordinator::{JobRecord, Submitted};
+use jobfleet_common::message::{is_valid_job_id, new_job_id, JobMessage, JobStatus};
+use jobfleet_common::trace::{TraceParent, TRACEPARENT};
+use serde_json::Value;
+use std::time::Duration;
+
+/// Submit a job.
+#[utoipa::path(
+    post, path = "/v1/jobs", tag = "jobs",
+    params(SubmitQuery),
+    request_body = SubmitRequest,
+    responses(
+        (status = 202, description = "Queued (or still running after `wait`)", body = Accepted),
+        (status = 200, description = "The original job of a repeated id or idempotency key, or the ended job under `wait`", body = JobView),
+        (status = 400, description = "Malformed request, or args nested deeper than 64 levels", body = ErrorBody),
+        (status = 404, description = "Unknown group", body = ErrorBody),
+        (status = 413, description = "Args over max_args_bytes", body = ErrorBody),
+        (status = 422, description = "Unknown function, or args fail the function's schema", body = ErrorBody),
+        (status = 503, description = "Group broken, or a backing service down, slow or blocking publishers", body = ErrorBody),
+    )
+)]
+pub async fn submit(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    query: Result<Query<SubmitQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    // A caller's W3C trace context continues on the job; a malformed one is ignored.
+    let traceparent = headers
+        .get(TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| TraceParent::parse(v).is_some())
+        .map(String::from);
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let wait = wait_of(query.wait)?;
+    let request = parse(&state, body)?;
+    let job = validate(
+        &state,
+        request.group,
+        request.function,
+        request.args.unwrap_or(Value::Null),
+        request.id,
+        request.timeout_ms,
+    )?;
+    let idempotency_key = match request.idempotency_key {
+        Some(key) if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES => {
+            return Err(ApiError::bad_request(format!(
+                "idempotency_key must be 1..={MAX_IDEMPOTENCY_KEY_BYTES} bytes"
+            )));
+        }
+        key => key,
+    };
+    let submission = Submission {
+        job: &job,
+        idempotency_key: idempotency_key.as_deref(),
+        traceparent: traceparent.as_deref(),
+    };
+    // Listen before the job can end, so a quick result is not missed.
+    let waiter = wait.map(|_| state.waiters.register(&job.id));
+    match submission::record(&state, submission).await? {
+        Submitted::GroupBroken => Err(ApiError::group_broken(format!(
+            "group {:?} is broken; POST /v1/groups/{}/reset to run jobs again",
+            job.group, job.group
+        ))),
+        // A repeat: the original job, never a second run.
+        Submitted::Existing(existing) => {
+            drop(waiter);
+            let record = match wait {
+                Some(wait) => {
+                    wait_for_end(&state, &existing, state.waiters.register(&existing), wait).await?
+                }
+                None => backend::redis(state.coordinator.job(&existing)).await?,
+            };
+            let record =
+                record.ok_or_else(|| ApiError::not_found(format!("job {existing:?} has expired")))?;
+            Ok((StatusCode::OK, Json(job_view(&record))).into_response())
+        }
+        Submitted::Created => {
+            submission::publish(&state, submission).await?;
+            state
+                .metrics
+                .jobs_submitted
+                .with_label_values(&[&job.group, &job.function])
+                .inc();
+            match (wait, waiter) {
+                (Some(wait), Some(waiter)) => match wait_for_end(&state, &job.id, waiter, wait).await? {
+                    Some(record) if record.status.is_terminal() => {
+                        Ok((StatusCode::OK, Json(job_view(&record))).into_response())
+                    }
+                    record => Ok(accepted(&job.id, record.map_or(JobStatus::Queued, |r| r.status))),
+                },
+                _ => Ok(accepted(&job.id, JobStatus::Queued)),
+            }
+        }
+    }
+}
+
+/// The `?wait=` duration, if any.
+fn wait_of(wait: Option<f64>) -> Result<Option<Duration>, ApiError> {
+    match wait {
+        Some(w) if w.is_finite() && (0.0..=MAX_WAIT_SECONDS as f64).contains(&w) => {
+            Ok(Some(Duration::from_secs_f64(w)))
+        }
+        Some(_) => Err(ApiError::bad_request(format!(
+            "wait must be 0..={MAX_WAIT_SECONDS} seconds"
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// The request body, read within the size limit and parsed.
+fn parse(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<SubmitRequest, ApiError> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(format!(
+                "the request body exceeds the limit for args of {} bytes",
+                state.config.max_args_bytes
+            ))
+        } else {
+            ApiError::bad_request(e.body_text())
+        }
+    })?;
+    serde_json::from_slice(&body).map_err(|e| {
+        if e.to_string().contains("recursion limit") {
+            ApiError::bad_request(format!(
+                "args nest deeper than the JSON parser reads; they may nest at most {MAX_ARGS_DEPTH} levels"
+            ))
+        } else {
+            ApiError::bad_request(format!("invalid JSON body: {e}"))
+        }
+    })
+}
+
+fn accepted(id: &str, status: JobStatus) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            id: id.to_string(),
+            status: status.as_str().to_string(),
+        }),
+    )
+        .into_response()
+}
+
+/// Checks a submission against the configuration: group, function, id, timeout, size,
+/// nesting, schema (SPEC §4, "validate locally").
+fn validate(
+    state: &AppState,
+    group: String,
+    function: String,
+    args: Value,
+    id: Option<String>,
+    timeout_ms: Option<u64>,
+) -> Result<JobMessage, ApiError> {
+    let group_config = state
+        .config
+        .group(&group)
+        .ok_or_else(|| ApiError::not_found(format!("unknown group {group:?}")))?;
+    if !group_config.functions.contains_key(&function) {
+        return Err(ApiError::unknown_function(format!(
+            "group {group:?} has no function {function:?}"
+        )));
+    }
+    let id = match id {
+        Some(id) if !is_valid_job_id(&id) => {
+            return Err(ApiError::bad_request(
+                "id must be 1..128 chars of [A-Za-z0-9._:-]",
+            ))
+        }
+        Some(id) => id,
+        None => new_job_id(),
+    };
+    if timeout_ms == Some(0) {
+        return Err(ApiError::bad_request("timeout_ms must be positive"));
+    }
+    let size = serde_json::to_vec(&args).map(|b| b.len()).unwrap_or(usize::MAX);
+    if size > state.config.max_args_bytes {
+        return Err(ApiError::too_large(format!(
+            "args have {size} bytes; the limit is {}",
+            state.config.max_args_bytes
+        )));
+    }
+    // Workers fail deeper args as bad messages: refuse them here instead.
+    let depth = codec::depth(&args);
+    if depth > MAX_ARGS_DEPTH {
+        return Err(ApiError::bad_request(format!(
+            "args nest {depth} levels deep; they may nest at most {MAX_ARGS_DEPTH}"
+        )));
+    }
+    state
+        .schemas
+        .check(&group, &function, &args)
+        .map_err(ApiError::invalid_args)?;
+    Ok(JobMessage {
+        id,
+        group,
+        function,
+        args,
+        submitted_at: Some(jobfleet_common::now_ms()),
+        timeout_ms,
+    })
+}
+
+/// Waits until the job ends or `wait` passes, woken by its result; returns the record.
+/// The registration leaves with `waiter` however this returns.
+async fn wait_for_end(
+    state: &AppState,
+    id: &str,
+    mut waiter: Waiter<'_>,
+    wait: Duration,
+) -> Result<Option<JobRecord>, ApiError> {
+    // It may have ended before we registered.
+    let record = backend::redis(state.coordinator.job(id)).await?;
+    if record.as_ref().is_none_or(|r| r.status.is_terminal()) {
+        return Ok(record);
+    }
+    // A stopping master answers at once (202 unless the job ended) instead of holding the
+    // shutdown for the rest of the wait.
+    tokio::select! {
+        _ = tokio::time::timeout(wait, waiter.woken()) => {}
+        _ = state.shutdown.cancelled() => {}
+    }
+    drop(waiter);
+    backend::redis(state.coordinator.job(id)).await
+}
