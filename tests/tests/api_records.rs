@@ -184,6 +184,16 @@ async fn every_stored_record_renders() {
     }
     let (status, _) = get(&http, &format!("{base}/v1/jobs?status=queued")).await;
     assert_eq!(status, StatusCode::OK);
+
+    // A record no transition could have written (an unknown status) is left out of the
+    // listing instead of failing it.
+    let bogus = [("status", "bogus".to_string()), ("submitted_at", now.clone())];
+    store(&env, "default", "bogus-status", &bogus).await;
+    let (status, page) = get(&http, &format!("{base}/v1/jobs?limit=1000")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let listed = page["jobs"].as_array().unwrap();
+    assert!(listed.iter().all(|j| j["id"] != "bogus-status"), "{page}");
+    assert!(listed.len() >= ids.len(), "{page}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

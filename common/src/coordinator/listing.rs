@@ -257,7 +257,15 @@ impl Coordinator {
             } else {
                 None
             };
-            let record = fields.map(JobRecord::from_fields).transpose()?;
+            // One unreadable record (an unknown status written by hand) must not fail the
+            // page for everyone: it is left out, with a warning.
+            let record = fields.and_then(|fields| match JobRecord::from_fields(fields) {
+                Ok(record) => Some(record),
+                Err(e) => {
+                    tracing::warn!(job_id = %entry.1, error = %e, "unreadable record left out of a listing");
+                    None
+                }
+            });
             out.push((entry.clone(), record.filter(|r| filter.matches(r))));
         }
         Ok(out)
