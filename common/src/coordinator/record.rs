@@ -95,8 +95,11 @@ pub enum EndEarly {
 }
 
 /// What forgetting a job did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Forget {
+    /// The master ended the job (a cancel) and its result is not confirmed published yet:
+    /// nothing was deleted. Publish the record's result, mark it announced, then forget.
+    Unannounced(Box<JobRecord>),
     /// The record is gone.
     Deleted,
     /// The job is not terminal yet.

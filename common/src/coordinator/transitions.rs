@@ -417,7 +417,7 @@ impl Coordinator {
             return Ok(Forget::Missing);
         };
         let mut conn = self.connection().await?;
-        let reply: Vec<String> = FORGET
+        let reply: RedisValue = FORGET
             .key(self.keys.job(&group, id))
             .key(self.keys.index(&group))
             .key(self.keys.tombstone(&group, id))
@@ -425,16 +425,31 @@ impl Coordinator {
             .arg(self.retention_secs())
             .invoke_async(&mut *conn)
             .await?;
-        match reply.first().map(String::as_str) {
+        Forget::from_reply(&reply)
+    }
+}
+
+impl Forget {
+    /// Reads the reply of forget.lua.
+    fn from_reply(reply: &RedisValue) -> Result<Forget, CoordinatorError> {
+        let RedisValue::Array(items) = reply else {
+            return Err(CoordinatorError::Corrupt(format!("forget reply {reply:?}")));
+        };
+        match items.first().and_then(text).as_deref() {
             Some("deleted") => Ok(Forget::Deleted),
             Some("conflict") => Ok(Forget::Conflict(
-                reply
+                items
                     .get(1)
+                    .and_then(text)
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(JobStatus::Queued),
             )),
+            Some("unannounced") => {
+                let fields = fields_of(items.get(1).unwrap_or(&RedisValue::Nil))?;
+                Ok(Forget::Unannounced(Box::new(JobRecord::from_fields(fields)?)))
+            }
             Some("missing") => Ok(Forget::Missing),
-            _ => Err(CoordinatorError::Corrupt(format!("forget reply {reply:?}"))),
+            other => Err(CoordinatorError::Corrupt(format!("forget verdict {other:?}"))),
         }
     }
 }

@@ -1,5 +1,5 @@
 -- Deletes a terminal job's record and its index entries.
--- Returns {'deleted'}, {'conflict', status} or {'missing'}.
+-- Returns {'deleted'}, {'conflict', status}, {'unannounced', {field, value, ...}} or {'missing'}.
 -- KEYS[1] job key, KEYS[2] group index, KEYS[3] the job's tombstone
 -- ARGV: 1 id, 2 tombstone ttl (s)
 -- The tombstone outlives the record so that a copy of the job's message still waiting in
@@ -11,6 +11,11 @@ if not status then
 end
 if status ~= 'finished' and status ~= 'failed' and status ~= 'canceled' then
   return {'conflict', status}
+end
+if redis.call('HGET', KEYS[1], 'announce') == '1' then
+  -- The master ended it and its result is not published yet: deleting now would leave
+  -- every copy of the job to meet a tombstone, and no result would ever be published.
+  return {'unannounced', redis.call('HGETALL', KEYS[1])}
 end
 redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[3], status, 'EX', tonumber(ARGV[2]))

@@ -145,8 +145,18 @@ pub async fn delete(
     State(state): State<SharedState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    match backend::redis(state.coordinator.forget(&id)).await? {
+    let mut forgot = backend::redis(state.coordinator.forget(&id)).await?;
+    if let Forget::Unannounced(record) = &forgot {
+        // Its result (a cancel's) is owed first: once deleted, no copy would publish it.
+        announce(&state, record).await;
+        forgot = backend::redis(state.coordinator.forget(&id)).await?;
+    }
+    match forgot {
         Forget::Deleted => Ok(StatusCode::NO_CONTENT),
+        Forget::Unannounced(_) => Err(ApiError::unavailable(format!(
+            "job {id:?} was canceled and its result is not published yet (the broker did not take it); \
+             retry the delete"
+        ))),
         Forget::Conflict(status) => Err(ApiError::conflict(format!(
             "job {id:?} is {status}; only ended jobs can be deleted"
         ))),
