@@ -7,7 +7,6 @@
 use jobfleet_common::client::{amqp_pool, open_channel, AmqpPool, ResultSubscriber};
 use jobfleet_common::config::{Config, QueueType};
 use jobfleet_common::message::{ErrorKind, JobError, JobMessage, JobStatus, ResultMessage};
-use jobfleet_common::publish::queue_depth;
 use jobfleet_tests::private::PrivateRabbit;
 use jobfleet_tests::{collect_results, drain_results, eventually, TestEnv, HOLD_DELAY};
 use jobfleet_worker::{WorkerBuilder, WorkerMetrics};
@@ -137,18 +136,6 @@ const TWO_GROUPS: &str = r#"
 [groups.beta.functions.sleep]
 "#;
 
-/// Messages ready in the queues of `groups`, from passive declares.
-async fn ready(env: &TestEnv, pool: &AmqpPool, groups: &[&str]) -> Option<u64> {
-    let channel = open_channel(pool, false).await.ok()?;
-    let mut ready = 0;
-    for group in groups {
-        ready += queue_depth(&channel, &env.topology.group_queue(group))
-            .await
-            .ok()?;
-    }
-    Some(ready)
-}
-
 /// Jobs recorded as running in `groups`.
 async fn running(env: &TestEnv, groups: &[&str]) -> u64 {
     let mut running = 0;
@@ -158,21 +145,33 @@ async fn running(env: &TestEnv, groups: &[&str]) -> u64 {
     running
 }
 
-/// Publishes `jobs`, waits until one runs while the others are back in (or still in) their
-/// queues rather than waiting in the busy worker, then until every job ended once.
-async fn assert_waiting_jobs_stay_in_the_queue(env: &TestEnv, groups: &[&str], jobs: Vec<JobMessage>) {
-    let mut subscriber = env.subscriber(&["#"]).await;
-    env.producer().await.publish_many(&jobs).await.unwrap();
-    let pool = amqp_pool(&env.config.amqp_url, 1, "test").unwrap();
-    let waiting = jobs.len() as u64 - 1;
-    eventually(Duration::from_secs(20), || async {
-        let queued = ready(env, &pool, groups).await?;
-        (queued == waiting && running(env, groups).await == 1).then_some(())
+/// Ready and unacknowledged messages over the queues of `groups`, as the broker counts them.
+fn group_counts(env: &TestEnv, groups: &[&str]) -> (u64, u64) {
+    let counts = env.queue_counts();
+    groups
+        .iter()
+        .filter_map(|group| counts.get(&format!("group.{group}")))
+        .fold((0, 0), |(ready, unacked), (r, u)| (ready + r, unacked + u))
+}
+
+/// Waits until the broker counts `unacked` deliveries of `groups` unacknowledged and
+/// `ready` (at least) ready while one job runs, in two polls in a row (a delivery merely
+/// on its way is not caught): no delivery waits in the worker for a slot.
+async fn until_waiting_jobs_stay_in_the_queue(env: &TestEnv, groups: &[&str], ready: u64, unacked: u64) {
+    let in_a_row = &std::cell::Cell::new(0);
+    eventually(Duration::from_secs(20), || async move {
+        let counts = group_counts(env, groups);
+        let holds = counts.0 >= ready && counts.1 == unacked && running(env, groups).await == 1;
+        in_a_row.set(if holds { in_a_row.get() + 1 } else { 0 });
+        (in_a_row.get() == 2).then_some(())
     })
     .await;
-    pool.close();
+}
+
+/// Every job of `jobs` ended once, finished at its first attempt.
+async fn assert_each_finished_once(subscriber: &mut ResultSubscriber, jobs: &[JobMessage]) {
     let ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
-    let results = collect_results(&mut subscriber, &ids, Duration::from_secs(60)).await;
+    let results = collect_results(subscriber, &ids, Duration::from_secs(60)).await;
     for id in &ids {
         let outcomes: Vec<_> = results[id].iter().map(|r| (r.status, r.attempts)).collect();
         assert_eq!(outcomes, [(JobStatus::Finished, 1)], "{id}");
@@ -186,10 +185,11 @@ async fn a_delivery_never_waits_for_a_slot_another_groups_job_holds() {
         .await;
     // One slot, two groups, a prefetch of one per consumer: each group's consumer gets a
     // job, one runs, and the other goes back to its queue instead of waiting for the slot.
-    let jobs = ["alpha", "beta"]
-        .map(|group| JobMessage::new(group, "sleep", json!({"ms": 5000})))
-        .to_vec();
-    assert_waiting_jobs_stay_in_the_queue(&env, &["alpha", "beta"], jobs).await;
+    let mut subscriber = env.subscriber(&["#"]).await;
+    let jobs = ["alpha", "beta"].map(|group| JobMessage::new(group, "sleep", json!({"ms": 6000})));
+    env.producer().await.publish_many(&jobs).await.unwrap();
+    until_waiting_jobs_stay_in_the_queue(&env, &["alpha", "beta"], 1, 1).await;
+    assert_each_finished_once(&mut subscriber, &jobs).await;
     env.stop_workers().await;
 }
 
@@ -203,10 +203,11 @@ async fn a_delivery_never_waits_for_the_slot_of_a_handed_off_long_job() {
     env.start_worker(worker).await;
     // The long job acknowledges its delivery at the handoff but keeps its slot: the
     // broker's next delivery finds no slot and goes back to the queue.
-    let jobs = (0..2)
-        .map(|_| JobMessage::new("default", "sleep", json!({"ms": 4000})))
-        .collect();
-    assert_waiting_jobs_stay_in_the_queue(&env, &["default"], jobs).await;
+    let mut subscriber = env.subscriber(&["#"]).await;
+    let jobs = [(); 2].map(|_| JobMessage::new("default", "sleep", json!({"ms": 6000})));
+    env.producer().await.publish_many(&jobs).await.unwrap();
+    until_waiting_jobs_stay_in_the_queue(&env, &["default"], 1, 0).await;
+    assert_each_finished_once(&mut subscriber, &jobs).await;
     env.stop_workers().await;
 }
 
