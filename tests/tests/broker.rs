@@ -270,6 +270,29 @@ async fn a_job_longer_than_consumer_timeout_ends_once_without_a_second_run() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_channel_the_broker_closes_for_consumer_timeout_carries_on() {
+    let rabbit = PrivateRabbit::with_consumer_timeout(Duration::from_secs(2));
+    let mut env = TestEnv::with_services("ctclosed", "", &rabbit.url(), &shared_redis());
+    // A handoff later than the broker's timeout (a misconfiguration): the broker closes the
+    // worker's channel with PRECONDITION_FAILED while the job runs.
+    let worker = env.worker().long_job_handoff(Duration::from_secs(3600));
+    env.start_worker(worker).await;
+    let long = JobMessage::new("default", "sleep", json!({"ms": 5000}));
+    let result = run_once(&env, &long).await;
+    assert_eq!((result.status, result.attempts), (JobStatus::Finished, 1));
+    assert!(
+        rabbit
+            .log()
+            .contains("timed out waiting for delivery acknowledgement"),
+        "the broker enforced consumer_timeout"
+    );
+    // The worker took that for a lost session, not a refused topology: it runs the next job.
+    let next = run_once(&env, &JobMessage::new("default", "echo", json!("still here"))).await;
+    assert_eq!(next.result, Some(json!("still here")));
+    env.stop_workers().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_the_broker_silently_drops_is_noticed_and_its_jobs_run() {
     let rabbit = PrivateRabbit::start();
     let mut env = TestEnv::with_services("lostconsumer", "", &rabbit.url(), &shared_redis());

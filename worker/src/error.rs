@@ -18,6 +18,10 @@ pub enum WorkerError {
     /// The broker failed.
     #[error("amqp: {0}")]
     Amqp(#[from] lapin::Error),
+    /// The broker refused this worker's topology while a session started (a queue declared
+    /// with other arguments, no permission): reconnecting cannot help.
+    #[error("the broker refuses this worker's topology: {0}")]
+    Refused(#[source] lapin::Error),
     /// A client-library call failed.
     #[error(transparent)]
     Client(#[from] ClientError),

@@ -34,16 +34,7 @@ impl Worker {
         shutdown: &CancellationToken,
         delivered: &mut bool,
     ) -> Result<Session, WorkerError> {
-        let bound = watchdog::setup_bound(self.stall_check);
-        let (channel, mut control, mut intake) = match tokio::time::timeout(bound, self.open_session()).await
-        {
-            Ok(opened) => opened?,
-            Err(_) => {
-                return Err(WorkerError::Stalled(format!(
-                    "the broker did not set up a session within {bound:?}"
-                )))
-            }
-        };
+        let (channel, mut control, mut intake) = self.start_session().await?;
         self.shared.paused.send_replace(false);
         let mut watchdog = StallWatchdog::new(self.stall_check);
         info!("consuming");
@@ -87,6 +78,20 @@ impl Worker {
                     tracker.spawn(async move { shared.handle(delivery).await }.in_current_span());
                 }
             }
+        }
+    }
+
+    /// Starts a session within the setup bound: one that takes longer counts as a stall,
+    /// and a refusal of the topology is for good (the same error later, from a channel the
+    /// broker closes for consumer_timeout, ends only the session).
+    async fn start_session(&self) -> Result<(Channel, ControlTask, Intake), WorkerError> {
+        let bound = watchdog::setup_bound(self.stall_check);
+        match tokio::time::timeout(bound, self.open_session()).await {
+            Ok(Err(WorkerError::Amqp(e))) if client::is_refusal(&e) => Err(WorkerError::Refused(e)),
+            Ok(opened) => opened,
+            Err(_) => Err(WorkerError::Stalled(format!(
+                "the broker did not set up a session within {bound:?}"
+            ))),
         }
     }
 
