@@ -265,16 +265,8 @@ impl Shared {
                       ended already, so it is not run"
             .to_string();
         warn!("dead-lettering a job older than the retention");
-        match self.dead_letter(delivery, reason).await {
-            Ok(()) => {
-                ack(delivery).await;
-                Handled::Dropped
-            }
-            Err(e) => {
-                warn!(error = %e, "could not dead-letter");
-                self.hand_back(delivery).await
-            }
-        }
+        let placed = self.dead_letter(delivery, reason).await;
+        self.settle_copied(delivery, placed, Handled::Dropped).await
     }
 
     /// Dead-letters an undecodable message with its reason, and records the job as failed

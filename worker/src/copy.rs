@@ -31,13 +31,25 @@ impl Shared {
     /// again. Handed back when the copy cannot be placed.
     pub(crate) async fn hold(&self, delivery: &Delivery, job: &JobMessage) -> Handled {
         debug!("another worker owns the job; parking this copy");
-        match self.park_hold_copy(delivery, job).await {
+        let placed = self.park_hold_copy(delivery, job).await;
+        self.settle_copied(delivery, placed, Handled::Held).await
+    }
+
+    /// Acknowledges a delivery whose copy was `placed` and answers `handled`; hands it back
+    /// when the copy failed.
+    pub(crate) async fn settle_copied(
+        &self,
+        delivery: &Delivery,
+        placed: Result<(), CopyError>,
+        handled: Handled,
+    ) -> Handled {
+        match placed {
             Ok(()) => {
                 ack(delivery).await;
-                Handled::Held
+                handled
             }
             Err(e) => {
-                warn!(error = %e, "could not park a copy");
+                warn!(error = %e, "could not place a copy; handing the delivery back");
                 self.hand_back(delivery).await
             }
         }

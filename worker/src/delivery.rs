@@ -29,16 +29,10 @@ impl Shared {
         let Unrecorded::Refused(error) = why else {
             return self.hand_back(delivery).await;
         };
-        match self
+        let placed = self
             .dead_letter(delivery, format!("coordinator error: {error}"))
-            .await
-        {
-            Ok(()) => {
-                ack(delivery).await;
-                Handled::Dropped
-            }
-            Err(_) => self.hand_back(delivery).await,
-        }
+            .await;
+        self.settle_copied(delivery, placed, Handled::Dropped).await
     }
 
     /// Publishes a result, then acknowledges its delivery; hands the delivery back when

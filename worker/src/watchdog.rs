@@ -81,6 +81,12 @@ mod tests {
         assert!(matches!(stalled, WorkerError::Stalled(_)), "{stalled:?}");
     }
 
+    #[test]
+    fn a_session_may_take_two_check_intervals_to_start_and_at_least_five_seconds() {
+        assert_eq!(setup_bound(Duration::from_secs(15)), Duration::from_secs(30));
+        assert_eq!(setup_bound(Duration::from_millis(300)), Duration::from_secs(5));
+    }
+
     #[tokio::test]
     async fn idle_after_a_quiet_interval() {
         let mut watchdog = StallWatchdog::new(Duration::from_millis(20));
