@@ -138,18 +138,30 @@ impl Topology {
         Ok(())
     }
 
-    /// Declares the delay queue of `group` for `delay_ms` and returns its name.
+    /// Declares the delay queue of `group` for `delay_ms`, of the group's `queue_type`, and
+    /// returns its name. A quorum delay queue dead-letters at least once (`x-dead-letter-strategy`,
+    /// which needs `x-overflow = reject-publish`): a copy whose way back to `NS.jobs` fails stays
+    /// in the queue and is retried, where the default (at most once) would drop it.
     pub async fn declare_delay(
         &self,
         channel: &Channel,
         group: &str,
         delay_ms: u64,
+        queue_type: QueueType,
     ) -> Result<String, AmqpError> {
         let queue = self.delay_queue(group, delay_ms);
         let mut arguments = FieldTable::default();
         arguments.insert("x-message-ttl".into(), AMQPValue::LongLongInt(delay_ms as i64));
         arguments.insert("x-dead-letter-exchange".into(), long_string(self.jobs_exchange()));
         arguments.insert("x-dead-letter-routing-key".into(), long_string(group.to_string()));
+        if queue_type == QueueType::Quorum {
+            arguments.insert("x-queue-type".into(), long_string("quorum".into()));
+            arguments.insert(
+                "x-dead-letter-strategy".into(),
+                long_string("at-least-once".into()),
+            );
+            arguments.insert("x-overflow".into(), long_string("reject-publish".into()));
+        }
         channel
             .queue_declare(
                 queue.clone().into(),

@@ -297,6 +297,34 @@ impl TestEnv {
         pool.close();
     }
 
+    /// Ready and unacknowledged messages of each queue of this namespace, as the broker
+    /// counts them (`rabbitmqctl list_queues`, so the broker must run on this host): the
+    /// unacknowledged count is what no AMQP client can read.
+    pub fn queue_counts(&self) -> HashMap<String, (u64, u64)> {
+        let output = Command::new("rabbitmqctl")
+            .args([
+                "-q",
+                "list_queues",
+                "name",
+                "messages_ready",
+                "messages_unacknowledged",
+            ])
+            .output()
+            .expect("rabbitmqctl");
+        assert!(output.status.success(), "rabbitmqctl list_queues failed");
+        let prefix = format!("{}.", self.namespace());
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split('\t');
+                let name = fields.next()?.strip_prefix(&prefix)?;
+                let ready = fields.next()?.parse().ok()?;
+                let unacked = fields.next()?.parse().ok()?;
+                Some((name.to_string(), (ready, unacked)))
+            })
+            .collect()
+    }
+
     /// Sends a signal to a spawned worker process.
     pub fn signal(&self, pid: u32, signal: i32) {
         let status = Command::new("kill")

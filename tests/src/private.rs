@@ -37,6 +37,13 @@ pub struct PrivateRabbit {
 impl PrivateRabbit {
     /// Starts a node and waits until it accepts connections.
     pub fn start() -> PrivateRabbit {
+        PrivateRabbit::start_with("")
+    }
+
+    /// Starts a node whose `rabbit` application settings include `settings` (Erlang terms
+    /// for `advanced.config`, e.g. `{consumer_timeout, 2000}`) and waits until it accepts
+    /// connections.
+    pub fn start_with(settings: &str) -> PrivateRabbit {
         let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
         let node = format!("jf{suffix}@localhost");
         let dir = std::env::temp_dir().join(format!("jobfleet-rabbit-{suffix}"));
@@ -45,6 +52,8 @@ impl PrivateRabbit {
         let _ = Command::new("chown")
             .args(["rabbitmq:rabbitmq", dir.to_str().expect("utf-8")])
             .status();
+        let advanced = dir.join("advanced.config");
+        std::fs::write(&advanced, format!("[{{rabbit, [{settings}]}}].\n")).expect("advanced.config");
         let port = free_port();
         let rabbit = PrivateRabbit { node, port, dir };
         rabbit.launch();
@@ -62,6 +71,7 @@ impl PrivateRabbit {
             .env("RABBITMQ_LOG_BASE", format!("{dir}/log"))
             .env("RABBITMQ_ENABLED_PLUGINS_FILE", format!("{dir}/plugins"))
             .env("RABBITMQ_CONFIG_FILE", format!("{dir}/rabbitmq"))
+            .env("RABBITMQ_ADVANCED_CONFIG_FILE", format!("{dir}/advanced.config"))
             .env("RABBITMQ_PID_FILE", format!("{dir}/pid"))
             .stdout(Stdio::null())
             .status()
@@ -73,6 +83,56 @@ impl PrivateRabbit {
     /// The AMQP URL of the node.
     pub fn url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// A node that enforces `consumer_timeout` = `timeout` within a quarter of it (RabbitMQ
+    /// checks on every channel tick, 60 s by default; `channel_tick_interval` shortens it).
+    pub fn with_consumer_timeout(timeout: Duration) -> PrivateRabbit {
+        let timeout = timeout.as_millis();
+        PrivateRabbit::start_with(&format!(
+            "{{consumer_timeout, {timeout}}}, {{channel_tick_interval, {}}}",
+            (timeout / 4).max(100)
+        ))
+    }
+
+    /// The node's log so far.
+    pub fn log(&self) -> String {
+        let path = self.dir.join("log").join(format!("{}.log", self.node));
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    /// Evaluates an Erlang expression on the node (`rabbitmqctl eval`) and returns what it
+    /// printed.
+    pub fn eval(&self, expression: &str) -> String {
+        let output = Command::new("rabbitmqctl")
+            .args(["-q", "-n", &self.node, "eval", expression])
+            .output()
+            .expect("rabbitmqctl");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "rabbitmqctl eval failed: {text}");
+        text
+    }
+
+    /// Makes the broker forget every consumer of `queue` without telling their clients:
+    /// the queue delivers nothing more to them while their channels stay open (a consumer
+    /// lost inside the broker, the stall the worker's watchdog exists for).
+    pub fn drop_consumers_silently(&self, queue: &str) -> usize {
+        let printed = self.eval(&format!(
+            "{} [gen_server2:call(QPid, {{basic_cancel, element(1, C), element(2, C), undefined,              <<\"test\">>}}, infinity) || C <- rabbit_amqqueue:consumers(Q)].",
+            lookup(queue)
+        ));
+        printed.matches("ok").count()
+    }
+
+    /// Suspends the process of `queue`: it answers nothing (no declare, no delivery) until
+    /// [`PrivateRabbit::resume_queue`].
+    pub fn suspend_queue(&self, queue: &str) {
+        self.eval(&format!("{} sys:suspend(QPid).", lookup(queue)));
+    }
+
+    /// Resumes a queue suspended by [`PrivateRabbit::suspend_queue`].
+    pub fn resume_queue(&self, queue: &str) {
+        self.eval(&format!("{} sys:resume(QPid).", lookup(queue)));
     }
 
     fn ctl(&self, args: &[&str]) {
@@ -110,6 +170,13 @@ impl PrivateRabbit {
             "rabbit_alarm:clear_alarm({resource_limit, memory, node()}).",
         ]);
     }
+}
+
+/// Erlang that binds `Q` to the classic queue `queue` of vhost `/` and `QPid` to its process.
+fn lookup(queue: &str) -> String {
+    format!(
+        "{{ok, Q}} = rabbit_amqqueue:lookup(rabbit_misc:r(<<\"/\">>, queue, <<\"{queue}\">>)),          QPid = amqqueue:get_pid(Q),"
+    )
 }
 
 impl Drop for PrivateRabbit {

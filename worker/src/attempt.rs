@@ -3,11 +3,12 @@
 //! worker is forced to stop. Holds whether the delivery was handed off to a parked copy.
 
 use crate::consumer::{Handled, Shared, Unrecorded};
+use crate::copy::Target;
 use crate::delivery::ack;
+use crate::error::CopyError;
 use crate::execute::Resolved;
 use crate::function::HandlerResult;
 use crate::metrics::FunctionMetrics;
-use jobfleet_common::client::ClientError;
 use jobfleet_common::coordinator::{
     AttemptKey, CompleteRequest, Completion, JobRecord, Outcome, RetryRequest,
 };
@@ -195,7 +196,8 @@ impl<'a> Attempt<'a> {
     }
 
     /// A long job must not hold its delivery past the broker's consumer_timeout: a parked
-    /// copy stands in for it from now on.
+    /// copy stands in for it from now on. When the copy cannot be placed the delivery stays
+    /// as it is (the job still runs on it), and the handoff is tried again later.
     async fn hand_off(&mut self) {
         // Marked first: from the moment the delivery is parked, the parked copy must wait for
         // this attempt's result to be published (if the mark fails, no handoff this time).
@@ -203,8 +205,15 @@ impl<'a> Attempt<'a> {
             .shared
             .with_redis(|| self.shared.coordinator.mark_handoff(self.key()))
             .await;
-        if marked.is_ok() {
-            self.handed_off = self.shared.hold(self.delivery, self.job).await == Handled::Held;
+        if marked.is_err() {
+            return;
+        }
+        match self.shared.park_hold_copy(self.delivery, self.job).await {
+            Ok(()) => {
+                ack(self.delivery).await;
+                self.handed_off = true;
+            }
+            Err(e) => warn!(error = %e, "could not hand a long job's delivery off; trying again"),
         }
     }
 
@@ -247,18 +256,27 @@ impl<'a> Attempt<'a> {
         warn!(attempt = self.start.attempt, delay_ms, error = %error, "attempt failed; retrying after a back-off");
         match self.park_for_retry(delay_ms).await {
             Ok(()) => self.settle(Handled::Ran).await,
-            // The job is queued in Redis; its redelivered message runs it without waiting.
-            Err(_) if !self.handed_off => self.shared.hand_back(self.delivery).await,
-            // Handed off: the parked copy comes back and runs it.
-            Err(_) => Handled::LeftUnacked,
+            Err(e) => {
+                warn!(error = %e, "could not park the retry copy");
+                if self.handed_off {
+                    // The parked copy comes back and runs it.
+                    Handled::LeftUnacked
+                } else {
+                    // The job is queued in Redis; its redelivered message runs it at once.
+                    self.shared.hand_back(self.delivery).await
+                }
+            }
         }
     }
 
     /// Parks a copy of the job in its group's delay queue for `delay_ms`.
-    async fn park_for_retry(&self, delay_ms: u64) -> Result<(), ClientError> {
-        let queue = self.shared.delay_queue(&self.job.group, delay_ms).await?;
+    async fn park_for_retry(&self, delay_ms: u64) -> Result<(), CopyError> {
+        let target = Target::Delay {
+            group: &self.job.group,
+            delay_ms,
+        };
         let attempt = (RETRY_HEADER, self.start.attempt.to_string());
-        self.shared.forward(self.delivery, "", &queue, attempt).await
+        self.shared.copy(self.delivery, target, attempt).await
     }
 
     /// Records the outcome, publishes the result, then acknowledges the delivery.

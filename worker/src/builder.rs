@@ -137,7 +137,8 @@ impl WorkerBuilder {
     }
 
     /// How long a copy of a job that another live worker owns is parked before it is
-    /// looked at again; default 5 s.
+    /// looked at again, and the longest a delivery waits for a free job slot before it goes
+    /// back to its queue; default 5 s.
     pub fn hold_delay(mut self, delay: Duration) -> Self {
         self.hold_delay = delay;
         self
@@ -211,6 +212,9 @@ impl WorkerBuilder {
             long_job_handoff: self.long_job_handoff,
             running: Default::default(),
             slots: tokio::sync::Semaphore::new(self.concurrency),
+            slot_wait: self.hold_delay,
+            slot_wait_over: Default::default(),
+            paused: tokio::sync::watch::Sender::new(false),
             force_stop: CancellationToken::new(),
             recent_cancels: Default::default(),
             metrics,

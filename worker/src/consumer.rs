@@ -26,12 +26,17 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::SemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn, Instrument};
 
 /// Bodies up to this size carry their args in the claim, so a job without a record
 /// (published by a foreign client) is claimed in one round trip.
 const INLINE_ARGS_BYTES: usize = 16 * 1024;
+
+/// How long a delivery that waited in vain for a slot waits for the consumers to pause
+/// before it goes back (without a session to pause them, it goes back after this).
+const PAUSE_WAIT: Duration = Duration::from_secs(1);
 
 /// What every delivery task of one worker shares.
 pub(crate) struct Shared {
@@ -59,6 +64,15 @@ pub(crate) struct Shared {
     /// consumes (each group's consumer has a prefetch of `concurrency`) and however many
     /// long jobs handed their delivery off.
     pub(crate) slots: tokio::sync::Semaphore,
+    /// How long a delivery may wait for a slot before it goes back to its queue (the hold
+    /// delay): far below the broker's consumer_timeout, and short enough that another
+    /// worker soon runs the job.
+    pub(crate) slot_wait: Duration,
+    /// Raised by a delivery that waited `slot_wait` in vain: the session pauses its group
+    /// consumers until a slot frees.
+    pub(crate) slot_wait_over: tokio::sync::Notify,
+    /// Whether the session's group consumers are paused (canceled on the broker).
+    pub(crate) paused: tokio::sync::watch::Sender<bool>,
     /// Cancelled when the drain timeout passes: running jobs are handed back.
     pub(crate) force_stop: CancellationToken,
     /// Cancels that arrived before their job registered in `running` (lock it after
@@ -98,13 +112,6 @@ pub(crate) enum Unrecorded {
 impl Shared {
     /// Handles one delivery to the end.
     pub(crate) async fn handle(&self, delivery: Delivery) {
-        let _slot = tokio::select! {
-            slot = self.slots.acquire() => slot,
-            _ = self.force_stop.cancelled() => {
-                self.hand_back(&delivery).await;
-                return;
-            }
-        };
         if delivery.redelivered {
             self.metrics.redelivered(delivery.routing_key.as_str());
         }
@@ -125,14 +132,38 @@ impl Shared {
         debug!(job_id = %job.id, ?handled, "delivery handled");
     }
 
-    /// Claims the delivered job and does what the claim says: run it, drop a duplicate,
-    /// park a copy another worker owns, or republish an ended job's result.
+    /// A job slot for `delivery`, or how the delivery was disposed of instead: back to its
+    /// queue, because no slot freed within `slot_wait` or the worker is forced to stop. The
+    /// group consumers are paused before such a hand-back, so the broker gives the job to
+    /// another worker rather than straight back to this one.
+    async fn wait_for_slot(&self, delivery: &Delivery) -> Result<SemaphorePermit<'_>, Handled> {
+        tokio::select! {
+            slot = self.slots.acquire() => return slot.map_err(|_| Handled::LeftUnacked),
+            _ = tokio::time::sleep(self.slot_wait) => {
+                debug!("no job slot freed in time; handing the delivery back");
+                self.slot_wait_over.notify_one();
+                let mut paused = self.paused.subscribe();
+                let _ = tokio::time::timeout(PAUSE_WAIT, paused.wait_for(|paused| *paused)).await;
+            }
+            _ = self.force_stop.cancelled() => {}
+        }
+        Err(self.hand_back(delivery).await)
+    }
+
+    /// Claims the delivered job, once it has a job slot, and does what the claim says: run
+    /// it, drop a duplicate, park a copy another worker owns, or republish an ended job's
+    /// result.
     async fn dispatch(&self, delivery: &Delivery, job: &JobMessage, trace: Option<&TraceParent>) -> Handled {
         let copy = copy_kind(delivery);
         if copy != CopyKind::Fresh && self.is_running(&job.id) {
-            // Our own channel broke while we run this job: its message came back to us.
+            // A copy of a job running here (parked, or back after our channel broke): held
+            // again at once, without waiting for the slot its own job holds.
             return self.hold(delivery, job).await;
         }
+        let _slot = match self.wait_for_slot(delivery).await {
+            Ok(slot) => slot,
+            Err(handled) => return handled,
+        };
         let started_at = now_ms();
         let claim = match self.claim(delivery, job, copy, started_at).await {
             Ok(claim) => claim,
@@ -234,16 +265,8 @@ impl Shared {
                       ended already, so it is not run"
             .to_string();
         warn!("dead-lettering a job older than the retention");
-        match self.dead_letter(delivery, reason).await {
-            Ok(()) => {
-                ack(delivery).await;
-                Handled::Dropped
-            }
-            Err(e) => {
-                warn!(error = %e, "could not dead-letter");
-                self.hand_back(delivery).await
-            }
-        }
+        let placed = self.dead_letter(delivery, reason).await;
+        self.settle_copied(delivery, placed, Handled::Dropped).await
     }
 
     /// Dead-letters an undecodable message with its reason, and records the job as failed

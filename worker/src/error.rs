@@ -18,6 +18,10 @@ pub enum WorkerError {
     /// The broker failed.
     #[error("amqp: {0}")]
     Amqp(#[from] lapin::Error),
+    /// The broker refused this worker's topology while a session started (a queue declared
+    /// with other arguments, no permission): reconnecting cannot help.
+    #[error("the broker refuses this worker's topology: {0}")]
+    Refused(#[source] lapin::Error),
     /// A client-library call failed.
     #[error(transparent)]
     Client(#[from] ClientError),
@@ -59,4 +63,22 @@ impl WorkerError {
     pub fn is_stall(&self) -> bool {
         matches!(self, WorkerError::Stalled(_) | WorkerError::ControlTask(_))
     }
+}
+
+/// Why a copy of a delivery (parked in a delay queue, dead-lettered) could not be placed.
+/// The original delivery then stays with the broker.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CopyError {
+    /// No broker channel could be had.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The broker failed or refused a declare or the publish.
+    #[error("amqp: {0}")]
+    Amqp(#[from] lapin::Error),
+    /// The broker returned the copy: no queue took it (its queue was deleted).
+    #[error("the broker returned the copy sent to {0}: no queue took it")]
+    Returned(String),
+    /// The broker did not take the copy (a negative confirm).
+    #[error("the broker rejected the copy sent to {0} (nack)")]
+    Nacked(String),
 }

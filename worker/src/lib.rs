@@ -17,11 +17,13 @@ mod builder;
 pub mod builtins;
 mod consumer;
 mod control;
+mod copy;
 mod delivery;
 mod error;
 mod execute;
 pub mod function;
 mod heartbeat;
+mod intake;
 pub mod metrics;
 pub mod sandbox;
 mod session;
@@ -179,13 +181,11 @@ impl Worker {
                 Ok(session) => return Ok(Some(session)),
                 Err(e) => e,
             };
-            if let WorkerError::Amqp(amqp) = &e {
-                if client::is_refusal(amqp) {
-                    // E.g. the group queue exists with another queue_type: retrying
-                    // cannot help, and a supervisor shows the error.
-                    error!(error = %amqp, "the broker refuses this worker's topology; stopping");
-                    return Err(e);
-                }
+            if let WorkerError::Refused(amqp) = &e {
+                // E.g. the group queue exists with another queue_type: retrying cannot
+                // help, and a supervisor shows the error.
+                error!(error = %amqp, "the broker refuses this worker's topology; stopping");
+                return Err(e);
             }
             stalls = if e.is_stall() && !delivered { stalls + 1 } else { 0 };
             if stalls >= MAX_STALLS {

@@ -44,6 +44,10 @@ struct Args {
     /// below RabbitMQ's consumer_timeout).
     #[arg(long, default_value = "15m", value_parser = humantime_duration)]
     long_job_handoff: Duration,
+    /// How often an idle worker checks that its queues hold no job it is not given (two
+    /// such checks in a row end the broker session; three stalled sessions stop the worker).
+    #[arg(long, default_value = "15s", value_parser = humantime_duration)]
+    stall_check: Duration,
     /// Log format: text or json.
     #[arg(long, default_value = "text")]
     log_format: LogFormat,
@@ -96,7 +100,8 @@ fn builder(args: &Args, config: Config, metrics_listen: Option<SocketAddr>) -> W
         .drain_timeout(args.drain_timeout)
         .heartbeat(args.heartbeat_interval, args.heartbeat_ttl)
         .hold_delay(args.hold_delay)
-        .long_job_handoff(args.long_job_handoff);
+        .long_job_handoff(args.long_job_handoff)
+        .stall_check(args.stall_check);
     for group in &args.groups {
         builder = builder.group(group.trim());
     }

@@ -1,17 +1,15 @@
 //! One broker session: declare the topology, consume the group queues and the control
 //! queue, and hand each delivery to a task until shutdown, a broken connection or a stall.
+//! The group consumers pause while the worker has no free job slot (see `intake.rs`).
 
 use crate::control::{self, ControlTask};
 use crate::error::WorkerError;
-use crate::watchdog::StallWatchdog;
+use crate::intake::Intake;
+use crate::watchdog::{self, StallWatchdog};
 use crate::Worker;
-use futures::stream::BoxStream;
-use futures::StreamExt;
 use jobfleet_common::client;
-use jobfleet_common::lapin::message::Delivery;
-use jobfleet_common::lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
-use jobfleet_common::lapin::types::{FieldTable, ShortString};
-use jobfleet_common::lapin::{Channel, Consumer};
+use jobfleet_common::lapin::options::BasicQosOptions;
+use jobfleet_common::lapin::Channel;
 use jobfleet_common::publish::queue_depth;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -28,28 +26,23 @@ pub(crate) struct Session {
 impl Worker {
     /// One broker session: declare, consume the group queues and the control queue, hand
     /// each delivery to a task. Returns the session when shutdown was requested (job
-    /// consumers canceled), an error when the connection broke or a consumer failed.
-    /// Sets `delivered` once a delivery arrives.
+    /// consumers canceled), an error when the connection broke, a consumer failed, or the
+    /// session stalled (see `watchdog.rs`). Sets `delivered` once a delivery arrives.
     pub(crate) async fn consume(
         &self,
         tracker: &TaskTracker,
         shutdown: &CancellationToken,
         delivered: &mut bool,
     ) -> Result<Session, WorkerError> {
-        let channel = client::open_channel(&self.pool, false).await?;
-        self.declare(&channel).await?;
-        let mut control = control::start(&self.shared, &channel).await?;
-        let consumers = self.start_consumers(&channel).await?;
-        let tags: Vec<_> = consumers.iter().map(|c| c.tag()).collect();
-        let mut deliveries = deliveries(consumers);
+        let (channel, mut control, mut intake) = self.start_session().await?;
+        self.shared.paused.send_replace(false);
         let mut watchdog = StallWatchdog::new(self.stall_check);
         info!("consuming");
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => {
-                    for tag in tags {
-                        let _ = channel.basic_cancel(tag, BasicCancelOptions::default()).await;
-                    }
+                    let _ = intake.pause().await;
+                    self.shared.paused.send_replace(true);
                     return Ok(Session { channel, control });
                 }
                 ended = &mut control.handle => {
@@ -61,40 +54,79 @@ impl Worker {
                     });
                 }
                 _ = watchdog.tick() => {
-                    let idle = watchdog.idle() && tracker.len() < self.concurrency;
+                    let idle = watchdog.idle() && !intake.is_paused() && tracker.len() < self.concurrency;
                     let waiting = if idle { self.ready_messages(&channel).await? } else { 0 };
                     watchdog.check(waiting)?;
                 }
-                next = deliveries.next() => match next {
-                    Some(Ok(delivery)) => {
-                        watchdog.delivered();
-                        *delivered = true;
-                        let shared = self.shared.clone();
-                        tracker.spawn(async move { shared.handle(delivery).await }.in_current_span());
-                    }
-                    Some(Err(e)) => return Err(e),
-                    None => return Err(WorkerError::Stalled("the broker closed the consumers".into())),
-                },
+                _ = self.shared.slot_wait_over.notified(), if !intake.is_paused() => {
+                    info!("no free job slot: pausing the group consumers");
+                    intake.pause().await?;
+                    self.shared.paused.send_replace(true);
+                }
+                slot = self.shared.slots.acquire(), if intake.is_paused() => {
+                    drop(slot);
+                    info!("a job slot is free: consuming again");
+                    intake.resume().await?;
+                    self.shared.paused.send_replace(false);
+                    watchdog.delivered();
+                }
+                delivery = intake.next() => {
+                    let delivery = delivery?;
+                    watchdog.delivered();
+                    *delivered = true;
+                    let shared = self.shared.clone();
+                    tracker.spawn(async move { shared.handle(delivery).await }.in_current_span());
+                }
             }
         }
     }
 
-    /// Declares the base topology, each group's queue and hold-delay queue, and the
-    /// prefetch.
+    /// Starts a session within the setup bound: one that takes longer counts as a stall,
+    /// and a refusal of the topology is for good (the same error later, from a channel the
+    /// broker closes for consumer_timeout, ends only the session).
+    async fn start_session(&self) -> Result<(Channel, ControlTask, Intake), WorkerError> {
+        let bound = watchdog::setup_bound(self.stall_check);
+        match tokio::time::timeout(bound, self.open_session()).await {
+            Ok(Err(WorkerError::Amqp(e))) if client::is_refusal(&e) => Err(WorkerError::Refused(e)),
+            Ok(opened) => opened,
+            Err(_) => Err(WorkerError::Stalled(format!(
+                "the broker did not set up a session within {bound:?}"
+            ))),
+        }
+    }
+
+    /// Opens the session's channel, declares, and starts the control and group consumers.
+    async fn open_session(&self) -> Result<(Channel, ControlTask, Intake), WorkerError> {
+        let channel = client::open_channel(&self.pool, false).await?;
+        self.declare(&channel).await?;
+        let control = control::start(&self.shared, &channel).await?;
+        let groups = self
+            .groups
+            .iter()
+            .map(|group| (group.clone(), self.shared.topology.group_queue(group)))
+            .collect();
+        let intake = Intake::start(channel.clone(), groups, &self.shared.worker_id).await?;
+        Ok((channel, control, intake))
+    }
+
+    /// Declares the base topology, each group's queue and hold-delay queue (both of the
+    /// group's queue type), and the prefetch of each consumer.
     async fn declare(&self, channel: &Channel) -> Result<(), WorkerError> {
         let shared = &self.shared;
         shared.topology.declare_base(channel).await?;
+        let hold_ms = shared.hold_delay.as_millis() as u64;
         for group in &self.groups {
-            let queue_type = shared
-                .config
-                .group(group)
-                .map(|g| g.queue_type)
-                .unwrap_or_default();
+            let queue_type = shared.queue_type(group);
             shared.topology.declare_group(channel, group, queue_type).await?;
-            shared
+            let hold_queue = shared
                 .topology
-                .declare_delay(channel, group, shared.hold_delay.as_millis() as u64)
+                .declare_delay(channel, group, hold_ms, queue_type)
                 .await?;
+            shared
+                .delay_queues
+                .lock()
+                .expect("delay queues")
+                .insert(hold_queue);
         }
         channel
             .basic_qos(self.concurrency as u16, BasicQosOptions::default())
@@ -102,49 +134,23 @@ impl Worker {
         Ok(())
     }
 
-    /// Starts one consumer per group queue.
-    async fn start_consumers(&self, channel: &Channel) -> Result<Vec<Consumer>, WorkerError> {
-        let mut consumers = Vec::with_capacity(self.groups.len());
-        for group in &self.groups {
-            let tag: ShortString = format!("{}/{group}", self.shared.worker_id).into();
-            let consumer = channel
-                .basic_consume(
-                    self.shared.topology.group_queue(group).into(),
-                    tag,
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
-            consumers.push(consumer);
-        }
-        Ok(consumers)
-    }
-
-    /// Jobs ready (not delivered) in this worker's group queues.
+    /// Jobs ready (not delivered) in this worker's group queues. A broker that does not
+    /// answer within the stall check interval counts as a stall: a queue that cannot
+    /// answer cannot deliver either.
     async fn ready_messages(&self, channel: &Channel) -> Result<u64, WorkerError> {
-        let mut ready = 0;
-        for group in &self.groups {
-            ready += queue_depth(channel, &self.shared.topology.group_queue(group)).await?;
+        let count = async {
+            let mut ready = 0;
+            for group in &self.groups {
+                ready += queue_depth(channel, &self.shared.topology.group_queue(group)).await?;
+            }
+            Ok::<_, WorkerError>(ready)
+        };
+        match tokio::time::timeout(self.stall_check, count).await {
+            Ok(ready) => ready,
+            Err(_) => Err(WorkerError::Stalled(format!(
+                "the broker did not answer a queue check within {:?}",
+                self.stall_check
+            ))),
         }
-        Ok(ready)
     }
-}
-
-/// The deliveries of all consumers as one stream. A consumer the broker cancels (its
-/// queue deleted, a node lost) ends its stream with an error: that ends the session, so
-/// the worker reconnects and consumes again.
-fn deliveries(
-    consumers: Vec<Consumer>,
-) -> futures::stream::SelectAll<BoxStream<'static, Result<Delivery, WorkerError>>> {
-    futures::stream::select_all(consumers.into_iter().map(|consumer| {
-        let queue = consumer.queue().to_string();
-        consumer
-            .map(|delivery| delivery.map_err(WorkerError::from))
-            .chain(futures::stream::once(async move {
-                Err(WorkerError::Stalled(format!(
-                    "the broker canceled the consumer of {queue}"
-                )))
-            }))
-            .boxed()
-    }))
 }

@@ -1,5 +1,6 @@
 //! The stall watchdog of a broker session: notices a consumer the broker stopped
-//! delivering to while jobs wait in its queues, so the worker reconnects.
+//! delivering to while jobs wait in its queues, or a broker that stops answering, so the
+//! worker reconnects.
 
 use crate::error::WorkerError;
 use std::time::Duration;
@@ -7,6 +8,15 @@ use tokio::time::{Instant, Interval};
 
 /// Idle checks in a row that find jobs waiting after which the session counts as stalled.
 const STALLED_CHECKS: u32 = 2;
+
+/// The shortest time a session may take to start before it counts as stalled.
+const MIN_SETUP_BOUND: Duration = Duration::from_secs(5);
+
+/// How long a broker session may take to start (declare, consume) before it counts as
+/// stalled: as long as a running session may go without noticing a stall, at least 5 s.
+pub(crate) fn setup_bound(every: Duration) -> Duration {
+    (every * STALLED_CHECKS).max(MIN_SETUP_BOUND)
+}
 
 /// Checks every `every` whether an idle session has jobs waiting that are not delivered.
 pub(crate) struct StallWatchdog {
@@ -69,6 +79,12 @@ mod tests {
         assert!(watchdog.check(3).is_ok());
         let stalled = watchdog.check(3).expect_err("two checks in a row stall");
         assert!(matches!(stalled, WorkerError::Stalled(_)), "{stalled:?}");
+    }
+
+    #[test]
+    fn a_session_may_take_two_check_intervals_to_start_and_at_least_five_seconds() {
+        assert_eq!(setup_bound(Duration::from_secs(15)), Duration::from_secs(30));
+        assert_eq!(setup_bound(Duration::from_millis(300)), Duration::from_secs(5));
     }
 
     #[tokio::test]
