@@ -3,7 +3,7 @@
 
 use jobfleet_common::coordinator::{
     AttemptKey, BadMessage, Claim, ClaimRequest, CompleteRequest, Completion, Coordinator, CoordinatorError,
-    CopyKind, EndRequest, Forget, ListFilter, Outcome, RetryRequest,
+    CopyKind, EndEarly, EndRequest, Forget, ListFilter, Outcome, RetryRequest,
 };
 use jobfleet_common::message::{ErrorKind, JobError, JobMessage, JobStatus};
 use jobfleet_common::now_ms;
@@ -628,4 +628,32 @@ async fn a_parked_copy_waits_while_its_live_owner_has_not_published_a_handed_off
     // Had the owner died unpublished, the parked copy publishes the result itself.
     c.deregister("owner", &groups()).await.unwrap();
     assert!(matches!(parked().await.unwrap(), Claim::Ended(_)));
+}
+
+#[tokio::test]
+async fn a_canceled_job_is_not_forgotten_before_its_result_is_published() {
+    let env = TestEnv::new("forgetowed");
+    let c = &env.coordinator;
+    let job = JobMessage::new("default", "sleep", json!({"ms": 1}));
+    c.record_queued(std::slice::from_ref(&job)).await.unwrap();
+    let cancel = JobError::new(ErrorKind::Canceled, "by request");
+    let request = EndRequest {
+        id: &job.id,
+        group: None,
+        status: JobStatus::Canceled,
+        error: &cancel,
+        allowed_from: &[JobStatus::Queued],
+    };
+    assert!(matches!(
+        c.end_early(request).await.unwrap(),
+        EndEarly::Ended { .. }
+    ));
+    // The master could not publish the cancel's result yet: the record stays.
+    match c.forget(&job.id).await.unwrap() {
+        Forget::Unannounced(record) => assert_eq!(record.status, JobStatus::Canceled),
+        other => panic!("{other:?}"),
+    }
+    assert!(c.job(&job.id).await.unwrap().is_some());
+    c.announced(&job.group, &job.id).await.unwrap();
+    assert_eq!(c.forget(&job.id).await.unwrap(), Forget::Deleted);
 }
