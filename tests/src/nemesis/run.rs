@@ -12,6 +12,7 @@ use super::{fleet_toml, Report, Settings, CRASHY, STEADY};
 use crate::private::{PrivateRabbit, PrivateRedis};
 use crate::proxy::Proxy;
 use crate::{eventually, TestEnv, WORKER_PROCESS_FLAGS};
+use jobfleet_common::client::{amqp_pool, open_channel};
 use jobfleet_common::coordinator::Coordinator;
 use jobfleet_common::now_ms;
 use std::net::SocketAddr;
@@ -110,6 +111,13 @@ async fn start_services() -> Services {
         .await
         .expect("private rabbitmq");
     let redis = PrivateRedis::start();
+    // The AMQP port can open a moment before the broker accepts connections.
+    let pool = amqp_pool(&rabbit.url(), 1, "jobfleet-nemesis").expect("amqp pool");
+    eventually(Duration::from_secs(60), || async {
+        open_channel(&pool, false).await.ok().map(drop)
+    })
+    .await;
+    pool.close();
     let local = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
     Services {
         rabbit_proxy: Proxy::start(local(rabbit.port())).await,

@@ -41,7 +41,7 @@ pub struct Job {
 enum Op {
     /// Submit a job.
     Run(Job),
-    /// Submit a sleep job, cancel it after a while, and maybe delete it right after.
+    /// Submit a job, cancel it after a while, and maybe delete it right after.
     Cancel { job: Job, after: Duration, delete: bool },
     /// Submit a job and delete it once it ended.
     DeleteAfterEnd(Job),
@@ -88,19 +88,13 @@ fn job(rng: &mut Rng, id: String) -> Job {
 }
 
 fn op(rng: &mut Rng, id: String) -> Op {
-    match rng.weighted(&[70, 10, 4, 8, 8]) {
+    match rng.weighted(&[66, 8, 8, 8, 10]) {
         0 => Op::Run(job(rng, id)),
         pick @ (1 | 2) => {
-            let job = Job {
-                id,
-                group: "steady",
-                function: "sleep",
-                args: json!({"ms": rng.between(500, 4000)}),
-                via: via(rng),
-            };
+            let (job, after) = cancel_target(rng, id);
             Op::Cancel {
                 job,
-                after: rng.millis(0, 1500),
+                after,
                 delete: pick == 2,
             }
         }
@@ -111,6 +105,38 @@ fn op(rng: &mut Rng, id: String) -> Op {
             gap: rng.millis(0, 1000),
         },
     }
+}
+
+/// A job to cancel and when: mostly a sleep job, half of those at once while its message
+/// most likely still waits in the queue; sometimes a retried failure, canceled while its
+/// retry copy waits in a delay queue. (Deleting such a job right after the cancel is the
+/// case where an ended job could run again from its waiting copy.)
+fn cancel_target(rng: &mut Rng, id: String) -> (Job, Duration) {
+    let via = via(rng);
+    if rng.percent(30) {
+        let args = json!({"message": format!("retried until canceled {id}")});
+        let job = Job {
+            id,
+            group: "steady",
+            function: "fail",
+            args,
+            via,
+        };
+        return (job, rng.millis(100, 700));
+    }
+    let job = Job {
+        id,
+        group: "steady",
+        function: "sleep",
+        args: json!({"ms": rng.between(500, 4000)}),
+        via,
+    };
+    let after = if rng.percent(50) {
+        rng.millis(0, 30)
+    } else {
+        rng.millis(0, 1500)
+    };
+    (job, after)
 }
 
 /// The clients' shared means: the API, a producer, the log, and the follow-up tasks.

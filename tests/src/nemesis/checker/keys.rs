@@ -18,7 +18,8 @@ enum Class {
     GroupStructure,
     /// `NS:workers`: the one registry hash; the master reaps dead workers' entries.
     Registry,
-    /// Idempotency keys, liveness keys, worker records, leases: expire by design.
+    /// Idempotency keys, tombstones, liveness keys, worker records, leases: expire by
+    /// design.
     MustExpire(&'static str),
     /// Anything else: must expire, or be added above with the reason it may not.
     Unknown,
@@ -49,6 +50,9 @@ fn classify(keys: &Keys, groups: &[String], key: &str) -> Class {
         }
         if key.starts_with(&keys.idempotency(group, "")) {
             return Class::MustExpire("an idempotency key (retention from submission)");
+        }
+        if key.starts_with(&keys.tombstone(group, "")) {
+            return Class::MustExpire("a deleted job's tombstone (kept for the retention)");
         }
         if key.starts_with(&keys.alive_prefix(group)) {
             return Class::MustExpire("a worker's per-group liveness key");
