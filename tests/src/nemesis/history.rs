@@ -81,6 +81,18 @@ pub enum DeleteOutcome {
     },
 }
 
+impl DeleteOutcome {
+    /// Whether the record may be gone because of this request: a 204, or an answer that
+    /// leaves it open (none, a 5xx: the delete may have run), or a 404 (already gone).
+    /// Only a 409 says it certainly did not delete.
+    pub fn may_have_deleted(&self) -> bool {
+        match self {
+            DeleteOutcome::Deleted { .. } => true,
+            DeleteOutcome::Refused { status } => *status != 409,
+        }
+    }
+}
+
 /// One line of the log. Times are unix milliseconds on this machine's clock (the fleet's
 /// processes run here too, so they compare with the records' and results' times).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

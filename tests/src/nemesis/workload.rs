@@ -316,20 +316,34 @@ impl Workload {
         }
     }
 
+    /// Deletes `id` (up to three tries while unanswered or 503).
     async fn delete(&self, id: &str, record: Value) {
-        let answer = self.api.delete(id).await;
-        let outcome = match answer {
-            Ok(Answer { status: 204, .. }) => DeleteOutcome::Deleted { record },
-            Ok(answer) => DeleteOutcome::Refused {
-                status: answer.status,
-            },
-            Err(_) => DeleteOutcome::Refused { status: 0 },
-        };
-        self.history.record(&Event::Delete {
-            id: id.into(),
-            at: now_ms(),
-            outcome,
-        });
+        for _ in 0..3 {
+            let (outcome, again) = match self.api.delete(id).await {
+                Ok(Answer { status: 204, .. }) => (
+                    DeleteOutcome::Deleted {
+                        record: record.clone(),
+                    },
+                    false,
+                ),
+                Ok(answer) => (
+                    DeleteOutcome::Refused {
+                        status: answer.status,
+                    },
+                    answer.status == 503,
+                ),
+                Err(_) => (DeleteOutcome::Refused { status: 0 }, true),
+            };
+            self.history.record(&Event::Delete {
+                id: id.into(),
+                at: now_ms(),
+                outcome,
+            });
+            if !again {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
     }
 
     /// Polls `GET /v1/jobs/{id}` until the job is ended; its record, or `None` in time.

@@ -4,7 +4,7 @@
 //! bound passed.
 
 use super::{Evidence, GroupState, KeyInfo, Member};
-use crate::nemesis::history::{self, DeleteOutcome, Event};
+use crate::nemesis::history::{self, Event};
 use jobfleet_common::client::ResultSubscriber;
 use jobfleet_common::coordinator::{Coordinator, JobRecord, Keys};
 use jobfleet_common::message::ResultMessage;
@@ -168,6 +168,7 @@ pub async fn gather(
     (evidence, settled_after)
 }
 
+/// The accepted ids, and the ids a delete may have removed.
 fn accepted_and_deleted(events: &[Event]) -> (HashSet<String>, HashSet<String>) {
     let mut accepted = HashSet::new();
     let mut deleted = HashSet::new();
@@ -176,11 +177,7 @@ fn accepted_and_deleted(events: &[Event]) -> (HashSet<String>, HashSet<String>) 
             Event::Submit { id, outcome, .. } if outcome.is_accepted() => {
                 accepted.insert(id.clone());
             }
-            Event::Delete {
-                id,
-                outcome: DeleteOutcome::Deleted { .. },
-                ..
-            } => {
+            Event::Delete { id, outcome, .. } if outcome.may_have_deleted() => {
                 deleted.insert(id.clone());
             }
             _ => {}

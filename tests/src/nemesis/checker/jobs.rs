@@ -5,7 +5,7 @@
 use super::{Evidence, Findings, Rules, Violation};
 use crate::nemesis::history::{CancelOutcome, DeleteOutcome, Event, SubmitOutcome};
 use jobfleet_common::coordinator::JobRecord;
-use jobfleet_common::message::{JobError, JobStatus, ResultMessage};
+use jobfleet_common::message::{ErrorKind, JobError, JobStatus, ResultMessage};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 
@@ -86,6 +86,8 @@ struct Story<'e> {
     cancels: Vec<(i64, &'e Value)>,
     /// Acknowledged deletes: (ack time, the record read before).
     deletes: Vec<(i64, &'e Value)>,
+    /// A delete was sent whose answer leaves open whether it deleted (none, 5xx, 404).
+    maybe_deleted: bool,
 }
 
 fn stories(events: &[Event]) -> BTreeMap<&str, Story<'_>> {
@@ -106,6 +108,9 @@ fn stories(events: &[Event]) -> BTreeMap<&str, Story<'_>> {
                 at,
                 outcome: DeleteOutcome::Deleted { record },
             } => stories.entry(id).or_default().deletes.push((*at, record)),
+            Event::Delete { id, outcome, .. } => {
+                stories.entry(id).or_default().maybe_deleted |= outcome.may_have_deleted();
+            }
             _ => {}
         }
     }
@@ -196,17 +201,19 @@ fn judge_job(
             id: id.clone(),
             status: r.status.to_string(),
         }),
-        None if deleted_at.is_none() && story.accepted => out.push(Violation::Lost {
+        None if deleted_at.is_none() && !story.maybe_deleted && story.accepted => out.push(Violation::Lost {
             id: id.clone(),
             detail: match got.first() {
                 None => "no record, no result message".into(),
                 Some(r) => format!("record gone although never deleted; result said {}", r.status),
             },
         }),
-        None if deleted_at.is_some() && got.is_empty() => out.push(Violation::Silent {
-            id: id.clone(),
-            status: "deleted after it ended".into(),
-        }),
+        None if (deleted_at.is_some() || story.maybe_deleted) && got.is_empty() => {
+            out.push(Violation::Silent {
+                id: id.clone(),
+                status: "deleted after it ended".into(),
+            })
+        }
         _ => {}
     }
 
@@ -254,25 +261,18 @@ fn judge_job(
 pub(super) fn judge_groups(evidence: &Evidence, rules: &Rules, findings: &mut Findings) {
     for group in &rules.steady_groups {
         let state = evidence.groups.iter().find(|g| &g.name == group);
+        let broken_by = |g: &str, error: &Option<JobError>| {
+            g == group && error.as_ref().is_some_and(|e| e.kind == ErrorKind::GroupBroken)
+        };
         let failed = evidence
             .records
             .values()
-            .filter(|r| &r.group == group)
-            .filter(|r| {
-                r.error
-                    .as_ref()
-                    .is_some_and(|e| e.kind.as_str() == "group_broken")
-            })
+            .filter(|r| broken_by(&r.group, &r.error))
             .count()
             + evidence
                 .results
                 .iter()
-                .filter(|r| &r.group == group)
-                .filter(|r| {
-                    r.error
-                        .as_ref()
-                        .is_some_and(|e| e.kind.as_str() == "group_broken")
-                })
+                .filter(|r| broken_by(&r.group, &r.error))
                 .count();
         let refused = evidence
             .events

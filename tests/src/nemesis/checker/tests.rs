@@ -215,3 +215,21 @@ fn keys_without_expiry_are_allowed_only_for_live_structures() {
     assert!(flagged[2].starts_with("ns:{steady}:mystery"), "{flagged:#?}");
     assert!(flagged[3].contains("holds ended"), "{flagged:#?}");
 }
+
+#[test]
+fn a_delete_without_a_clear_answer_may_have_deleted() {
+    let done = record("a", JobStatus::Finished, Some(1500));
+    let e = evidence(
+        vec![
+            submit("a", SubmitOutcome::Accepted),
+            Event::Delete {
+                id: "a".into(),
+                at: 4000,
+                outcome: DeleteOutcome::Refused { status: 503 },
+            },
+        ],
+        vec![],
+        vec![result_of(&done)],
+    );
+    assert!(judge(&e, &rules()).violations.is_empty());
+}
