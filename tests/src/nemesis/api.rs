@@ -16,6 +16,9 @@ pub struct Answer {
     pub status: u16,
     /// The body.
     pub body: Value,
+    /// The masters tried first that did not answer, with why (a request they may still
+    /// have acted on).
+    pub unanswered: Vec<String>,
 }
 
 impl Answer {
@@ -63,7 +66,11 @@ impl Api {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let body = response.json::<Value>().await.unwrap_or(Value::Null);
-                    return Ok(Answer { status, body });
+                    return Ok(Answer {
+                        status,
+                        body,
+                        unanswered: errors,
+                    });
                 }
                 Err(e) => errors.push(format!("{base}: {}", describe(&e))),
             }

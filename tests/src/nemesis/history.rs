@@ -114,6 +114,9 @@ pub enum Event {
         at: i64,
         /// The answer.
         outcome: SubmitOutcome,
+        /// Masters tried first that did not answer (they may have acted on the request).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        unanswered: Vec<String>,
     },
     /// A cancel request.
     Cancel {

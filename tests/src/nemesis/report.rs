@@ -90,15 +90,16 @@ impl Report {
                 sent_at,
                 at,
                 outcome,
+                unanswered,
                 ..
             } => {
                 self.submissions += 1;
                 self.widen(id, *sent_at);
-                (
-                    id,
-                    *at,
-                    format!("submit {via:?} {}", brief(&serde_json::to_value(outcome))),
-                )
+                let mut what = format!("submit {via:?} {}", brief(&serde_json::to_value(outcome)));
+                if !unanswered.is_empty() {
+                    what.push_str(&format!(" (after no answer from {})", unanswered.join("; ")));
+                }
+                (id, *at, what)
             }
             Event::Cancel { id, at, outcome, .. } => (id, *at, format!("cancel {}", answer(outcome))),
             Event::Delete { id, at, outcome } => (id, *at, format!("delete {}", answer(outcome))),

@@ -224,9 +224,9 @@ impl Workload {
         let mut attempt = 0u32;
         loop {
             let sent_at = now_ms();
-            let outcome = match via {
+            let (outcome, unanswered) = match via {
                 Via::Http => self.submit_http(job).await,
-                Via::Producer => self.submit_producer(job).await,
+                Via::Producer => (self.submit_producer(job).await, Vec::new()),
             };
             let retry = match &outcome {
                 SubmitOutcome::Rejected { status, kind } => *status == 503 && kind != "group_broken",
@@ -242,6 +242,7 @@ impl Workload {
                 sent_at,
                 at: now_ms(),
                 outcome,
+                unanswered,
             });
             if accepted || !retry || Instant::now() > deadline {
                 return accepted;
@@ -251,16 +252,22 @@ impl Workload {
         }
     }
 
-    async fn submit_http(&self, job: &Job) -> SubmitOutcome {
+    /// Submits over HTTP; also returns the masters that did not answer before one did.
+    async fn submit_http(&self, job: &Job) -> (SubmitOutcome, Vec<String>) {
         let body = json!({"id": job.id, "group": job.group, "function": job.function, "args": job.args});
         match self.api.submit(&body).await {
-            Ok(Answer { status: 202, .. }) => SubmitOutcome::Accepted,
-            Ok(Answer { status: 200, .. }) => SubmitOutcome::Existing,
-            Ok(answer) => SubmitOutcome::Rejected {
-                status: answer.status,
-                kind: answer.kind(),
-            },
-            Err(error) => SubmitOutcome::Uncertain { error },
+            Ok(answer) => {
+                let outcome = match answer.status {
+                    202 => SubmitOutcome::Accepted,
+                    200 => SubmitOutcome::Existing,
+                    status => SubmitOutcome::Rejected {
+                        status,
+                        kind: answer.kind(),
+                    },
+                };
+                (outcome, answer.unanswered)
+            }
+            Err(error) => (SubmitOutcome::Uncertain { error }, Vec::new()),
         }
     }
 
@@ -280,7 +287,9 @@ impl Workload {
             let answer = self.api.cancel(id).await;
             let at = now_ms();
             let (outcome, again) = match answer {
-                Ok(Answer { status: 200, body }) => (CancelOutcome::Canceled { record: body }, false),
+                Ok(Answer {
+                    status: 200, body, ..
+                }) => (CancelOutcome::Canceled { record: body }, false),
                 Ok(answer) => (
                     CancelOutcome::Refused {
                         status: answer.status,
@@ -350,7 +359,10 @@ impl Workload {
     pub async fn wait_ended(&self, id: &str, patience: Duration) -> Option<Value> {
         let deadline = Instant::now() + patience;
         while Instant::now() < deadline {
-            if let Ok(Answer { status: 200, body }) = self.api.get(id).await {
+            if let Ok(Answer {
+                status: 200, body, ..
+            }) = self.api.get(id).await
+            {
                 if matches!(body["status"].as_str(), Some("finished" | "failed" | "canceled")) {
                     return Some(body);
                 }

@@ -16,6 +16,7 @@ fn submit(id: &str, outcome: SubmitOutcome) -> Event {
         sent_at: 1000,
         at: 1010,
         outcome,
+        unanswered: Vec::new(),
     }
 }
 
