@@ -169,3 +169,53 @@ async fn pipe(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, shared: Arc<Share
     };
     tokio::join!(reader, writer);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A TCP echo server on a free port.
+    async fn echo_server() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (mut read, mut write) = socket.split();
+                    let _ = tokio::io::copy(&mut read, &mut write).await;
+                });
+            }
+        });
+        addr
+    }
+
+    async fn round_trip(stream: &mut TcpStream, text: &[u8]) -> std::io::Result<Vec<u8>> {
+        stream.write_all(text).await?;
+        let mut back = vec![0u8; text.len()];
+        stream.read_exact(&mut back).await?;
+        Ok(back)
+    }
+
+    #[tokio::test]
+    async fn forwards_with_a_delay_and_cuts_open_connections() {
+        let proxy = Proxy::start(echo_server().await).await;
+        let mut stream = TcpStream::connect(proxy.addr()).await.expect("connect");
+        assert_eq!(round_trip(&mut stream, b"plain").await.expect("echo"), b"plain");
+
+        proxy.set_delay(Duration::from_millis(30));
+        let big: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        assert_eq!(round_trip(&mut stream, &big).await.expect("delayed echo"), big);
+        proxy.set_delay(Duration::ZERO);
+
+        proxy.cut();
+        let mut rest = Vec::new();
+        let after_cut = match stream.read_to_end(&mut rest).await {
+            Ok(n) => n == 0,
+            Err(_) => true,
+        };
+        assert!(after_cut, "the cut connection is closed");
+        let mut fresh = TcpStream::connect(proxy.addr()).await.expect("reconnect");
+        assert_eq!(round_trip(&mut fresh, b"again").await.expect("echo"), b"again");
+        assert_eq!(proxy.accepted(), 2);
+    }
+}
