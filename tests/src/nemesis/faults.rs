@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// How long a probe may take before the fleet counts as not recovered.
-const PROBE_PATIENCE: Duration = Duration::from_secs(60);
+const PROBE_PATIENCE: Duration = Duration::from_secs(30);
 
 /// The kinds of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -168,11 +168,12 @@ pub struct Nemesis {
 }
 
 impl Nemesis {
-    /// Injects faults from `plan` until `until` and every kind came up once; the last one
-    /// is healed and probed before returning.
-    pub async fn run(&self, mut plan: Plan, until: Instant) {
+    /// Injects faults from `plan` until `until` and every kind came up once, but never
+    /// past `limit` (a fleet that does not recover makes each probe wait its patience);
+    /// the last fault is healed and probed before returning.
+    pub async fn run(&self, mut plan: Plan, until: Instant, limit: Instant) {
         let mut probes = 0;
-        while Instant::now() < until || !plan.covered_every_kind() {
+        while (Instant::now() < until || !plan.covered_every_kind()) && Instant::now() < limit {
             tokio::time::sleep(plan.gap()).await;
             let fault = plan.next_fault();
             let start = now_ms();

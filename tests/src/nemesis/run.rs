@@ -67,9 +67,9 @@ pub async fn run(settings: &Settings) -> Report {
         history: history.clone(),
         workload,
     };
-    nemesis
-        .run(Plan::new(settings.seed), Instant::now() + settings.duration)
-        .await;
+    let until = Instant::now() + settings.duration;
+    let limit = until + settings.duration / 2;
+    nemesis.run(Plan::new(settings.seed), until, limit).await;
     let quiet_at = Instant::now();
     history.record(&Event::Quiet { at: now_ms() });
     stop_load.cancel();
