@@ -21,6 +21,9 @@ struct Args {
     /// Seconds after the faults stop within which every job must have settled.
     #[arg(long, default_value_t = 60)]
     bound: u64,
+    /// The fleet's `corrector_bound` in seconds (keep it below `--bound`).
+    #[arg(long, default_value_t = 20)]
+    corrector_bound: u64,
     /// Worker processes.
     #[arg(long, default_value_t = 3)]
     workers: usize,
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let settings = Settings {
         bound: Duration::from_secs(args.bound),
+        corrector_bound: Duration::from_secs(args.corrector_bound),
         workers: args.workers,
         masters: args.masters,
         clients: args.clients,

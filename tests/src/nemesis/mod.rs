@@ -31,9 +31,14 @@ pub struct Settings {
     pub seed: u64,
     /// How long faults are injected (at least until every kind came up once).
     pub duration: Duration,
-    /// How long after the faults stop every job must have settled: the run-record
-    /// corrector's bound (default 60 s).
+    /// How long after the faults stop every job must have settled (default 60 s). Keep
+    /// it above `corrector_bound` plus the longest job: a job stranded just before the
+    /// faults stop is republished by the corrector only after its bound.
     pub bound: Duration,
+    /// The fleet's `corrector_bound` (default 20 s): how long the master's run-record
+    /// corrector lets a record stay `queued` with no reachable message, or `started` by a
+    /// dead worker, before it republishes the job.
+    pub corrector_bound: Duration,
     /// Worker processes (each serves both groups).
     pub workers: usize,
     /// Master processes.
@@ -55,6 +60,7 @@ impl Settings {
             seed,
             duration: Duration::from_secs(45),
             bound: Duration::from_secs(60),
+            corrector_bound: Duration::from_secs(20),
             workers: 3,
             masters: 2,
             clients: 4,
@@ -76,10 +82,12 @@ impl Settings {
 /// The fleet's configuration: `steady` (echo, sleep, retried failures, process functions in
 /// exclusive and shared mode) and `crashy` (crashes in-process and in a process, retried).
 /// Timeouts are far above any fault's hold, so a frozen worker never times a job out.
-fn fleet_toml() -> String {
+fn fleet_toml(corrector_bound: Duration) -> String {
     let functions = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/python/functions");
     format!(
         r#"
+corrector_bound = "{corrector_ms}ms"
+
 [groups.{STEADY}]
 max_failures = 10
 [groups.{STEADY}.functions.echo]
@@ -111,6 +119,7 @@ max_retries = 1
 retry_backoff = "200ms"
 timeout = "60s"
 "#,
+        corrector_ms = corrector_bound.as_millis(),
         exclusive = functions.join("wordcount.py").display(),
         shared = functions.join("wordcount_shared.py").display(),
     )

@@ -33,7 +33,12 @@ pub async fn run(settings: &Settings) -> Report {
         services.rabbit_proxy.port()
     );
     let redis_url = format!("redis://127.0.0.1:{}/0", services.redis_proxy.port());
-    let env = TestEnv::with_services("nemesis", &fleet_toml(), &amqp_url, &redis_url);
+    let env = TestEnv::with_services(
+        "nemesis",
+        &fleet_toml(settings.corrector_bound),
+        &amqp_url,
+        &redis_url,
+    );
     let dir = settings
         .dir
         .clone()

@@ -36,6 +36,7 @@ fn record(id: &str, status: JobStatus, started_at: Option<i64>) -> JobRecord {
         started_at,
         finished_at: Some(3000),
         duration_ms: Some(1),
+        timeout_ms: None,
     }
 }
 
