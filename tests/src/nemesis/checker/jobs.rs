@@ -134,7 +134,13 @@ pub(super) fn judge_jobs(evidence: &Evidence, findings: &mut Findings) {
         } else {
             findings.refused += 1;
         }
-        judge_job(id, story, record, got, &mut findings.violations);
+        let job = Job {
+            id,
+            story,
+            record,
+            results: got,
+        };
+        judge_job(job, &mut findings.violations);
         let terminal = record
             .filter(|r| r.status.is_terminal())
             .map(|r| r.status.as_str().to_string())
@@ -150,106 +156,122 @@ pub(super) fn judge_jobs(evidence: &Evidence, findings: &mut Findings) {
     }
 }
 
-fn judge_job(
-    id: &str,
-    story: &Story<'_>,
-    record: Option<&JobRecord>,
-    got: &[&ResultMessage],
-    out: &mut Vec<Violation>,
-) {
-    let id = id.to_string();
-    let deleted_at = story.deletes.iter().map(|(at, _)| *at).min();
+/// What the checker knows about one job.
+struct Job<'a, 'e> {
+    id: &'a str,
+    story: &'a Story<'e>,
+    record: Option<&'a JobRecord>,
+    results: &'a [&'a ResultMessage],
+}
 
-    // Every outcome anyone was told of must be the same one.
-    let mut outcomes: Vec<Outcome> = Vec::new();
-    let told = got
+fn judge_job(job: Job<'_, '_>, out: &mut Vec<Violation>) {
+    out.extend(one_outcome(&job));
+    out.extend(presence(&job));
+    out.extend(no_start_after_cancel(&job));
+    out.extend(nothing_after_delete(&job));
+}
+
+/// Every outcome anyone was told of must be the same one.
+fn one_outcome(job: &Job<'_, '_>) -> Option<Violation> {
+    let told = job
+        .results
         .iter()
         .map(|r| Some(of_result(r)))
-        .chain(std::iter::once(record.and_then(of_record)))
-        .chain(story.cancels.iter().map(|(_, r)| of_json(r, "cancel answer")))
+        .chain(std::iter::once(job.record.and_then(of_record)))
+        .chain(job.story.cancels.iter().map(|(_, r)| of_json(r, "cancel answer")))
         .chain(
-            story
+            job.story
                 .deletes
                 .iter()
                 .map(|(_, r)| of_json(r, "read before delete")),
         );
+    let mut outcomes: Vec<Outcome> = Vec::new();
     for outcome in told.flatten() {
         if !outcomes.iter().any(|o| o.same(&outcome)) {
             outcomes.push(outcome);
         }
     }
-    if outcomes.len() > 1 {
-        let outcomes = outcomes.iter().map(Outcome::describe).collect();
-        out.push(Violation::Doubled {
-            id: id.clone(),
-            outcomes,
-        });
-    }
+    (outcomes.len() > 1).then(|| Violation::Doubled {
+        id: job.id.into(),
+        outcomes: outcomes.iter().map(Outcome::describe).collect(),
+    })
+}
 
-    match record {
-        Some(r) if !r.status.is_terminal() => out.push(Violation::Stuck {
-            id: id.clone(),
+/// An ended record with a result message; an accepted job not deleted has a record.
+fn presence(job: &Job<'_, '_>) -> Option<Violation> {
+    let id = job.id.to_string();
+    let may_be_deleted = !job.story.deletes.is_empty() || job.story.maybe_deleted;
+    match job.record {
+        Some(r) if !r.status.is_terminal() => Some(Violation::Stuck {
+            id,
             record: format!(
                 "{} attempts={} worker={}",
                 r.status,
                 r.attempts,
                 r.worker.as_deref().unwrap_or("-")
             ),
-            accepted: story.accepted,
+            accepted: job.story.accepted,
         }),
-        Some(r) if got.is_empty() => out.push(Violation::Silent {
-            id: id.clone(),
+        Some(r) if job.results.is_empty() => Some(Violation::Silent {
+            id,
             status: r.status.to_string(),
         }),
-        None if deleted_at.is_none() && !story.maybe_deleted && story.accepted => out.push(Violation::Lost {
-            id: id.clone(),
-            detail: match got.first() {
+        None if !may_be_deleted && job.story.accepted => Some(Violation::Lost {
+            id,
+            detail: match job.results.first() {
                 None => "no record, no result message".into(),
                 Some(r) => format!("record gone although never deleted; result said {}", r.status),
             },
         }),
-        None if (deleted_at.is_some() || story.maybe_deleted) && got.is_empty() => {
-            out.push(Violation::Silent {
-                id: id.clone(),
-                status: "deleted after it ended".into(),
-            })
-        }
-        _ => {}
+        None if may_be_deleted && job.results.is_empty() => Some(Violation::Silent {
+            id,
+            status: "deleted after it ended".into(),
+        }),
+        _ => None,
     }
+}
 
-    if let Some(acked_at) = story.cancels.iter().map(|(at, _)| *at).min() {
-        let starts = record
-            .and_then(|r| r.started_at)
-            .map(|s| (s, "record"))
-            .into_iter()
-            .chain(got.iter().filter_map(|r| r.started_at.map(|s| (s, "result"))));
-        if let Some((started_at, source)) = starts.filter(|(s, _)| *s > acked_at).max() {
-            out.push(Violation::StartedAfterCancel {
-                id: id.clone(),
-                acked_at,
-                started_at,
-                source,
-            });
-        }
-    }
+/// No attempt starts after the job's cancel was acknowledged.
+fn no_start_after_cancel(job: &Job<'_, '_>) -> Option<Violation> {
+    let acked_at = job.story.cancels.iter().map(|(at, _)| *at).min()?;
+    let starts = job
+        .record
+        .and_then(|r| r.started_at)
+        .map(|s| (s, "record"))
+        .into_iter()
+        .chain(
+            job.results
+                .iter()
+                .filter_map(|r| r.started_at.map(|s| (s, "result"))),
+        );
+    let (started_at, source) = starts.filter(|(s, _)| *s > acked_at).max()?;
+    Some(Violation::StartedAfterCancel {
+        id: job.id.into(),
+        acked_at,
+        started_at,
+        source,
+    })
+}
 
-    if let Some(deleted_at) = deleted_at {
-        let back = record.map(|r| format!("its record is back ({}, attempts {})", r.status, r.attempts));
-        let rerun = got
-            .iter()
-            .filter_map(|r| r.started_at)
-            .filter(|s| *s > deleted_at)
-            .max()
-            .map(|s| format!("an attempt started {} ms later", s - deleted_at));
-        let detail: Vec<String> = back.into_iter().chain(rerun).collect();
-        if !detail.is_empty() {
-            out.push(Violation::Resurrected {
-                id,
-                deleted_at,
-                detail: detail.join("; "),
-            });
-        }
-    }
+/// A deleted job neither runs again nor gets its record back.
+fn nothing_after_delete(job: &Job<'_, '_>) -> Option<Violation> {
+    let deleted_at = job.story.deletes.iter().map(|(at, _)| *at).min()?;
+    let back = job
+        .record
+        .map(|r| format!("its record is back ({}, attempts {})", r.status, r.attempts));
+    let rerun = job
+        .results
+        .iter()
+        .filter_map(|r| r.started_at)
+        .filter(|s| *s > deleted_at)
+        .max()
+        .map(|s| format!("an attempt started {} ms later", s - deleted_at));
+    let detail: Vec<String> = back.into_iter().chain(rerun).collect();
+    (!detail.is_empty()).then(|| Violation::Resurrected {
+        id: job.id.into(),
+        deleted_at,
+        detail: detail.join("; "),
+    })
 }
 
 /// A group whose jobs never crash on purpose may see failures from the faults (a killed
