@@ -20,6 +20,15 @@ fn submit(id: &str, outcome: SubmitOutcome) -> Event {
     }
 }
 
+/// The delete of job `a` at 4000 with `outcome`.
+fn delete(outcome: DeleteOutcome) -> Event {
+    Event::Delete {
+        id: "a".into(),
+        at: 4000,
+        outcome,
+    }
+}
+
 fn record(id: &str, status: JobStatus, started_at: Option<i64>) -> JobRecord {
     JobRecord {
         id: id.into(),
@@ -109,13 +118,9 @@ fn a_deleted_job_whose_record_comes_back_ran_again() {
     let e = evidence(
         vec![
             submit("a", SubmitOutcome::Accepted),
-            Event::Delete {
-                id: "a".into(),
-                at: 4000,
-                outcome: DeleteOutcome::Deleted {
-                    record: json!({"id": "a", "status": "finished", "result": {"ok": 1}}),
-                },
-            },
+            delete(DeleteOutcome::Deleted {
+                record: json!({"id": "a", "status": "finished", "result": {"ok": 1}}),
+            }),
         ],
         vec![record("a", JobStatus::Finished, Some(5000))],
         vec![result_of(&done)],
@@ -224,11 +229,7 @@ fn a_delete_without_a_clear_answer_may_have_deleted() {
     let e = evidence(
         vec![
             submit("a", SubmitOutcome::Accepted),
-            Event::Delete {
-                id: "a".into(),
-                at: 4000,
-                outcome: DeleteOutcome::Refused { status: 503 },
-            },
+            delete(DeleteOutcome::Refused { status: 503 }),
         ],
         vec![],
         vec![result_of(&done)],
