@@ -2,7 +2,9 @@
 //! RabbitMQ and Redis (cleaned up when dropped, even after a panic), in-process and
 //! out-of-process workers, and polling waits instead of fixed sleeps.
 
+pub mod nemesis;
 pub mod private;
+pub mod proxy;
 
 use jobfleet_common::client::{amqp_pool, open_channel, Producer, ResultSubscriber};
 use jobfleet_common::config::Config;
@@ -21,6 +23,19 @@ use tokio_util::sync::CancellationToken;
 
 /// The delay after which parked job copies come back, in every test environment.
 pub const HOLD_DELAY: Duration = Duration::from_millis(500);
+
+/// The quick timings every worker process of the tests runs with (heartbeat every 500 ms,
+/// dead after 2 s, parked copies back after [`HOLD_DELAY`]) and no metrics listener.
+pub const WORKER_PROCESS_FLAGS: [&str; 8] = [
+    "--heartbeat-interval",
+    "500ms",
+    "--heartbeat-ttl",
+    "2s",
+    "--hold-delay",
+    "500ms",
+    "--metrics-listen",
+    "off",
+];
 
 /// One test's fleet: a unique namespace, its configuration, and what it started.
 pub struct TestEnv {
@@ -227,16 +242,7 @@ impl TestEnv {
     pub fn spawn_worker_process(&mut self, args: &[&str]) -> u32 {
         let child = Command::new(binary("jobfleet-worker"))
             .args(["--config", self.config_path().to_str().expect("utf-8 path")])
-            .args([
-                "--heartbeat-interval",
-                "500ms",
-                "--heartbeat-ttl",
-                "2s",
-                "--hold-delay",
-                "500ms",
-                "--metrics-listen",
-                "off",
-            ])
+            .args(WORKER_PROCESS_FLAGS)
             .args(args)
             .env("JOBFLEET_AMQP_URL", &self.config.amqp_url)
             .env("JOBFLEET_REDIS_URL", &self.config.redis_url)
@@ -393,10 +399,14 @@ impl Drop for TestEnv {
     }
 }
 
-/// The path of a workspace binary next to the test executable's directory.
+/// The path of a workspace binary: next to the running executable, or one level up when
+/// that is a test executable in `target/<profile>/deps`.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+    let mut dir = exe.parent().expect("target dir");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("target dir");
+    }
     let path = dir.join(name);
     assert!(
         path.exists(),

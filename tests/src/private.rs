@@ -28,6 +28,7 @@ fn wait_for_port(port: u16, timeout: Duration) {
 
 /// A RabbitMQ node of its own (`rabbitmq-server` with a private node name, ports and data
 /// directory).
+#[derive(Debug)]
 pub struct PrivateRabbit {
     node: String,
     port: u16,
@@ -135,6 +136,11 @@ impl PrivateRabbit {
         self.eval(&format!("{} sys:resume(QPid).", lookup(queue)));
     }
 
+    /// The AMQP port of the node.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     fn ctl(&self, args: &[&str]) {
         let status = Command::new("rabbitmqctl")
             .args(["-q", "-n", &self.node])
@@ -192,6 +198,7 @@ impl Drop for PrivateRabbit {
 
 /// A redis-server of its own with the append-only file on (fsync always), as production
 /// runs it.
+#[derive(Debug)]
 pub struct PrivateRedis {
     port: u16,
     dir: PathBuf,
@@ -236,6 +243,28 @@ impl PrivateRedis {
     /// The Redis URL of the server.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// The port of the server.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is answered, and keys
+    /// whose expiry passes meanwhile are gone when it resumes.
+    pub fn pause(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let child = self.child.as_ref().expect("redis-server runs");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal redis-server");
     }
 
     /// Stops the server (a clean shutdown), waits, and starts it again on its data.
