@@ -18,6 +18,7 @@ static RETRY: LazyLock<Script> = LazyLock::new(|| attempt_script(include_str!(".
 static SUBMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/submit.lua")));
 static END_EARLY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/end_early.lua")));
 static FORGET: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/forget.lua")));
+static DISCARD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/discard.lua")));
 static MARK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/mark.lua")));
 
 /// A script that ends a started attempt (complete.lua, retry.lua): `body` after the
@@ -175,6 +176,7 @@ impl Coordinator {
             .key(k.queued(&job.group))
             .key(k.running(&job.group))
             .key(k.tombstone(&job.group, &job.id))
+            .key(k.job(&job.group, ""))
             .arg(&job.id)
             .arg(&job.group)
             .arg(&job.function)
@@ -313,6 +315,7 @@ impl Coordinator {
             .key(k.index(&job.group))
             .key(k.queued(&job.group))
             .key(k.tombstone(&job.group, &job.id))
+            .key(k.job(&job.group, ""))
             .arg(&job.id)
             .arg(&job.group)
             .arg(&job.function)
@@ -358,25 +361,32 @@ impl Coordinator {
         EndEarly::from_reply(&reply)
     }
 
-    /// Removes a submitted job whose publish failed (its record, index entries and
-    /// idempotency key), so that a retried submit starts afresh.
-    pub async fn discard(
+    /// Removes the record of a submit that was refused (its publish failed, or its Redis
+    /// calls ran out), with its index entries and idempotency key, so that a retried
+    /// submit starts afresh; but only while the record is still that submit's own: queued,
+    /// never claimed, with `job`'s submit time, and never answered as `existing` to
+    /// another caller. Returns whether it was removed.
+    pub async fn discard_refused(
         &self,
-        id: &str,
-        group: &str,
+        job: &JobMessage,
         idempotency_key: Option<&str>,
-    ) -> Result<(), CoordinatorError> {
+    ) -> Result<bool, CoordinatorError> {
         let k = &self.keys;
-        let mut pipe = redis::pipe();
-        pipe.del(k.job(group, id)).ignore();
-        pipe.zrem(k.index(group), id).ignore();
-        pipe.zrem(k.queued(group), id).ignore();
-        if let Some(key) = idempotency_key {
-            pipe.del(k.idempotency(group, key)).ignore();
-        }
+        let idem = idempotency_key
+            .map(|key| k.idempotency(&job.group, key))
+            .unwrap_or_default();
+        let submitted_at = job.submitted_at.map(|t| t.to_string()).unwrap_or_default();
         let mut conn = self.connection().await?;
-        let _: () = pipe.query_async(&mut *conn).await?;
-        Ok(())
+        let discarded: i64 = DISCARD
+            .key(k.job(&job.group, &job.id))
+            .key(k.index(&job.group))
+            .key(k.queued(&job.group))
+            .key(idem)
+            .arg(&job.id)
+            .arg(submitted_at)
+            .invoke_async(&mut *conn)
+            .await?;
+        Ok(discarded == 1)
     }
 
     /// Marks the result of early-ended job `id` of `group` as published.

@@ -3,16 +3,30 @@
 -- its original job). Returns {'created'}, {'existing', id} or {'broken'}.
 -- KEYS[1] job key, KEYS[2] idempotency key (or '' when none), KEYS[3] group key,
 -- KEYS[4] group index, KEYS[5] group queued set, KEYS[6] the id's tombstone (a new job
--- with a deleted job's id clears it)
+-- with a deleted job's id clears it), KEYS[7] the prefix of the group's job keys (the
+-- record an idempotency key names is completed in Lua; same hash slot)
+-- A record answered as `existing` to another request (another submit time) is marked
+-- `repeated`: that caller now relies on it, so the discard of a refused submit
+-- (discard.lua) must leave it. The same request retrying after a lost reply does not mark.
 -- ARGV: 1 id, 2 group, 3 function, 4 args (JSON), 5 submitted_at (ms), 6 timeout_ms (or ''),
 --       7 idempotency key ttl (s)
+local function answer_existing(record)
+  if redis.call('HGET', record, 'submitted_at') ~= ARGV[5] then
+    redis.call('HSET', record, 'repeated', '1')
+  end
+end
 if KEYS[2] ~= '' then
   local existing = redis.call('GET', KEYS[2])
   if existing then
+    local record = KEYS[7] .. existing
+    if redis.call('EXISTS', record) == 1 then
+      answer_existing(record)
+    end
     return {'existing', existing}
   end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
+  answer_existing(KEYS[1])
   return {'existing', ARGV[1]}
 end
 if redis.call('HGET', KEYS[3], 'broken') == '1' then
