@@ -1,6 +1,7 @@
 //! The fleet configuration (SPEC §5): one TOML file for master and workers, overridden by
 //! environment variables, with the zero-config `default` group when there is no file.
 
+use crate::auth::{AuthConfig, TokenTable};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -248,9 +249,19 @@ pub struct Config {
     /// default 60 s.
     #[serde(default = "default_corrector_bound", deserialize_with = "duration")]
     pub corrector_bound: Duration,
+    /// API tokens (SPEC §8); `None`: no `[auth]` table, the master serves only on loopback.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+    /// How many entries the audit trail keeps (newest); default 10,000.
+    #[serde(default = "default_audit_entries")]
+    pub audit_entries: usize,
     /// The groups by name.
     #[serde(default)]
     pub groups: BTreeMap<String, GroupConfig>,
+}
+
+fn default_audit_entries() -> usize {
+    10_000
 }
 
 fn default_corrector_bound() -> Duration {
@@ -306,6 +317,8 @@ impl Default for Config {
             retention: default_retention(),
             corrector_bound: default_corrector_bound(),
             max_args_bytes: default_max_args_bytes(),
+            auth: None,
+            audit_entries: default_audit_entries(),
             groups: BTreeMap::from([(
                 DEFAULT_GROUP.to_string(),
                 GroupConfig {
@@ -368,6 +381,12 @@ impl Config {
                 "namespace {:?}: use 1..64 chars of [A-Za-z0-9_-]",
                 self.namespace
             ));
+        }
+        if let Some(auth) = &self.auth {
+            TokenTable::new(auth).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
+        if self.audit_entries == 0 {
+            return invalid("audit_entries must be at least 1".into());
         }
         for (group, group_config) in &self.groups {
             if !crate::message::is_valid_name(group) {

@@ -1,13 +1,14 @@
 //! The commands: each takes its parsed arguments and a [`Context`], prints its output and
 //! returns `Ok` or the [`CliError`] that sets the exit status.
 
+pub mod access;
 pub mod bulk;
 pub mod fleet;
 pub mod jobs;
 pub mod submit;
 pub mod watch;
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, TokenCommand};
 use crate::client::MasterClient;
 use crate::error::CliError;
 
@@ -23,7 +24,7 @@ pub struct Context {
 /// Runs the command of a parsed command line.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let context = Context {
-        client: MasterClient::new(cli.master)?,
+        client: MasterClient::new(cli.master, cli.token.as_deref())?,
         json: cli.json,
     };
     match cli.command {
@@ -36,5 +37,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Groups => fleet::groups(&context).await,
         Command::Workers => fleet::workers(&context).await,
         Command::Reset { group } => fleet::reset(&context, &group).await,
+        Command::Audit { limit } => access::audit(&context, limit).await,
+        Command::Token(TokenCommand::New { name, role }) => access::new_token(&context, &name, role),
     }
 }

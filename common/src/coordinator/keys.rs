@@ -81,6 +81,11 @@ impl Keys {
         format!("{}:lease:{name}", self.ns)
     }
 
+    /// The audit trail (a list of JSON entries, newest first): `NS:audit`.
+    pub fn audit(&self) -> String {
+        format!("{}:audit", self.ns)
+    }
+
     /// The pattern that matches every key of the namespace.
     pub fn everything(&self) -> String {
         format!("{}:*", self.ns)

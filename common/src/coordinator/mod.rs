@@ -9,6 +9,7 @@
 //! - listing: lookups by id, newest-first listings, index expiry
 //! - orphans: started jobs whose owner died, for the run-record corrector
 
+mod audit;
 mod connection;
 pub mod keys;
 mod listing;
