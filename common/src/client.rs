@@ -21,6 +21,7 @@ use tokio::sync::Mutex;
 
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     /// The broker refused or the connection broke.
     #[error("amqp: {0}")]
@@ -30,7 +31,7 @@ pub enum ClientError {
     Pool(#[from] deadpool_lapin::PoolError),
     /// The pool could not be built from the URL.
     #[error("amqp config: {0}")]
-    Config(String),
+    Config(#[from] deadpool_lapin::CreatePoolError),
     /// Redis failed.
     #[error(transparent)]
     Coordinator(#[from] CoordinatorError),
@@ -107,7 +108,7 @@ pub fn amqp_pool(amqp_url: &str, max_size: usize, connection_name: &str) -> Resu
             move || ConnectionProperties::default().with_connection_name(name.clone().into()),
             Runtime::Tokio1,
         )
-        .map_err(|e| ClientError::Config(e.to_string()))
+        .map_err(ClientError::from)
 }
 
 /// Opens a channel on a pooled connection, in confirm mode when `confirms` is set.
