@@ -7,10 +7,9 @@ use crate::config::Config;
 use crate::coordinator::{Coordinator, CoordinatorError};
 use crate::message::{is_valid_job_id, is_valid_name, JobMessage, ResultMessage};
 use crate::publish::publish_jobs;
-use crate::topology::Topology;
+use crate::topology::{self, Topology};
 use deadpool_lapin::lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
 use deadpool_lapin::lapin::types::FieldTable;
 use deadpool_lapin::lapin::{self, Channel, ConnectionProperties, ConnectionStatus, Consumer};
@@ -393,16 +392,9 @@ impl ResultSubscriber {
         let queue = channel
             .queue_declare(name.into(), options, FieldTable::default())
             .await?;
+        let exchange = self.topology.results_exchange();
         for pattern in &self.patterns {
-            channel
-                .queue_bind(
-                    queue.name().clone(),
-                    self.topology.results_exchange().into(),
-                    pattern.as_str().into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
+            topology::bind(&channel, queue.name().as_str(), &exchange, pattern).await?;
         }
         channel.basic_qos(500, BasicQosOptions::default()).await?;
         let consumer = channel
