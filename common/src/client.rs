@@ -7,10 +7,9 @@ use crate::config::Config;
 use crate::coordinator::{Coordinator, CoordinatorError};
 use crate::message::{is_valid_job_id, is_valid_name, JobMessage, ResultMessage};
 use crate::publish::publish_jobs;
-use crate::topology::Topology;
+use crate::topology::{self, Topology};
 use deadpool_lapin::lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
 use deadpool_lapin::lapin::types::FieldTable;
 use deadpool_lapin::lapin::{self, Channel, ConnectionProperties, ConnectionStatus, Consumer};
@@ -21,6 +20,7 @@ use tokio::sync::Mutex;
 
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     /// The broker refused or the connection broke.
     #[error("amqp: {0}")]
@@ -30,7 +30,7 @@ pub enum ClientError {
     Pool(#[from] deadpool_lapin::PoolError),
     /// The pool could not be built from the URL.
     #[error("amqp config: {0}")]
-    Config(String),
+    Config(#[from] deadpool_lapin::CreatePoolError),
     /// Redis failed.
     #[error(transparent)]
     Coordinator(#[from] CoordinatorError),
@@ -107,7 +107,7 @@ pub fn amqp_pool(amqp_url: &str, max_size: usize, connection_name: &str) -> Resu
             move || ConnectionProperties::default().with_connection_name(name.clone().into()),
             Runtime::Tokio1,
         )
-        .map_err(|e| ClientError::Config(e.to_string()))
+        .map_err(ClientError::from)
 }
 
 /// Opens a channel on a pooled connection, in confirm mode when `confirms` is set.
@@ -392,16 +392,9 @@ impl ResultSubscriber {
         let queue = channel
             .queue_declare(name.into(), options, FieldTable::default())
             .await?;
+        let exchange = self.topology.results_exchange();
         for pattern in &self.patterns {
-            channel
-                .queue_bind(
-                    queue.name().clone(),
-                    self.topology.results_exchange().into(),
-                    pattern.as_str().into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
+            topology::bind(&channel, queue.name().as_str(), &exchange, pattern).await?;
         }
         channel.basic_qos(500, BasicQosOptions::default()).await?;
         let consumer = channel

@@ -59,6 +59,14 @@ pub enum ConfigError {
     /// A value breaks a rule of the schema.
     #[error("invalid config: {0}")]
     Invalid(String),
+    /// A function's args schema is not a valid JSON Schema.
+    #[error("invalid config: function {function}: invalid JSON Schema: {source}")]
+    Schema {
+        /// The function, as `group.function`.
+        function: String,
+        /// Why the schema does not compile (boxed: the error is large and rare).
+        source: Box<jsonschema::ValidationError<'static>>,
+    },
 }
 
 /// A group queue's RabbitMQ queue type.

@@ -1,7 +1,6 @@
 //! `jobfleet token new` (offline) and `jobfleet audit`.
 
 use super::Context;
-use crate::client::decode;
 use crate::error::CliError;
 use crate::output::{self, Table};
 use jobfleet_api::AuditPage;
@@ -36,20 +35,21 @@ pub fn new_token(context: &Context, name: &str, role: Role) -> Result<(), CliErr
 /// Prints the newest audit entries.
 pub async fn audit(context: &Context, limit: u32) -> Result<(), CliError> {
     let raw = context.client.audit(limit).await?;
-    if context.json {
-        return output::json(&raw, true);
-    }
-    let page: AuditPage = decode(&raw, "audit trail")?;
-    let mut table = Table::new(&["AT", "WHO", "ROLE", "ACTION", "TARGET", "STATUS"]);
-    for entry in page.entries {
-        table.row(vec![
-            entry.at,
-            entry.who,
-            entry.role,
-            entry.action,
-            entry.target,
-            entry.status.to_string(),
-        ]);
-    }
-    output::line(&table.render())
+    context.print(&raw, "audit trail", |page: &AuditPage| {
+        let mut table = Table::new(&["AT", "WHO", "ROLE", "ACTION", "TARGET", "STATUS"]);
+        for entry in &page.entries {
+            let status = entry.status.to_string();
+            let cells = [
+                &entry.at,
+                &entry.who,
+                &entry.role,
+                &entry.action,
+                &entry.target,
+                &status,
+            ];
+            table.row(cells.iter().map(|c| c.to_string()).collect());
+        }
+        table.render()
+    })?;
+    Ok(())
 }

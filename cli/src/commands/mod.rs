@@ -9,8 +9,11 @@ pub mod submit;
 pub mod watch;
 
 use crate::args::{Cli, Command, TokenCommand};
-use crate::client::MasterClient;
+use crate::client::{decode, MasterClient};
 use crate::error::CliError;
+use crate::output;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 /// What every command gets: the master client and the output mode.
 #[derive(Debug, Clone)]
@@ -19,6 +22,26 @@ pub struct Context {
     pub client: MasterClient,
     /// Print JSON instead of text.
     pub json: bool,
+}
+
+impl Context {
+    /// Prints an answer of the master: as it came under `--json`, else decoded as a `T`
+    /// (`what` names it in a decode error) and rendered by `text`. Returns the decoded
+    /// answer in text mode, for what a command prints after it.
+    pub fn print<T: DeserializeOwned>(
+        &self,
+        raw: &Value,
+        what: &str,
+        text: impl FnOnce(&T) -> String,
+    ) -> Result<Option<T>, CliError> {
+        if self.json {
+            output::json(raw, true)?;
+            return Ok(None);
+        }
+        let answer: T = decode(raw, what)?;
+        output::line(&text(&answer))?;
+        Ok(Some(answer))
+    }
 }
 
 /// Runs the command of a parsed command line.

@@ -46,6 +46,9 @@ pub enum CoordinatorError {
     /// A record or script reply has an unexpected shape.
     #[error("corrupt coordinator data: {0}")]
     Corrupt(String),
+    /// A record holds a status or error kind that SPEC §2 does not define.
+    #[error("corrupt coordinator data: {0}")]
+    UnknownName(#[from] crate::message::UnknownName),
     /// The pool could not be built from the URL.
     #[error("redis config: {0}")]
     Config(#[from] deadpool_redis::CreatePoolError),
@@ -77,7 +80,9 @@ impl CoordinatorError {
         match self {
             CoordinatorError::Pool(_) => true,
             CoordinatorError::Redis(e) => !is_deterministic(e),
-            CoordinatorError::Corrupt(_) | CoordinatorError::Config(_) => false,
+            CoordinatorError::Corrupt(_) | CoordinatorError::UnknownName(_) | CoordinatorError::Config(_) => {
+                false
+            }
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod backend;
 pub mod error;
 pub mod groups;
 pub mod jobs;
+pub mod openapi;
 pub mod submission;
 pub mod submit;
 pub mod system;

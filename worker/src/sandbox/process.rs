@@ -286,45 +286,41 @@ impl ProcessFunction {
     }
 
     /// Runs one job: `Ok` with the result, or the job's error. Stops the process group on
-    /// `timeout` (kind `timeout`) or when `stop` fires (kind `canceled`).
-    /// An exclusive process gets the job's W3C `traceparent` as `TRACEPARENT`.
-    pub async fn run(
-        &self,
-        job_id: &str,
-        attempt: u32,
-        args: &Value,
-        timeout: Duration,
-        stop: &CancellationToken,
-        traceparent: Option<String>,
-    ) -> HandlerResult {
+    /// the job's timeout (kind `timeout`) or when `stop` fires (kind `canceled`).
+    pub async fn run(&self, job: ProcessJob<'_>, stop: &CancellationToken) -> HandlerResult {
         match self {
-            ProcessFunction::Exclusive(spec) => {
-                run_exclusive(spec, job_id, attempt, args, timeout, stop, traceparent).await
-            }
-            ProcessFunction::Shared(pool) => pool.run(job_id, args, timeout, stop).await,
+            ProcessFunction::Exclusive(spec) => run_exclusive(spec, job, stop).await,
+            ProcessFunction::Shared(pool) => pool.run(&job, stop).await,
         }
     }
 }
 
-async fn run_exclusive(
-    spec: &ProcessSpec,
-    job_id: &str,
-    attempt: u32,
-    args: &Value,
-    timeout: Duration,
-    stop: &CancellationToken,
-    traceparent: Option<String>,
-) -> HandlerResult {
+/// One job for a process sandbox.
+#[derive(Debug, Clone)]
+pub struct ProcessJob<'a> {
+    /// The job's id (`JOBFLEET_JOB_ID` of an exclusive process, `id` of a shared request).
+    pub id: &'a str,
+    /// Which attempt this is (`JOBFLEET_ATTEMPT` of an exclusive process).
+    pub attempt: u32,
+    /// The args, written as JSON.
+    pub args: &'a Value,
+    /// How long it may run.
+    pub timeout: Duration,
+    /// The job's W3C `traceparent`, `TRACEPARENT` of an exclusive process.
+    pub traceparent: Option<String>,
+}
+
+async fn run_exclusive(spec: &ProcessSpec, job: ProcessJob<'_>, stop: &CancellationToken) -> HandlerResult {
     let workdir = WorkDir::create()?;
     let mut env = vec![
-        ("JOBFLEET_JOB_ID", job_id.to_string()),
-        ("JOBFLEET_ATTEMPT", attempt.to_string()),
+        ("JOBFLEET_JOB_ID", job.id.to_string()),
+        ("JOBFLEET_ATTEMPT", job.attempt.to_string()),
     ];
-    env.extend(traceparent.map(|t| ("TRACEPARENT", t)));
+    env.extend(job.traceparent.map(|t| ("TRACEPARENT", t)));
     let mut child = spec.spawn(&workdir.0, &env)?;
     let group = GroupGuard::of(&child)
         .ok_or_else(|| JobError::new(ErrorKind::Crashed, "the process ended before it started"))?;
-    let input = serde_json::to_vec(args).unwrap_or_else(|_| b"null".to_vec());
+    let input = serde_json::to_vec(job.args).unwrap_or_else(|_| b"null".to_vec());
     let mut stdin = child.stdin.take().expect("piped stdin");
     // Written on its own task: a process that does not read stdin must not block us.
     tokio::spawn(async move {
@@ -339,12 +335,7 @@ async fn run_exclusive(
         let _ = stdout.read_to_end(&mut output).await;
         output
     });
-    let outcome = tokio::select! {
-        status = child.wait() => Ok(status),
-        _ = tokio::time::sleep(timeout) => Err(JobError::new(ErrorKind::Timeout, format!("ran past its timeout of {} ms", timeout.as_millis()))),
-        _ = stop.cancelled() => Err(JobError::new(ErrorKind::Canceled, "canceled while running")),
-    };
-    let status = match outcome {
+    let status = match super::bounded(child.wait(), job.timeout, stop).await {
         Ok(status) => status,
         Err(error) => {
             group.stop(&mut child, spec.kill_grace).await;

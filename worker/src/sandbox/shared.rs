@@ -7,7 +7,8 @@
 //! request's id. Such a line can never become another job's answer.
 
 use super::process::{
-    collect_tail, exit_error, with_stderr, GroupGuard, ProcessSpec, Tail, WorkDir, MAX_OUTPUT_BYTES,
+    collect_tail, exit_error, with_stderr, GroupGuard, ProcessJob, ProcessSpec, Tail, WorkDir,
+    MAX_OUTPUT_BYTES,
 };
 use super::protocol::{classify, excerpt, Line};
 use crate::function::HandlerResult;
@@ -279,13 +280,7 @@ impl SharedPool {
     }
 
     /// Runs one job on a process of the pool.
-    pub(super) async fn run(
-        &self,
-        job_id: &str,
-        args: &Value,
-        timeout: Duration,
-        stop: &CancellationToken,
-    ) -> HandlerResult {
+    pub(super) async fn run(&self, job: &ProcessJob<'_>, stop: &CancellationToken) -> HandlerResult {
         let _slot = self
             .slots
             .acquire()
@@ -293,14 +288,9 @@ impl SharedPool {
             .map_err(|_| JobError::new(ErrorKind::Crashed, "the pool is closed"))?;
         let mut process = self.checkout()?;
         let mut request =
-            serde_json::to_vec(&serde_json::json!({"id": job_id, "args": args})).unwrap_or_default();
+            serde_json::to_vec(&serde_json::json!({"id": job.id, "args": job.args})).unwrap_or_default();
         request.push(b'\n');
-        let outcome = tokio::select! {
-            exchanged = process.exchange(&request, job_id) => Ok(exchanged),
-            _ = tokio::time::sleep(timeout) => Err(JobError::new(ErrorKind::Timeout, format!("ran past its timeout of {} ms", timeout.as_millis()))),
-            _ = stop.cancelled() => Err(JobError::new(ErrorKind::Canceled, "canceled while running")),
-        };
-        let answer = match outcome {
+        let answer = match super::bounded(process.exchange(&request, job.id), job.timeout, stop).await {
             Err(error) => {
                 // The process is mid-job: stop it; the next job starts a fresh one.
                 process.group.stop(&mut process.child, self.spec.kill_grace).await;
