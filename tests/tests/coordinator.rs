@@ -721,3 +721,36 @@ async fn a_refused_submit_discards_only_its_own_record_never_one_another_caller_
         .unwrap());
     assert!(c.job(&theirs.id).await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn an_attempt_whose_complete_reply_was_lost_still_publishes_after_its_record_was_deleted() {
+    let env = TestEnv::new("lostreply");
+    let c = &env.coordinator;
+    let job = JobMessage::new("default", "echo", json!(1));
+    let verdict = claim(c, &job, "w", CopyKind::Fresh, true, &next_token())
+        .await
+        .unwrap();
+    assert!(matches!(verdict, Claim::Run { .. }));
+    // The worker's complete runs, its reply is lost (a pause, a cut), the caller deletes
+    // the ended record, and the worker retries its complete.
+    assert_eq!(
+        complete(c, &job, "w", 1, &finished(), 5).await.unwrap(),
+        Completion::Recorded
+    );
+    assert_eq!(c.forget(&job.id).await.unwrap(), Forget::Deleted);
+    assert_eq!(
+        complete(c, &job, "w", 1, &finished(), 5).await.unwrap(),
+        Completion::Recorded,
+        "the attempt that ended the job learns it did, and publishes its result"
+    );
+    // Any other attempt stays stale: it never ended the job.
+    assert!(matches!(
+        complete(c, &job, "other", 1, &finished(), 5).await.unwrap(),
+        Completion::Stale(_)
+    ));
+    assert!(matches!(
+        complete(c, &job, "w", 2, &finished(), 5).await.unwrap(),
+        Completion::Stale(_)
+    ));
+    assert!(c.job(&job.id).await.unwrap().is_none(), "no record comes back");
+}

@@ -6,9 +6,7 @@ use super::record::{fields_of, text};
 use super::{Claim, Completion, Coordinator, CoordinatorError, CopyKind, EndEarly, FailureEffect};
 use super::{Forget, JobRecord, Outcome, Submitted};
 use crate::message::{JobError, JobMessage, JobStatus};
-use deadpool_redis::redis::{
-    self, AsyncCommands, Script, ScriptInvocation, ToRedisArgs, Value as RedisValue,
-};
+use deadpool_redis::redis::{self, Script, ScriptInvocation, ToRedisArgs, Value as RedisValue};
 use std::sync::LazyLock;
 
 static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/enqueue.lua")));
@@ -316,6 +314,7 @@ impl Coordinator {
             .key(self.keys.job(&group, request.id))
             .key(self.keys.queued(&group))
             .key(self.keys.running(&group))
+            .key(self.keys.owed(&group))
             .arg(request.status.as_str())
             .arg(request.error.kind.as_str())
             .arg(&request.error.message)
@@ -358,7 +357,14 @@ impl Coordinator {
     /// Marks the result of early-ended job `id` of `group` as published.
     pub async fn announced(&self, group: &str, id: &str) -> Result<(), CoordinatorError> {
         let mut conn = self.connection().await?;
-        let _: () = conn.hdel(self.keys.job(group, id), "announce").await?;
+        let _: () = redis::pipe()
+            .atomic()
+            .hdel(self.keys.job(group, id), "announce")
+            .ignore()
+            .zrem(self.keys.owed(group), id)
+            .ignore()
+            .query_async(&mut *conn)
+            .await?;
         Ok(())
     }
 
@@ -407,14 +413,15 @@ impl Coordinator {
 
 impl Coordinator {
     /// The start of a call of a script that ends a started attempt (complete.lua,
-    /// retry.lua), as attempt.lua reads it: KEYS 1–3 the record, the group key and the
-    /// group's running set; ARGV 1–2 the fencing token (worker id, attempt). Each script's
-    /// own keys and args follow.
+    /// retry.lua), as attempt.lua reads it: KEYS 1–4 the record, the group key, the
+    /// group's running set and the job's tombstone; ARGV 1–2 the fencing token (worker id,
+    /// attempt). Each script's own keys and args follow.
     fn attempt_call<'s>(&self, script: &'s Script, attempt: AttemptKey<'_>) -> ScriptInvocation<'s> {
         let job = attempt.job;
         let mut call = script.key(self.keys.job(&job.group, &job.id));
         call.key(self.keys.group(&job.group))
             .key(self.keys.running(&job.group))
+            .key(self.keys.tombstone(&job.group, &job.id))
             .arg(attempt.worker_id)
             .arg(attempt.attempt);
         call
