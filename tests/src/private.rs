@@ -15,7 +15,8 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn wait_for_port(port: u16, timeout: Duration) {
+/// Waits until something accepts connections on 127.0.0.1:`port`; panics after `timeout`.
+pub fn wait_for_port(port: u16, timeout: Duration) {
     let deadline = std::time::Instant::now() + timeout;
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
@@ -33,6 +34,8 @@ pub struct PrivateRabbit {
     node: String,
     port: u16,
     dir: PathBuf,
+    /// Extra environment of the server (e.g. `RABBITMQ_DEFAULT_USER`).
+    environment: Vec<(String, String)>,
 }
 
 impl PrivateRabbit {
@@ -45,6 +48,17 @@ impl PrivateRabbit {
     /// for `advanced.config`, e.g. `{consumer_timeout, 2000}`) and waits until it accepts
     /// connections.
     pub fn start_with(settings: &str) -> PrivateRabbit {
+        PrivateRabbit::start_configured(settings, Vec::new())
+    }
+
+    /// Starts a node with `environment` added to the server's, as a container passes it:
+    /// `RABBITMQ_DEFAULT_USER` and `RABBITMQ_DEFAULT_PASS` make its first start create that
+    /// user instead of guest (then [`PrivateRabbit::url`], which logs in as guest, is refused).
+    pub fn start_with_environment(environment: Vec<(String, String)>) -> PrivateRabbit {
+        PrivateRabbit::start_configured("", environment)
+    }
+
+    fn start_configured(settings: &str, environment: Vec<(String, String)>) -> PrivateRabbit {
         let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
         let node = format!("jf{suffix}@localhost");
         let dir = std::env::temp_dir().join(format!("jobfleet-rabbit-{suffix}"));
@@ -56,7 +70,12 @@ impl PrivateRabbit {
         let advanced = dir.join("advanced.config");
         std::fs::write(&advanced, format!("[{{rabbit, [{settings}]}}].\n")).expect("advanced.config");
         let port = free_port();
-        let rabbit = PrivateRabbit { node, port, dir };
+        let rabbit = PrivateRabbit {
+            node,
+            port,
+            dir,
+            environment,
+        };
         rabbit.launch();
         rabbit
     }
@@ -74,6 +93,7 @@ impl PrivateRabbit {
             .env("RABBITMQ_CONFIG_FILE", format!("{dir}/rabbitmq"))
             .env("RABBITMQ_ADVANCED_CONFIG_FILE", format!("{dir}/advanced.config"))
             .env("RABBITMQ_PID_FILE", format!("{dir}/pid"))
+            .envs(self.environment.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .status()
             .expect("rabbitmq-server (installed by scripts/services)");
