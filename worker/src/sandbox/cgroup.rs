@@ -32,7 +32,7 @@ pub(super) struct CgroupRoot {
 impl CgroupRoot {
     /// Kills and removes the cgroups of dead workers next to this one, then creates this
     /// worker's cgroup and its keeper. An error says why cgroups are not usable here.
-    pub(super) fn create(name: &str) -> io::Result<CgroupRoot> {
+    pub(super) fn create() -> io::Result<CgroupRoot> {
         let parent = own_v2_cgroup()?;
         if !parent.join("cgroup.procs").exists() {
             return Err(io::Error::other(format!(
@@ -44,7 +44,7 @@ impl CgroupRoot {
             info!(cgroup = %dead.path().display(), "killing what a worker that is gone left running");
             remove_tree(dead.path());
         }
-        let dir = LockedDir::create(&parent, name, 0o755)?;
+        let dir = LockedDir::create(&parent, 0o755)?;
         if !dir.path().join("cgroup.kill").exists() {
             let _ = std::fs::remove_dir(dir.path());
             return Err(io::Error::other("no cgroup.kill (Linux 5.14 or later)"));

@@ -6,7 +6,6 @@
 
 use super::cgroup::{CgroupRoot, JobCgroup};
 use super::identity::Credentials;
-use super::instance;
 use super::workdir::{TempRoot, WorkDir};
 use jobfleet_common::message::{ErrorKind, JobError};
 use nix::errno::Errno;
@@ -86,9 +85,8 @@ impl SandboxHost {
         if let Err(e) = nix::sys::prctl::set_dumpable(false) {
             warn!(error = %e, "cannot make the worker non-dumpable; job code running as its user can read its /proc files");
         }
-        let name = instance::fresh_name();
-        let temp = TempRoot::create(&name).map_err(SandboxError::TempRoot)?;
-        let cgroups = match CgroupRoot::create(&name) {
+        let temp = TempRoot::create().map_err(SandboxError::TempRoot)?;
+        let cgroups = match CgroupRoot::create() {
             Ok(cgroups) => {
                 info!(cgroup = %cgroups.path().display(), "each sandboxed process gets a cgroup of its own");
                 Some(cgroups)

@@ -12,8 +12,12 @@ use std::path::{Path, PathBuf};
 /// The name prefix of every instance directory.
 const PREFIX: &str = "jobfleet-worker-";
 
+/// Attempts at creating an instance directory (a sweeper may take one for a dead worker's
+/// in the moment between its mkdir and its lock).
+const CREATE_ATTEMPTS: usize = 5;
+
 /// A fresh instance name: `jobfleet-worker-<pid>-<random>`.
-pub(super) fn fresh_name() -> String {
+fn fresh_name() -> String {
     format!(
         "{PREFIX}{}-{}",
         std::process::id(),
@@ -30,8 +34,18 @@ pub(super) struct LockedDir {
 }
 
 impl LockedDir {
-    /// Creates `parent/name` with `mode` and locks it.
-    pub(super) fn create(parent: &Path, name: &str, mode: u32) -> io::Result<LockedDir> {
+    /// Creates a fresh instance directory in `parent` with `mode`, and locks it.
+    pub(super) fn create(parent: &Path, mode: u32) -> io::Result<LockedDir> {
+        let mut attempt = 1;
+        loop {
+            match LockedDir::create_named(parent, &fresh_name(), mode) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < CREATE_ATTEMPTS => attempt += 1,
+                created => return created,
+            }
+        }
+    }
+
+    fn create_named(parent: &Path, name: &str, mode: u32) -> io::Result<LockedDir> {
         let path = parent.join(name);
         DirBuilder::new().mode(mode).create(&path)?;
         let lock = File::open(&path)?;
@@ -39,10 +53,10 @@ impl LockedDir {
         // A sweeper may have taken the unlocked directory for a dead worker's in the moment
         // between mkdir and lock: then it is gone, or another directory took its name.
         if std::fs::metadata(&path)?.ino() != lock.metadata()?.ino() {
-            return Err(io::Error::other(format!(
-                "{} was removed while being created",
-                path.display()
-            )));
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} was removed while being created", path.display()),
+            ));
         }
         Ok(LockedDir { path, _lock: lock })
     }
@@ -83,8 +97,8 @@ mod tests {
     fn a_held_directory_is_not_abandoned_and_a_released_one_is() {
         let parent = std::env::temp_dir().join(format!("jobfleet-instance-test-{}", std::process::id()));
         std::fs::create_dir_all(&parent).unwrap();
-        let held = LockedDir::create(&parent, &fresh_name(), 0o700).unwrap();
-        let released = LockedDir::create(&parent, &fresh_name(), 0o700).unwrap();
+        let held = LockedDir::create(&parent, 0o700).unwrap();
+        let released = LockedDir::create(&parent, 0o700).unwrap();
         let released_path = released.path().to_path_buf();
         drop(released);
         std::fs::create_dir(parent.join("something-else")).unwrap();

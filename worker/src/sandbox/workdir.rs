@@ -18,13 +18,13 @@ pub(super) struct TempRoot(LockedDir);
 
 impl TempRoot {
     /// Removes the roots of dead workers, then creates this worker's.
-    pub(super) fn create(name: &str) -> io::Result<TempRoot> {
+    pub(super) fn create() -> io::Result<TempRoot> {
         let parent = std::env::temp_dir();
         for dead in instance::abandoned(&parent) {
             info!(dir = %dead.path().display(), "removing the temp dirs of a worker that is gone");
             let _ = std::fs::remove_dir_all(dead.path());
         }
-        LockedDir::create(&parent, name, 0o711).map(TempRoot)
+        LockedDir::create(&parent, 0o711).map(TempRoot)
     }
 
     /// A fresh working directory owned by the user the process runs as.
