@@ -92,11 +92,11 @@ impl ProcessSpec {
             argv: absolute_paths(&function.command),
             env: environment(&function.env),
             limits: Limits {
-                memory_bytes: limits.memory_mb.map(|mb| mb * 1024 * 1024),
+                memory_bytes: limits.memory_mb.map(mebibytes),
                 cpu_seconds: limits.cpu_seconds,
                 open_files: limits.open_files,
                 processes: limits.processes,
-                file_size_bytes: limits.file_size_mb.map(|mb| mb * 1024 * 1024),
+                file_size_bytes: limits.file_size_mb.map(mebibytes),
             },
             kill_grace: limits.kill_grace.unwrap_or(Duration::from_secs(2)),
             run_as,
@@ -239,6 +239,11 @@ impl ProcessSpec {
             _ => JobError::new(ErrorKind::Crashed, with_stderr("ended abnormally".into(), stderr)),
         }
     }
+}
+
+/// Bytes in `mb` MiB (a limit too large for u64 is no limit).
+fn mebibytes(mb: u64) -> u64 {
+    mb.saturating_mul(1024 * 1024)
 }
 
 /// ` (SIGXFSZ)` for 25.
