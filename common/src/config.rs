@@ -102,6 +102,17 @@ pub enum ProcessMode {
     Shared,
 }
 
+/// How far a process function is cut off from the host (SPEC §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// A plain process of the host (default).
+    #[default]
+    None,
+    /// Under bubblewrap: own PID, IPC, UTS and network namespaces, read-only filesystem.
+    Namespace,
+}
+
 /// One function of a group.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -138,6 +149,15 @@ pub struct FunctionConfig {
     /// Shared mode: jobs a process serves before it is replaced; default 1000.
     #[serde(default)]
     pub recycle_after: Option<u32>,
+    /// A process function's isolation; default `none`.
+    #[serde(default)]
+    pub isolation: Isolation,
+    /// `isolation = "namespace"`: keep the host's network; default false.
+    #[serde(default)]
+    pub network: Option<bool>,
+    /// The user a process function runs as when the worker runs as root; default `nobody`.
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 /// rlimits of a process function's processes, and how long a stopped one gets between
@@ -157,6 +177,12 @@ pub struct ProcessLimits {
     /// Between TERM and KILL; default 2 s.
     #[serde(default, deserialize_with = "opt_duration")]
     pub kill_grace: Option<Duration>,
+    /// Processes of the user the function runs as (RLIMIT_NPROC); default none.
+    #[serde(default)]
+    pub processes: Option<u64>,
+    /// Largest file it may write, MiB (RLIMIT_FSIZE); default none.
+    #[serde(default)]
+    pub file_size_mb: Option<u64>,
 }
 
 impl Default for ProcessLimits {
@@ -166,6 +192,8 @@ impl Default for ProcessLimits {
             cpu_seconds: None,
             open_files: default_open_files(),
             kill_grace: None,
+            processes: None,
+            file_size_mb: None,
         }
     }
 }
@@ -179,6 +207,24 @@ fn default_open_files() -> Option<u64> {
 }
 
 impl FunctionConfig {
+    /// The sandbox-hardening settings (SPEC §8) that only make sense together.
+    fn check_hardening(&self) -> Result<(), String> {
+        let hardened = self.isolation != Isolation::None || self.user.is_some() || self.network.is_some();
+        if self.sandbox == SandboxKind::Inprocess && hardened {
+            return Err("`isolation`, `network` and `user` need sandbox = \"process\"".into());
+        }
+        if self.network.is_some() && self.isolation != Isolation::Namespace {
+            return Err("`network` needs isolation = \"namespace\"".into());
+        }
+        if self.user.as_deref().is_some_and(|user| user.trim().is_empty()) {
+            return Err("`user` must name a user".into());
+        }
+        if self.limits.processes == Some(0) {
+            return Err("limits.processes must be at least 1".into());
+        }
+        Ok(())
+    }
+
     /// The back-off before retry number `retry` (1-based): `retry_backoff * 2^(retry-1)`,
     /// at most one hour.
     pub fn retry_delay(&self, retry: u32) -> Duration {
@@ -419,6 +465,9 @@ impl Config {
                         "function {group}.{name}: `command` needs sandbox = \"process\""
                     ));
                 }
+                if let Err(reason) = function.check_hardening() {
+                    return invalid(format!("function {group}.{name}: {reason}"));
+                }
             }
         }
         Ok(())
@@ -543,6 +592,19 @@ mode = "shared"
             ("[groups.g.functions.f]\ntimeout = \"soon\"", "duration"),
             ("unknown_key = 1", "unknown"),
             ("[groups.\"a.b\"]", "group"),
+            ("[groups.g.functions.f]\nuser = \"nobody\"", "need sandbox"),
+            (
+                "[groups.g.functions.f]\nsandbox = \"process\"\ncommand = [\"x\"]\nnetwork = true",
+                "isolation",
+            ),
+            (
+                "[groups.g.functions.f]\nsandbox = \"process\"\ncommand = [\"x\"]\nisolation = \"vm\"",
+                "unknown variant",
+            ),
+            (
+                "[groups.g.functions.f]\nsandbox = \"process\"\ncommand = [\"x\"]\nlimits = { processes = 0 }",
+                "processes",
+            ),
         ];
         for (text, needle) in cases {
             let err = Config::from_toml(text).unwrap_err().to_string();
@@ -550,6 +612,33 @@ mode = "shared"
         }
         let err = Config::load(Some(Path::new("/nonexistent/fleet.toml")), |_| None).unwrap_err();
         assert!(matches!(err, ConfigError::Read { .. }));
+    }
+
+    #[test]
+    fn the_sandbox_hardening_settings_are_read() {
+        let config = Config::from_toml(
+            r#"
+[groups.g.functions.f]
+sandbox = "process"
+command = ["python3", "f.py"]
+isolation = "namespace"
+network = true
+user = "jobs"
+limits = { processes = 64, file_size_mb = 10 }
+"#,
+        )
+        .unwrap();
+        let f = config.function("g", "f").unwrap();
+        assert_eq!(f.isolation, Isolation::Namespace);
+        assert_eq!((f.network, f.user.as_deref()), (Some(true), Some("jobs")));
+        assert_eq!((f.limits.processes, f.limits.file_size_mb), (Some(64), Some(10)));
+        let plain =
+            Config::from_toml("[groups.g.functions.f]\nsandbox = \"process\"\ncommand = [\"x\"]").unwrap();
+        let plain = plain.function("g", "f").unwrap();
+        assert_eq!(
+            (plain.isolation, plain.network, plain.user.as_deref()),
+            (Isolation::None, None, None)
+        );
     }
 
     #[test]
