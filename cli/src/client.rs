@@ -9,6 +9,7 @@ use jobfleet_common::message::JobStatus;
 use reqwest::{RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Seconds of one `?wait=` (the master's maximum).
@@ -146,15 +147,23 @@ pub struct MasterClient {
 impl MasterClient {
     /// A client for the master at `base` (an `http://` URL, possibly with a path prefix).
     pub fn new(base: Url) -> Result<MasterClient, ApiError> {
-        let http = reqwest::Client::builder()
+        MasterClient::with_tls(base, None)
+    }
+
+    /// A client for the master at `base` (`http://` or `https://`) that checks an HTTPS
+    /// master's certificate with `tls` (see [`crate::commands::tls_config`]).
+    pub fn with_tls(base: Url, tls: Option<Arc<rustls::ClientConfig>>) -> Result<MasterClient, ApiError> {
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
-            .user_agent(concat!("jobfleet-cli/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|source| ApiError::Transport {
-                url: base.to_string(),
-                reason: format!("cannot build the HTTP client: {source}"),
-                source,
-            })?;
+            .user_agent(concat!("jobfleet-cli/", env!("CARGO_PKG_VERSION")));
+        if let Some(tls) = tls {
+            builder = builder.use_preconfigured_tls(Arc::unwrap_or_clone(tls));
+        }
+        let http = builder.build().map_err(|source| ApiError::Transport {
+            url: base.to_string(),
+            reason: format!("cannot build the HTTP client: {source}"),
+            source,
+        })?;
         Ok(MasterClient { http, base })
     }
 

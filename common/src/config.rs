@@ -1,6 +1,7 @@
 //! The fleet configuration (SPEC §5): one TOML file for master and workers, overridden by
 //! environment variables, with the zero-config `default` group when there is no file.
 
+use crate::tls::{HttpsConfig, TlsConfig, TlsError};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -58,6 +59,9 @@ pub enum ConfigError {
     /// A value breaks a rule of the schema.
     #[error("invalid config: {0}")]
     Invalid(String),
+    /// A `[tls]` file is unreadable or not what it should be.
+    #[error("invalid config: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// A group queue's RabbitMQ queue type.
@@ -251,6 +255,12 @@ pub struct Config {
     /// The groups by name.
     #[serde(default)]
     pub groups: BTreeMap<String, GroupConfig>,
+    /// `[tls]`: what clients trust and present on `amqps://` and `rediss://` URLs.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// `[https]`: the master serves HTTPS with this certificate (checked by the master).
+    #[serde(default)]
+    pub https: Option<HttpsConfig>,
 }
 
 fn default_corrector_bound() -> Duration {
@@ -306,6 +316,8 @@ impl Default for Config {
             retention: default_retention(),
             corrector_bound: default_corrector_bound(),
             max_args_bytes: default_max_args_bytes(),
+            tls: TlsConfig::default(),
+            https: None,
             groups: BTreeMap::from([(
                 DEFAULT_GROUP.to_string(),
                 GroupConfig {
@@ -394,6 +406,7 @@ impl Config {
                 }
             }
         }
+        self.tls.validate()?;
         Ok(())
     }
 

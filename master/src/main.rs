@@ -36,6 +36,9 @@ fn run(args: Args) -> Result<(), Exit> {
         config.listen = listen;
     }
     ArgSchemas::compile(&config).map_err(Exit::usage)?;
+    if let Some(https) = &config.https {
+        https.validate().map_err(Exit::usage)?;
+    }
     binary::block_on(async move {
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
