@@ -286,13 +286,17 @@ impl Config {
     }
 }
 
-/// Makes aws-lc-rs the process's default rustls provider (once; a default already
-/// installed stays), for libraries that build their configurations with it (redis).
+/// Makes aws-lc-rs the process's default rustls provider (a default already installed
+/// stays), for libraries that build their configurations with the default (redis). Builds
+/// that also enable rustls's `ring` feature (reqwest's, for the CLI) have no default of
+/// their own, and such a library would panic without one.
 pub fn install_default_provider() {
     let _ = CryptoProvider::install_default(rustls::crypto::aws_lc_rs::default_provider());
 }
 
+/// The provider of every configuration built here (and, from now on, the process default).
 fn provider() -> Arc<CryptoProvider> {
+    install_default_provider();
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 

@@ -242,9 +242,11 @@ impl TestEnv {
         }
     }
 
-    /// An HTTP client for this fleet's masters: over HTTPS it trusts the `[tls]` CA.
+    /// An HTTP client for this fleet's masters, for short requests (10 s at most, so a
+    /// master that accepts connections but does not answer cannot hang a readiness poll):
+    /// over HTTPS it trusts the `[tls]` CA.
     pub fn http_client(&self) -> reqwest::Client {
-        let mut builder = reqwest::Client::builder();
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
         if self.config.https.is_some() {
             let tls = self.config.tls.client_config().expect("[tls] settings");
             builder = builder.use_preconfigured_tls(std::sync::Arc::unwrap_or_clone(tls));
