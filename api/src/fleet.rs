@@ -1,7 +1,16 @@
 //! `/v1/groups`, `/v1/workers` and the health checks: the fleet as the master sees it.
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
+
+/// The `{group}` of the `/v1/groups/{group}` routes (the master extracts it as
+/// `Path<GroupName>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct GroupName {
+    /// The group
+    pub group: String,
+}
 
 /// A group's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -27,6 +27,14 @@ pub struct SubmitRequest {
     pub timeout_ms: Option<u64>,
 }
 
+/// The `{id}` of the `/v1/jobs/{id}` routes (the master extracts it as `Path<JobId>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct JobId {
+    /// The job id
+    pub id: String,
+}
+
 /// `POST /v1/jobs` query.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
 pub struct SubmitQuery {

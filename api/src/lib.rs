@@ -6,14 +6,16 @@
 //! field does not break an older reader. Fields the OpenAPI document marks required must be
 //! present.
 
+mod audit;
 mod error;
 mod fleet;
 mod jobs;
 mod time;
 
+pub use audit::{AuditEntry, AuditPage, AuditQuery, DEFAULT_AUDIT_LIMIT};
 pub use error::{ErrorBody, ErrorDetail};
-pub use fleet::{GroupList, GroupView, Health, WorkerList, WorkerView};
-pub use jobs::{Accepted, JobErrorView, JobPage, JobView, ListQuery, SubmitQuery, SubmitRequest};
+pub use fleet::{GroupList, GroupName, GroupView, Health, WorkerList, WorkerView};
+pub use jobs::{Accepted, JobErrorView, JobId, JobPage, JobView, ListQuery, SubmitQuery, SubmitRequest};
 pub use time::{rfc3339, LAST_RFC3339_MS};
 
 /// Longest `?wait=` of `POST /v1/jobs`, seconds.

@@ -4,6 +4,7 @@
 
 use crate::ceiling;
 use anyhow::{bail, Context, Result};
+use jobfleet_common::auth::Role;
 use jobfleet_common::client::{amqp_pool, open_channel, AmqpPool};
 use jobfleet_common::config::{self, Config};
 use jobfleet_common::coordinator::Coordinator;
@@ -85,6 +86,9 @@ pub struct Fleet {
     spawned: usize,
 }
 
+/// The API token of the master with `[auth]` (a `submit` token).
+pub const BENCH_TOKEN: &str = "jf_bench_token_not_secret";
+
 impl Fleet {
     /// A fresh namespace `bench-<random>` with the echo group and the process group whose
     /// functions run `python3` on the scripts in `functions_dir`.
@@ -124,6 +128,12 @@ command = ["python3", {shared:?}]
             .to_str()
             .context("a non-UTF-8 temp path")?
             .to_string();
+        // The same fleet with API tokens on, for the cost of auth on POST /v1/jobs.
+        let auth_entry = jobfleet_common::auth::config_line("bench", Role::Submit, BENCH_TOKEN);
+        std::fs::write(
+            dir.join("fleet-auth.toml"),
+            format!("{toml}\n[auth]\ntokens = [{auth_entry}]\n"),
+        )?;
         std::fs::write(&config_path, toml)?;
         let topology = Topology::new(&namespace);
         let coordinator = Coordinator::from_config(&config, topology.clone())?;
@@ -204,13 +214,18 @@ command = ["python3", {shared:?}]
     }
 
     /// Starts a release `jobfleet-master` on a free port; returns it and its base URL once
-    /// it is ready.
-    pub async fn master(&mut self) -> Result<(Proc, String)> {
+    /// it is ready. With `auth`, the master checks [`BENCH_TOKEN`] on every request.
+    pub async fn master(&mut self, auth: bool) -> Result<(Proc, String)> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let url = format!("http://127.0.0.1:{port}");
+        let config_path = if auth {
+            self.dir.join("fleet-auth.toml").to_string_lossy().into_owned()
+        } else {
+            self.config_path.clone()
+        };
         let args: Vec<String> = vec![
             "--config".into(),
-            self.config_path.clone(),
+            config_path,
             "--listen".into(),
             format!("127.0.0.1:{port}"),
         ];

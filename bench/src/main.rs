@@ -359,32 +359,42 @@ async fn measure_all(fleet: &mut Fleet, args: &RunArgs, report: &mut Report) -> 
         }
     }
 
-    // 3. The same through POST /v1/jobs on a release master process.
+    // 3. The same through POST /v1/jobs on a release master process, and on one with API
+    // tokens on (every request sends one), in alternating rounds: the cost of auth.
     if args.wants(Row::Http) {
-        let (master, url) = fleet.master().await?;
-        let (_, warm) = measure::throughput(results, echo_jobs(args.warmup()), timeout, |jobs| {
-            measure::submit_http(&url, jobs, args.http_clients)
-        })
-        .await?;
-        let batch = echo_jobs(jobs);
-        let ids: Vec<String> = batch.iter().map(|j| j.id.clone()).collect();
-        let meter = Meter::start(
-            &services,
-            &[
-                Tracked::new("worker", worker.pid),
-                Tracked::new("master", master.pid),
-            ],
-        );
-        let (row, warm) = measure::throughput(warm, batch, timeout, |jobs| {
-            measure::submit_http(&url, jobs, args.http_clients)
-        })
-        .await?;
-        report.cpu.push(("POST /v1/jobs", meter.per_job(jobs)));
-        measure::check_recorded(&fleet.coordinator, &ids).await?;
-        results = warm;
-        report.http = Some(row);
+        let (master, url) = fleet.master(false).await?;
+        let (auth_master, auth_url) = fleet.master(true).await?;
+        let token = Some(fleet::BENCH_TOKEN);
+        for (url, token) in [(&url, None), (&auth_url, token)] {
+            let warmup = echo_jobs(args.warmup());
+            (_, results) = measure::throughput(results, warmup, timeout, |jobs| {
+                measure::submit_http(url, jobs, args.http_clients, token)
+            })
+            .await?;
+        }
+        for round in 1..=args.rounds.max(1) {
+            for (url, token, pid) in [(&url, None, master.pid), (&auth_url, token, auth_master.pid)] {
+                let batch = echo_jobs(jobs);
+                let ids: Vec<String> = batch.iter().map(|j| j.id.clone()).collect();
+                let tracked = [Tracked::new("worker", worker.pid), Tracked::new("master", pid)];
+                let meter = Meter::start(&services, &tracked);
+                let (row, warm) = measure::throughput(results, batch, timeout, |jobs| {
+                    measure::submit_http(url, jobs, args.http_clients, token)
+                })
+                .await?;
+                results = warm;
+                measure::check_recorded(&fleet.coordinator, &ids).await?;
+                report.add_http(row, token.is_some(), meter.per_job(jobs));
+                let which = if token.is_some() {
+                    "http with token"
+                } else {
+                    "http"
+                };
+                eprintln!("jobfleet-bench: round {round}: {which} {:.0} jobs/s", row.rate());
+            }
+        }
         report.master_rss = master.stop(Duration::from_secs(10)).await;
-        eprintln!("jobfleet-bench: http {:.0} jobs/s", row.rate());
+        auth_master.stop(Duration::from_secs(10)).await;
     }
 
     // 4. The process sandbox, exclusive and shared, on its own worker.

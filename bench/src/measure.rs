@@ -176,9 +176,19 @@ pub async fn publish_ceiling(client: &ceiling::Client, jobs: Vec<JobMessage>) ->
 
 /// Submits every job with `POST /v1/jobs` (its id in the body) from `submitters`
 /// concurrent clients; each answer must be 202.
-pub async fn submit_http(base_url: &str, jobs: Vec<JobMessage>, submitters: usize) -> Result<()> {
+pub async fn submit_http(
+    base_url: &str,
+    jobs: Vec<JobMessage>,
+    submitters: usize,
+    token: Option<&str>,
+) -> Result<()> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse()?);
+    }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(submitters)
+        .default_headers(headers)
         .build()?;
     let jobs = Arc::new(jobs);
     let next = Arc::new(AtomicUsize::new(0));

@@ -11,6 +11,8 @@ const TARGET_RATIO: f64 = 0.6;
 const TARGET_P50_OVER_CEILING: Duration = Duration::from_millis(1);
 const TARGET_P99: Duration = Duration::from_millis(10);
 const TARGET_WORKER_RSS: u64 = 30 * 1024 * 1024;
+/// Largest share of POST /v1/jobs throughput that API tokens may cost.
+const TARGET_AUTH_COST: f64 = 0.05;
 
 /// Everything one run measured.
 pub struct Report {
@@ -25,6 +27,10 @@ pub struct Report {
     pub ceiling: Option<Throughput>,
     pub e2e: Option<Throughput>,
     pub http: Option<Throughput>,
+    /// POST /v1/jobs on a master with `[auth]`, a token on every request.
+    pub http_auth: Option<Throughput>,
+    http_rounds: Vec<f64>,
+    http_auth_rounds: Vec<f64>,
     pub exclusive: Option<Throughput>,
     pub shared: Option<Throughput>,
     pub ceiling_latency: Option<Latency>,
@@ -88,6 +94,9 @@ impl Report {
             ceiling: None,
             e2e: None,
             http: None,
+            http_auth: None,
+            http_rounds: Vec::new(),
+            http_auth_rounds: Vec::new(),
             exclusive: None,
             shared: None,
             ceiling_latency: None,
@@ -110,6 +119,26 @@ impl Report {
         if self.ceiling.is_none_or(|best| row.rate() > best.rate()) {
             self.ceiling = Some(row);
             self.ceiling_cpu = cpu;
+        }
+    }
+
+    /// A round of POST /v1/jobs, without or with a token: kept when it is the best so far
+    /// (with its CPU per job).
+    pub fn add_http(&mut self, row: Throughput, with_token: bool, cpu: Vec<(String, Duration)>) {
+        let (best, rounds, label) = if with_token {
+            (
+                &mut self.http_auth,
+                &mut self.http_auth_rounds,
+                "POST /v1/jobs+token",
+            )
+        } else {
+            (&mut self.http, &mut self.http_rounds, "POST /v1/jobs")
+        };
+        rounds.push(row.rate());
+        if best.is_none_or(|b| row.rate() > b.rate()) {
+            *best = Some(row);
+            self.cpu.retain(|(name, _)| *name != label);
+            self.cpu.push((label, cpu));
         }
     }
 
@@ -202,7 +231,13 @@ impl fmt::Display for Report {
             self.e2e,
             &self.e2e_rounds,
         )?;
-        self.throughput_line(f, "jobfleet: POST /v1/jobs, echo", self.http, &[])?;
+        self.throughput_line(f, "jobfleet: POST /v1/jobs, echo", self.http, &self.http_rounds)?;
+        self.throughput_line(
+            f,
+            "jobfleet: POST /v1/jobs with [auth] and a token",
+            self.http_auth,
+            &self.http_auth_rounds,
+        )?;
         self.throughput_line(
             f,
             &format!(
@@ -313,6 +348,17 @@ impl fmt::Display for Report {
                 ms(e.p99),
                 "< 10 ms",
                 verdict(e.p99 < TARGET_P99)
+            )?;
+        }
+        if let (Some(plain), Some(auth)) = (self.http, self.http_auth) {
+            let cost = 1.0 - auth.rate() / plain.rate();
+            writeln!(
+                f,
+                "{:<30} {:>12} {:>12}  {}",
+                "auth cost on POST /v1/jobs",
+                format!("{:+.1} %", cost * 100.0),
+                format!("< {:.0} %", TARGET_AUTH_COST * 100.0),
+                verdict(cost < TARGET_AUTH_COST)
             )?;
         }
         if let Some(rss) = self.worker_rss {

@@ -3,7 +3,8 @@
 
 use crate::error::EXIT_STATUS_HELP;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use jobfleet_api::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
+use jobfleet_api::{DEFAULT_AUDIT_LIMIT, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
+use jobfleet_common::auth::Role;
 use jobfleet_common::config::{DEFAULT_AMQP_URL, DEFAULT_NAMESPACE};
 use jobfleet_common::message::JobStatus;
 use reqwest::Url;
@@ -15,6 +16,8 @@ use std::time::Duration;
 pub const DEFAULT_MASTER: &str = "http://127.0.0.1:8080";
 /// Environment variable naming the master.
 pub const MASTER_ENV: &str = "JOBFLEET_MASTER";
+/// Environment variable holding the API token.
+pub const TOKEN_ENV: &str = "JOBFLEET_TOKEN";
 
 /// jobfleet: submit jobs to a jobfleet master and follow them.
 #[derive(Debug, Parser)]
@@ -30,6 +33,9 @@ pub struct Cli {
     /// an amqps:// broker (`watch`).
     #[arg(long, global = true, env = "JOBFLEET_CA_FILE", value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
+    /// API token, sent as `Authorization: Bearer <TOKEN>` (masters with `[auth]`).
+    #[arg(long, global = true, env = TOKEN_ENV, hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -72,6 +78,35 @@ pub enum Command {
         /// The group.
         group: String,
     },
+    /// Show the audit trail: cancels and admin actions, newest first (admin token).
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Audit {
+        /// At most this many entries (1..=1000).
+        #[arg(long, default_value_t = DEFAULT_AUDIT_LIMIT, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+    },
+    /// API tokens (works offline: nothing is sent to a master).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `jobfleet token`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Mint a random token; print it once, with the `[auth]` entry to add to the fleet file.
+    New {
+        /// Who will hold the token (shown in the audit trail).
+        #[arg(long)]
+        name: String,
+        /// What it may do: read, submit or admin.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+    },
+}
+
+/// `--role`: read, submit or admin.
+pub fn parse_role(text: &str) -> Result<Role, String> {
+    text.parse()
 }
 
 /// `jobfleet submit`.

@@ -70,6 +70,9 @@ pub enum ApiError {
         #[source]
         source: serde_json::Error,
     },
+    /// `--token` / `JOBFLEET_TOKEN` holds characters an HTTP header cannot carry.
+    #[error("the token holds characters an HTTP header cannot carry (a copy-paste slip?)")]
+    BadToken,
     /// An answer that breaks the API's rules in another way.
     #[error("unexpected answer from the master at {url}: {message}")]
     Protocol {
@@ -86,6 +89,7 @@ impl ApiError {
     pub fn exit_code(&self) -> u8 {
         match self {
             ApiError::Api { status, .. } if (400..500).contains(status) => exit::API,
+            ApiError::BadToken => exit::USAGE,
             _ => exit::UNAVAILABLE,
         }
     }
@@ -145,15 +149,29 @@ pub struct MasterClient {
 }
 
 impl MasterClient {
-    /// A client for the master at `base` (an `http://` URL, possibly with a path prefix).
-    pub fn new(base: Url) -> Result<MasterClient, ApiError> {
-        MasterClient::with_tls(base, None)
+    /// A client for the master at `base` (an `http://` URL, possibly with a path prefix),
+    /// sending `token` as a `Bearer` token with every request when given.
+    pub fn new(base: Url, token: Option<&str>) -> Result<MasterClient, ApiError> {
+        MasterClient::with_tls(base, token, None)
     }
 
-    /// A client for the master at `base` (`http://` or `https://`) that checks an HTTPS
-    /// master's certificate with `tls` (see [`crate::commands::tls_config`]).
-    pub fn with_tls(base: Url, tls: Option<Arc<rustls::ClientConfig>>) -> Result<MasterClient, ApiError> {
+    /// A client for the master at `base` (`http://` or `https://`, possibly with a path
+    /// prefix) that sends `token` as a `Bearer` token when given and checks an HTTPS master's
+    /// certificate with `tls` (see [`crate::commands::tls_config`]).
+    pub fn with_tls(
+        base: Url,
+        token: Option<&str>,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<MasterClient, ApiError> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+                .map_err(|_| ApiError::BadToken)?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let mut builder = reqwest::Client::builder()
+            .default_headers(headers)
             .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(concat!("jobfleet-cli/", env!("CARGO_PKG_VERSION")));
         if let Some(tls) = tls {
@@ -319,6 +337,14 @@ impl MasterClient {
         self.post(&["v1", "groups", group, "reset"]).await
     }
 
+    /// `GET /v1/audit?limit=N`.
+    pub async fn audit(&self, limit: u32) -> Result<Value, ApiError> {
+        let mut url = self.url(&["v1", "audit"]);
+        url.query_pairs_mut().append_pair("limit", &limit.to_string());
+        let request = self.http.get(url).timeout(REQUEST_TIMEOUT);
+        Ok(self.send(request).await?.1)
+    }
+
     /// `GET /v1/workers`.
     pub async fn workers(&self) -> Result<Value, ApiError> {
         self.get(&["v1", "workers"]).await
@@ -390,12 +416,12 @@ mod tests {
 
     #[test]
     fn path_segments_are_escaped_under_the_base_path() {
-        let client = MasterClient::new(Url::parse("http://127.0.0.1:8080/fleet/").unwrap()).unwrap();
+        let client = MasterClient::new(Url::parse("http://127.0.0.1:8080/fleet/").unwrap(), None).unwrap();
         assert_eq!(
             client.url(&["v1", "jobs", "a/b c"]).as_str(),
             "http://127.0.0.1:8080/fleet/v1/jobs/a%2Fb%20c"
         );
-        let client = MasterClient::new(Url::parse("http://127.0.0.1:8080").unwrap()).unwrap();
+        let client = MasterClient::new(Url::parse("http://127.0.0.1:8080").unwrap(), Some("jf_x")).unwrap();
         assert_eq!(
             client.url(&["v1", "groups"]).as_str(),
             "http://127.0.0.1:8080/v1/groups"

@@ -9,13 +9,12 @@ use crate::coordinator::{Coordinator, CoordinatorError};
 use crate::message::{is_valid_job_id, is_valid_name, JobMessage, ResultMessage};
 use crate::publish::publish_jobs;
 use crate::tls::Endpoint;
-use crate::topology::Topology;
-use deadpool::managed::{PoolConfig, Timeouts};
+use crate::topology::{self, Topology};
+use deadpool::managed::{BuildError, PoolConfig, Timeouts};
 use deadpool::Runtime;
 use futures::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{self, Channel, ConnectionStatus, Consumer};
@@ -24,6 +23,7 @@ use tokio::sync::Mutex;
 
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     /// The broker refused or the connection broke.
     #[error("amqp: {0}")]
@@ -33,7 +33,7 @@ pub enum ClientError {
     Pool(#[from] deadpool::managed::PoolError<lapin::Error>),
     /// The pool could not be built from the URL.
     #[error("amqp config: {0}")]
-    Config(String),
+    Config(#[from] BuildError),
     /// The URL or the `[tls]` settings are unusable.
     #[error("amqp config: {0}")]
     Broker(#[from] Box<BrokerError>),
@@ -114,7 +114,7 @@ pub fn amqp_pool(
         })
         .runtime(Runtime::Tokio1)
         .build()
-        .map_err(|e| ClientError::Config(e.to_string()))
+        .map_err(ClientError::from)
 }
 
 /// Opens a channel on a pooled connection, in confirm mode when `confirms` is set.
@@ -400,16 +400,9 @@ impl ResultSubscriber {
         let queue = channel
             .queue_declare(name.into(), options, FieldTable::default())
             .await?;
+        let exchange = self.topology.results_exchange();
         for pattern in &self.patterns {
-            channel
-                .queue_bind(
-                    queue.name().clone(),
-                    self.topology.results_exchange().into(),
-                    pattern.as_str().into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
+            topology::bind(&channel, queue.name().as_str(), &exchange, pattern).await?;
         }
         channel.basic_qos(500, BasicQosOptions::default()).await?;
         let consumer = channel

@@ -1,6 +1,7 @@
 //! The fleet configuration (SPEC §5): one TOML file for master and workers, overridden by
 //! environment variables, with the zero-config `default` group when there is no file.
 
+use crate::auth::{AuthConfig, TokenTable};
 use crate::tls::{HttpsConfig, TlsConfig, TlsError};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -59,6 +60,14 @@ pub enum ConfigError {
     /// A value breaks a rule of the schema.
     #[error("invalid config: {0}")]
     Invalid(String),
+    /// A function's args schema is not a valid JSON Schema.
+    #[error("invalid config: function {function}: invalid JSON Schema: {source}")]
+    Schema {
+        /// The function, as `group.function`.
+        function: String,
+        /// Why the schema does not compile (boxed: the error is large and rare).
+        source: Box<jsonschema::ValidationError<'static>>,
+    },
     /// A `[tls]` file is unreadable or not what it should be.
     #[error("invalid config: {0}")]
     Tls(#[from] TlsError),
@@ -97,6 +106,17 @@ pub enum ProcessMode {
     Shared,
 }
 
+/// How far a process function is cut off from the host (SPEC §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// A plain process of the host (default).
+    #[default]
+    None,
+    /// Under bubblewrap: own PID, IPC, UTS and network namespaces, read-only filesystem.
+    Namespace,
+}
+
 /// One function of a group.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -133,6 +153,15 @@ pub struct FunctionConfig {
     /// Shared mode: jobs a process serves before it is replaced; default 1000.
     #[serde(default)]
     pub recycle_after: Option<u32>,
+    /// A process function's isolation; default `none`.
+    #[serde(default)]
+    pub isolation: Isolation,
+    /// `isolation = "namespace"`: keep the host's network; default false.
+    #[serde(default)]
+    pub network: Option<bool>,
+    /// The user a process function runs as when the worker runs as root; default `nobody`.
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 /// rlimits of a process function's processes, and how long a stopped one gets between
@@ -152,6 +181,12 @@ pub struct ProcessLimits {
     /// Between TERM and KILL; default 2 s.
     #[serde(default, deserialize_with = "opt_duration")]
     pub kill_grace: Option<Duration>,
+    /// Processes of the user the function runs as (RLIMIT_NPROC); default none.
+    #[serde(default)]
+    pub processes: Option<u64>,
+    /// Largest file it may write, MiB (RLIMIT_FSIZE); default none.
+    #[serde(default)]
+    pub file_size_mb: Option<u64>,
 }
 
 impl Default for ProcessLimits {
@@ -161,6 +196,8 @@ impl Default for ProcessLimits {
             cpu_seconds: None,
             open_files: default_open_files(),
             kill_grace: None,
+            processes: None,
+            file_size_mb: None,
         }
     }
 }
@@ -174,6 +211,24 @@ fn default_open_files() -> Option<u64> {
 }
 
 impl FunctionConfig {
+    /// The sandbox-hardening settings (SPEC §8) that only make sense together.
+    fn check_hardening(&self) -> Result<(), String> {
+        let hardened = self.isolation != Isolation::None || self.user.is_some() || self.network.is_some();
+        if self.sandbox == SandboxKind::Inprocess && hardened {
+            return Err("`isolation`, `network` and `user` need sandbox = \"process\"".into());
+        }
+        if self.network.is_some() && self.isolation != Isolation::Namespace {
+            return Err("`network` needs isolation = \"namespace\"".into());
+        }
+        if self.user.as_deref().is_some_and(|user| user.trim().is_empty()) {
+            return Err("`user` must name a user".into());
+        }
+        if self.limits.processes == Some(0) {
+            return Err("limits.processes must be at least 1".into());
+        }
+        Ok(())
+    }
+
     /// The back-off before retry number `retry` (1-based): `retry_backoff * 2^(retry-1)`,
     /// at most one hour.
     pub fn retry_delay(&self, retry: u32) -> Duration {
@@ -252,6 +307,12 @@ pub struct Config {
     /// default 60 s.
     #[serde(default = "default_corrector_bound", deserialize_with = "duration")]
     pub corrector_bound: Duration,
+    /// API tokens (SPEC §8); `None`: no `[auth]` table, the master serves only on loopback.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+    /// How many entries the audit trail keeps (newest); default 10,000.
+    #[serde(default = "default_audit_entries")]
+    pub audit_entries: usize,
     /// The groups by name.
     #[serde(default)]
     pub groups: BTreeMap<String, GroupConfig>,
@@ -261,6 +322,10 @@ pub struct Config {
     /// `[https]`: the master serves HTTPS with this certificate (checked by the master).
     #[serde(default)]
     pub https: Option<HttpsConfig>,
+}
+
+fn default_audit_entries() -> usize {
+    10_000
 }
 
 fn default_corrector_bound() -> Duration {
@@ -316,6 +381,8 @@ impl Default for Config {
             retention: default_retention(),
             corrector_bound: default_corrector_bound(),
             max_args_bytes: default_max_args_bytes(),
+            auth: None,
+            audit_entries: default_audit_entries(),
             tls: TlsConfig::default(),
             https: None,
             groups: BTreeMap::from([(
@@ -381,6 +448,12 @@ impl Config {
                 self.namespace
             ));
         }
+        if let Some(auth) = &self.auth {
+            TokenTable::new(auth).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
+        if self.audit_entries == 0 {
+            return invalid("audit_entries must be at least 1".into());
+        }
         for (group, group_config) in &self.groups {
             if !crate::message::is_valid_name(group) {
                 return invalid(format!("group {group:?}: use 1..64 chars of [A-Za-z0-9_-]"));
@@ -403,6 +476,9 @@ impl Config {
                     return invalid(format!(
                         "function {group}.{name}: `command` needs sandbox = \"process\""
                     ));
+                }
+                if let Err(reason) = function.check_hardening() {
+                    return invalid(format!("function {group}.{name}: {reason}"));
                 }
             }
         }
@@ -529,6 +605,19 @@ mode = "shared"
             ("[groups.g.functions.f]\ntimeout = \"soon\"", "duration"),
             ("unknown_key = 1", "unknown"),
             ("[groups.\"a.b\"]", "group"),
+            ("[groups.g.functions.f]\nuser = \"nobody\"", "need sandbox"),
+            (
+                "[groups.g.functions.f]\nsandbox = \"process\"\ncommand = [\"x\"]\nnetwork = true",
+                "isolation",
+            ),
+            (
+                "[groups.g.functions.f]\nsandbox = \"process\"\ncommand = [\"x\"]\nisolation = \"vm\"",
+                "unknown variant",
+            ),
+            (
+                "[groups.g.functions.f]\nsandbox = \"process\"\ncommand = [\"x\"]\nlimits = { processes = 0 }",
+                "processes",
+            ),
         ];
         for (text, needle) in cases {
             let err = Config::from_toml(text).unwrap_err().to_string();
@@ -536,6 +625,33 @@ mode = "shared"
         }
         let err = Config::load(Some(Path::new("/nonexistent/fleet.toml")), |_| None).unwrap_err();
         assert!(matches!(err, ConfigError::Read { .. }));
+    }
+
+    #[test]
+    fn the_sandbox_hardening_settings_are_read() {
+        let config = Config::from_toml(
+            r#"
+[groups.g.functions.f]
+sandbox = "process"
+command = ["python3", "f.py"]
+isolation = "namespace"
+network = true
+user = "jobs"
+limits = { processes = 64, file_size_mb = 10 }
+"#,
+        )
+        .unwrap();
+        let f = config.function("g", "f").unwrap();
+        assert_eq!(f.isolation, Isolation::Namespace);
+        assert_eq!((f.network, f.user.as_deref()), (Some(true), Some("jobs")));
+        assert_eq!((f.limits.processes, f.limits.file_size_mb), (Some(64), Some(10)));
+        let plain =
+            Config::from_toml("[groups.g.functions.f]\nsandbox = \"process\"\ncommand = [\"x\"]").unwrap();
+        let plain = plain.function("g", "f").unwrap();
+        assert_eq!(
+            (plain.isolation, plain.network, plain.user.as_deref()),
+            (Isolation::None, None, None)
+        );
     }
 
     #[test]

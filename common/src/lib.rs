@@ -2,6 +2,7 @@
 //! the Redis coordinator, the fleet configuration, the producer/subscriber client, the
 //! control messages (cancel broadcasts) and what the binaries' `main`s share.
 
+pub mod auth;
 pub mod binary;
 pub mod broker;
 pub mod client;

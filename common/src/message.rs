@@ -75,15 +75,20 @@ impl fmt::Display for JobStatus {
     }
 }
 
-/// The error for a status name that SPEC §2 does not define.
+/// The error for a status or error kind name that SPEC §2 does not define.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown status {0:?}")]
-pub struct UnknownStatus(pub String);
+#[error("unknown {what} {name:?}")]
+pub struct UnknownName {
+    /// What was named: `status` or `error kind`.
+    pub what: &'static str,
+    /// The name.
+    pub name: String,
+}
 
 impl FromStr for JobStatus {
-    type Err = UnknownStatus;
+    type Err = UnknownName;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        by_wire_name(&JobStatus::ALL, JobStatus::as_str, s).ok_or_else(|| UnknownStatus(s.to_string()))
+        by_wire_name("status", &JobStatus::ALL, JobStatus::as_str, s)
     }
 }
 
@@ -167,15 +172,24 @@ impl fmt::Display for ErrorKind {
 }
 
 impl FromStr for ErrorKind {
-    type Err = String;
+    type Err = UnknownName;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        by_wire_name(&ErrorKind::ALL, ErrorKind::as_str, s).ok_or_else(|| format!("unknown error kind {s:?}"))
+        by_wire_name("error kind", &ErrorKind::ALL, ErrorKind::as_str, s)
     }
 }
 
-/// The one of `all` whose wire name (`as_str`) is `name`.
-fn by_wire_name<T: Copy>(all: &[T], as_str: fn(T) -> &'static str, name: &str) -> Option<T> {
-    all.iter().copied().find(|&item| as_str(item) == name)
+/// The one of `all` whose wire name (`as_str`) is `name`, or an error naming `what`.
+fn by_wire_name<T: Copy>(
+    what: &'static str,
+    all: &[T],
+    as_str: fn(T) -> &'static str,
+    name: &str,
+) -> Result<T, UnknownName> {
+    let found = all.iter().copied().find(|&item| as_str(item) == name);
+    found.ok_or_else(|| UnknownName {
+        what,
+        name: name.to_string(),
+    })
 }
 
 /// A job's error: `{kind, message}` on every interface.

@@ -27,9 +27,11 @@ impl ArgSchemas {
         for (group, group_config) in &config.groups {
             for (name, function) in &group_config.functions {
                 if let Some(schema) = &function.schema {
-                    let validator = jsonschema::validator_for(schema).map_err(|e| {
-                        ConfigError::Invalid(format!("function {group}.{name}: invalid JSON Schema: {e}"))
-                    })?;
+                    let validator =
+                        jsonschema::validator_for(schema).map_err(|source| ConfigError::Schema {
+                            function: format!("{group}.{name}"),
+                            source: Box::new(source),
+                        })?;
                     validators.insert((group.clone(), name.clone()), validator);
                 }
             }
@@ -72,7 +74,17 @@ mod tests {
         let err = schemas.check("g", "wc", &json!({"txt": "a"})).unwrap_err();
         assert!(err.contains("text"), "{err}");
         assert!(schemas.check("g", "free", &json!(5)).is_ok());
+    }
+
+    #[test]
+    fn an_invalid_schema_is_a_config_error_that_keeps_the_validator_error() {
+        use std::error::Error;
         let broken = Config::from_toml("[groups.g.functions.wc]\nschema = { type = 5 }").unwrap();
-        assert!(ArgSchemas::compile(&broken).is_err());
+        let err = ArgSchemas::compile(&broken).unwrap_err();
+        let source = err.source().expect("the validator's error is kept");
+        assert_eq!(
+            err.to_string(),
+            format!("invalid config: function g.wc: invalid JSON Schema: {source}")
+        );
     }
 }

@@ -81,26 +81,8 @@ impl Topology {
                 .await?;
         }
         let dead = self.dead_letters();
-        channel
-            .queue_declare(
-                dead.clone().into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .queue_bind(
-                dead.clone().into(),
-                dead.into(),
-                "".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        Ok(())
+        declare_durable_queue(channel, &dead, FieldTable::default()).await?;
+        bind(channel, &dead, &dead, "").await
     }
 
     /// Declares a group's queue (dead-lettering to `NS.dead`) and binds it to `NS.jobs`.
@@ -111,31 +93,9 @@ impl Topology {
         queue_type: QueueType,
     ) -> Result<(), AmqpError> {
         let queue = self.group_queue(group);
-        let mut arguments = FieldTable::default();
-        arguments.insert("x-dead-letter-exchange".into(), long_string(self.dead_letters()));
-        if queue_type == QueueType::Quorum {
-            arguments.insert("x-queue-type".into(), long_string("quorum".into()));
-        }
-        channel
-            .queue_declare(
-                queue.clone().into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                arguments,
-            )
-            .await?;
-        channel
-            .queue_bind(
-                queue.into(),
-                self.jobs_exchange().into(),
-                group.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        Ok(())
+        let arguments = dead_lettering(self.dead_letters(), queue_type);
+        declare_durable_queue(channel, &queue, arguments).await?;
+        bind(channel, &queue, &self.jobs_exchange(), group).await
     }
 
     /// Declares the delay queue of `group` for `delay_ms`, of the group's `queue_type`, and
@@ -150,30 +110,62 @@ impl Topology {
         queue_type: QueueType,
     ) -> Result<String, AmqpError> {
         let queue = self.delay_queue(group, delay_ms);
-        let mut arguments = FieldTable::default();
+        let mut arguments = dead_lettering(self.jobs_exchange(), queue_type);
         arguments.insert("x-message-ttl".into(), AMQPValue::LongLongInt(delay_ms as i64));
-        arguments.insert("x-dead-letter-exchange".into(), long_string(self.jobs_exchange()));
         arguments.insert("x-dead-letter-routing-key".into(), long_string(group.to_string()));
         if queue_type == QueueType::Quorum {
-            arguments.insert("x-queue-type".into(), long_string("quorum".into()));
             arguments.insert(
                 "x-dead-letter-strategy".into(),
                 long_string("at-least-once".into()),
             );
             arguments.insert("x-overflow".into(), long_string("reject-publish".into()));
         }
-        channel
-            .queue_declare(
-                queue.clone().into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                arguments,
-            )
-            .await?;
+        declare_durable_queue(channel, &queue, arguments).await?;
         Ok(queue)
     }
+}
+
+/// The arguments of a queue of `queue_type` that dead-letters to `exchange`.
+fn dead_lettering(exchange: String, queue_type: QueueType) -> FieldTable {
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-dead-letter-exchange".into(), long_string(exchange));
+    if queue_type == QueueType::Quorum {
+        arguments.insert("x-queue-type".into(), long_string("quorum".into()));
+    }
+    arguments
+}
+
+/// Declares the durable queue `name` with `arguments` (a no-op when it exists alike).
+async fn declare_durable_queue(
+    channel: &Channel,
+    name: &str,
+    arguments: FieldTable,
+) -> Result<(), AmqpError> {
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel.queue_declare(name.into(), durable, arguments).await?;
+    Ok(())
+}
+
+/// Binds `queue` to `exchange` with `routing_key`.
+pub async fn bind(
+    channel: &Channel,
+    queue: &str,
+    exchange: &str,
+    routing_key: &str,
+) -> Result<(), AmqpError> {
+    let options = QueueBindOptions::default();
+    channel
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            routing_key.into(),
+            options,
+            FieldTable::default(),
+        )
+        .await
 }
 
 fn long_string(value: String) -> AMQPValue {

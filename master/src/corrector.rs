@@ -2,8 +2,12 @@
 //! nothing can bring to an end any more — a queued job whose message is gone (a submit
 //! whose reply was lost, a copy lost with a broker), a started job whose worker died and
 //! whose message no longer comes back — and republishes their job. Republishing is always
-//! safe: a claim drops every copy of a job beyond the one that runs it.
+//! safe: a claim drops every copy of a job beyond the one that runs it. It also publishes
+//! the results the master still owes past the bound: a job it ended (a cancel, a queue
+//! timeout) whose result it could not publish then, and whose message no worker will meet
+//! (a submit refused after its record was answered to another request has none).
 
+use crate::announce::announce;
 use crate::fleet::{queue_depth, DepthError};
 use crate::state::AppState;
 use jobfleet_common::client::ClientError;
@@ -65,6 +69,7 @@ impl Corrector {
         let mut orphans = Vec::new();
         for group in &groups {
             self.correct_queued(state, group).await?;
+            self.publish_owed(state, group).await?;
             orphans.extend(
                 state
                     .coordinator
@@ -107,6 +112,17 @@ impl Corrector {
                 republish(state, &record, false).await?;
                 count(state, group, "queued");
             }
+        }
+        Ok(())
+    }
+
+    /// Publishes the results the master has owed longer than the bound.
+    async fn publish_owed(&self, state: &AppState, group: &str) -> Result<(), CorrectorError> {
+        let before = jobfleet_common::now_ms() - self.bound.as_millis() as i64;
+        for record in state.coordinator.owed_before(group, before, BATCH).await? {
+            warn!(job_id = %record.id, group, status = %record.status, "corrector: publishing an owed result");
+            announce(state, &record).await;
+            count(state, group, "owed");
         }
         Ok(())
     }

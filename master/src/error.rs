@@ -1,5 +1,6 @@
 //! Why the master could not start or stopped.
 
+use jobfleet_common::auth::AuthConfigError;
 use jobfleet_common::client::ClientError;
 use jobfleet_common::config::ConfigError;
 use jobfleet_common::coordinator::CoordinatorError;
@@ -12,6 +13,12 @@ pub enum MasterError {
     /// The configuration is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The `[auth]` table is unusable.
+    #[error(transparent)]
+    Auth(#[from] AuthConfigError),
+    /// The master would serve without tokens on a non-loopback address.
+    #[error("{0}")]
+    Exposed(String),
     /// The broker failed.
     #[error(transparent)]
     Client(#[from] ClientError),

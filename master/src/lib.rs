@@ -5,6 +5,7 @@
 pub mod announce;
 pub mod corrector;
 pub mod error;
+pub mod exposure;
 pub mod fleet;
 pub mod http;
 pub mod https;

@@ -36,6 +36,7 @@ fn run(args: Args) -> Result<(), Exit> {
         config.listen = listen;
     }
     ArgSchemas::compile(&config).map_err(Exit::usage)?;
+    jobfleet_master::exposure::check(&config).map_err(Exit::usage)?;
     if let Some(https) = &config.https {
         https.validate().map_err(Exit::usage)?;
     }

@@ -1,8 +1,10 @@
 //! The master's Prometheus metrics (SPEC §7), labels bounded by the configuration.
 
 use jobfleet_common::config::Config;
+use prometheus::core::Collector;
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Every master metric, registered on its own registry.
@@ -25,6 +27,9 @@ pub struct MasterMetrics {
     pub jobs_corrected: IntCounterVec,
     /// `jobfleet_http_waiting_requests`: synchronous submits waiting for their job to end.
     pub waiting_requests: IntGauge,
+    /// `jobfleet_audit_write_failures_total`: audit entries Redis did not take (each is
+    /// still logged).
+    pub audit_write_failures: IntCounter,
 }
 
 impl MasterMetrics {
@@ -78,15 +83,22 @@ impl MasterMetrics {
         registry
             .register(Box::new(http_duration.clone()))
             .expect("unique metric");
-        let waiting_requests = IntGauge::new(
-            "jobfleet_http_waiting_requests",
-            "Synchronous submits (?wait=) waiting for their job to end.",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(waiting_requests.clone()))
-            .expect("unique metric");
+        let waiting_requests = register(
+            &registry,
+            IntGauge::new(
+                "jobfleet_http_waiting_requests",
+                "Synchronous submits (?wait=) waiting for their job to end.",
+            ),
+        );
+        let audit_write_failures = register(
+            &registry,
+            IntCounter::new(
+                "jobfleet_audit_write_failures_total",
+                "Audit entries Redis did not take (each is still in the master's log).",
+            ),
+        );
         MasterMetrics {
+            audit_write_failures,
             waiting_requests,
             registry,
             jobs_submitted,
@@ -120,6 +132,15 @@ impl MasterMetrics {
             .encode_to_string(&self.registry.gather())
             .unwrap_or_default()
     }
+}
+
+/// Registers a newly made metric on `registry` and returns it.
+fn register<M: Collector + Clone + 'static>(registry: &Registry, metric: prometheus::Result<M>) -> M {
+    let metric = metric.expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
+    metric
 }
 
 impl Default for MasterMetrics {

@@ -3,6 +3,7 @@
 use crate::error::MasterError;
 use crate::metrics::MasterMetrics;
 use crate::waiters::Waiters;
+use jobfleet_common::auth::TokenTable;
 use jobfleet_common::client::{amqp_pool, AmqpPool, ChannelSlot};
 use jobfleet_common::config::Config;
 use jobfleet_common::coordinator::Coordinator;
@@ -38,6 +39,30 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// This master's id (for the leader lease).
     pub master_id: String,
+    /// The API tokens; `None` when the master runs without `[auth]` (or it is disabled).
+    pub auth: Option<AuthState>,
+}
+
+/// The `[auth]` settings a request is checked against.
+#[derive(Debug)]
+pub struct AuthState {
+    /// The configured tokens.
+    pub tokens: TokenTable,
+    /// Whether `/metrics` is served without a token.
+    pub open_metrics: bool,
+}
+
+impl AuthState {
+    /// The checker of `config`'s `[auth]` table; `None` without one or when disabled.
+    fn of(config: &Config) -> Result<Option<AuthState>, MasterError> {
+        let Some(auth) = config.auth.as_ref().filter(|auth| !auth.disabled) else {
+            return Ok(None);
+        };
+        Ok(Some(AuthState {
+            tokens: TokenTable::new(auth)?,
+            open_metrics: auth.open_metrics,
+        }))
+    }
 }
 
 impl AppState {
@@ -56,6 +81,7 @@ impl AppState {
         let pool = amqp_pool(config.amqp_endpoint(), 4, &master_id)?;
         let inspect_pool = amqp_pool(config.amqp_endpoint(), 1, &format!("{master_id}-inspect"))?;
         Ok(AppState {
+            auth: AuthState::of(&config)?,
             publisher: ChannelSlot::new(pool.clone(), true),
             inspector: ChannelSlot::new(inspect_pool.clone(), false),
             inspect_pool,

@@ -266,19 +266,34 @@ impl TestEnv {
 
     /// Starts a `jobfleet-worker` process for this fleet; `args` are extra flags.
     pub fn spawn_worker_process(&mut self, args: &[&str]) -> u32 {
-        let child = Command::new(binary("jobfleet-worker"))
+        self.spawn_worker_process_with(args, |_| {})
+    }
+
+    /// Starts a `jobfleet-worker` process for this fleet, with `adjust` applied to its
+    /// command last (another user, more environment).
+    pub fn spawn_worker_process_with(&mut self, args: &[&str], adjust: impl FnOnce(&mut Command)) -> u32 {
+        let mut command = self.worker_process_command(args);
+        adjust(&mut command);
+        let child = command
+            .spawn()
+            .expect("spawn jobfleet-worker (run `cargo build --workspace --bins` first)");
+        let pid = child.id();
+        self.processes.push(child);
+        pid
+    }
+
+    /// The command that starts a `jobfleet-worker` process for this fleet.
+    pub fn worker_process_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(binary("jobfleet-worker"));
+        command
             .args(["--config", self.config_path().to_str().expect("utf-8 path")])
             .args(WORKER_PROCESS_FLAGS)
             .args(args)
             .env("JOBFLEET_AMQP_URL", &self.config.amqp_url)
             .env("JOBFLEET_REDIS_URL", &self.config.redis_url)
             .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn jobfleet-worker (run `cargo build --workspace --bins` first)");
-        let pid = child.id();
-        self.processes.push(child);
-        pid
+            .stdin(Stdio::null());
+        command
     }
 
     /// Waits for a spawned process to exit and returns its exit code.

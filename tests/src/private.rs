@@ -16,7 +16,8 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn wait_for_port(port: u16, timeout: Duration) {
+/// Waits until something accepts connections on 127.0.0.1:`port`; panics after `timeout`.
+pub fn wait_for_port(port: u16, timeout: Duration) {
     let deadline = std::time::Instant::now() + timeout;
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
@@ -36,6 +37,8 @@ pub struct PrivateRabbit {
     /// The TLS listener's port, if the node has one.
     tls_port: Option<u16>,
     dir: PathBuf,
+    /// Extra environment of the server (e.g. `RABBITMQ_DEFAULT_USER`).
+    environment: Vec<(String, String)>,
 }
 
 impl PrivateRabbit {
@@ -48,17 +51,28 @@ impl PrivateRabbit {
     /// for `advanced.config`, e.g. `{consumer_timeout, 2000}`) and waits until it accepts
     /// connections.
     pub fn start_with(settings: &str) -> PrivateRabbit {
-        PrivateRabbit::start_configured(settings, None)
+        PrivateRabbit::start_configured(settings, Vec::new(), None)
+    }
+
+    /// Starts a node with `environment` added to the server's, as a container passes it:
+    /// `RABBITMQ_DEFAULT_USER` and `RABBITMQ_DEFAULT_PASS` make its first start create that
+    /// user instead of guest (then [`PrivateRabbit::url`], which logs in as guest, is refused).
+    pub fn start_with_environment(environment: Vec<(String, String)>) -> PrivateRabbit {
+        PrivateRabbit::start_configured("", environment, None)
     }
 
     /// Starts a node with a TLS listener as well (see [`PrivateRabbit::tls_url`]): the
     /// server certificate of `pki`, and a client certificate its CA signed required
     /// (`verify_peer`, `fail_if_no_peer_cert`).
     pub fn start_tls(pki: &TestPki) -> PrivateRabbit {
-        PrivateRabbit::start_configured("", Some(pki))
+        PrivateRabbit::start_configured("", Vec::new(), Some(pki))
     }
 
-    fn start_configured(settings: &str, pki: Option<&TestPki>) -> PrivateRabbit {
+    fn start_configured(
+        settings: &str,
+        environment: Vec<(String, String)>,
+        pki: Option<&TestPki>,
+    ) -> PrivateRabbit {
         let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
         let node = format!("jf{suffix}@localhost");
         let dir = std::env::temp_dir().join(format!("jobfleet-rabbit-{suffix}"));
@@ -80,6 +94,7 @@ impl PrivateRabbit {
             port,
             tls_port,
             dir,
+            environment,
         };
         rabbit.launch();
         rabbit
@@ -98,6 +113,7 @@ impl PrivateRabbit {
             .env("RABBITMQ_CONFIG_FILE", format!("{dir}/rabbitmq"))
             .env("RABBITMQ_ADVANCED_CONFIG_FILE", format!("{dir}/advanced.config"))
             .env("RABBITMQ_PID_FILE", format!("{dir}/pid"))
+            .envs(self.environment.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .status()
             .expect("rabbitmq-server (installed by scripts/services)");

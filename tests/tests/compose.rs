@@ -3,12 +3,23 @@
 //! binds are the ones Prometheus scrapes and the ports it publishes, the config file it
 //! mounts is the one it names and parses, every group has a worker, the image builds the
 //! binaries the services run, and Grafana gets the provisioning the dashboards expect.
+//!
+//! Credentials (SPEC §8): `compose/init` generates them into a temp directory here; every
+//! credential of the compose file comes from that `.env`, the fleet file it writes carries
+//! valid tokens, Prometheus scrapes the master with its read token, and the services'
+//! commands, healthchecks and URLs work against a real Redis, RabbitMQ, master and worker
+//! started with what compose would pass them. No `guest` and no `admin/admin` anywhere.
 
+use jobfleet_common::auth::{Role, TokenTable, TOKEN_PREFIX};
 use jobfleet_common::config::{env, Config, SandboxKind};
+use jobfleet_tests::private::{free_port, wait_for_port, PrivateRabbit};
+use jobfleet_tests::{binary, eventually};
 use serde_norway::Value as Yaml;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 /// The repository root.
 fn repo() -> PathBuf {
@@ -49,6 +60,8 @@ struct Service {
     volumes: Vec<(String, String)>,
     /// (published, container).
     ports: Vec<(u16, u16)>,
+    /// The healthcheck's `test`: `["CMD", ...]` or `["CMD-SHELL", "..."]`.
+    healthcheck: Vec<String>,
 }
 
 impl Service {
@@ -131,6 +144,11 @@ impl Service {
                 text(&build["dockerfile"]).unwrap_or_else(|| "Dockerfile".into()),
             )),
         };
+        let healthcheck = match &value["healthcheck"]["test"] {
+            Yaml::Sequence(items) => items.iter().map(|i| text(i).expect("a test word")).collect(),
+            Yaml::String(s) => vec!["CMD-SHELL".to_string(), s.clone()],
+            _ => Vec::new(),
+        };
         Service {
             name: name.to_string(),
             image: text(&value["image"]),
@@ -139,6 +157,7 @@ impl Service {
             environment,
             volumes,
             ports,
+            healthcheck,
         }
     }
 
@@ -171,8 +190,12 @@ impl Service {
     }
 }
 
+/// The services as written (`${...}` not interpolated).
 fn services() -> BTreeMap<String, Service> {
-    let compose = yaml("compose/docker-compose.yml");
+    services_of(&yaml("compose/docker-compose.yml"))
+}
+
+fn services_of(compose: &Yaml) -> BTreeMap<String, Service> {
     let services = compose["services"].as_mapping().expect("a services map");
     services
         .iter()
@@ -329,6 +352,14 @@ fn workspace_binaries() -> BTreeSet<String> {
         }
     }
     binaries
+}
+
+/// The service running an image whose name starts with `image`.
+fn service_of_image<'a>(services: &'a BTreeMap<String, Service>, image: &str) -> &'a Service {
+    services
+        .values()
+        .find(|s| s.image.as_deref().is_some_and(|i| i.starts_with(image)))
+        .unwrap_or_else(|| panic!("no service runs {image}"))
 }
 
 /// Services that run one of our binaries, by program.
@@ -533,11 +564,16 @@ fn every_worker_is_scraped_on_its_metrics_port_and_every_group_has_a_worker() {
 #[test]
 fn the_config_file_mounted_is_the_one_named_and_it_parses() {
     let services = services();
-    let fleet_file = repo()
-        .join("compose/fleet.toml")
-        .canonicalize()
-        .expect("compose/fleet.toml");
+    let generated = Generated::run(&[]);
+    // compose/init writes compose/fleet.toml plus [auth] there; master and workers mount it.
+    let fleet_file = generated.dir.join("secrets/fleet.toml");
     let fleet = fleet();
+    let mounted_fleet = generated.fleet();
+    assert_eq!(
+        mounted_fleet.groups.keys().collect::<Vec<_>>(),
+        fleet.groups.keys().collect::<Vec<_>>(),
+        "the generated fleet file serves the groups of compose/fleet.toml"
+    );
     let mut runners = jobfleet_services(&services, "jobfleet-master");
     runners.extend(jobfleet_services(&services, "jobfleet-worker"));
     for service in runners {
@@ -549,9 +585,9 @@ fn the_config_file_mounted_is_the_one_named_and_it_parses() {
             .mounted(path)
             .unwrap_or_else(|| panic!("{}: nothing is mounted at {}={path}", service.name, env::CONFIG));
         assert_eq!(
-            mounted.canonicalize().ok().as_ref(),
-            Some(&fleet_file),
-            "{}: {path} is not compose/fleet.toml",
+            generated.locate(&mounted),
+            fleet_file,
+            "{}: {path} is not the fleet file compose/init writes (compose/secrets/fleet.toml)",
             service.name
         );
         // The files a process function runs must be there in each worker of its group.
@@ -678,14 +714,7 @@ fn brokers_prometheus_and_grafana_are_wired_as_provisioned() {
     );
 
     // Prometheus reads the prometheus.yml of this directory.
-    let prometheus = services
-        .values()
-        .find(|s| {
-            s.image
-                .as_deref()
-                .is_some_and(|i| i.starts_with("prom/prometheus"))
-        })
-        .expect("a prometheus service");
+    let prometheus = service_of_image(&services, "prom/prometheus");
     let config = prometheus
         .command
         .iter()
@@ -702,14 +731,7 @@ fn brokers_prometheus_and_grafana_are_wired_as_provisioned() {
 
     // Grafana: the provisioning directory, the datasource pointing at that Prometheus with
     // its scrape interval, and the dashboards where the provider looks for them.
-    let grafana = services
-        .values()
-        .find(|s| {
-            s.image
-                .as_deref()
-                .is_some_and(|i| i.starts_with("grafana/grafana"))
-        })
-        .expect("a grafana service");
+    let grafana = service_of_image(&services, "grafana/grafana");
     let provisioning = grafana
         .mounted("/etc/grafana/provisioning")
         .expect("provisioning mounted at /etc/grafana/provisioning");
@@ -765,4 +787,789 @@ fn prometheus_accepts_its_config() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+// --- credentials: compose/init and the ${...} of the compose file -------------------------
+
+/// A `${NAME...}` or `$NAME` of the compose file: the variable, what follows its name inside
+/// the braces (`:?message`, `:-default`, or nothing) and where it stands in the text.
+#[derive(Debug)]
+struct Reference {
+    name: String,
+    modifier: String,
+    span: std::ops::Range<usize>,
+}
+
+impl Reference {
+    /// `${NAME:?message}`: compose stops when the variable is unset or empty.
+    fn is_required(&self) -> bool {
+        self.modifier.starts_with(":?")
+    }
+}
+
+/// The references of `text` in compose's syntax (`$$` is a literal dollar).
+fn references(text: &str) -> Vec<Reference> {
+    let name_length = |s: &str| {
+        s.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(s.len())
+    };
+    let mut found = Vec::new();
+    let mut at = 0;
+    while let Some(offset) = text[at..].find('$') {
+        let start = at + offset;
+        let rest = &text[start + 1..];
+        if rest.starts_with('$') {
+            at = start + 2;
+        } else if let Some(inner) = rest.strip_prefix('{') {
+            let close = inner
+                .find('}')
+                .unwrap_or_else(|| panic!("an unclosed ${{ at {start}"));
+            let body = &inner[..close];
+            let length = name_length(body);
+            let end = start + 2 + close + 1;
+            found.push(Reference {
+                name: body[..length].to_string(),
+                modifier: body[length..].to_string(),
+                span: start..end,
+            });
+            at = end;
+        } else {
+            let length = name_length(rest);
+            if length > 0 {
+                found.push(Reference {
+                    name: rest[..length].to_string(),
+                    modifier: String::new(),
+                    span: start..start + 1 + length,
+                });
+            }
+            at = start + 1 + length;
+        }
+    }
+    found
+}
+
+/// `text` with each reference replaced by what `replace` returns for it.
+fn substitute(text: &str, mut replace: impl FnMut(&Reference) -> String) -> String {
+    let mut out = String::new();
+    let mut at = 0;
+    for reference in references(text) {
+        out.push_str(&text[at..reference.span.start].replace("$$", "$"));
+        out.push_str(&replace(&reference));
+        at = reference.span.end;
+    }
+    out.push_str(&text[at..].replace("$$", "$"));
+    out
+}
+
+/// `text` as compose interpolates it with `variables` (the `.env` file).
+fn interpolate(text: &str, variables: &BTreeMap<String, String>) -> String {
+    substitute(text, |r| match variables.get(&r.name).filter(|v| !v.is_empty()) {
+        Some(value) => value.clone(),
+        None => match r.modifier.strip_prefix(":-").or(r.modifier.strip_prefix('-')) {
+            Some(default) => default.to_string(),
+            None => panic!("${{{}}} is not set (modifier {:?})", r.name, r.modifier),
+        },
+    })
+}
+
+/// Calls `visit` with every string value of a YAML document: what compose interpolates
+/// (comments are not part of it).
+fn for_each_string(value: &mut Yaml, visit: &mut impl FnMut(&mut String)) {
+    match value {
+        Yaml::String(s) => visit(s),
+        Yaml::Sequence(items) => items.iter_mut().for_each(|i| for_each_string(i, visit)),
+        Yaml::Mapping(map) => map.values_mut().for_each(|v| for_each_string(v, visit)),
+        Yaml::Tagged(tagged) => for_each_string(&mut tagged.value, visit),
+        _ => {}
+    }
+}
+
+/// The marker [`masked`] puts where a reference stood.
+const FROM_ENV: &str = "\u{1}";
+
+/// `text` with every reference replaced by [`FROM_ENV`]: what is left is literal.
+fn masked(text: &str) -> String {
+    substitute(text, |_| FROM_ENV.to_string())
+}
+
+/// Whether a value is exactly one required reference: a credential compose takes from `.env`.
+fn from_env_only(value: &str) -> bool {
+    let references = references(value);
+    references.len() == 1 && references[0].is_required() && masked(value) == FROM_ENV
+}
+
+/// Environment variables whose name says they hold a credential.
+fn is_credential_name(name: &str) -> bool {
+    [
+        "_USER",
+        "_PASS",
+        "_PASSWORD",
+        "_TOKEN",
+        "_SECRET",
+        "_AUTH",
+        "_KEY",
+    ]
+    .iter()
+    .any(|suffix| name.ends_with(suffix))
+}
+
+/// Command-line flags followed by a password (redis-server, redis-cli, rabbitmqadmin, curl).
+const PASSWORD_FLAGS: [&str; 7] = [
+    "--requirepass",
+    "--masterauth",
+    "-a",
+    "--pass",
+    "--password",
+    "-u",
+    "--user",
+];
+
+/// A URL's user information, `user:password` (`None` without one), with references masked.
+fn userinfo(url: &str) -> Option<String> {
+    let masked = masked(url);
+    let (_, rest) = masked.split_once("://")?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    authority.rsplit_once('@').map(|(info, _)| info.to_string())
+}
+
+/// What `compose/init` made in a temp directory of its own (`--out`): `.env`, `secrets/`,
+/// and what it printed. Removed when dropped.
+struct Generated {
+    dir: PathBuf,
+    printed: String,
+}
+
+impl Generated {
+    /// Runs `compose/init --out <new temp dir> <args>`.
+    fn run(args: &[&str]) -> Generated {
+        let dir = std::env::temp_dir().join(format!(
+            "jobfleet-compose-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        ));
+        let mut generated = Generated {
+            dir,
+            printed: String::new(),
+        };
+        generated.printed = generated.rerun(args);
+        generated
+    }
+
+    /// Runs `compose/init` again on the same directory; returns what it printed.
+    fn rerun(&self, args: &[&str]) -> String {
+        let output = init_command()
+            .arg("--out")
+            .arg(&self.dir)
+            .args(args)
+            .output()
+            .expect("run compose/init");
+        let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "compose/init failed: {printed}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        printed
+    }
+
+    /// The variables of the generated `.env`.
+    fn variables(&self) -> BTreeMap<String, String> {
+        let text = std::fs::read_to_string(self.dir.join(".env")).expect("compose/init writes .env");
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| {
+                let (name, value) = l.split_once('=').unwrap_or_else(|| panic!(".env: {l:?}"));
+                (name.to_string(), value.to_string())
+            })
+            .collect()
+    }
+
+    /// The generated fleet file, parsed as the binaries parse it.
+    fn fleet(&self) -> Config {
+        let path = self.dir.join("secrets/fleet.toml");
+        let text = std::fs::read_to_string(&path).expect("compose/init writes secrets/fleet.toml");
+        Config::from_toml(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// The tokens the generated fleet file accepts.
+    fn tokens(&self) -> TokenTable {
+        let auth = self
+            .fleet()
+            .auth
+            .expect("the generated fleet file has an [auth] table");
+        TokenTable::new(&auth).expect("valid [auth] table")
+    }
+
+    /// The compose services with `${...}` interpolated from the generated `.env`.
+    fn services(&self) -> BTreeMap<String, Service> {
+        let mut compose = yaml("compose/docker-compose.yml");
+        let variables = self.variables();
+        for_each_string(&mut compose, &mut |s| *s = interpolate(s, &variables));
+        services_of(&compose)
+    }
+
+    /// Where a path under compose/ is for this run: what compose/init generates (`.env`,
+    /// `secrets/`) in this directory, the rest in the repository.
+    fn locate(&self, path: &Path) -> PathBuf {
+        match path.strip_prefix(repo().join("compose")) {
+            Ok(rest) if rest.starts_with("secrets") || rest == Path::new(".env") => self.dir.join(rest),
+            _ => path.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Generated {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn init_command() -> Command {
+    Command::new(repo().join("compose/init"))
+}
+
+/// The admin token compose/init printed (it prints it once, when it mints it).
+fn printed_token(printed: &str) -> Option<String> {
+    printed
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with(TOKEN_PREFIX) && !l.contains(' '))
+        .map(String::from)
+}
+
+/// A token as `jobfleet token new` mints it: the prefix and 256 bits in hex.
+fn is_minted_token(token: &str) -> bool {
+    token.strip_prefix(TOKEN_PREFIX).is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+#[test]
+fn compose_init_makes_a_fleet_file_whose_tokens_the_binaries_accept() {
+    let generated = Generated::run(&[]);
+    let fleet = generated.fleet();
+    let auth = fleet.auth.as_ref().expect("[auth]");
+    assert!(
+        !auth.disabled && !auth.open_metrics,
+        "auth on, /metrics behind read"
+    );
+    let tokens = generated.tokens();
+
+    let admin = printed_token(&generated.printed)
+        .unwrap_or_else(|| panic!("compose/init prints the admin token: {}", generated.printed));
+    assert!(is_minted_token(&admin), "{admin}");
+    assert!(
+        generated.printed.contains("JOBFLEET_TOKEN"),
+        "says how to use it: {}",
+        generated.printed
+    );
+    let principal = tokens
+        .authenticate(&admin)
+        .expect("the admin token authenticates");
+    assert_eq!(principal.role, Role::Admin);
+    let prometheus =
+        std::fs::read_to_string(generated.dir.join("secrets/prometheus.token")).expect("read token");
+    assert!(is_minted_token(&prometheus), "{prometheus:?}");
+    assert_eq!(tokens.authenticate(&prometheus).map(|p| p.role), Some(Role::Read));
+    let fleet_text = std::fs::read_to_string(generated.dir.join("secrets/fleet.toml")).expect("fleet");
+    for token in [&admin, &prometheus] {
+        assert!(
+            !fleet_text.contains(token.as_str()),
+            "the fleet file holds hashes only"
+        );
+    }
+
+    // Random credentials, private to the user who ran it.
+    let variables = generated.variables();
+    for name in [
+        "RABBITMQ_DEFAULT_USER",
+        "RABBITMQ_DEFAULT_PASS",
+        "REDIS_PASSWORD",
+        "GRAFANA_ADMIN_USER",
+        "GRAFANA_ADMIN_PASSWORD",
+    ] {
+        let value = variables.get(name).unwrap_or_else(|| panic!(".env lacks {name}"));
+        assert!(
+            !value.is_empty() && !["guest", "admin"].contains(&value.as_str()),
+            "{name}={value}"
+        );
+        if !name.ends_with("_USER") {
+            assert!(value.len() >= 32, "{name} is {} characters", value.len());
+        }
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &str| {
+        std::fs::metadata(generated.dir.join(p))
+            .expect(p)
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(".env"), 0o600, ".env");
+    assert_eq!(mode("secrets"), 0o700, "secrets/");
+
+    // Idempotent: a second run keeps every secret and prints no token.
+    let again = generated.rerun(&[]);
+    assert_eq!(printed_token(&again), None, "{again}");
+    assert_eq!(generated.variables(), variables);
+    let kept = generated.tokens();
+    assert_eq!(kept.authenticate(&admin).map(|p| p.role), Some(Role::Admin));
+    assert_eq!(kept.authenticate(&prometheus).map(|p| p.role), Some(Role::Read));
+
+    // --force makes them all anew.
+    let forced = generated.rerun(&["--force"]);
+    let new_admin = printed_token(&forced).expect("a new admin token");
+    let renewed = generated.tokens();
+    assert!(
+        renewed.authenticate(&admin).is_none(),
+        "the old admin token is gone"
+    );
+    assert_eq!(
+        renewed.authenticate(&new_admin).map(|p| p.role),
+        Some(Role::Admin)
+    );
+    assert!(
+        renewed.authenticate(&prometheus).is_none(),
+        "a new Prometheus token"
+    );
+    let new_variables = generated.variables();
+    for name in [
+        "RABBITMQ_DEFAULT_PASS",
+        "REDIS_PASSWORD",
+        "GRAFANA_ADMIN_PASSWORD",
+    ] {
+        assert_ne!(new_variables[name], variables[name], "{name} after --force");
+    }
+
+    // A wrong argument: a usage line and exit 64, nothing written.
+    let output = init_command().arg("--bogus").output().expect("run compose/init");
+    assert_eq!(output.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("usage: compose/init"));
+}
+
+#[test]
+fn no_credential_in_the_compose_file_is_a_literal() {
+    let generated = Generated::run(&[]);
+    let variables = generated.variables();
+    let mut compose = yaml("compose/docker-compose.yml");
+    let mut referenced = Vec::new();
+    for_each_string(&mut compose, &mut |s| referenced.extend(references(s)));
+    assert!(
+        !referenced.is_empty(),
+        "the compose file takes no credential from .env"
+    );
+    for reference in &referenced {
+        assert!(
+            reference.is_required(),
+            "${{{}{}}}: write ${{{}:?run compose/init first}}, so a missing .env stops compose",
+            reference.name,
+            reference.modifier,
+            reference.name
+        );
+        assert!(
+            variables.get(&reference.name).is_some_and(|v| !v.is_empty()),
+            "${{{}}}: compose/init does not define it in .env",
+            reference.name
+        );
+    }
+
+    for service in services().values() {
+        let name = &service.name;
+        for (variable, value) in &service.environment {
+            if is_credential_name(variable) {
+                assert!(
+                    from_env_only(value),
+                    "{name}: {variable}={value} is not a ${{...}} from .env"
+                );
+            }
+            if !value.contains("://") {
+                continue;
+            }
+            let needs_password = variable == env::AMQP_URL || variable == env::REDIS_URL;
+            match userinfo(value) {
+                Some(info) => {
+                    let (user, password) = info.split_once(':').unwrap_or((&info, ""));
+                    assert!(
+                        (user.is_empty() || user == FROM_ENV) && password == FROM_ENV,
+                        "{name}: {variable}={value}: user and password must come from .env"
+                    );
+                }
+                None => assert!(!needs_password, "{name}: {variable}={value} carries no password"),
+            }
+        }
+        let shell_words: Vec<String> = service
+            .healthcheck
+            .iter()
+            .flat_map(|w| w.split_whitespace().map(String::from).collect::<Vec<_>>())
+            .collect();
+        for words in [&service.command, &shell_words] {
+            for pair in words.windows(2) {
+                if PASSWORD_FLAGS.contains(&pair[0].as_str()) {
+                    assert!(
+                        from_env_only(&pair[1]),
+                        "{name}: {} {} is a literal password",
+                        pair[0],
+                        pair[1]
+                    );
+                }
+            }
+        }
+    }
+    let redis = &services()["redis"];
+    assert!(
+        redis
+            .command
+            .windows(2)
+            .any(|w| w[0] == "--requirepass" && from_env_only(&w[1])),
+        "redis-server needs --requirepass ${{REDIS_PASSWORD:?...}}: {:?}",
+        redis.command
+    );
+    let used: BTreeSet<&str> = referenced.iter().map(|r| r.name.as_str()).collect();
+    for name in variables.keys() {
+        assert!(
+            used.contains(name.as_str()),
+            ".env defines {name}, which compose never uses"
+        );
+    }
+}
+
+#[test]
+fn neither_guest_nor_admin_admin_appears_in_compose_or_its_docs() {
+    let mut files: Vec<PathBuf> = vec![repo().join("docs/observability.md")];
+    let mut directories = vec![repo().join("compose")];
+    while let Some(directory) = directories.pop() {
+        for entry in std::fs::read_dir(&directory).expect("compose/").flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            // What compose/init generated in a checkout is random, and not part of the stack.
+            if name == ".env" || name == "secrets" {
+                continue;
+            }
+            if path.is_dir() {
+                directories.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    for path in files {
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .to_lowercase();
+        let squeezed: String = text
+            .chars()
+            .filter(|c| !c.is_whitespace() && !['`', '"', '\''].contains(c))
+            .collect();
+        assert!(!text.contains("guest"), "{} mentions guest", path.display());
+        for pair in ["admin/admin", "admin:admin"] {
+            assert!(!squeezed.contains(pair), "{} has {pair}", path.display());
+        }
+    }
+}
+
+#[test]
+fn prometheus_scrapes_the_master_with_the_read_token_compose_init_made() {
+    let generated = Generated::run(&[]);
+    let config = yaml("compose/prometheus.yml");
+    let master_job = config["scrape_configs"]
+        .as_sequence()
+        .expect("scrape_configs")
+        .iter()
+        .find(|job| text(&job["job_name"]).as_deref() == Some("jobfleet-master"))
+        .expect("a jobfleet-master job");
+    let authorization = &master_job["authorization"];
+    assert_eq!(
+        text(&authorization["type"]).unwrap_or_else(|| "Bearer".into()),
+        "Bearer",
+        "the master's /metrics takes a Bearer token: {master_job:?}"
+    );
+    let file = text(&authorization["credentials_file"])
+        .unwrap_or_else(|| panic!("the master job sends no token from a file: {master_job:?}"));
+    let services = services();
+    let prometheus = service_of_image(&services, "prom/prometheus");
+    let mounted = prometheus
+        .mounted(&file)
+        .unwrap_or_else(|| panic!("prometheus: nothing is mounted at {file}"));
+    let host = generated.locate(&mounted);
+    let token = std::fs::read_to_string(&host).unwrap_or_else(|e| {
+        panic!(
+            "{file} comes from {}, which compose/init does not write: {e}",
+            host.display()
+        )
+    });
+    let principal = generated.tokens().authenticate(token.trim()).map(|p| p.role);
+    assert_eq!(principal, Some(Role::Read), "Prometheus needs read, and no more");
+
+    // A worker's /metrics has no authentication: it stays on the stack's network.
+    for worker in jobfleet_services(&services, "jobfleet-worker") {
+        assert!(
+            worker.ports.is_empty(),
+            "{}: publishes {:?}, but a worker's /metrics is open to whoever reaches it",
+            worker.name,
+            worker.ports
+        );
+    }
+}
+
+// --- the services, run as compose would run them ---------------------------------------
+
+/// Processes a test started; killed when dropped, even after a panic.
+#[derive(Default)]
+struct Processes(Vec<Child>);
+
+impl Processes {
+    fn start(&mut self, command: &mut Command) -> &mut Child {
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+        self.0.push(child);
+        self.0.last_mut().expect("just pushed")
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A command running `program` with a service's environment, as its container would, on
+/// top of the test's own (but its `JOBFLEET_*` settings).
+fn service_command(program: impl AsRef<std::ffi::OsStr>, environment: &BTreeMap<String, String>) -> Command {
+    let mut command = Command::new(program);
+    for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("JOBFLEET_")) {
+        command.env_remove(name);
+    }
+    command.envs(environment);
+    command
+}
+
+/// Runs a healthcheck `test` (`CMD` or `CMD-SHELL`) with `environment`; true when it passes.
+fn healthy(test: &[String], environment: &BTreeMap<String, String>) -> bool {
+    let mut command = match test.split_first() {
+        Some((kind, shell)) if kind == "CMD-SHELL" => {
+            let mut command = service_command("sh", environment);
+            command.arg("-c").arg(shell.join(" "));
+            command
+        }
+        Some((kind, argv)) if kind == "CMD" => {
+            let mut command = service_command(&argv[0], environment);
+            command.args(&argv[1..]);
+            command
+        }
+        _ => panic!("healthcheck {test:?}"),
+    };
+    command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run the healthcheck")
+        .success()
+}
+
+/// The first `program` on PATH.
+fn on_path(program: &str) -> PathBuf {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{program} is not on PATH"))
+}
+
+/// A URL of the stack with `host:port` of a service replaced by a local server's.
+fn rewired(url: &str, service_address: &str, port: u16) -> String {
+    assert!(
+        url.contains(&format!("@{service_address}/")),
+        "{url} does not point at {service_address}"
+    );
+    url.replace(&format!("@{service_address}/"), &format!("@127.0.0.1:{port}/"))
+}
+
+/// `IP:PORT` of a listen setting with the port replaced by a free one.
+fn free_listen(listen: &str) -> (String, u16) {
+    let address: SocketAddr = listen.parse().unwrap_or_else(|_| panic!("{listen}"));
+    let port = free_port();
+    (SocketAddr::new(address.ip(), port).to_string(), port)
+}
+
+async fn wait_ready(child: &mut Child, url: &str, what: &str) {
+    let client = reqwest::Client::new();
+    eventually(Duration::from_secs(30), || {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited at start: {status}");
+        }
+        let request = client.get(url).send();
+        async move { request.await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_stack_runs_on_the_credentials_compose_init_made() {
+    let generated = Generated::run(&[]);
+    let admin = printed_token(&generated.printed).expect("the admin token");
+    let services = generated.services();
+    let scratch = generated.dir.join("run");
+    std::fs::create_dir_all(scratch.join("bin")).expect("scratch dir");
+    let mut processes = Processes::default();
+
+    // Redis as the redis service starts it, on a port of its own.
+    let redis = &services["redis"];
+    let redis_port = free_port();
+    processes.start(
+        service_command(&redis.command[0], &redis.environment)
+            .args(&redis.command[1..])
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &redis_port.to_string(),
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(&scratch),
+    );
+    wait_for_port(redis_port, Duration::from_secs(20));
+    // Its healthcheck, with redis-cli pointed at that port: healthy with the service's
+    // environment, unhealthy without the password.
+    let shim = scratch.join("bin/redis-cli");
+    std::fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh\nexec {} -p {redis_port} \"$@\"\n",
+            on_path("redis-cli").display()
+        ),
+    )
+    .expect("redis-cli shim");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let path = format!(
+        "{}:{}",
+        scratch.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut check_environment = redis.environment.clone();
+    check_environment.insert("PATH".into(), path);
+    assert!(
+        healthy(&redis.healthcheck, &check_environment),
+        "redis healthcheck {:?} fails with the password",
+        redis.healthcheck
+    );
+    check_environment.retain(|name, _| name == "PATH");
+    assert!(
+        !healthy(&redis.healthcheck, &check_environment),
+        "redis answers without the password (or the healthcheck passes on NOAUTH)"
+    );
+
+    // RabbitMQ with the rabbitmq service's environment: its user, and no guest.
+    let rabbitmq = &services["rabbitmq"];
+    let rabbit = PrivateRabbit::start_with_environment(
+        rabbitmq
+            .environment
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    );
+    let guest = jobfleet_common::lapin::Connection::connect(
+        &rabbit.url(),
+        jobfleet_common::lapin::ConnectionProperties::default(),
+    )
+    .await;
+    assert!(guest.is_err(), "guest logs in to the stack's RabbitMQ");
+
+    // The master and a worker with their services' environment and the generated fleet file.
+    let rewire = |service: &Service| {
+        let mut environment = service.environment.clone();
+        let amqp = rewired(&environment[env::AMQP_URL], "rabbitmq:5672", rabbit.port());
+        let redis_url = rewired(&environment[env::REDIS_URL], "redis:6379", redis_port);
+        environment.insert(env::AMQP_URL.into(), amqp);
+        environment.insert(env::REDIS_URL.into(), redis_url);
+        let config = service
+            .mounted(&environment[env::CONFIG])
+            .expect("the fleet file is mounted");
+        environment.insert(
+            env::CONFIG.into(),
+            generated.locate(&config).display().to_string(),
+        );
+        environment.insert("RUST_LOG".into(), "warn".into());
+        environment
+    };
+    let master = jobfleet_services(&services, "jobfleet-master")[0];
+    let mut master_environment = rewire(master);
+    let (listen, master_port) = free_listen(&master_environment[env::LISTEN]);
+    master_environment.insert(env::LISTEN.into(), listen);
+    let api = format!("http://127.0.0.1:{master_port}");
+    let worker = &services["worker-etl"];
+    let mut worker_environment = rewire(worker);
+    let (metrics_listen, metrics_port) = free_listen(&worker_environment[env::METRICS_LISTEN]);
+    worker_environment.insert(env::METRICS_LISTEN.into(), metrics_listen);
+
+    let master_process = processes.start(&mut service_command(
+        binary("jobfleet-master"),
+        &master_environment,
+    ));
+    wait_ready(master_process, &format!("{api}/readyz"), "the master").await;
+    let worker_process = processes.start(&mut service_command(
+        binary("jobfleet-worker"),
+        &worker_environment,
+    ));
+    let worker_metrics = format!("http://127.0.0.1:{metrics_port}/metrics");
+    wait_ready(worker_process, &worker_metrics, "the etl worker").await;
+
+    let client = reqwest::Client::new();
+    let get = |path: &str, token: Option<&str>| {
+        let mut request = client.get(format!("{api}{path}"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            request
+                .send()
+                .await
+                .expect("the master answers")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(get("/v1/groups", None).await, 401, "no token, no API");
+    let prometheus = std::fs::read_to_string(generated.dir.join("secrets/prometheus.token")).expect("token");
+    assert_eq!(get("/metrics", None).await, 401);
+    assert_eq!(
+        get("/metrics", Some(&prometheus)).await,
+        200,
+        "Prometheus's scrape"
+    );
+    assert_eq!(get("/v1/audit", Some(&prometheus)).await, 403, "read only");
+    assert_eq!(get("/v1/audit", Some(&admin)).await, 200, "the operator");
+
+    let response = client
+        .post(format!("{api}/v1/jobs?wait=20"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"group": "etl", "function": "echo", "args": {"n": 1}}))
+        .send()
+        .await
+        .expect("submit");
+    let record: serde_json::Value = response.json().await.expect("a job record");
+    assert_eq!(
+        (&record["status"], &record["result"]),
+        (&serde_json::json!("finished"), &serde_json::json!({"n": 1})),
+        "{record}"
+    );
+
+    // A worker's /metrics is open (docs/security.md, compose/prometheus.yml).
+    let status = client
+        .get(&worker_metrics)
+        .send()
+        .await
+        .expect("worker metrics")
+        .status();
+    assert_eq!(status.as_u16(), 200);
 }

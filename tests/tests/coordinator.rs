@@ -3,7 +3,7 @@
 
 use jobfleet_common::coordinator::{
     AttemptKey, BadMessage, Claim, ClaimRequest, CompleteRequest, Completion, Coordinator, CoordinatorError,
-    CopyKind, EndEarly, EndRequest, Forget, ListFilter, Outcome, RetryRequest,
+    CopyKind, EndEarly, EndRequest, Forget, ListFilter, Outcome, RetryRequest, Submitted,
 };
 use jobfleet_common::message::{ErrorKind, JobError, JobMessage, JobStatus};
 use jobfleet_common::now_ms;
@@ -656,4 +656,101 @@ async fn a_canceled_job_is_not_forgotten_before_its_result_is_published() {
     assert!(c.job(&job.id).await.unwrap().is_some());
     c.announced(&job.group, &job.id).await.unwrap();
     assert_eq!(c.forget(&job.id).await.unwrap(), Forget::Deleted);
+}
+
+#[tokio::test]
+async fn a_refused_submit_discards_only_its_own_record_never_one_another_caller_was_given() {
+    let env = TestEnv::new("discard");
+    let c = &env.coordinator;
+    let submit_at = |job: &JobMessage, at: i64| {
+        let mut job = job.clone();
+        job.submitted_at = Some(at);
+        job
+    };
+    let now = now_ms();
+
+    // A refused submit whose record nobody else saw: discarded, idempotency key too.
+    let alone = submit_at(&JobMessage::new("default", "echo", json!(1)), now);
+    c.submit(&alone, Some("k-alone")).await.unwrap();
+    c.submit(&alone, Some("k-alone")).await.unwrap(); // its own retry after a lost reply
+    assert!(c.discard_refused(&alone, Some("k-alone")).await.unwrap());
+    assert!(c.job(&alone.id).await.unwrap().is_none());
+    let again = JobMessage::new("default", "echo", json!(1));
+    assert_eq!(
+        c.submit(&again, Some("k-alone")).await.unwrap(),
+        Submitted::Created
+    );
+
+    // Another request (another master, a client's retry) was answered `existing` by id.
+    let job = submit_at(&JobMessage::new("default", "echo", json!(2)), now);
+    c.submit(&job, None).await.unwrap();
+    let repeat = submit_at(&job, now + 5);
+    assert_eq!(
+        c.submit(&repeat, None).await.unwrap(),
+        Submitted::Existing(job.id.clone())
+    );
+    assert!(!c.discard_refused(&job, None).await.unwrap());
+    assert!(
+        c.job(&job.id).await.unwrap().is_some(),
+        "the other caller's job stays"
+    );
+
+    // ... or by idempotency key, under a new id.
+    let keyed = submit_at(&JobMessage::new("default", "echo", json!(3)), now);
+    c.submit(&keyed, Some("k-shared")).await.unwrap();
+    let other = submit_at(&JobMessage::new("default", "echo", json!(3)), now + 5);
+    assert_eq!(
+        c.submit(&other, Some("k-shared")).await.unwrap(),
+        Submitted::Existing(keyed.id.clone())
+    );
+    assert!(!c.discard_refused(&keyed, Some("k-shared")).await.unwrap());
+    assert!(c.job(&keyed.id).await.unwrap().is_some());
+
+    // A record that was claimed, or is another submit's (other time), stays as well.
+    let claimed = submit_at(&JobMessage::new("default", "echo", json!(4)), now);
+    c.submit(&claimed, None).await.unwrap();
+    claim(c, &claimed, "w", CopyKind::Fresh, true, &next_token())
+        .await
+        .unwrap();
+    assert!(!c.discard_refused(&claimed, None).await.unwrap());
+    let theirs = submit_at(&JobMessage::new("default", "echo", json!(5)), now);
+    c.submit(&theirs, None).await.unwrap();
+    assert!(!c
+        .discard_refused(&submit_at(&theirs, now - 1), None)
+        .await
+        .unwrap());
+    assert!(c.job(&theirs.id).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn an_attempt_whose_complete_reply_was_lost_still_publishes_after_its_record_was_deleted() {
+    let env = TestEnv::new("lostreply");
+    let c = &env.coordinator;
+    let job = JobMessage::new("default", "echo", json!(1));
+    let verdict = claim(c, &job, "w", CopyKind::Fresh, true, &next_token())
+        .await
+        .unwrap();
+    assert!(matches!(verdict, Claim::Run { .. }));
+    // The worker's complete runs, its reply is lost (a pause, a cut), the caller deletes
+    // the ended record, and the worker retries its complete.
+    assert_eq!(
+        complete(c, &job, "w", 1, &finished(), 5).await.unwrap(),
+        Completion::Recorded
+    );
+    assert_eq!(c.forget(&job.id).await.unwrap(), Forget::Deleted);
+    assert_eq!(
+        complete(c, &job, "w", 1, &finished(), 5).await.unwrap(),
+        Completion::Recorded,
+        "the attempt that ended the job learns it did, and publishes its result"
+    );
+    // Any other attempt stays stale: it never ended the job.
+    assert!(matches!(
+        complete(c, &job, "other", 1, &finished(), 5).await.unwrap(),
+        Completion::Stale(_)
+    ));
+    assert!(matches!(
+        complete(c, &job, "w", 2, &finished(), 5).await.unwrap(),
+        Completion::Stale(_)
+    ));
+    assert!(c.job(&job.id).await.unwrap().is_none(), "no record comes back");
 }

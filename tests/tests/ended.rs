@@ -130,12 +130,14 @@ async fn a_job_whose_record_expired_while_its_message_waited_never_runs() {
 }
 
 /// A process function that kills the worker running it, as an OOM kill of the worker would.
+/// It runs as root, the worker's user: as the default `nobody` it could not signal the worker.
 const KILLER: &str = r#"
 [groups.doomed]
 max_takeovers = 2
 max_failures = 100
 [groups.doomed.functions.kill_parent]
 sandbox = "process"
+user = "root"
 command = ["python3", "-c", "import os, signal; os.kill(os.getppid(), signal.SIGKILL)"]
 "#;
 

@@ -5,6 +5,7 @@ use crate::consumer::Shared;
 use crate::error::WorkerError;
 use crate::function::{handler, Function, FunctionRegistry};
 use crate::sandbox::process::ProcessFunction;
+use crate::sandbox::SandboxHost;
 use crate::{builtins, heartbeat, JobError, Worker, WorkerMetrics};
 use jobfleet_common::client::{amqp_pool, ChannelSlot};
 use jobfleet_common::config::{Config, FunctionConfig, SandboxKind, DEFAULT_GROUP};
@@ -187,6 +188,8 @@ impl WorkerBuilder {
         }
         self.groups.dedup();
         self.check()?;
+        // Sandbox settings are checked before any port is bound.
+        let processes = self.process_functions()?;
         let registry = self.metrics_registry.take().unwrap_or_default();
         let metrics = Arc::new(WorkerMetrics::new(registry, &self.metric_labels())?);
         let metrics_listener = self.metrics_listen.map(bind_metrics).transpose()?;
@@ -202,7 +205,6 @@ impl WorkerBuilder {
             2,
             &format!("jobfleet-worker {worker_id}"),
         )?;
-        let processes = self.process_functions();
         let shared = Arc::new(Shared {
             worker_id,
             topology,
@@ -301,20 +303,30 @@ impl WorkerBuilder {
             .collect()
     }
 
-    /// The process sandboxes of the worker's groups, by (group, function).
-    fn process_functions(&self) -> HashMap<(String, String), Arc<ProcessFunction>> {
+    /// The process sandboxes of the worker's groups, by (group, function), sharing the
+    /// worker's [`SandboxHost`] (made only when there is a process function).
+    fn process_functions(&self) -> Result<HashMap<(String, String), Arc<ProcessFunction>>, WorkerError> {
         let mut processes = HashMap::new();
+        let mut host = None;
         for group in &self.groups {
             for (name, function) in self.configured_functions(group) {
-                if function.sandbox == SandboxKind::Process {
-                    processes.insert(
-                        (group.clone(), name.clone()),
-                        Arc::new(ProcessFunction::from_config(function, self.concurrency)),
-                    );
+                if function.sandbox != SandboxKind::Process {
+                    continue;
                 }
+                let host = match &host {
+                    Some(host) => Arc::clone(host),
+                    None => host.insert(SandboxHost::start()?).clone(),
+                };
+                let sandbox = ProcessFunction::from_config(
+                    &format!("{group}.{name}"),
+                    function,
+                    self.concurrency,
+                    host,
+                )?;
+                processes.insert((group.clone(), name.clone()), Arc::new(sandbox));
             }
         }
-        processes
+        Ok(processes)
     }
 }
 

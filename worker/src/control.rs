@@ -5,9 +5,10 @@ use crate::consumer::Shared;
 use crate::error::WorkerError;
 use futures::StreamExt;
 use jobfleet_common::control::{self, ControlMessage};
-use jobfleet_common::lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use jobfleet_common::lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
 use jobfleet_common::lapin::types::FieldTable;
 use jobfleet_common::lapin::{Channel, Consumer};
+use jobfleet_common::topology;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,15 +92,8 @@ pub(crate) async fn start(shared: &Arc<Shared>, channel: &Channel) -> Result<Con
     let queue = channel
         .queue_declare("".into(), options, FieldTable::default())
         .await?;
-    channel
-        .queue_bind(
-            queue.name().clone(),
-            shared.topology.control_exchange().into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    let exchange = shared.topology.control_exchange();
+    topology::bind(channel, queue.name().as_str(), &exchange, "").await?;
     let tag = format!("{}/control", shared.worker_id);
     // Cancels are idempotent and only matter while the job runs: no acks needed.
     let consume = BasicConsumeOptions {

@@ -15,6 +15,9 @@ pub enum WorkerError {
     /// The configuration cannot work for this worker (an invalid args schema).
     #[error("invalid worker settings: {0}")]
     Config(#[from] ConfigError),
+    /// The process sandboxes cannot be set up as configured (an unknown user, no bubblewrap).
+    #[error("invalid worker settings: {0}")]
+    Sandbox(#[from] crate::sandbox::SandboxError),
     /// The broker failed.
     #[error("amqp: {0}")]
     Amqp(#[from] lapin::Error),

@@ -3,8 +3,8 @@
 
 use crate::consumer::Shared;
 use crate::function::{Handler, HandlerResult};
-use crate::sandbox::inprocess;
-use crate::sandbox::process::ProcessFunction;
+use crate::sandbox::process::{ProcessFunction, ProcessJob};
+use crate::sandbox::{self, inprocess};
 use jobfleet_common::config::Config;
 use jobfleet_common::message::{ErrorKind, JobError, JobMessage};
 use jobfleet_common::trace::TraceParent;
@@ -73,13 +73,17 @@ impl Resolved {
         match &self.executable {
             Executable::InProcess(handler) => tokio::select! {
                 result = inprocess::run(handler, job.args.clone(), self.timeout) => result,
-                _ = stop.cancelled() => Err(JobError::new(ErrorKind::Canceled, "canceled while running")),
+                _ = stop.cancelled() => Err(sandbox::canceled()),
             },
             Executable::Process(process) => {
-                let traceparent = trace.map(TraceParent::header);
-                process
-                    .run(&job.id, attempt, &job.args, self.timeout, stop, traceparent)
-                    .await
+                let job = ProcessJob {
+                    id: &job.id,
+                    attempt,
+                    args: &job.args,
+                    timeout: self.timeout,
+                    traceparent: trace.map(TraceParent::header),
+                };
+                process.run(job, stop).await
             }
         }
     }

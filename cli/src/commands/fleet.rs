@@ -1,7 +1,6 @@
 //! `jobfleet groups`, `workers` and `reset`: the fleet as the master sees it.
 
 use super::Context;
-use crate::client::decode;
 use crate::error::CliError;
 use crate::output::{self, Table};
 use jobfleet_api::{GroupList, GroupView, WorkerList};
@@ -9,10 +8,10 @@ use jobfleet_api::{GroupList, GroupView, WorkerList};
 /// Prints every group with its functions, workers, queue and failure state.
 pub async fn groups(context: &Context) -> Result<(), CliError> {
     let raw = context.client.groups().await?;
-    if context.json {
-        return output::json(&raw, true);
-    }
-    let list: GroupList = decode(&raw, "group list")?;
+    context.print(&raw, "group list", groups_table).map(drop)
+}
+
+fn groups_table(list: &GroupList) -> String {
     let mut table = Table::new(&[
         "GROUP",
         "WORKERS",
@@ -33,16 +32,16 @@ pub async fn groups(context: &Context) -> Result<(), CliError> {
             group.functions.join(","),
         ]);
     }
-    output::line(&table.render())
+    table.render()
 }
 
 /// Prints the live workers.
 pub async fn workers(context: &Context) -> Result<(), CliError> {
     let raw = context.client.workers().await?;
-    if context.json {
-        return output::json(&raw, true);
-    }
-    let list: WorkerList = decode(&raw, "worker list")?;
+    context.print(&raw, "worker list", workers_table).map(drop)
+}
+
+fn workers_table(list: &WorkerList) -> String {
     let mut table = Table::new(&["WORKER", "HOST", "PID", "GROUPS", "RUNNING", "HEARTBEAT"]);
     for worker in &list.workers {
         table.row(vec![
@@ -54,20 +53,19 @@ pub async fn workers(context: &Context) -> Result<(), CliError> {
             output::ago(&worker.last_heartbeat),
         ]);
     }
-    output::line(&table.render())
+    table.render()
 }
 
 /// Clears a group's broken flag and failure count, and prints the group as it is now.
 pub async fn reset(context: &Context, group: &str) -> Result<(), CliError> {
     let raw = context.client.reset(group).await?;
-    if context.json {
-        return output::json(&raw, true);
-    }
-    let view: GroupView = decode(&raw, "group")?;
-    output::line(&format!(
-        "reset {}: {} consecutive failures, broken: {}",
-        view.name,
-        view.consecutive_failures,
-        if view.broken { "yes" } else { "no" }
-    ))
+    let text = |view: &GroupView| {
+        format!(
+            "reset {}: {} consecutive failures, broken: {}",
+            view.name,
+            view.consecutive_failures,
+            if view.broken { "yes" } else { "no" }
+        )
+    };
+    context.print(&raw, "group", text).map(drop)
 }

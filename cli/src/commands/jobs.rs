@@ -2,7 +2,6 @@
 
 use super::Context;
 use crate::args::ListArgs;
-use crate::client::decode;
 use crate::error::CliError;
 use crate::output::{self, Table};
 use jobfleet_api::{JobPage, JobView, ListQuery};
@@ -12,11 +11,7 @@ use std::time::Duration;
 /// Prints a job's record (any status is a success: this only asks).
 pub async fn status(context: &Context, id: &str) -> Result<(), CliError> {
     let raw = context.client.job(id).await?;
-    if context.json {
-        return output::json(&raw, true);
-    }
-    let record: JobView = decode(&raw, "job record")?;
-    output::line(&output::job_details(&record))
+    context.print(&raw, "job record", output::job_details).map(drop)
 }
 
 /// Prints a page of jobs as a table; the cursor of the next page goes to stderr.
@@ -29,10 +24,14 @@ pub async fn list(context: &Context, args: &ListArgs) -> Result<(), CliError> {
         cursor: args.cursor.clone(),
     };
     let raw = context.client.jobs(&query).await?;
-    if context.json {
-        return output::json(&raw, true);
+    let page = context.print(&raw, "job page", jobs_table)?;
+    if let Some(cursor) = page.and_then(|page| page.next_cursor) {
+        eprintln!("more jobs: jobfleet list --cursor {cursor}");
     }
-    let page: JobPage = decode(&raw, "job page")?;
+    Ok(())
+}
+
+fn jobs_table(page: &JobPage) -> String {
     let mut table = Table::new(&[
         "ID",
         "GROUP",
@@ -57,19 +56,12 @@ pub async fn list(context: &Context, args: &ListArgs) -> Result<(), CliError> {
             output::truncate(&output::outcome(job), 60),
         ]);
     }
-    output::line(&table.render())?;
-    if let Some(cursor) = page.next_cursor {
-        eprintln!("more jobs: jobfleet list --cursor {cursor}");
-    }
-    Ok(())
+    table.render()
 }
 
 /// Cancels a job and prints its record as it is now.
 pub async fn cancel(context: &Context, id: &str) -> Result<(), CliError> {
     let raw = context.client.cancel(id).await?;
-    if context.json {
-        return output::json(&raw, true);
-    }
-    let record: JobView = decode(&raw, "job record")?;
-    output::line(&format!("canceled {}", record.id))
+    let text = |record: &JobView| format!("canceled {}", record.id);
+    context.print(&raw, "job record", text).map(drop)
 }

@@ -1,16 +1,20 @@
 //! The commands: each takes its parsed arguments and a [`Context`], prints its output and
 //! returns `Ok` or the [`CliError`] that sets the exit status.
 
+pub mod access;
 pub mod bulk;
 pub mod fleet;
 pub mod jobs;
 pub mod submit;
 pub mod watch;
 
-use crate::args::{Cli, Command};
-use crate::client::MasterClient;
+use crate::args::{Cli, Command, TokenCommand};
+use crate::client::{decode, MasterClient};
 use crate::error::CliError;
+use crate::output;
 use jobfleet_common::tls::{self, TlsConfig};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 use std::sync::Arc;
 
 /// What every command gets: the master client and the output mode.
@@ -24,11 +28,31 @@ pub struct Context {
     pub broker_tls: TlsConfig,
 }
 
+impl Context {
+    /// Prints an answer of the master: as it came under `--json`, else decoded as a `T`
+    /// (`what` names it in a decode error) and rendered by `text`. Returns the decoded
+    /// answer in text mode, for what a command prints after it.
+    pub fn print<T: DeserializeOwned>(
+        &self,
+        raw: &Value,
+        what: &str,
+        text: impl FnOnce(&T) -> String,
+    ) -> Result<Option<T>, CliError> {
+        if self.json {
+            output::json(raw, true)?;
+            return Ok(None);
+        }
+        let answer: T = decode(raw, what)?;
+        output::line(&text(&answer))?;
+        Ok(Some(answer))
+    }
+}
+
 /// Runs the command of a parsed command line.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let tls = tls_config(&cli)?;
     let context = Context {
-        client: MasterClient::with_tls(cli.master, tls)?,
+        client: MasterClient::with_tls(cli.master, cli.token.as_deref(), tls)?,
         json: cli.json,
         broker_tls: TlsConfig::trusting(cli.ca_file),
     };
@@ -42,6 +66,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Groups => fleet::groups(&context).await,
         Command::Workers => fleet::workers(&context).await,
         Command::Reset { group } => fleet::reset(&context, &group).await,
+        Command::Audit { limit } => access::audit(&context, limit).await,
+        Command::Token(TokenCommand::New { name, role }) => access::new_token(&context, &name, role),
     }
 }
 

@@ -39,6 +39,12 @@ impl Keys {
         format!("{}queued", self.group_prefix(group))
     }
 
+    /// A group's jobs the master ended whose result is not confirmed published yet, by the
+    /// time they ended (the corrector publishes what stays owed): `NS:{group}:owed`.
+    pub fn owed(&self, group: &str) -> String {
+        format!("{}owed", self.group_prefix(group))
+    }
+
     /// A group's started jobs (a set of ids): `NS:{group}:running`.
     pub fn running(&self, group: &str) -> String {
         format!("{}running", self.group_prefix(group))
@@ -79,6 +85,11 @@ impl Keys {
     /// A lease (the monitor's leader lease): `NS:lease:<name>`.
     pub fn lease(&self, name: &str) -> String {
         format!("{}:lease:{name}", self.ns)
+    }
+
+    /// The audit trail (a list of JSON entries, newest first): `NS:audit`.
+    pub fn audit(&self) -> String {
+        format!("{}:audit", self.ns)
     }
 
     /// The pattern that matches every key of the namespace.
@@ -132,6 +143,7 @@ mod tests {
             keys.idempotency("mail", "order-42"),
             keys.alive("mail", "w1"),
             keys.tombstone("mail", "j-1"),
+            keys.owed("mail"),
         ] {
             assert_eq!(hash_slot(&key), slot, "{key}");
         }

@@ -9,6 +9,7 @@
 //! - listing: lookups by id, newest-first listings, index expiry
 //! - orphans: started jobs whose owner died, for the run-record corrector
 
+mod audit;
 mod connection;
 pub mod keys;
 mod listing;
@@ -47,6 +48,9 @@ pub enum CoordinatorError {
     /// A record or script reply has an unexpected shape.
     #[error("corrupt coordinator data: {0}")]
     Corrupt(String),
+    /// A record holds a status or error kind that SPEC §2 does not define.
+    #[error("corrupt coordinator data: {0}")]
+    UnknownName(#[from] crate::message::UnknownName),
     /// The pool could not be built from the URL.
     #[error("redis config: {0}")]
     Config(#[from] deadpool_redis::CreatePoolError),
@@ -81,7 +85,10 @@ impl CoordinatorError {
         match self {
             CoordinatorError::Pool(_) => true,
             CoordinatorError::Redis(e) => !is_deterministic(e),
-            CoordinatorError::Corrupt(_) | CoordinatorError::Config(_) | CoordinatorError::Tls(_) => false,
+            CoordinatorError::Corrupt(_)
+            | CoordinatorError::UnknownName(_)
+            | CoordinatorError::Config(_)
+            | CoordinatorError::Tls(_) => false,
         }
     }
 }

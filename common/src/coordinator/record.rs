@@ -208,9 +208,7 @@ impl JobRecord {
         let status_text = fields
             .remove("status")
             .ok_or_else(|| CoordinatorError::Corrupt("record without status".into()))?;
-        let status = status_text
-            .parse()
-            .map_err(|e| CoordinatorError::Corrupt(format!("{e}")))?;
+        let status = status_text.parse()?;
         // A JSON field that cannot be read back (nested past serde_json's recursion limit,
         // or corrupt) keeps its stored text: one bad record must not hide the others.
         let json = |text: Option<String>| -> Option<Value> {
@@ -219,7 +217,7 @@ impl JobRecord {
         let number = |text: Option<String>| text.and_then(|t| t.parse::<i64>().ok());
         let error = match fields.remove("error_kind") {
             Some(kind) => Some(JobError {
-                kind: kind.parse().map_err(CoordinatorError::Corrupt)?,
+                kind: kind.parse()?,
                 message: fields.remove("error_message").unwrap_or_default(),
             }),
             None => None,
@@ -359,5 +357,26 @@ mod tests {
         let record = JobRecord::from_fields(fields).unwrap();
         assert_eq!(record.args, Value::String(deep));
         assert_eq!(record.result, Some(Value::String("{not json".into())));
+    }
+
+    #[test]
+    fn an_unknown_status_or_error_kind_is_corrupt_data_that_names_its_cause() {
+        use std::error::Error;
+        let record = |status: &str, kind: &str| {
+            let fields = [("status", status), ("error_kind", kind)];
+            JobRecord::from_fields(HashMap::from(fields.map(|(k, v)| (k.to_string(), v.to_string()))))
+        };
+        for (err, cause) in [
+            (record("lost", "timeout").unwrap_err(), "unknown status \"lost\""),
+            (
+                record("failed", "oops").unwrap_err(),
+                "unknown error kind \"oops\"",
+            ),
+        ] {
+            assert_eq!(err.to_string(), format!("corrupt coordinator data: {cause}"));
+            assert!(!err.is_transient(), "{err}");
+            let source = err.source().expect("the parse error is kept");
+            assert_eq!(source.to_string(), cause);
+        }
     }
 }

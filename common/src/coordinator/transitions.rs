@@ -6,7 +6,7 @@ use super::record::{fields_of, text};
 use super::{Claim, Completion, Coordinator, CoordinatorError, CopyKind, EndEarly, FailureEffect};
 use super::{Forget, JobRecord, Outcome, Submitted};
 use crate::message::{JobError, JobMessage, JobStatus};
-use deadpool_redis::redis::{self, AsyncCommands, Script, Value as RedisValue};
+use deadpool_redis::redis::{self, Script, ScriptInvocation, ToRedisArgs, Value as RedisValue};
 use std::sync::LazyLock;
 
 static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/enqueue.lua")));
@@ -18,6 +18,7 @@ static RETRY: LazyLock<Script> = LazyLock::new(|| attempt_script(include_str!(".
 static SUBMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/submit.lua")));
 static END_EARLY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/end_early.lua")));
 static FORGET: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/forget.lua")));
+static DISCARD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/discard.lua")));
 static MARK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/mark.lua")));
 
 /// A script that ends a started attempt (complete.lua, retry.lua): `body` after the
@@ -127,22 +128,10 @@ impl Coordinator {
         if jobs.is_empty() {
             return Ok(0);
         }
-        let k = &self.keys;
         let mut pipe = redis::pipe();
         for job in jobs {
             let submitted_at = job.submitted_at.unwrap_or_else(crate::now_ms);
-            pipe.invoke_script(
-                ENQUEUE
-                    .key(k.job(&job.group, &job.id))
-                    .key(k.index(&job.group))
-                    .key(k.queued(&job.group))
-                    .key(k.tombstone(&job.group, &job.id))
-                    .arg(&job.id)
-                    .arg(&job.group)
-                    .arg(&job.function)
-                    .arg(json_text(&job.args))
-                    .arg(submitted_at),
-            );
+            pipe.invoke_script(&self.record_call(&ENQUEUE, job, json_text(&job.args), submitted_at));
         }
         let mut conn = self.connection().await?;
         let created: Vec<i64> = match pipe.query_async(&mut *conn).await {
@@ -167,19 +156,12 @@ impl Coordinator {
         } else {
             String::new()
         };
+        let submitted_at = job.submitted_at.map(|v| v.to_string()).unwrap_or_default();
         let mut conn = self.connection().await?;
-        let reply: RedisValue = CLAIM
-            .key(k.job(&job.group, &job.id))
+        let reply: RedisValue = self
+            .record_call(&CLAIM, job, args, submitted_at)
             .key(k.group(&job.group))
-            .key(k.index(&job.group))
-            .key(k.queued(&job.group))
             .key(k.running(&job.group))
-            .key(k.tombstone(&job.group, &job.id))
-            .arg(&job.id)
-            .arg(&job.group)
-            .arg(&job.function)
-            .arg(args)
-            .arg(job.submitted_at.map(|v| v.to_string()).unwrap_or_default())
             .arg(request.worker_id)
             .arg(request.now_ms)
             .arg(request.copy.as_arg())
@@ -197,7 +179,6 @@ impl Coordinator {
     /// round trip.
     pub async fn complete(&self, request: CompleteRequest<'_>) -> Result<Completion, CoordinatorError> {
         let CompleteRequest { attempt, outcome, .. } = request;
-        let job = attempt.job;
         let result = match (&outcome.status, &outcome.result) {
             (JobStatus::Finished, Some(result)) => json_text(result),
             (JobStatus::Finished, None) => "null".into(),
@@ -209,12 +190,8 @@ impl Coordinator {
         };
         let effect = FailureEffect::of(outcome.status, outcome.error.as_ref());
         let mut conn = self.connection().await?;
-        let reply: RedisValue = COMPLETE
-            .key(self.keys.job(&job.group, &job.id))
-            .key(self.keys.group(&job.group))
-            .key(self.keys.running(&job.group))
-            .arg(attempt.worker_id)
-            .arg(attempt.attempt)
+        let reply: RedisValue = self
+            .attempt_call(&COMPLETE, attempt)
             .arg(outcome.status.as_str())
             .arg(result)
             .arg(kind)
@@ -236,13 +213,9 @@ impl Coordinator {
         let job = attempt.job;
         let effect = FailureEffect::of(JobStatus::Failed, Some(error));
         let mut conn = self.connection().await?;
-        let reply: RedisValue = RETRY
-            .key(self.keys.job(&job.group, &job.id))
-            .key(self.keys.group(&job.group))
-            .key(self.keys.running(&job.group))
+        let reply: RedisValue = self
+            .attempt_call(&RETRY, attempt)
             .key(self.keys.queued(&job.group))
-            .arg(attempt.worker_id)
-            .arg(attempt.attempt)
             .arg(error.kind.as_str())
             .arg(&error.message)
             .arg(request.available_at_ms)
@@ -306,18 +279,12 @@ impl Coordinator {
             .map(|key| k.idempotency(&job.group, key))
             .unwrap_or_default();
         let mut conn = self.connection().await?;
-        let reply: Vec<String> = SUBMIT
-            .key(k.job(&job.group, &job.id))
-            .key(idem)
+        let submitted_at = job.submitted_at.unwrap_or_else(crate::now_ms);
+        let reply: Vec<String> = self
+            .record_call(&SUBMIT, job, json_text(&job.args), submitted_at)
             .key(k.group(&job.group))
-            .key(k.index(&job.group))
-            .key(k.queued(&job.group))
-            .key(k.tombstone(&job.group, &job.id))
-            .arg(&job.id)
-            .arg(&job.group)
-            .arg(&job.function)
-            .arg(json_text(&job.args))
-            .arg(job.submitted_at.unwrap_or_else(crate::now_ms))
+            .key(idem)
+            .key(k.job(&job.group, ""))
             .arg(job.timeout_ms.map(|t| t.to_string()).unwrap_or_default())
             .arg(self.retention_secs())
             .invoke_async(&mut *conn)
@@ -347,6 +314,7 @@ impl Coordinator {
             .key(self.keys.job(&group, request.id))
             .key(self.keys.queued(&group))
             .key(self.keys.running(&group))
+            .key(self.keys.owed(&group))
             .arg(request.status.as_str())
             .arg(request.error.kind.as_str())
             .arg(&request.error.message)
@@ -358,31 +326,45 @@ impl Coordinator {
         EndEarly::from_reply(&reply)
     }
 
-    /// Removes a submitted job whose publish failed (its record, index entries and
-    /// idempotency key), so that a retried submit starts afresh.
-    pub async fn discard(
+    /// Removes the record of a submit that was refused (its publish failed, or its Redis
+    /// calls ran out), with its index entries and idempotency key, so that a retried
+    /// submit starts afresh; but only while the record is still that submit's own: queued,
+    /// never claimed, with `job`'s submit time, and never answered as `existing` to
+    /// another caller. Returns whether it was removed.
+    pub async fn discard_refused(
         &self,
-        id: &str,
-        group: &str,
+        job: &JobMessage,
         idempotency_key: Option<&str>,
-    ) -> Result<(), CoordinatorError> {
+    ) -> Result<bool, CoordinatorError> {
         let k = &self.keys;
-        let mut pipe = redis::pipe();
-        pipe.del(k.job(group, id)).ignore();
-        pipe.zrem(k.index(group), id).ignore();
-        pipe.zrem(k.queued(group), id).ignore();
-        if let Some(key) = idempotency_key {
-            pipe.del(k.idempotency(group, key)).ignore();
-        }
+        let idem = idempotency_key
+            .map(|key| k.idempotency(&job.group, key))
+            .unwrap_or_default();
+        let submitted_at = job.submitted_at.map(|t| t.to_string()).unwrap_or_default();
         let mut conn = self.connection().await?;
-        let _: () = pipe.query_async(&mut *conn).await?;
-        Ok(())
+        let discarded: i64 = DISCARD
+            .key(k.job(&job.group, &job.id))
+            .key(k.index(&job.group))
+            .key(k.queued(&job.group))
+            .key(idem)
+            .arg(&job.id)
+            .arg(submitted_at)
+            .invoke_async(&mut *conn)
+            .await?;
+        Ok(discarded == 1)
     }
 
     /// Marks the result of early-ended job `id` of `group` as published.
     pub async fn announced(&self, group: &str, id: &str) -> Result<(), CoordinatorError> {
         let mut conn = self.connection().await?;
-        let _: () = conn.hdel(self.keys.job(group, id), "announce").await?;
+        let _: () = redis::pipe()
+            .atomic()
+            .hdel(self.keys.job(group, id), "announce")
+            .ignore()
+            .zrem(self.keys.owed(group), id)
+            .ignore()
+            .query_async(&mut *conn)
+            .await?;
         Ok(())
     }
 
@@ -426,6 +408,48 @@ impl Coordinator {
             .invoke_async(&mut *conn)
             .await?;
         Forget::from_reply(&reply)
+    }
+}
+
+impl Coordinator {
+    /// The start of a call of a script that ends a started attempt (complete.lua,
+    /// retry.lua), as attempt.lua reads it: KEYS 1–4 the record, the group key, the
+    /// group's running set and the job's tombstone; ARGV 1–2 the fencing token (worker id,
+    /// attempt). Each script's own keys and args follow.
+    fn attempt_call<'s>(&self, script: &'s Script, attempt: AttemptKey<'_>) -> ScriptInvocation<'s> {
+        let job = attempt.job;
+        let mut call = script.key(self.keys.job(&job.group, &job.id));
+        call.key(self.keys.group(&job.group))
+            .key(self.keys.running(&job.group))
+            .key(self.keys.tombstone(&job.group, &job.id))
+            .arg(attempt.worker_id)
+            .arg(attempt.attempt);
+        call
+    }
+
+    /// The start of a call of a script that may create a job's record (enqueue.lua,
+    /// submit.lua, claim.lua), which all take the same first keys and args: KEYS 1–4 the
+    /// record, the group's index and queued set, the id's tombstone; ARGV 1–5 the job's
+    /// id, group, function, `args` (its JSON, or '' when not sent) and `submitted_at`.
+    /// Each script's own keys and args follow.
+    fn record_call<'s>(
+        &self,
+        script: &'s Script,
+        job: &JobMessage,
+        args: String,
+        submitted_at: impl ToRedisArgs,
+    ) -> ScriptInvocation<'s> {
+        let k = &self.keys;
+        let mut call = script.key(k.job(&job.group, &job.id));
+        call.key(k.index(&job.group))
+            .key(k.queued(&job.group))
+            .key(k.tombstone(&job.group, &job.id))
+            .arg(&job.id)
+            .arg(&job.group)
+            .arg(&job.function)
+            .arg(args)
+            .arg(submitted_at);
+        call
     }
 }
 

@@ -1,18 +1,27 @@
 -- Shared by the scripts that end a started attempt (complete.lua, retry.lua): transitions.rs
--- prepends it to each. KEYS[1] is the job key and KEYS[2] the group key; ARGV[1] (worker id)
--- and ARGV[2] (attempt) are the fencing token: a stale owner cannot add a second outcome.
+-- prepends it to each. KEYS[1] is the job key, KEYS[2] the group key, KEYS[3] the group's
+-- running set and KEYS[4] the job's tombstone; ARGV[1] (worker id) and ARGV[2] (attempt)
+-- are the fencing token: a stale owner cannot add a second outcome.
 
 -- Checks that the caller owns the started attempt. Returns nil, the record's
 -- {status, worker, attempts, group, id, mark} and the token 'worker:attempt'; or else the
 -- reply to give at once: {'ok'} when `mark` holds the token already (and the status is
 -- `done_status`, when given), for a call retried after its reply was lost; {'announce',
 -- {field, value, ...}} for a job the master ended whose result is not confirmed published;
--- {'stale', status} otherwise.
+-- {'stale', status} otherwise. A record deleted after this attempt ended it (its tombstone
+-- names the attempt, see forget.lua) answers {'ok'} too: the attempt's reply was lost, and
+-- its result is still owed to the result topic.
 local function fence(mark, done_status)
   local attempt = ARGV[1] .. ':' .. ARGV[2]
   local current = redis.call('HMGET', KEYS[1], 'status', 'worker', 'attempts', 'group', 'id', mark)
   if current[6] == attempt and (done_status == nil or current[1] == done_status) then
     return {'ok'}
+  end
+  if not current[1] and mark == 'ended_by' then
+    local gone = redis.call('GET', KEYS[4])
+    if gone and string.sub(gone, -(#attempt + 1)) == ' ' .. attempt then
+      return {'ok'}
+    end
   end
   if current[1] ~= 'started' or current[2] ~= ARGV[1] or current[3] ~= ARGV[2] then
     if redis.call('HGET', KEYS[1], 'announce') == '1' then

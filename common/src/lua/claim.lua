@@ -9,8 +9,8 @@
 --   {'gone'}                          deleted after it ended: ack and drop, never run
 --   {'expired'}                       no record, submitted longer than the retention
 --                                     ago: it may have ended and expired; never run it
--- KEYS[1] job key, KEYS[2] group key, KEYS[3] group index, KEYS[4] group queued set,
--- KEYS[5] group running set, KEYS[6] the job's tombstone (set when its record was deleted)
+-- KEYS[1] job key, KEYS[2] group index, KEYS[3] group queued set, KEYS[4] the job's
+-- tombstone (set when its record was deleted), KEYS[5] group key, KEYS[6] group running set
 -- ARGV: 1 id, 2 group, 3 function, 4 args (JSON, or '' when not sent), 5 submitted_at (ms
 --       or ''), 6 worker id, 7 now (ms), 8 copy: '0' a fresh delivery, '1' a redelivery,
 --       '2' a parked copy, 9 the group's liveness key prefix (+ worker id = a worker's
@@ -24,7 +24,7 @@ local group = ARGV[2]
 local worker = ARGV[6]
 local now = ARGV[7]
 local alive = ARGV[9]
-local running = KEYS[5]
+local running = KEYS[6]
 local status = redis.call('HGET', key, 'status')
 
 local function ended()
@@ -49,7 +49,7 @@ local function start()
 end
 
 if not status then
-  if redis.call('EXISTS', KEYS[6]) == 1 then
+  if redis.call('EXISTS', KEYS[4]) == 1 then
     return {'gone'}
   end
   local submitted = ARGV[5]
@@ -63,13 +63,13 @@ if not status then
   end
   redis.call('HSET', key, 'id', id, 'group', group, 'function', ARGV[3], 'args', ARGV[4],
     'attempts', 0, 'submitted_at', submitted)
-  redis.call('ZADD', KEYS[3], submitted, id)
+  redis.call('ZADD', KEYS[2], submitted, id)
   status = 'queued'
 end
 
 if status == 'queued' then
-  redis.call('ZREM', KEYS[4], id)
-  if redis.call('HGET', KEYS[2], 'broken') == '1' then
+  redis.call('ZREM', KEYS[3], id)
+  if redis.call('HGET', KEYS[5], 'broken') == '1' then
     return fail('group_broken', 'group ' .. group .. ' is broken; reset it to run jobs again')
   end
   return start()
@@ -90,9 +90,9 @@ if status == 'started' then
   -- A takeover: the owner died with the job started. A job that kills its worker (an
   -- OOM kill) would loop forever, so takeovers are counted and limited.
   if redis.call('HINCRBY', key, 'takeovers', 1) > tonumber(ARGV[12]) then
-    local failures = redis.call('HINCRBY', KEYS[2], 'failures', 1)
+    local failures = redis.call('HINCRBY', KEYS[5], 'failures', 1)
     if failures >= tonumber(ARGV[13]) then
-      redis.call('HSET', KEYS[2], 'broken', 1)
+      redis.call('HSET', KEYS[5], 'broken', 1)
     end
     return fail('crashed', 'its worker died while running it ' .. (tonumber(ARGV[12]) + 1) ..
       ' times (an OOM kill or a crash of the worker)')

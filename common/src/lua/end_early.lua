@@ -3,7 +3,9 @@
 -- The record is marked 'announce' until the master has published its result, so that a
 -- worker meeting the job's message publishes it if the master could not.
 -- Returns {'ended', previous status, {field, value, ...}}, {'conflict', status} or {'missing'}.
--- KEYS[1] job key, KEYS[2] group queued set, KEYS[3] group running set
+-- KEYS[1] job key, KEYS[2] group queued set, KEYS[3] group running set, KEYS[4] group owed
+-- set (results the master owes, by the time the job ended: the corrector publishes those
+-- still owed past its bound)
 -- ARGV: 1 new status, 2 error kind, 3 error message, 4 now (ms), 5 retention (s),
 --       6 allowed previous statuses (comma list)
 local key = KEYS[1]
@@ -20,4 +22,5 @@ redis.call('HSET', key, 'status', ARGV[1], 'error_kind', ARGV[2], 'error_message
 redis.call('EXPIRE', key, tonumber(ARGV[5]))
 redis.call('ZREM', KEYS[2], current[3])
 redis.call('SREM', KEYS[3], current[3])
+redis.call('ZADD', KEYS[4], ARGV[4], current[3])
 return {'ended', status, redis.call('HGETALL', key)}

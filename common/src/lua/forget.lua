@@ -3,8 +3,10 @@
 -- KEYS[1] job key, KEYS[2] group index, KEYS[3] the job's tombstone
 -- ARGV: 1 id, 2 tombstone ttl (s)
 -- The tombstone outlives the record so that a copy of the job's message still waiting in
--- a queue is dropped instead of running the ended job again.
-local current = redis.call('HMGET', KEYS[1], 'status', 'idempotency_key')
+-- a queue is dropped instead of running the ended job again. Its value is the last status
+-- and who ended the job ('<status> <ended_by>'), so that the attempt that ended it, retrying
+-- its complete after a lost reply, learns it did (attempt.lua) and publishes its result.
+local current = redis.call('HMGET', KEYS[1], 'status', 'idempotency_key', 'ended_by')
 local status = current[1]
 if not status then
   return {'missing'}
@@ -18,7 +20,7 @@ if redis.call('HGET', KEYS[1], 'announce') == '1' then
   return {'unannounced', redis.call('HGETALL', KEYS[1])}
 end
 redis.call('DEL', KEYS[1])
-redis.call('SET', KEYS[3], status, 'EX', tonumber(ARGV[2]))
+redis.call('SET', KEYS[3], status .. ' ' .. (current[3] or ''), 'EX', tonumber(ARGV[2]))
 redis.call('ZREM', KEYS[2], ARGV[1])
 if current[2] then
   redis.call('DEL', current[2])

@@ -2,7 +2,8 @@
 -- that own it (fence() of attempt.lua). Keeps the error as the last one, schedules the job
 -- in the queued set at the time it becomes available, and applies the group's failure policy.
 -- Returns {'ok'}, {'stale', status}, or {'announce', {field, value, ...}} like complete.lua.
--- KEYS[1] job key, KEYS[2] group key, KEYS[3] group running set, KEYS[4] group queued set
+-- KEYS[1] job key, KEYS[2] group key, KEYS[3] group running set, KEYS[4] the job's
+-- tombstone, KEYS[5] group queued set
 -- ARGV: 1 worker id, 2 attempt, 3 error kind, 4 error message, 5 available at (ms),
 --       6 failure effect ('count' | 'none'), 7 max failures
 local reply, current, attempt = fence('retried_by', 'queued')
@@ -14,6 +15,6 @@ redis.call('HSET', key, 'status', 'queued', 'error_kind', ARGV[3], 'error_messag
   'retry_at', ARGV[5], 'retried_by', attempt)
 redis.call('HDEL', key, 'worker')
 redis.call('SREM', KEYS[3], current[5])
-redis.call('ZADD', KEYS[4], ARGV[5], current[5])
+redis.call('ZADD', KEYS[5], ARGV[5], current[5])
 failure_policy(ARGV[6], ARGV[7])
 return {'ok'}

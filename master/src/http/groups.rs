@@ -2,12 +2,13 @@
 
 use super::backend;
 use super::error::ApiError;
+use super::openapi::{BackendDown, RedisDown, UnknownGroup};
 use super::views::worker_view;
 use crate::fleet::{queue_depth, serving};
 use crate::state::{AppState, SharedState};
 use axum::extract::{Path, State};
 use axum::Json;
-use jobfleet_api::{ErrorBody, GroupList, GroupView, WorkerList};
+use jobfleet_api::{GroupList, GroupName, GroupView, WorkerList};
 use jobfleet_common::config::GroupConfig;
 use serde_json::Value;
 
@@ -41,7 +42,7 @@ async fn group_view(
 /// All groups.
 #[utoipa::path(
     get, path = "/v1/groups", tag = "groups",
-    responses((status = 200, body = GroupList), (status = 503, description = "A backing service down", body = ErrorBody))
+    responses((status = 200, body = GroupList), BackendDown)
 )]
 pub async fn list(State(state): State<SharedState>) -> Result<Json<GroupList>, ApiError> {
     let workers = backend::redis(state.coordinator.workers()).await?;
@@ -55,12 +56,12 @@ pub async fn list(State(state): State<SharedState>) -> Result<Json<GroupList>, A
 /// One group.
 #[utoipa::path(
     get, path = "/v1/groups/{group}", tag = "groups",
-    params(("group" = String, Path, description = "The group")),
-    responses((status = 200, body = GroupView), (status = 404, description = "Unknown group", body = ErrorBody), (status = 503, description = "A backing service down", body = ErrorBody))
+    params(GroupName),
+    responses((status = 200, body = GroupView), UnknownGroup, BackendDown)
 )]
 pub async fn get(
     State(state): State<SharedState>,
-    Path(group): Path<String>,
+    Path(GroupName { group }): Path<GroupName>,
 ) -> Result<Json<GroupView>, ApiError> {
     let config = configured(&state, &group)?;
     let workers = backend::redis(state.coordinator.workers()).await?;
@@ -70,24 +71,24 @@ pub async fn get(
 /// Clear a group's broken flag and failure count.
 #[utoipa::path(
     post, path = "/v1/groups/{group}/reset", tag = "groups",
-    params(("group" = String, Path, description = "The group")),
-    responses((status = 200, body = GroupView), (status = 404, description = "Unknown group", body = ErrorBody), (status = 503, description = "A backing service down", body = ErrorBody))
+    params(GroupName),
+    responses((status = 200, body = GroupView), UnknownGroup, BackendDown)
 )]
 pub async fn reset(
     State(state): State<SharedState>,
-    Path(group): Path<String>,
+    Path(GroupName { group }): Path<GroupName>,
 ) -> Result<Json<GroupView>, ApiError> {
-    let config = configured(&state, &group)?;
+    configured(&state, &group)?;
     backend::redis(state.coordinator.reset_group(&group)).await?;
     tracing::info!(%group, "group reset");
-    let workers = backend::redis(state.coordinator.workers()).await?;
-    Ok(Json(group_view(&state, &group, config, &workers).await?))
+    // The answer is the group as it is now, as `GET` shows it.
+    get(State(state), Path(GroupName { group })).await
 }
 
 /// Live workers.
 #[utoipa::path(
     get, path = "/v1/workers", tag = "workers",
-    responses((status = 200, body = WorkerList), (status = 503, description = "Redis down", body = ErrorBody))
+    responses((status = 200, body = WorkerList), RedisDown)
 )]
 pub async fn workers(State(state): State<SharedState>) -> Result<Json<WorkerList>, ApiError> {
     let workers = backend::redis(state.coordinator.workers()).await?;

@@ -2,6 +2,7 @@
 
 use super::backend;
 use super::error::ApiError;
+use super::openapi::{BackendDown, RedisDown, UnknownJob};
 use super::views::job_view;
 use crate::announce::announce;
 use crate::state::SharedState;
@@ -9,23 +10,23 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use jobfleet_api::{ErrorBody, JobPage, JobView, ListQuery, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
+use jobfleet_api::{ErrorBody, JobId, JobPage, JobView, ListQuery, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 use jobfleet_common::coordinator::{Cursor, EndEarly, EndRequest, Forget, ListFilter};
 use jobfleet_common::message::{ErrorKind, JobError, JobStatus};
 
 /// A job's record.
 #[utoipa::path(
     get, path = "/v1/jobs/{id}", tag = "jobs",
-    params(("id" = String, Path, description = "The job id")),
+    params(JobId),
     responses(
         (status = 200, description = "The job", body = JobView),
-        (status = 404, description = "Unknown job", body = ErrorBody),
-        (status = 503, description = "Redis down", body = ErrorBody),
+        UnknownJob,
+        RedisDown,
     )
 )]
 pub async fn get(
     State(state): State<SharedState>,
-    Path(id): Path<String>,
+    Path(JobId { id }): Path<JobId>,
 ) -> Result<Json<JobView>, ApiError> {
     let record = backend::redis(state.coordinator.job(&id))
         .await?
@@ -40,7 +41,7 @@ pub async fn get(
     responses(
         (status = 200, description = "A page of jobs", body = JobPage),
         (status = 400, description = "Bad filter, limit or cursor", body = ErrorBody),
-        (status = 503, description = "Redis down", body = ErrorBody),
+        RedisDown,
     )
 )]
 pub async fn list(
@@ -81,17 +82,17 @@ pub async fn list(
 /// Cancel a job.
 #[utoipa::path(
     post, path = "/v1/jobs/{id}/cancel", tag = "jobs",
-    params(("id" = String, Path, description = "The job id")),
+    params(JobId),
     responses(
         (status = 200, description = "Canceled", body = JobView),
-        (status = 404, description = "Unknown job", body = ErrorBody),
+        UnknownJob,
         (status = 409, description = "The job has already ended", body = ErrorBody),
-        (status = 503, description = "A backing service down", body = ErrorBody),
+        BackendDown,
     )
 )]
 pub async fn cancel(
     State(state): State<SharedState>,
-    Path(id): Path<String>,
+    Path(JobId { id }): Path<JobId>,
 ) -> Result<Json<JobView>, ApiError> {
     let error = JobError::new(ErrorKind::Canceled, "canceled by request");
     let ended = state.coordinator.end_early(EndRequest {
@@ -133,17 +134,17 @@ pub async fn cancel(
 /// Forget an ended job's record.
 #[utoipa::path(
     delete, path = "/v1/jobs/{id}", tag = "jobs",
-    params(("id" = String, Path, description = "The job id")),
+    params(JobId),
     responses(
         (status = 204, description = "Forgotten"),
-        (status = 404, description = "Unknown job", body = ErrorBody),
+        UnknownJob,
         (status = 409, description = "The job has not ended", body = ErrorBody),
-        (status = 503, description = "Redis down", body = ErrorBody),
+        RedisDown,
     )
 )]
 pub async fn delete(
     State(state): State<SharedState>,
-    Path(id): Path<String>,
+    Path(JobId { id }): Path<JobId>,
 ) -> Result<StatusCode, ApiError> {
     let mut forgot = backend::redis(state.coordinator.forget(&id)).await?;
     if let Forget::Unannounced(record) = &forgot {

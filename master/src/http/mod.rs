@@ -1,15 +1,19 @@
 //! The HTTP API of SPEC §4: the router, its handlers, errors and the OpenAPI document.
 
+pub mod access;
+pub mod audit;
 pub mod backend;
 pub mod error;
 pub mod groups;
 pub mod jobs;
+pub mod openapi;
 pub mod submission;
 pub mod submit;
 pub mod system;
 pub mod views;
 
 use crate::state::SharedState;
+use access::BearerAuth;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -35,11 +39,13 @@ use utoipa::OpenApi;
         groups::get,
         groups::reset,
         groups::workers,
+        audit::list,
         system::healthz,
         system::readyz,
         system::metrics,
         system::openapi
-    )
+    ),
+    modifiers(&BearerAuth)
 )]
 struct ApiDoc;
 
@@ -64,6 +70,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/groups/{group}", get(groups::get))
         .route("/v1/groups/{group}/reset", post(groups::reset))
         .route("/v1/workers", get(groups::workers))
+        .route("/v1/audit", get(audit::list))
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/metrics", get(system::metrics))
@@ -71,6 +78,7 @@ pub fn router(state: SharedState) -> Router {
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), access::guard))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }

@@ -219,15 +219,13 @@ fn abandon_later(state: &SharedState, submission: Submission<'_>) {
     });
 }
 
-/// Removes `job`'s record, index entries and idempotency key if the record is this
-/// request's own; a record that is not (a repeat's, a started one) stays.
+/// Removes `job`'s record, index entries and idempotency key if the record is still this
+/// request's own (see [`jobfleet_common::coordinator::Coordinator::discard_refused`]); a
+/// record that is not (a repeat's, one answered `existing` to another request, a started
+/// one) stays.
 async fn discard_own(state: &AppState, job: &JobMessage, key: Option<&str>) -> Result<(), CoordinatorError> {
-    match state.coordinator.job_in(&job.group, &job.id).await? {
-        Some(record) if is_own(&record, job) => {
-            state.coordinator.discard(&job.id, &job.group, key).await?;
-            info!(job_id = %job.id, "discarded the record of a submit answered 503");
-            Ok(())
-        }
-        _ => Ok(()),
+    if state.coordinator.discard_refused(job, key).await? {
+        info!(job_id = %job.id, "discarded the record of a submit answered 503");
     }
+    Ok(())
 }

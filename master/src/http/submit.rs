@@ -4,6 +4,7 @@
 
 use super::backend;
 use super::error::ApiError;
+use super::openapi::UnknownGroup;
 use super::submission::{self, Submission};
 use super::views::job_view;
 use crate::state::{AppState, SharedState};
@@ -33,7 +34,7 @@ use std::time::Duration;
         (status = 202, description = "Queued (or still running after `wait`)", body = Accepted),
         (status = 200, description = "The original job of a repeated id or idempotency key, or the ended job under `wait`", body = JobView),
         (status = 400, description = "Malformed request, or args nested deeper than 64 levels", body = ErrorBody),
-        (status = 404, description = "Unknown group", body = ErrorBody),
+        UnknownGroup,
         (status = 413, description = "Args over max_args_bytes", body = ErrorBody),
         (status = 422, description = "Unknown function, or args fail the function's schema", body = ErrorBody),
         (status = 503, description = "Group broken, or a backing service down, slow or blocking publishers", body = ErrorBody),

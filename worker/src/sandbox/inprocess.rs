@@ -28,10 +28,7 @@ pub async fn run(handler: &Handler, args: Value, timeout: Duration) -> HandlerRe
         )),
         Err(_) => {
             task.abort();
-            Err(JobError::new(
-                ErrorKind::Timeout,
-                format!("ran past its timeout of {} ms", timeout.as_millis()),
-            ))
+            Err(super::timed_out(timeout))
         }
     }
 }

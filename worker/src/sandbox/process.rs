@@ -1,19 +1,29 @@
-//! The `process` sandbox (SPEC §6): a command run as argv (never through a shell) with the
-//! job's args as JSON on stdin and its result as JSON on stdout. Each process gets its own
-//! process group, a cleared environment plus an allow-list, its own temporary working
-//! directory, and rlimits; on timeout or cancel the whole group gets TERM, then KILL.
+//! The `process` sandbox (SPEC §6, §8): a command run as argv (never through a shell) with
+//! the job's args as JSON on stdin and its result as JSON on stdout. Each process leads a
+//! session of its own, in a cgroup of its own where cgroup v2 is usable, with a cleared
+//! environment plus an allow-list, its own temporary working directory, rlimits, the job
+//! user's credentials and a parent-death signal; optionally under bubblewrap. On timeout or
+//! cancel all it started gets TERM, then KILL.
 //!
 //! `exclusive` mode starts a fresh process per job; `shared` mode keeps processes alive
 //! (see [`super::shared`]).
 
+use super::bubblewrap::Bubblewrap;
+use super::containment::Containment;
+use super::host::{SandboxError, SandboxHost};
+use super::identity::RunAs;
+pub use super::launch::Limits;
+use super::launch::{self, ChildSetup};
 use super::shared::SharedPool;
+use super::workdir::WorkDir;
 use crate::function::HandlerResult;
-use jobfleet_common::config::{FunctionConfig, ProcessMode};
+use jobfleet_common::config::{FunctionConfig, Isolation, ProcessMode};
 use jobfleet_common::message::{ErrorKind, JobError};
-use nix::sys::signal::{killpg, Signal};
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use serde_json::Value;
 use std::collections::VecDeque;
+use std::ffi::{CString, OsString};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -29,19 +39,8 @@ const STDERR_TAIL_BYTES: usize = 4096;
 /// PATH of a sandboxed process unless the allow-list passes the worker's.
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
-/// rlimits applied to every sandboxed process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Address space, bytes (RLIMIT_AS).
-    pub memory_bytes: Option<u64>,
-    /// CPU time, seconds (RLIMIT_CPU).
-    pub cpu_seconds: Option<u64>,
-    /// Open file descriptors (RLIMIT_NOFILE).
-    pub open_files: Option<u64>,
-}
-
 /// How to start a function's processes.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ProcessSpec {
     /// argv; the first element is the program.
     pub argv: Vec<String>,
@@ -51,55 +50,111 @@ pub struct ProcessSpec {
     pub limits: Limits,
     /// Between TERM and KILL when a process is stopped.
     pub kill_grace: Duration,
+    run_as: RunAs,
+    namespace: Option<Bubblewrap>,
+    host: Arc<SandboxHost>,
+}
+
+/// A running sandboxed process. Field order is drop order: what contains the process is
+/// killed while the process is still there to find its descendants by.
+pub(super) struct Sandboxed {
+    pub(super) containment: Containment,
+    pub(super) child: Child,
+    pub(super) workdir: WorkDir,
 }
 
 impl ProcessSpec {
-    /// The spec of a configured process function. Arguments that name an existing
-    /// relative path are made absolute, since the process runs in its own directory.
-    pub fn from_config(function: &FunctionConfig) -> ProcessSpec {
-        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-        let argv = function
-            .command
-            .iter()
-            .map(|arg| {
-                let path = Path::new(arg);
-                if arg.contains('/') && path.is_relative() && cwd.join(path).exists() {
-                    cwd.join(path).to_string_lossy().into_owned()
-                } else {
-                    arg.clone()
-                }
-            })
-            .collect();
-        let mut env: Vec<(String, String)> = function
-            .env
-            .iter()
-            .filter_map(|name| std::env::var(name).ok().map(|value| (name.clone(), value)))
-            .collect();
-        if !env.iter().any(|(name, _)| name == "PATH") {
-            env.push(("PATH".into(), DEFAULT_PATH.into()));
+    /// The spec of the configured process function `name` (`group.function`). Arguments that
+    /// name an existing relative path are made absolute, since the process runs in its own
+    /// directory. Checks the hardening settings, and that bubblewrap works for a
+    /// `namespace` function.
+    pub fn from_config(
+        name: &str,
+        function: &FunctionConfig,
+        host: Arc<SandboxHost>,
+    ) -> Result<ProcessSpec, SandboxError> {
+        let run_as = RunAs::resolve(name, function.user.as_deref(), nix::unistd::geteuid())?;
+        if run_as.root && function.limits.processes.is_some() {
+            return Err(SandboxError::ProcessesAsRoot {
+                function: name.to_string(),
+            });
         }
-        if !env.iter().any(|(name, _)| name == "LANG") {
-            env.push(("LANG".into(), "C.UTF-8".into()));
-        }
-        ProcessSpec {
-            argv,
-            env,
+        let namespace = match function.isolation {
+            Isolation::None => None,
+            Isolation::Namespace => Some(Bubblewrap::find(
+                name,
+                function.network.unwrap_or(false),
+                run_as.root,
+            )?),
+        };
+        let limits = &function.limits;
+        let spec = ProcessSpec {
+            argv: absolute_paths(&function.command),
+            env: environment(&function.env),
             limits: Limits {
-                memory_bytes: function.limits.memory_mb.map(|mb| mb * 1024 * 1024),
-                cpu_seconds: function.limits.cpu_seconds,
-                open_files: function.limits.open_files,
+                memory_bytes: limits.memory_mb.map(mebibytes),
+                cpu_seconds: limits.cpu_seconds,
+                open_files: limits.open_files,
+                processes: limits.processes,
+                file_size_bytes: limits.file_size_mb.map(mebibytes),
             },
-            kill_grace: function.limits.kill_grace.unwrap_or(Duration::from_secs(2)),
+            kill_grace: limits.kill_grace.unwrap_or(Duration::from_secs(2)),
+            run_as,
+            namespace,
+            host,
+        };
+        if spec.namespace.is_some() {
+            spec.try_namespace(name)?;
         }
+        Ok(spec)
     }
 
-    /// Starts one process in `workdir`, in its own process group.
-    pub(super) fn spawn(&self, workdir: &Path, extra_env: &[(&str, String)]) -> Result<Child, JobError> {
-        let (program, args) = self
-            .argv
-            .split_first()
-            .ok_or_else(|| JobError::new(ErrorKind::Crashed, "the function has an empty command"))?;
-        let mut command = Command::new(program);
+    /// Runs `true` in the function's namespace sandbox, so that a host where bubblewrap
+    /// cannot work (no user namespaces) fails at start rather than at each job.
+    fn try_namespace(&self, name: &str) -> Result<(), SandboxError> {
+        let failed = |reason: String| SandboxError::Bubblewrap {
+            function: name.to_string(),
+            reason,
+        };
+        let workdir = self
+            .host
+            .workdir(self.run_as.switch)
+            .map_err(|e| failed(e.message))?;
+        let output = self
+            .command(&["true".to_string()], workdir.path(), &[], None)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| failed(format!("cannot run it: {e}")))?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let said = String::from_utf8_lossy(&output.stderr).trim().to_string();
+        Err(failed(if said.is_empty() {
+            format!("a trial run ended with {}", output.status)
+        } else {
+            said
+        }))
+    }
+
+    /// The command that runs `argv` in `workdir` (under bubblewrap for a `namespace`
+    /// function), set up to enter the cgroup whose `cgroup.procs` is given.
+    fn command(
+        &self,
+        argv: &[String],
+        workdir: &Path,
+        extra_env: &[(&str, String)],
+        cgroup_procs: Option<CString>,
+    ) -> std::process::Command {
+        let (program, args): (OsString, Vec<OsString>) = match &self.namespace {
+            Some(bwrap) => (bwrap.program().into(), bwrap.args(workdir, argv)),
+            None => (
+                argv.first().map(OsString::from).unwrap_or_default(),
+                argv.iter().skip(1).map(OsString::from).collect(),
+            ),
+        };
+        let mut command = std::process::Command::new(program);
         command
             .args(args)
             .env_clear()
@@ -107,100 +162,126 @@ impl ProcessSpec {
             .envs(extra_env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("HOME", workdir)
             .env("TMPDIR", workdir)
-            .current_dir(workdir)
+            .current_dir(workdir);
+        // Without a cgroup the process adopts its orphans, so that a stop finds them; under
+        // bubblewrap its PID namespace holds them.
+        let subreaper = cgroup_procs.is_none() && self.namespace.is_none();
+        launch::configure(
+            &mut command,
+            ChildSetup {
+                cgroup_procs,
+                limits: self.limits,
+                subreaper,
+                credentials: self.run_as.switch,
+                parent: Pid::this(),
+            },
+        );
+        command
+    }
+
+    /// Starts one process in a fresh working directory and cgroup.
+    pub(super) fn spawn(&self, extra_env: &[(&str, String)]) -> Result<Sandboxed, JobError> {
+        let program = self
+            .argv
+            .first()
+            .ok_or_else(|| JobError::new(ErrorKind::Crashed, "the function has an empty command"))?;
+        let workdir = self.host.workdir(self.run_as.switch)?;
+        let cgroup = self.host.cgroup()?;
+        let procs = cgroup
+            .as_ref()
+            .map(|cgroup| cgroup.procs_file())
+            .transpose()
+            .map_err(|e| {
+                JobError::new(
+                    ErrorKind::Crashed,
+                    format!("cannot use the process's cgroup: {e}"),
+                )
+            })?;
+        let mut command = Command::from(self.command(&self.argv, workdir.path(), extra_env, procs));
+        command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .process_group(0)
             .kill_on_drop(true);
-        limits::apply(&mut command, self.limits);
-        command
+        let child = command
             .spawn()
-            .map_err(|e| JobError::new(ErrorKind::Crashed, format!("cannot start {program:?}: {e}")))
-    }
-}
-
-/// The rlimits, set in the child between fork and exec.
-#[allow(unsafe_code)]
-mod limits {
-    use super::Limits;
-    use nix::sys::resource::{setrlimit, Resource};
-
-    pub(super) fn apply(command: &mut tokio::process::Command, limits: Limits) {
-        let set = [
-            (Resource::RLIMIT_AS, limits.memory_bytes),
-            (Resource::RLIMIT_CPU, limits.cpu_seconds),
-            (Resource::RLIMIT_NOFILE, limits.open_files),
-        ];
-        // SAFETY: the closure runs in the forked child before exec and only calls
-        // setrlimit, which is async-signal-safe; it allocates nothing.
-        unsafe {
-            command.pre_exec(move || {
-                for (resource, limit) in set {
-                    if let Some(limit) = limit {
-                        setrlimit(resource, limit, limit).map_err(std::io::Error::from)?;
-                    }
-                }
-                Ok(())
-            });
-        }
-    }
-}
-
-/// A process group that is killed when this guard drops, so that nothing a job started
-/// outlives it: not the process, not a grandchild it left behind.
-pub(super) struct GroupGuard(Pid);
-
-impl GroupGuard {
-    pub(super) fn of(child: &Child) -> Option<GroupGuard> {
-        child.id().map(|pid| GroupGuard(Pid::from_raw(pid as i32)))
+            .map_err(|e| JobError::new(ErrorKind::Crashed, format!("cannot start {program:?}: {e}")))?;
+        let leader = child
+            .id()
+            .ok_or_else(|| JobError::new(ErrorKind::Crashed, "the process ended before it started"))?;
+        Ok(Sandboxed {
+            containment: Containment::new(leader, cgroup),
+            child,
+            workdir,
+        })
     }
 
-    fn signal(&self, signal: Signal) {
-        let _ = killpg(self.0, signal);
-    }
-
-    /// TERM, then KILL after `grace` unless the process exited by then.
-    pub(super) async fn stop(&self, child: &mut Child, grace: Duration) -> Option<ExitStatus> {
-        self.signal(Signal::SIGTERM);
-        let status = tokio::time::timeout(grace, child.wait())
-            .await
-            .ok()
-            .and_then(Result::ok);
-        self.signal(Signal::SIGKILL);
-        match status {
-            Some(status) => Some(status),
-            None => child.wait().await.ok(),
-        }
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        self.signal(Signal::SIGKILL);
-    }
-}
-
-/// A job's (or a shared process's) own working directory, removed when dropped.
-pub(super) struct WorkDir(pub(super) PathBuf);
-
-impl WorkDir {
-    pub(super) fn create() -> Result<WorkDir, JobError> {
-        let path = std::env::temp_dir().join(format!("jobfleet-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir(&path).map_err(|e| {
-            JobError::new(
+    /// The error for a process that ended without a result. bubblewrap reports its
+    /// command's death by signal N as exit status 128 + N.
+    pub(super) fn exit_error(&self, status: ExitStatus, stderr: &Mutex<Tail>) -> JobError {
+        use std::os::unix::process::ExitStatusExt;
+        let signal = match (status.code(), status.signal()) {
+            (Some(code), _) if self.namespace.is_some() && (129..=192).contains(&code) => Some(code - 128),
+            (_, signal) => signal,
+        };
+        match (status.code(), signal) {
+            (_, Some(signal)) => JobError::new(
                 ErrorKind::Crashed,
-                format!("cannot create a working directory: {e}"),
-            )
-        })?;
-        Ok(WorkDir(path))
+                with_stderr(
+                    format!("killed by signal {signal}{}", signal_name(signal)),
+                    stderr,
+                ),
+            ),
+            (Some(code), None) => JobError::new(
+                ErrorKind::FunctionError,
+                with_stderr(format!("exited with status {code}"), stderr),
+            ),
+            _ => JobError::new(ErrorKind::Crashed, with_stderr("ended abnormally".into(), stderr)),
+        }
     }
 }
 
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+/// Bytes in `mb` MiB (a limit too large for u64 is no limit).
+fn mebibytes(mb: u64) -> u64 {
+    mb.saturating_mul(1024 * 1024)
+}
+
+/// ` (SIGXFSZ)` for 25.
+fn signal_name(signal: i32) -> String {
+    Signal::try_from(signal)
+        .map(|signal| format!(" ({})", signal.as_str()))
+        .unwrap_or_default()
+}
+
+/// The command with its arguments that name existing relative paths made absolute.
+fn absolute_paths(command: &[String]) -> Vec<String> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    command
+        .iter()
+        .map(|arg| {
+            let path = Path::new(arg);
+            if arg.contains('/') && path.is_relative() && cwd.join(path).exists() {
+                cwd.join(path).to_string_lossy().into_owned()
+            } else {
+                arg.clone()
+            }
+        })
+        .collect()
+}
+
+/// The allow-listed variables of the worker's environment, plus PATH and LANG.
+fn environment(allowed: &[String]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = allowed
+        .iter()
+        .filter_map(|name| std::env::var(name).ok().map(|value| (name.clone(), value)))
+        .collect();
+    if !env.iter().any(|(name, _)| name == "PATH") {
+        env.push(("PATH".into(), DEFAULT_PATH.into()));
     }
+    if !env.iter().any(|(name, _)| name == "LANG") {
+        env.push(("LANG".into(), "C.UTF-8".into()));
+    }
+    env
 }
 
 /// The last bytes of a stream.
@@ -246,22 +327,6 @@ pub(super) fn with_stderr(message: String, stderr: &Mutex<Tail>) -> String {
     }
 }
 
-/// The error for a process that ended without a result.
-pub(super) fn exit_error(status: ExitStatus, stderr: &Mutex<Tail>) -> JobError {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => JobError::new(
-            ErrorKind::FunctionError,
-            with_stderr(format!("exited with status {code}"), stderr),
-        ),
-        (None, Some(signal)) => JobError::new(
-            ErrorKind::Crashed,
-            with_stderr(format!("killed by signal {signal}"), stderr),
-        ),
-        _ => JobError::new(ErrorKind::Crashed, with_stderr("ended abnormally".into(), stderr)),
-    }
-}
-
 /// A function run in `process` sandboxes, in either mode.
 pub enum ProcessFunction {
     /// A fresh process per job.
@@ -271,60 +336,62 @@ pub enum ProcessFunction {
 }
 
 impl ProcessFunction {
-    /// The sandbox of a configured process function; a shared pool holds at most
-    /// `concurrency` processes.
-    pub fn from_config(function: &FunctionConfig, concurrency: usize) -> ProcessFunction {
-        let spec = ProcessSpec::from_config(function);
-        match function.mode {
+    /// The sandbox of the configured process function `name` (`group.function`); a shared
+    /// pool holds at most `concurrency` processes.
+    pub fn from_config(
+        name: &str,
+        function: &FunctionConfig,
+        concurrency: usize,
+        host: Arc<SandboxHost>,
+    ) -> Result<ProcessFunction, SandboxError> {
+        let spec = ProcessSpec::from_config(name, function, host)?;
+        Ok(match function.mode {
             ProcessMode::Exclusive => ProcessFunction::Exclusive(spec),
             ProcessMode::Shared => ProcessFunction::Shared(SharedPool::new(
                 spec,
                 concurrency,
                 function.recycle_after.unwrap_or(1000),
             )),
-        }
+        })
     }
 
-    /// Runs one job: `Ok` with the result, or the job's error. Stops the process group on
-    /// `timeout` (kind `timeout`) or when `stop` fires (kind `canceled`).
-    /// An exclusive process gets the job's W3C `traceparent` as `TRACEPARENT`.
-    pub async fn run(
-        &self,
-        job_id: &str,
-        attempt: u32,
-        args: &Value,
-        timeout: Duration,
-        stop: &CancellationToken,
-        traceparent: Option<String>,
-    ) -> HandlerResult {
+    /// Runs one job: `Ok` with the result, or the job's error. Stops the process and all it
+    /// started on the job's timeout (kind `timeout`) or when `stop` fires (kind `canceled`).
+    pub async fn run(&self, job: ProcessJob<'_>, stop: &CancellationToken) -> HandlerResult {
         match self {
-            ProcessFunction::Exclusive(spec) => {
-                run_exclusive(spec, job_id, attempt, args, timeout, stop, traceparent).await
-            }
-            ProcessFunction::Shared(pool) => pool.run(job_id, args, timeout, stop).await,
+            ProcessFunction::Exclusive(spec) => run_exclusive(spec, job, stop).await,
+            ProcessFunction::Shared(pool) => pool.run(&job, stop).await,
         }
     }
 }
 
-async fn run_exclusive(
-    spec: &ProcessSpec,
-    job_id: &str,
-    attempt: u32,
-    args: &Value,
-    timeout: Duration,
-    stop: &CancellationToken,
-    traceparent: Option<String>,
-) -> HandlerResult {
-    let workdir = WorkDir::create()?;
+/// One job for a process sandbox.
+#[derive(Debug, Clone)]
+pub struct ProcessJob<'a> {
+    /// The job's id (`JOBFLEET_JOB_ID` of an exclusive process, `id` of a shared request).
+    pub id: &'a str,
+    /// Which attempt this is (`JOBFLEET_ATTEMPT` of an exclusive process).
+    pub attempt: u32,
+    /// The args, written as JSON.
+    pub args: &'a Value,
+    /// How long it may run.
+    pub timeout: Duration,
+    /// The job's W3C `traceparent`, `TRACEPARENT` of an exclusive process.
+    pub traceparent: Option<String>,
+}
+
+async fn run_exclusive(spec: &ProcessSpec, job: ProcessJob<'_>, stop: &CancellationToken) -> HandlerResult {
     let mut env = vec![
-        ("JOBFLEET_JOB_ID", job_id.to_string()),
-        ("JOBFLEET_ATTEMPT", attempt.to_string()),
+        ("JOBFLEET_JOB_ID", job.id.to_string()),
+        ("JOBFLEET_ATTEMPT", job.attempt.to_string()),
     ];
-    env.extend(traceparent.map(|t| ("TRACEPARENT", t)));
-    let mut child = spec.spawn(&workdir.0, &env)?;
-    let group = GroupGuard::of(&child)
-        .ok_or_else(|| JobError::new(ErrorKind::Crashed, "the process ended before it started"))?;
-    let input = serde_json::to_vec(args).unwrap_or_else(|_| b"null".to_vec());
+    env.extend(job.traceparent.map(|t| ("TRACEPARENT", t)));
+    let Sandboxed {
+        containment,
+        mut child,
+        workdir,
+    } = spec.spawn(&env)?;
+    let input = serde_json::to_vec(job.args).unwrap_or_else(|_| b"null".to_vec());
     let mut stdin = child.stdin.take().expect("piped stdin");
     // Written on its own task: a process that does not read stdin must not block us.
     tokio::spawn(async move {
@@ -339,21 +406,18 @@ async fn run_exclusive(
         let _ = stdout.read_to_end(&mut output).await;
         output
     });
-    let outcome = tokio::select! {
-        status = child.wait() => Ok(status),
-        _ = tokio::time::sleep(timeout) => Err(JobError::new(ErrorKind::Timeout, format!("ran past its timeout of {} ms", timeout.as_millis()))),
-        _ = stop.cancelled() => Err(JobError::new(ErrorKind::Canceled, "canceled while running")),
-    };
-    let status = match outcome {
+    let status = match super::bounded(child.wait(), job.timeout, stop).await {
         Ok(status) => status,
         Err(error) => {
-            group.stop(&mut child, spec.kill_grace).await;
+            containment.stop(&mut child, spec.kill_grace).await;
+            containment.release().await;
             return Err(error);
         }
     };
-    // The process is gone; take anything it left in its group with it, which also closes
-    // the pipes a grandchild may have held.
-    drop(group);
+    // The process is gone; take anything it left behind with it, which also closes the
+    // pipes a descendant may have held.
+    containment.release().await;
+    drop(workdir);
     let output = tokio::time::timeout(Duration::from_secs(5), reader)
         .await
         .ok()
@@ -363,7 +427,7 @@ async fn run_exclusive(
     if !status.success() {
         // Let the stderr reader catch up with the last lines.
         tokio::task::yield_now().await;
-        return Err(exit_error(status, &stderr));
+        return Err(spec.exit_error(status, &stderr));
     }
     if output.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);

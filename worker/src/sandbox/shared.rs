@@ -2,14 +2,14 @@
 //! one job at a time over newline-delimited JSON (request `{"id", "args"}` in, progress lines
 //! and then one answer out, see [`super::protocol`]). Answers have no sequence number, so a
 //! process whose stdout ever holds a line that no outstanding request asked for is killed
-//! (whole process group) and replaced: a line waiting before a request is written, a line
+//! (with all it started) and replaced: a line waiting before a request is written, a line
 //! that is not part of the protocol, output after an answer, an answer naming another
 //! request's id. Such a line can never become another job's answer.
 
-use super::process::{
-    collect_tail, exit_error, with_stderr, GroupGuard, ProcessSpec, Tail, WorkDir, MAX_OUTPUT_BYTES,
-};
+use super::containment::Containment;
+use super::process::{collect_tail, with_stderr, ProcessJob, ProcessSpec, Sandboxed, Tail, MAX_OUTPUT_BYTES};
 use super::protocol::{classify, excerpt, Line};
+use super::workdir::WorkDir;
 use crate::function::HandlerResult;
 use jobfleet_common::message::{ErrorKind, JobError};
 use nix::errno::Errno;
@@ -29,10 +29,10 @@ use tracing::{debug, warn};
 /// answer follows it.
 const FIRST_ANSWER_SETTLE: Duration = Duration::from_millis(100);
 
-/// One long-lived process of a shared pool.
+/// One long-lived process of a shared pool. Field order is drop order (see [`Sandboxed`]).
 struct SharedProcess {
+    containment: Containment,
     child: Child,
-    group: GroupGuard,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
     stderr: Arc<Mutex<Tail>>,
@@ -200,13 +200,13 @@ impl SharedProcess {
     }
 
     /// The job's error when stdout ended mid-job.
-    async fn died(&mut self) -> JobError {
+    async fn died(&mut self, spec: &ProcessSpec) -> JobError {
         let status = tokio::time::timeout(Duration::from_secs(1), self.child.wait()).await;
         // Let the stderr reader catch up with the last lines.
         tokio::task::yield_now().await;
         match status {
             Ok(Ok(status)) => {
-                let error = exit_error(status, &self.stderr);
+                let error = spec.exit_error(status, &self.stderr);
                 JobError::new(ErrorKind::Crashed, error.message)
             }
             _ => JobError::new(
@@ -239,16 +239,17 @@ impl SharedPool {
     }
 
     fn start(&self) -> Result<SharedProcess, JobError> {
-        let workdir = WorkDir::create()?;
-        let mut child = self.spec.spawn(&workdir.0, &[])?;
-        let group = GroupGuard::of(&child)
-            .ok_or_else(|| JobError::new(ErrorKind::Crashed, "the process ended before it started"))?;
+        let Sandboxed {
+            containment,
+            mut child,
+            workdir,
+        } = self.spec.spawn(&[])?;
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         let stderr = collect_tail(child.stderr.take().expect("piped stderr"));
         Ok(SharedProcess {
+            containment,
             child,
-            group,
             stdin,
             stdout,
             stderr,
@@ -279,13 +280,7 @@ impl SharedPool {
     }
 
     /// Runs one job on a process of the pool.
-    pub(super) async fn run(
-        &self,
-        job_id: &str,
-        args: &Value,
-        timeout: Duration,
-        stop: &CancellationToken,
-    ) -> HandlerResult {
+    pub(super) async fn run(&self, job: &ProcessJob<'_>, stop: &CancellationToken) -> HandlerResult {
         let _slot = self
             .slots
             .acquire()
@@ -293,20 +288,18 @@ impl SharedPool {
             .map_err(|_| JobError::new(ErrorKind::Crashed, "the pool is closed"))?;
         let mut process = self.checkout()?;
         let mut request =
-            serde_json::to_vec(&serde_json::json!({"id": job_id, "args": args})).unwrap_or_default();
+            serde_json::to_vec(&serde_json::json!({"id": job.id, "args": job.args})).unwrap_or_default();
         request.push(b'\n');
-        let outcome = tokio::select! {
-            exchanged = process.exchange(&request, job_id) => Ok(exchanged),
-            _ = tokio::time::sleep(timeout) => Err(JobError::new(ErrorKind::Timeout, format!("ran past its timeout of {} ms", timeout.as_millis()))),
-            _ = stop.cancelled() => Err(JobError::new(ErrorKind::Canceled, "canceled while running")),
-        };
-        let answer = match outcome {
+        let answer = match super::bounded(process.exchange(&request, job.id), job.timeout, stop).await {
             Err(error) => {
                 // The process is mid-job: stop it; the next job starts a fresh one.
-                process.group.stop(&mut process.child, self.spec.kill_grace).await;
+                process
+                    .containment
+                    .stop(&mut process.child, self.spec.kill_grace)
+                    .await;
                 return Err(error);
             }
-            Ok(Exchange::Closed) => return Err(process.died().await),
+            Ok(Exchange::Closed) => return Err(process.died(&self.spec).await),
             Ok(Exchange::Broken(reason)) => return Err(self.discard(process, &reason)),
             Ok(Exchange::Answer(answer)) => answer,
         };
@@ -322,7 +315,7 @@ impl SharedPool {
         answer
     }
 
-    /// Kills a process that broke the protocol (its whole group, as it drops) and tells why.
+    /// Kills a process that broke the protocol (with all it started, as it drops) and tells why.
     fn discard(&self, process: SharedProcess, reason: &str) -> JobError {
         warn!(
             pid = process.pid(),

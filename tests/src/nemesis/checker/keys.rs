@@ -12,12 +12,14 @@ enum Class {
     /// a cancel, a queue timeout or the corrector); terminal records expire after the
     /// retention.
     Record,
-    /// `NS:{g}:index`, `queued`, `running`, `group`: one per configured group, kept for
+    /// `NS:{g}:index`, `queued`, `running`, `group`, `owed`: one per configured group, kept for
     /// the group's life; their entries are removed by the transitions and the index sweep
     /// (checked separately for `queued`/`running`).
     GroupStructure,
     /// `NS:workers`: the one registry hash; the master reaps dead workers' entries.
     Registry,
+    /// `NS:audit`: the audit trail, a list trimmed to `audit_entries` at every write.
+    Bounded,
     /// Idempotency keys, tombstones, liveness keys, worker records, leases: expire by
     /// design.
     MustExpire(&'static str),
@@ -28,6 +30,9 @@ enum Class {
 fn classify(keys: &Keys, groups: &[String], key: &str) -> Class {
     if key == keys.workers() {
         return Class::Registry;
+    }
+    if key == keys.audit() {
+        return Class::Bounded;
     }
     if key.starts_with(&keys.worker("")) {
         return Class::MustExpire("a worker's liveness record");
@@ -44,6 +49,7 @@ fn classify(keys: &Keys, groups: &[String], key: &str) -> Class {
             keys.queued(group),
             keys.running(group),
             keys.group(group),
+            keys.owed(group),
         ];
         if structures.iter().any(|s| s == key) {
             return Class::GroupStructure;
@@ -78,7 +84,7 @@ pub(super) fn judge_keys(evidence: &Evidence, rules: &Rules, findings: &mut Find
                     info.status.as_deref().unwrap_or("?")
                 )
             }
-            Class::Record | Class::GroupStructure | Class::Registry => continue,
+            Class::Record | Class::GroupStructure | Class::Registry | Class::Bounded => continue,
             Class::MustExpire(what) => format!("{what} is written with a TTL"),
             Class::Unknown => "not a key the data model lets live without a TTL".into(),
         };
@@ -117,6 +123,8 @@ mod tests {
             Class::GroupStructure
         );
         assert_eq!(classify(&keys, &groups, &keys.workers()), Class::Registry);
+        assert_eq!(classify(&keys, &groups, &keys.audit()), Class::Bounded);
+        assert_eq!(classify(&keys, &groups, &keys.owed("g")), Class::GroupStructure);
         assert!(matches!(
             classify(&keys, &groups, &keys.alive("g", "w")),
             Class::MustExpire(_)
