@@ -29,6 +29,10 @@ pub struct Cli {
     /// Print JSON for scripts instead of text (one document, or one object per line for `watch`).
     #[arg(long, global = true)]
     pub json: bool,
+    /// PEM file of the CA to trust (instead of the system roots) for an https:// master and
+    /// an amqps:// broker (`watch`).
+    #[arg(long, global = true, env = "JOBFLEET_CA_FILE", value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
     /// API token, sent as `Authorization: Bearer <TOKEN>` (masters with `[auth]`).
     #[arg(long, global = true, env = TOKEN_ENV, hide_env_values = true, value_name = "TOKEN")]
     pub token: Option<String>,
@@ -225,10 +229,11 @@ pub fn usage_line(error: &clap::Error) -> String {
 pub fn parse_master_url(text: &str) -> Result<Url, String> {
     let url = Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
     match url.scheme() {
-        "http" if url.host().is_some() => Ok(url),
-        "http" => Err(format!("{text:?} has no host")),
-        "https" => Err("https is not supported by this build; put the master behind http on a trusted network or a local proxy".into()),
-        other => Err(format!("scheme {other:?}: use http://HOST:PORT")),
+        "http" | "https" if url.host().is_some() => Ok(url),
+        "http" | "https" => Err(format!("{text:?} has no host")),
+        other => Err(format!(
+            "scheme {other:?}: use http://HOST:PORT or https://HOST:PORT"
+        )),
     }
 }
 
@@ -257,9 +262,9 @@ mod tests {
     }
 
     #[test]
-    fn master_urls_must_be_http() {
+    fn master_urls_must_be_http_or_https() {
         assert!(parse_master_url("http://127.0.0.1:8080").is_ok());
-        assert!(parse_master_url("https://example.org").is_err());
+        assert!(parse_master_url("https://example.org").is_ok());
         assert!(parse_master_url("127.0.0.1:8080").is_err());
         assert!(parse_master_url("ftp://x").is_err());
     }

@@ -9,6 +9,7 @@ use jobfleet_common::message::JobStatus;
 use reqwest::{RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Seconds of one `?wait=` (the master's maximum).
@@ -151,6 +152,17 @@ impl MasterClient {
     /// A client for the master at `base` (an `http://` URL, possibly with a path prefix),
     /// sending `token` as a `Bearer` token with every request when given.
     pub fn new(base: Url, token: Option<&str>) -> Result<MasterClient, ApiError> {
+        MasterClient::with_tls(base, token, None)
+    }
+
+    /// A client for the master at `base` (`http://` or `https://`, possibly with a path
+    /// prefix) that sends `token` as a `Bearer` token when given and checks an HTTPS master's
+    /// certificate with `tls` (see [`crate::commands::tls_config`]).
+    pub fn with_tls(
+        base: Url,
+        token: Option<&str>,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<MasterClient, ApiError> {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(token) = token {
             let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
@@ -158,16 +170,18 @@ impl MasterClient {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .default_headers(headers)
             .connect_timeout(CONNECT_TIMEOUT)
-            .user_agent(concat!("jobfleet-cli/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|source| ApiError::Transport {
-                url: base.to_string(),
-                reason: format!("cannot build the HTTP client: {source}"),
-                source,
-            })?;
+            .user_agent(concat!("jobfleet-cli/", env!("CARGO_PKG_VERSION")));
+        if let Some(tls) = tls {
+            builder = builder.use_preconfigured_tls(Arc::unwrap_or_clone(tls));
+        }
+        let http = builder.build().map_err(|source| ApiError::Transport {
+            url: base.to_string(),
+            reason: format!("cannot build the HTTP client: {source}"),
+            source,
+        })?;
         Ok(MasterClient { http, base })
     }
 

@@ -2,6 +2,7 @@
 
 use crate::client::ApiError;
 use jobfleet_common::client::ClientError;
+use jobfleet_common::tls::TlsError;
 
 /// The exit statuses of `jobfleet` (documented in `--help` and docs/cli.md).
 pub mod exit {
@@ -22,7 +23,7 @@ pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0  success
   1  a job failed or was canceled (submit --wait), or a bulk job did not finish
-  2  usage: bad arguments, unreadable --args-file or --bulk file
+  2  usage: bad arguments, unreadable --args-file, --bulk or --ca-file file
   3  the master refused the request (4xx: unknown group or job, invalid args, conflict)
   4  the master or the broker is unreachable, or the master answered 5xx (e.g. group_broken)";
 
@@ -51,6 +52,9 @@ pub enum CliError {
         #[source]
         source: serde_json::Error,
     },
+    /// The `--ca-file` is unreadable or holds no usable CA certificate.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The master failed the request or could not be reached.
     #[error(transparent)]
     Api(#[from] ApiError),
@@ -94,7 +98,9 @@ impl CliError {
     /// The process exit status for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Usage(_) | CliError::Input { .. } | CliError::InvalidJson { .. } => exit::USAGE,
+            CliError::Usage(_) | CliError::Input { .. } | CliError::InvalidJson { .. } | CliError::Tls(_) => {
+                exit::USAGE
+            }
             CliError::Api(e) => e.exit_code(),
             CliError::JobEnded { .. } | CliError::Bulk { .. } => exit::JOB_FAILED,
             CliError::Broker { .. } => exit::UNAVAILABLE,

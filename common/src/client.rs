@@ -2,19 +2,22 @@
 //! records them as queued, and a [`ResultSubscriber`] that yields decoded results.
 //! Both reconnect on their own after a broker or Redis restart.
 
+use crate::broker::{AmqpManager, BrokerError};
 use crate::codec::{self, DecodeError};
 use crate::config::Config;
 use crate::coordinator::{Coordinator, CoordinatorError};
 use crate::message::{is_valid_job_id, is_valid_name, JobMessage, ResultMessage};
 use crate::publish::publish_jobs;
+use crate::tls::Endpoint;
 use crate::topology::{self, Topology};
-use deadpool_lapin::lapin::options::{
+use deadpool::managed::{BuildError, PoolConfig, Timeouts};
+use deadpool::Runtime;
+use futures::StreamExt;
+use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
-use deadpool_lapin::lapin::types::FieldTable;
-use deadpool_lapin::lapin::{self, Channel, ConnectionProperties, ConnectionStatus, Consumer};
-use deadpool_lapin::{Pool, PoolConfig, Runtime, Timeouts};
-use futures::StreamExt;
+use lapin::types::FieldTable;
+use lapin::{self, Channel, ConnectionStatus, Consumer};
 use std::time::Duration;
 use tokio::sync::Mutex;
 
@@ -27,10 +30,13 @@ pub enum ClientError {
     Amqp(#[from] lapin::Error),
     /// No broker connection could be had.
     #[error("amqp pool: {0}")]
-    Pool(#[from] deadpool_lapin::PoolError),
+    Pool(#[from] deadpool::managed::PoolError<lapin::Error>),
     /// The pool could not be built from the URL.
     #[error("amqp config: {0}")]
-    Config(#[from] deadpool_lapin::CreatePoolError),
+    Config(#[from] BuildError),
+    /// The URL or the `[tls]` settings are unusable.
+    #[error("amqp config: {0}")]
+    Broker(#[from] Box<BrokerError>),
     /// Redis failed.
     #[error(transparent)]
     Coordinator(#[from] CoordinatorError),
@@ -85,13 +91,19 @@ pub fn is_refusal(e: &lapin::Error) -> bool {
 }
 
 /// A pool of AMQP connections.
-pub type AmqpPool = Pool;
+pub type AmqpPool = deadpool::managed::Pool<AmqpManager>;
+type Pool = AmqpPool;
 
-/// Builds a deadpool-lapin pool for `amqp_url`, with explicit timeouts.
-pub fn amqp_pool(amqp_url: &str, max_size: usize, connection_name: &str) -> Result<Pool, ClientError> {
-    let config = deadpool_lapin::Config {
-        url: Some(amqp_url.to_string()),
-        pool: Some(PoolConfig {
+/// Builds a pool of connections to `endpoint` (a URL, or a URL with `[tls]` settings such as
+/// [`Config::amqp_endpoint`]), with explicit timeouts.
+pub fn amqp_pool(
+    endpoint: impl Into<Endpoint>,
+    max_size: usize,
+    connection_name: &str,
+) -> Result<Pool, ClientError> {
+    let manager = AmqpManager::new(&endpoint.into(), connection_name).map_err(Box::new)?;
+    Pool::builder(manager)
+        .config(PoolConfig {
             max_size,
             timeouts: Timeouts {
                 wait: Some(Duration::from_secs(10)),
@@ -99,14 +111,9 @@ pub fn amqp_pool(amqp_url: &str, max_size: usize, connection_name: &str) -> Resu
                 recycle: Some(Duration::from_secs(5)),
             },
             ..PoolConfig::default()
-        }),
-    };
-    let name = connection_name.to_string();
-    config
-        .create_pool(
-            move || ConnectionProperties::default().with_connection_name(name.clone().into()),
-            Runtime::Tokio1,
-        )
+        })
+        .runtime(Runtime::Tokio1)
+        .build()
         .map_err(ClientError::from)
 }
 
@@ -203,7 +210,7 @@ impl Producer {
     pub async fn connect(config: &Config) -> Result<Producer, ClientError> {
         let topology = Topology::new(&config.namespace);
         let coordinator = Coordinator::from_config(config, topology.clone())?;
-        let pool = amqp_pool(&config.amqp_url, 2, "jobfleet-producer")?;
+        let pool = amqp_pool(config.amqp_endpoint(), 2, "jobfleet-producer")?;
         Producer::new(pool, coordinator).await
     }
 
@@ -332,32 +339,33 @@ impl std::fmt::Debug for ResultSubscriber {
 }
 
 impl ResultSubscriber {
-    /// Subscribes with an exclusive, auto-delete queue.
+    /// Subscribes with an exclusive, auto-delete queue on the broker of `endpoint` (a URL,
+    /// or [`Config::amqp_endpoint`]).
     pub async fn connect(
-        amqp_url: &str,
+        endpoint: impl Into<Endpoint>,
         topology: Topology,
         patterns: &[&str],
     ) -> Result<ResultSubscriber, ClientError> {
-        Self::open(amqp_url, topology, patterns, None).await
+        Self::open(endpoint.into(), topology, patterns, None).await
     }
 
     /// Subscribes with a named durable queue that outlives the subscriber.
     pub async fn durable(
-        amqp_url: &str,
+        endpoint: impl Into<Endpoint>,
         topology: Topology,
         queue: &str,
         patterns: &[&str],
     ) -> Result<ResultSubscriber, ClientError> {
-        Self::open(amqp_url, topology, patterns, Some(queue.to_string())).await
+        Self::open(endpoint.into(), topology, patterns, Some(queue.to_string())).await
     }
 
     async fn open(
-        amqp_url: &str,
+        endpoint: Endpoint,
         topology: Topology,
         patterns: &[&str],
         queue: Option<String>,
     ) -> Result<ResultSubscriber, ClientError> {
-        let pool = amqp_pool(amqp_url, 1, "jobfleet-subscriber")?;
+        let pool = amqp_pool(endpoint, 1, "jobfleet-subscriber")?;
         let mut subscriber = ResultSubscriber {
             pool,
             topology,

@@ -2,6 +2,7 @@
 //! environment variables, with the zero-config `default` group when there is no file.
 
 use crate::auth::{AuthConfig, TokenTable};
+use crate::tls::{HttpsConfig, TlsConfig, TlsError};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -67,6 +68,9 @@ pub enum ConfigError {
         /// Why the schema does not compile (boxed: the error is large and rare).
         source: Box<jsonschema::ValidationError<'static>>,
     },
+    /// A `[tls]` file is unreadable or not what it should be.
+    #[error("invalid config: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// A group queue's RabbitMQ queue type.
@@ -312,6 +316,12 @@ pub struct Config {
     /// The groups by name.
     #[serde(default)]
     pub groups: BTreeMap<String, GroupConfig>,
+    /// `[tls]`: what clients trust and present on `amqps://` and `rediss://` URLs.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// `[https]`: the master serves HTTPS with this certificate (checked by the master).
+    #[serde(default)]
+    pub https: Option<HttpsConfig>,
 }
 
 fn default_audit_entries() -> usize {
@@ -373,6 +383,8 @@ impl Default for Config {
             max_args_bytes: default_max_args_bytes(),
             auth: None,
             audit_entries: default_audit_entries(),
+            tls: TlsConfig::default(),
+            https: None,
             groups: BTreeMap::from([(
                 DEFAULT_GROUP.to_string(),
                 GroupConfig {
@@ -470,6 +482,7 @@ impl Config {
                 }
             }
         }
+        self.tls.validate()?;
         Ok(())
     }
 

@@ -6,8 +6,8 @@ use crate::codec::{self, DecodeError, Format, MSGPACK};
 use crate::message::is_valid_job_id;
 use crate::publish::confirmed;
 use crate::topology::Topology;
-use deadpool_lapin::lapin::options::BasicPublishOptions;
-use deadpool_lapin::lapin::{BasicProperties, Channel};
+use lapin::options::BasicPublishOptions;
+use lapin::{BasicProperties, Channel};
 use serde::{Deserialize, Serialize};
 
 /// A control message: a MessagePack map with named fields, tagged by `type`.

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod binary;
+pub mod broker;
 pub mod client;
 pub mod codec;
 pub mod config;
@@ -13,11 +14,12 @@ pub mod message;
 pub mod publish;
 pub mod schema;
 pub mod telemetry;
+pub mod tls;
 pub mod topology;
 pub mod trace;
 
-pub use deadpool_lapin::lapin;
 pub use deadpool_redis::redis;
+pub use lapin;
 
 /// Milliseconds since the Unix epoch, the time unit of every wire and Redis timestamp.
 pub fn now_ms() -> i64 {

@@ -6,9 +6,9 @@ use crate::codec::{self, MSGPACK};
 use crate::message::{JobMessage, ResultMessage};
 use crate::topology::Topology;
 use crate::trace::TRACEPARENT;
-use deadpool_lapin::lapin::options::{BasicPublishOptions, QueueDeclareOptions};
-use deadpool_lapin::lapin::types::{AMQPValue, FieldTable};
-use deadpool_lapin::lapin::{self, BasicProperties, Channel, Confirmation};
+use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{self, BasicProperties, Channel, Confirmation};
 
 /// Properties of a jobfleet message: persistent, MessagePack, `message_id` = `id`, and a
 /// W3C `traceparent` header when there is one.

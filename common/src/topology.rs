@@ -1,9 +1,9 @@
 //! The AMQP objects of SPEC §3, every name under the namespace, and their declaration.
 
 use crate::config::QueueType;
-use deadpool_lapin::lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
-use deadpool_lapin::lapin::types::{AMQPValue, FieldTable, ShortString};
-use deadpool_lapin::lapin::{Channel, Error as AmqpError, ExchangeKind};
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{Channel, Error as AmqpError, ExchangeKind};
 
 /// The header that carries why a message was dead-lettered.
 pub const REASON_HEADER: &str = "x-jobfleet-reason";

@@ -4,6 +4,7 @@ use jobfleet_common::auth::AuthConfigError;
 use jobfleet_common::client::ClientError;
 use jobfleet_common::config::ConfigError;
 use jobfleet_common::coordinator::CoordinatorError;
+use jobfleet_common::tls::TlsError;
 
 /// Why the master could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,9 @@ pub enum MasterError {
     /// Redis failed.
     #[error(transparent)]
     Coordinator(#[from] CoordinatorError),
+    /// The `[https]` certificate or key is unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// Serving HTTP failed.
     #[error("http server: {0}")]
     Serve(#[from] std::io::Error),

@@ -8,6 +8,7 @@ pub mod error;
 pub mod exposure;
 pub mod fleet;
 pub mod http;
+pub mod https;
 pub mod metrics;
 pub mod monitor;
 pub mod state;
@@ -65,7 +66,7 @@ pub async fn run(
 ) -> Result<(), MasterError> {
     let state = connect(config, &shutdown).await?;
     let subscriber =
-        ResultSubscriber::connect(&state.config.amqp_url, state.topology.clone(), &["#"]).await?;
+        ResultSubscriber::connect(state.config.amqp_endpoint(), state.topology.clone(), &["#"]).await?;
     let waiters = {
         let state = state.clone();
         let shutdown = shutdown.clone();
@@ -76,14 +77,24 @@ pub async fn run(
         let shutdown = shutdown.clone();
         tokio::spawn(async move { monitor::run(&state, timings, shutdown).await })
     };
-    info!(address = %listener.local_addr()?, master = %state.master_id, "master serving");
-    let served = axum::serve(listener, http::router(state.clone()))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
+    let scheme = if state.config.https.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    info!(address = %listener.local_addr()?, scheme, master = %state.master_id, "master serving");
+    let app = http::router(state.clone());
+    let served = match &state.config.https {
+        Some(https) => https::serve(listener, app, https, shutdown.clone()).await,
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await
+            .map_err(MasterError::from),
+    };
     shutdown.cancel();
     let _ = tokio::join!(waiters, monitor);
     state.pool.close();
     state.inspect_pool.close();
     info!("master stopped");
-    Ok(served?)
+    served
 }

@@ -37,6 +37,9 @@ fn run(args: Args) -> Result<(), Exit> {
     }
     ArgSchemas::compile(&config).map_err(Exit::usage)?;
     jobfleet_master::exposure::check(&config).map_err(Exit::usage)?;
+    if let Some(https) = &config.https {
+        https.validate().map_err(Exit::usage)?;
+    }
     binary::block_on(async move {
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await

@@ -78,8 +78,8 @@ impl AppState {
             std::process::id(),
             &uuid::Uuid::new_v4().simple().to_string()[..6]
         );
-        let pool = amqp_pool(&config.amqp_url, 4, &master_id)?;
-        let inspect_pool = amqp_pool(&config.amqp_url, 1, &format!("{master_id}-inspect"))?;
+        let pool = amqp_pool(config.amqp_endpoint(), 4, &master_id)?;
+        let inspect_pool = amqp_pool(config.amqp_endpoint(), 1, &format!("{master_id}-inspect"))?;
         Ok(AppState {
             auth: AuthState::of(&config)?,
             publisher: ChannelSlot::new(pool.clone(), true),

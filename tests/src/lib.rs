@@ -3,6 +3,7 @@
 //! out-of-process workers, and polling waits instead of fixed sleeps.
 
 pub mod nemesis;
+pub mod pki;
 pub mod private;
 pub mod proxy;
 
@@ -125,7 +126,7 @@ impl TestEnv {
 
     /// A result subscriber bound with `patterns`.
     pub async fn subscriber(&self, patterns: &[&str]) -> ResultSubscriber {
-        ResultSubscriber::connect(&self.config.amqp_url, self.topology.clone(), patterns)
+        ResultSubscriber::connect(self.config.amqp_endpoint(), self.topology.clone(), patterns)
             .await
             .expect("subscriber")
     }
@@ -162,7 +163,11 @@ impl TestEnv {
     /// its base URL once it answers.
     pub async fn start_master(&mut self) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let url = format!(
+            "{}://{}",
+            self.master_scheme(),
+            listener.local_addr().expect("address")
+        );
         let stop = CancellationToken::new();
         let token = stop.clone();
         let config = self.config.clone();
@@ -177,7 +182,7 @@ impl TestEnv {
                 .expect("master run")
         });
         self.masters.push((stop, handle));
-        let client = reqwest::Client::new();
+        let client = self.http_client();
         eventually(Duration::from_secs(20), || async {
             client
                 .get(format!("{url}/readyz"))
@@ -198,7 +203,7 @@ impl TestEnv {
             .local_addr()
             .expect("address")
             .port();
-        let url = format!("http://127.0.0.1:{port}");
+        let url = format!("{}://127.0.0.1:{port}", self.master_scheme());
         let child = Command::new(binary("jobfleet-master"))
             .args([
                 "--config",
@@ -214,7 +219,7 @@ impl TestEnv {
             .expect("spawn jobfleet-master (run `cargo build --workspace --bins` first)");
         let pid = child.id();
         self.processes.push(child);
-        let client = reqwest::Client::new();
+        let client = self.http_client();
         eventually(Duration::from_secs(20), || async {
             client
                 .get(format!("{url}/readyz"))
@@ -226,6 +231,27 @@ impl TestEnv {
         })
         .await;
         (pid, url)
+    }
+
+    /// `https` when the configuration has an `[https]` table, else `http`.
+    pub fn master_scheme(&self) -> &'static str {
+        if self.config.https.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// An HTTP client for this fleet's masters, for short requests (10 s at most, so a
+    /// master that accepts connections but does not answer cannot hang a readiness poll):
+    /// over HTTPS it trusts the `[tls]` CA.
+    pub fn http_client(&self) -> reqwest::Client {
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
+        if self.config.https.is_some() {
+            let tls = self.config.tls.client_config().expect("[tls] settings");
+            builder = builder.use_preconfigured_tls(std::sync::Arc::unwrap_or_clone(tls));
+        }
+        builder.build().expect("http client")
     }
 
     /// Stops every in-process worker cleanly and waits for them.
@@ -294,7 +320,7 @@ impl TestEnv {
 
     /// Waits until the group queues exist (a worker has declared them).
     pub async fn wait_for_queues(&self, groups: &[String]) {
-        let pool = amqp_pool(&self.config.amqp_url, 1, "jobfleet-test").expect("pool");
+        let pool = amqp_pool(self.config.amqp_endpoint(), 1, "jobfleet-test").expect("pool");
         eventually(Duration::from_secs(20), || async {
             for group in groups {
                 let channel = open_channel(&pool, false).await.ok()?;
@@ -379,7 +405,7 @@ impl Drop for TestEnv {
                 .expect("runtime");
             runtime.block_on(async move {
                 let _ = coordinator.purge_namespace().await;
-                let Ok(pool) = amqp_pool(&config.amqp_url, 1, "jobfleet-test-cleanup") else {
+                let Ok(pool) = amqp_pool(config.amqp_endpoint(), 1, "jobfleet-test-cleanup") else {
                     return;
                 };
                 let mut queues = vec![topology.dead_letters()];

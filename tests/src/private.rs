@@ -2,6 +2,7 @@
 //! ones other tests use stay up. Each lives in its own temp directory on free ports and is
 //! torn down when dropped.
 
+use crate::pki::TestPki;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -33,6 +34,8 @@ pub fn wait_for_port(port: u16, timeout: Duration) {
 pub struct PrivateRabbit {
     node: String,
     port: u16,
+    /// The TLS listener's port, if the node has one.
+    tls_port: Option<u16>,
     dir: PathBuf,
     /// Extra environment of the server (e.g. `RABBITMQ_DEFAULT_USER`).
     environment: Vec<(String, String)>,
@@ -48,17 +51,28 @@ impl PrivateRabbit {
     /// for `advanced.config`, e.g. `{consumer_timeout, 2000}`) and waits until it accepts
     /// connections.
     pub fn start_with(settings: &str) -> PrivateRabbit {
-        PrivateRabbit::start_configured(settings, Vec::new())
+        PrivateRabbit::start_configured(settings, Vec::new(), None)
     }
 
     /// Starts a node with `environment` added to the server's, as a container passes it:
     /// `RABBITMQ_DEFAULT_USER` and `RABBITMQ_DEFAULT_PASS` make its first start create that
     /// user instead of guest (then [`PrivateRabbit::url`], which logs in as guest, is refused).
     pub fn start_with_environment(environment: Vec<(String, String)>) -> PrivateRabbit {
-        PrivateRabbit::start_configured("", environment)
+        PrivateRabbit::start_configured("", environment, None)
     }
 
-    fn start_configured(settings: &str, environment: Vec<(String, String)>) -> PrivateRabbit {
+    /// Starts a node with a TLS listener as well (see [`PrivateRabbit::tls_url`]): the
+    /// server certificate of `pki`, and a client certificate its CA signed required
+    /// (`verify_peer`, `fail_if_no_peer_cert`).
+    pub fn start_tls(pki: &TestPki) -> PrivateRabbit {
+        PrivateRabbit::start_configured("", Vec::new(), Some(pki))
+    }
+
+    fn start_configured(
+        settings: &str,
+        environment: Vec<(String, String)>,
+        pki: Option<&TestPki>,
+    ) -> PrivateRabbit {
         let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
         let node = format!("jf{suffix}@localhost");
         let dir = std::env::temp_dir().join(format!("jobfleet-rabbit-{suffix}"));
@@ -69,10 +83,16 @@ impl PrivateRabbit {
             .status();
         let advanced = dir.join("advanced.config");
         std::fs::write(&advanced, format!("[{{rabbit, [{settings}]}}].\n")).expect("advanced.config");
+        let tls_port = pki.map(|pki| {
+            let port = free_port();
+            std::fs::write(dir.join("rabbitmq.conf"), tls_listener(pki, port)).expect("rabbitmq.conf");
+            port
+        });
         let port = free_port();
         let rabbit = PrivateRabbit {
             node,
             port,
+            tls_port,
             dir,
             environment,
         };
@@ -99,11 +119,20 @@ impl PrivateRabbit {
             .expect("rabbitmq-server (installed by scripts/services)");
         assert!(status.success(), "rabbitmq-server -detached failed");
         wait_for_port(self.port, Duration::from_secs(60));
+        if let Some(tls_port) = self.tls_port {
+            wait_for_port(tls_port, Duration::from_secs(60));
+        }
     }
 
     /// The AMQP URL of the node.
     pub fn url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// The `amqps://` URL of the node's TLS listener ([`PrivateRabbit::start_tls`]).
+    pub fn tls_url(&self) -> String {
+        let port = self.tls_port.expect("a node started with start_tls");
+        format!("amqps://guest:guest@127.0.0.1:{port}/%2f")
     }
 
     /// A node that enforces `consumer_timeout` = `timeout` within a quarter of it (RabbitMQ
@@ -198,6 +227,21 @@ impl PrivateRabbit {
     }
 }
 
+/// `rabbitmq.conf` lines for a TLS listener on `port` that requires a client certificate.
+fn tls_listener(pki: &TestPki, port: u16) -> String {
+    format!(
+        "listeners.ssl.default = {port}\n\
+         ssl_options.cacertfile = {}\n\
+         ssl_options.certfile = {}\n\
+         ssl_options.keyfile = {}\n\
+         ssl_options.verify = verify_peer\n\
+         ssl_options.fail_if_no_peer_cert = true\n",
+        pki.ca().display(),
+        pki.server_cert().display(),
+        pki.server_key().display()
+    )
+}
+
 /// Erlang that binds `Q` to the classic queue `queue` of vhost `/` and `QPid` to its process.
 fn lookup(queue: &str) -> String {
     format!(
@@ -223,11 +267,43 @@ pub struct PrivateRedis {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// TLS-only: `--tls-*` options, and `redis-cli`'s.
+    tls: Option<(Vec<String>, Vec<String>)>,
 }
 
 impl PrivateRedis {
     /// Starts a server and waits until it accepts connections.
     pub fn start() -> PrivateRedis {
+        PrivateRedis::start_configured(None)
+    }
+
+    /// Starts a server that speaks only TLS on its port (`--port 0 --tls-port`), with the
+    /// server certificate of `pki`, requiring a client certificate its CA signed.
+    pub fn start_tls(pki: &TestPki) -> PrivateRedis {
+        let path = |p: PathBuf| p.to_str().expect("utf-8").to_string();
+        let server = vec![
+            "--tls-cert-file".into(),
+            path(pki.server_cert()),
+            "--tls-key-file".into(),
+            path(pki.server_key()),
+            "--tls-ca-cert-file".into(),
+            path(pki.ca()),
+            "--tls-auth-clients".into(),
+            "yes".into(),
+        ];
+        let cli = vec![
+            "--tls".into(),
+            "--cacert".into(),
+            path(pki.ca()),
+            "--cert".into(),
+            path(pki.client_cert()),
+            "--key".into(),
+            path(pki.client_key()),
+        ];
+        PrivateRedis::start_configured(Some((server, cli)))
+    }
+
+    fn start_configured(tls: Option<(Vec<String>, Vec<String>)>) -> PrivateRedis {
         let dir = std::env::temp_dir().join(format!(
             "jobfleet-redis-{}",
             &uuid::Uuid::new_v4().simple().to_string()[..8]
@@ -237,21 +313,22 @@ impl PrivateRedis {
             port: free_port(),
             dir,
             child: None,
+            tls,
         };
         redis.launch();
         redis
     }
 
     fn launch(&mut self) {
+        let port = self.port.to_string();
+        let ports: Vec<&str> = match &self.tls {
+            None => vec!["--port", &port],
+            Some(_) => vec!["--port", "0", "--tls-port", &port],
+        };
         let child = Command::new("redis-server")
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &self.port.to_string(),
-                "--dir",
-                self.dir.to_str().expect("utf-8"),
-            ])
+            .args(["--bind", "127.0.0.1", "--dir", self.dir.to_str().expect("utf-8")])
+            .args(ports)
+            .args(self.tls.iter().flat_map(|(server, _)| server))
             .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
             .stdout(Stdio::null())
             .spawn()
@@ -260,9 +337,10 @@ impl PrivateRedis {
         wait_for_port(self.port, Duration::from_secs(20));
     }
 
-    /// The Redis URL of the server.
+    /// The Redis URL of the server (`rediss://` for [`PrivateRedis::start_tls`]).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.tls.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
     }
 
     /// The port of the server.
@@ -290,6 +368,7 @@ impl PrivateRedis {
     /// Stops the server (a clean shutdown), waits, and starts it again on its data.
     pub fn restart(&mut self, down_for: Duration) {
         let _ = Command::new("redis-cli")
+            .args(self.tls.iter().flat_map(|(_, cli)| cli))
             .args(["-p", &self.port.to_string(), "shutdown"])
             .stdout(Stdio::null())
             .status();

@@ -195,9 +195,16 @@ impl WorkerBuilder {
         let metrics_listener = self.metrics_listen.map(bind_metrics).transpose()?;
         let worker_id = self.worker_id.take().unwrap_or_else(default_worker_id);
         let topology = Topology::new(&self.config.namespace);
-        let coordinator =
-            Coordinator::connect(&self.config.redis_url, topology.clone(), self.config.retention)?;
-        let pool = amqp_pool(&self.config.amqp_url, 2, &format!("jobfleet-worker {worker_id}"))?;
+        let coordinator = Coordinator::connect(
+            self.config.redis_endpoint(),
+            topology.clone(),
+            self.config.retention,
+        )?;
+        let pool = amqp_pool(
+            self.config.amqp_endpoint(),
+            2,
+            &format!("jobfleet-worker {worker_id}"),
+        )?;
         let shared = Arc::new(Shared {
             worker_id,
             topology,

@@ -12,8 +12,10 @@ use crate::args::{Cli, Command, TokenCommand};
 use crate::client::{decode, MasterClient};
 use crate::error::CliError;
 use crate::output;
+use jobfleet_common::tls::{self, TlsConfig};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use std::sync::Arc;
 
 /// What every command gets: the master client and the output mode.
 #[derive(Debug, Clone)]
@@ -22,6 +24,8 @@ pub struct Context {
     pub client: MasterClient,
     /// Print JSON instead of text.
     pub json: bool,
+    /// What an `amqps://` broker is trusted with (`--ca-file`).
+    pub broker_tls: TlsConfig,
 }
 
 impl Context {
@@ -46,9 +50,11 @@ impl Context {
 
 /// Runs the command of a parsed command line.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let tls = tls_config(&cli)?;
     let context = Context {
-        client: MasterClient::new(cli.master, cli.token.as_deref())?,
+        client: MasterClient::with_tls(cli.master, cli.token.as_deref(), tls)?,
         json: cli.json,
+        broker_tls: TlsConfig::trusting(cli.ca_file),
     };
     match cli.command {
         Command::Submit(args) if args.bulk.is_some() => bulk::run(&context, args).await,
@@ -63,4 +69,17 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Audit { limit } => access::audit(&context, limit).await,
         Command::Token(TokenCommand::New { name, role }) => access::new_token(&context, &name, role),
     }
+}
+
+/// The TLS configuration of an `https://` master: the CA of `--ca-file`, or the system roots.
+/// A `--ca-file` is read (and checked) whatever the scheme, so a wrong path never goes
+/// unnoticed; a plain `http://` master without one needs none.
+pub fn tls_config(cli: &Cli) -> Result<Option<Arc<rustls::ClientConfig>>, CliError> {
+    if cli.master.scheme() != "https" && cli.ca_file.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(tls::client_config_trusting(
+        cli.ca_file.as_deref(),
+        "--ca-file",
+    )?))
 }

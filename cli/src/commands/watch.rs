@@ -8,6 +8,7 @@ use crate::output;
 use jobfleet_common::client::{ClientError, ResultSubscriber};
 use jobfleet_common::config::redact_url;
 use jobfleet_common::message::{is_valid_name, ResultMessage};
+use jobfleet_common::tls::Endpoint;
 use jobfleet_common::topology::Topology;
 use std::collections::{HashSet, VecDeque};
 use tokio::signal::unix::{signal, SignalKind};
@@ -36,7 +37,8 @@ pub async fn run(context: &Context, args: &WatchArgs) -> Result<(), CliError> {
         url: redact_url(&args.amqp_url),
         source,
     };
-    let mut subscriber = ResultSubscriber::connect(&args.amqp_url, topology, &[args.pattern.as_str()])
+    let endpoint = Endpoint::new(&args.amqp_url, context.broker_tls.clone());
+    let mut subscriber = ResultSubscriber::connect(endpoint, topology, &[args.pattern.as_str()])
         .await
         .map_err(broker)?;
     let (mut interrupt, mut terminate) =

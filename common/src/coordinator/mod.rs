@@ -14,6 +14,7 @@ mod connection;
 pub mod keys;
 mod listing;
 mod orphans;
+mod pool;
 mod record;
 mod registry;
 mod transitions;
@@ -26,10 +27,11 @@ pub use record::{
 pub use transitions::{AttemptKey, BadMessage, ClaimRequest, CompleteRequest, EndRequest, RetryRequest};
 
 use crate::config::Config;
+use crate::tls::{Endpoint, TlsError};
 use crate::topology::Topology;
 use connection::SharedConnection;
 use deadpool_redis::redis;
-use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
+use deadpool_redis::Pool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,6 +54,9 @@ pub enum CoordinatorError {
     /// The pool could not be built from the URL.
     #[error("redis config: {0}")]
     Config(#[from] deadpool_redis::CreatePoolError),
+    /// The `[tls]` settings are unusable.
+    #[error("redis config: {0}")]
+    Tls(#[from] Box<TlsError>),
 }
 
 impl CoordinatorError {
@@ -80,9 +85,10 @@ impl CoordinatorError {
         match self {
             CoordinatorError::Pool(_) => true,
             CoordinatorError::Redis(e) => !is_deterministic(e),
-            CoordinatorError::Corrupt(_) | CoordinatorError::UnknownName(_) | CoordinatorError::Config(_) => {
-                false
-            }
+            CoordinatorError::Corrupt(_)
+            | CoordinatorError::UnknownName(_)
+            | CoordinatorError::Config(_)
+            | CoordinatorError::Tls(_) => false,
         }
     }
 }
@@ -132,26 +138,16 @@ impl std::fmt::Debug for Coordinator {
 }
 
 impl Coordinator {
-    /// Builds a pool for `redis_url` (explicit wait/create timeouts) and the coordinator of
-    /// `topology`. It knows no groups: lookups by id alone find nothing until
-    /// [`Coordinator::with_groups`] names them (see [`Coordinator::from_config`]).
+    /// Builds a pool for `endpoint` (a URL, or a URL with `[tls]` settings such as
+    /// [`Config::redis_endpoint`]) and the coordinator of `topology`. It knows no groups:
+    /// lookups by id alone find nothing until [`Coordinator::with_groups`] names them (see
+    /// [`Coordinator::from_config`]).
     pub fn connect(
-        redis_url: &str,
+        endpoint: impl Into<Endpoint>,
         topology: Topology,
         retention: Duration,
     ) -> Result<Coordinator, CoordinatorError> {
-        let mut config = deadpool_redis::Config::from_url(redis_url);
-        let timeout = Some(Duration::from_secs(5));
-        config.pool = Some(PoolConfig {
-            max_size: 16,
-            timeouts: Timeouts {
-                wait: timeout,
-                create: timeout,
-                recycle: timeout,
-            },
-            ..PoolConfig::default()
-        });
-        let pool = config.create_pool(Some(Runtime::Tokio1))?;
+        let pool = pool::redis_pool(&endpoint.into())?;
         Ok(Coordinator {
             pool,
             shared: Default::default(),
@@ -165,7 +161,7 @@ impl Coordinator {
     /// The coordinator of a fleet configuration: its Redis, namespace, retention and groups.
     pub fn from_config(config: &Config, topology: Topology) -> Result<Coordinator, CoordinatorError> {
         let groups: Vec<String> = config.groups.keys().cloned().collect();
-        Ok(Coordinator::connect(&config.redis_url, topology, config.retention)?.with_groups(groups))
+        Ok(Coordinator::connect(config.redis_endpoint(), topology, config.retention)?.with_groups(groups))
     }
 
     /// The same coordinator, searching `groups` on lookups by job id alone.

@@ -117,7 +117,7 @@ async fn start_services() -> Services {
         .expect("private rabbitmq");
     let redis = PrivateRedis::start();
     // The AMQP port can open a moment before the broker accepts connections.
-    let pool = amqp_pool(&rabbit.url(), 1, "jobfleet-nemesis").expect("amqp pool");
+    let pool = amqp_pool(rabbit.url(), 1, "jobfleet-nemesis").expect("amqp pool");
     eventually(Duration::from_secs(60), || async {
         open_channel(&pool, false).await.ok().map(drop)
     })
