@@ -326,7 +326,52 @@ pub struct ResultSubscriber {
     topology: Topology,
     patterns: Vec<String>,
     queue: Option<String>,
-    consumer: Option<(Channel, Consumer)>,
+    consumer: Option<Subscription>,
+}
+
+/// A live consumer of a subscriber's queue, on a connection it holds out of the pool (so
+/// that a connection found dead is discarded, not handed out again).
+struct Subscription {
+    connection: deadpool::managed::Object<AmqpManager>,
+    channel: Channel,
+    consumer: Consumer,
+    /// The queue's name (the broker names an exclusive one).
+    queue: String,
+}
+
+/// How long a subscriber waits for a result before it checks that the broker still
+/// answers on its channel: a connection can die without its consumer ever hearing of it
+/// (a broker restart seen through a half-open socket), and a subscriber must not wait on
+/// it forever.
+const SUBSCRIBER_IDLE_CHECK: Duration = Duration::from_secs(5);
+/// How long subscribing, or one liveness check, may take.
+const SUBSCRIBER_DEADLINE: Duration = Duration::from_secs(10);
+
+impl Subscription {
+    /// Whether the broker still answers on the subscription's channel (a passive declare
+    /// of its queue within [`SUBSCRIBER_DEADLINE`]).
+    async fn answers(&self) -> bool {
+        let options = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let declare = self
+            .channel
+            .queue_declare(self.queue.as_str().into(), options, FieldTable::default());
+        matches!(
+            tokio::time::timeout(SUBSCRIBER_DEADLINE, declare).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// Takes the subscription's connection out of the pool and closes it in the background.
+    fn discard(self) {
+        let connection = deadpool::managed::Object::take(self.connection);
+        tokio::spawn(async move {
+            let close = connection.close(320, "unresponsive".into());
+            let _ = tokio::time::timeout(SUBSCRIBER_DEADLINE, close).await;
+        });
+    }
 }
 
 impl std::fmt::Debug for ResultSubscriber {
@@ -378,7 +423,8 @@ impl ResultSubscriber {
     }
 
     async fn subscribe(&mut self) -> Result<(), ClientError> {
-        let channel = open_channel(&self.pool, false).await?;
+        let connection = self.pool.get().await?;
+        let channel = connection.create_channel().await?;
         self.topology.declare_base(&channel).await?;
         let (name, options) = match &self.queue {
             Some(name) => (
@@ -413,7 +459,13 @@ impl ResultSubscriber {
                 FieldTable::default(),
             )
             .await?;
-        self.consumer = Some((channel, consumer));
+        let queue = queue.name().to_string();
+        self.consumer = Some(Subscription {
+            connection,
+            channel,
+            consumer,
+            queue,
+        });
         Ok(())
     }
 
@@ -423,15 +475,31 @@ impl ResultSubscriber {
         let mut attempt = 0;
         loop {
             if self.consumer.is_none() {
-                if let Err(e) = self.subscribe().await {
-                    tracing::warn!(error = %e, "result subscriber reconnecting");
+                let failure = match tokio::time::timeout(SUBSCRIBER_DEADLINE, self.subscribe()).await {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(_) => Some(format!("no answer within {SUBSCRIBER_DEADLINE:?}")),
+                };
+                if let Some(error) = failure {
+                    tracing::warn!(%error, "result subscriber reconnecting");
+                    self.consumer = None;
                     tokio::time::sleep(backoff(attempt)).await;
                     attempt += 1;
                     continue;
                 }
             }
-            let (_, consumer) = self.consumer.as_mut().expect("subscribed above");
-            match consumer.next().await {
+            let subscription = self.consumer.as_mut().expect("subscribed above");
+            let Ok(next) = tokio::time::timeout(SUBSCRIBER_IDLE_CHECK, subscription.consumer.next()).await
+            else {
+                if !subscription.answers().await {
+                    tracing::warn!("the broker stopped answering the result subscriber; resubscribing");
+                    if let Some(dead) = self.consumer.take() {
+                        dead.discard();
+                    }
+                }
+                continue;
+            };
+            match next {
                 Some(Ok(delivery)) => {
                     let decoded = codec::decode_result(
                         delivery.properties.content_type().as_ref().map(|c| c.as_str()),

@@ -75,6 +75,13 @@ impl Bubblewrap {
             ]
             .map(OsString::from),
         );
+        for dir in hidden_command_dirs(argv) {
+            args.extend([
+                "--ro-bind".into(),
+                dir.clone().into_os_string(),
+                dir.into_os_string(),
+            ]);
+        }
         args.extend(["--bind".into(), workdir.into(), workdir.into()]);
         args.extend(["--remount-ro", "/tmp", "--chdir"].map(OsString::from));
         args.push(workdir.into());
@@ -82,6 +89,28 @@ impl Bubblewrap {
         args.extend(argv.iter().map(OsString::from));
         args
     }
+}
+
+/// The directories of the command's files that the private `/tmp` would hide (a script
+/// checked out under `/tmp`, say): bound back read-only, with their neighbours (modules a
+/// script imports).
+fn hidden_command_dirs(argv: &[String]) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for arg in argv {
+        let path = Path::new(arg);
+        if !path.is_absolute() || !path.starts_with("/tmp") || !path.exists() {
+            continue;
+        }
+        let dir = if path.is_dir() {
+            path
+        } else {
+            path.parent().unwrap_or(path)
+        };
+        if dir != Path::new("/tmp") && !dirs.iter().any(|d| d == dir) {
+            dirs.push(dir.to_path_buf());
+        }
+    }
+    dirs
 }
 
 /// The first executable `name` on the worker's PATH.
@@ -124,5 +153,20 @@ mod tests {
             .collect();
         assert!(!text.contains(&"--unshare-net".to_string()));
         assert!(text.join(" ").contains("--cap-drop ALL"));
+    }
+
+    #[test]
+    fn a_command_under_tmp_stays_visible_in_the_private_tmp() {
+        let dir = std::env::temp_dir().join(format!("bwrap-args-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("probe.py");
+        std::fs::write(&script, "").unwrap();
+        let argv = [
+            "python3".to_string(),
+            script.to_string_lossy().into_owned(),
+            "/tmp".into(),
+        ];
+        assert_eq!(hidden_command_dirs(&argv), vec![dir.clone()]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
