@@ -49,7 +49,12 @@ fn fleet() -> String {
             "isolation = \"namespace\"\ntimeout = \"30s\"\nlimits = { kill_grace = \"300ms\" }",
         ),
         function("networked", "isolation = \"namespace\"\nnetwork = true"),
-        function("limited", "limits = { processes = 50, file_size_mb = 10 }"),
+        // Its own user: RLIMIT_NPROC counts every process of the user on the host, and the
+        // other tests' jobs run as `nobody` meanwhile.
+        function(
+            "limited",
+            "user = \"daemon\"\nlimits = { processes = 50, file_size_mb = 10 }",
+        ),
         function("hasty", "timeout = \"1s\"\nlimits = { kill_grace = \"300ms\" }"),
         function(
             "hasty_shared",
@@ -212,6 +217,16 @@ async fn limits_bound_a_fork_bomb_and_a_disk_filler() {
     let mut env = TestEnv::with_config("escape-limits", &fleet());
     env.start_worker(env.worker().group("escape").concurrency(2))
         .await;
+    // The disk filler first: the bomb's children may take a moment to go.
+    let filler = finished(&env, "limited", json!({"mode": "big_file", "mb": 100})).await;
+    assert!(
+        filler["written"].as_u64().unwrap() <= 10 * 1024 * 1024,
+        "limits.file_size_mb = 10: {filler}"
+    );
+    assert!(
+        filler["error"].as_str().unwrap().contains("File too large"),
+        "{filler}"
+    );
     let bomb = finished(&env, "limited", json!({"mode": "fork_bomb", "count": 1000})).await;
     assert!(
         bomb["forked"].as_u64().unwrap() < 50,
@@ -223,15 +238,6 @@ async fn limits_bound_a_fork_bomb_and_a_disk_filler() {
             .unwrap()
             .contains("Resource temporarily unavailable"),
         "{bomb}"
-    );
-    let filler = finished(&env, "limited", json!({"mode": "big_file", "mb": 100})).await;
-    assert!(
-        filler["written"].as_u64().unwrap() <= 10 * 1024 * 1024,
-        "limits.file_size_mb = 10: {filler}"
-    );
-    assert!(
-        filler["error"].as_str().unwrap().contains("File too large"),
-        "{filler}"
     );
     env.stop_workers().await;
 }
