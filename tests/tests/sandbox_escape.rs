@@ -49,12 +49,7 @@ fn fleet() -> String {
             "isolation = \"namespace\"\ntimeout = \"30s\"\nlimits = { kill_grace = \"300ms\" }",
         ),
         function("networked", "isolation = \"namespace\"\nnetwork = true"),
-        // Its own user: RLIMIT_NPROC counts every process of the user on the host, and the
-        // other tests' jobs run as `nobody` meanwhile.
-        function(
-            "limited",
-            "user = \"daemon\"\nlimits = { processes = 50, file_size_mb = 10 }",
-        ),
+        function("limited", "limits = { processes = 50, file_size_mb = 10 }"),
         function("hasty", "timeout = \"1s\"\nlimits = { kill_grace = \"300ms\" }"),
         function(
             "hasty_shared",
@@ -214,7 +209,13 @@ async fn job_code_cannot_read_the_secrets_of_a_worker_running_as_its_own_user() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_bound_a_fork_bomb_and_a_disk_filler() {
-    let mut env = TestEnv::with_config("escape-limits", &fleet());
+    // The limited function's jobs run as a user of their own: RLIMIT_NPROC counts every
+    // process of the user on the host, and the other tests' jobs run as `nobody` meanwhile.
+    let fleet = fleet().replace(
+        "limits = { processes = 50",
+        "user = \"daemon\"\nlimits = { processes = 50",
+    );
+    let mut env = TestEnv::with_config("escape-limits", &fleet);
     env.start_worker(env.worker().group("escape").concurrency(2))
         .await;
     // The disk filler first: the bomb's children may take a moment to go.
