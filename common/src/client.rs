@@ -60,6 +60,9 @@ pub enum ClientError {
     /// The retry deadline passed while the broker or Redis stayed unreachable.
     #[error("gave up after {0:?}: {1}")]
     GaveUp(Duration, Box<ClientError>),
+    /// The broker did not answer on an open connection in time (the connection is dropped).
+    #[error("the broker did not answer within {0:?}")]
+    Unresponsive(Duration),
 }
 
 impl ClientError {
@@ -363,15 +366,16 @@ impl Subscription {
             Ok(Ok(_))
         )
     }
+}
 
-    /// Takes the subscription's connection out of the pool and closes it in the background.
-    fn discard(self) {
-        let connection = deadpool::managed::Object::take(self.connection);
-        tokio::spawn(async move {
-            let close = connection.close(320, "unresponsive".into());
-            let _ = tokio::time::timeout(SUBSCRIBER_DEADLINE, close).await;
-        });
-    }
+/// Takes an unresponsive connection out of its pool (it would be handed out again: its
+/// status still says connected) and closes it in the background.
+fn discard_connection(connection: deadpool::managed::Object<AmqpManager>) {
+    let connection = deadpool::managed::Object::take(connection);
+    tokio::spawn(async move {
+        let close = connection.close(320, "unresponsive".into());
+        let _ = tokio::time::timeout(SUBSCRIBER_DEADLINE, close).await;
+    });
 }
 
 impl std::fmt::Debug for ResultSubscriber {
@@ -422,8 +426,34 @@ impl ResultSubscriber {
         Ok(subscriber)
     }
 
+    /// Subscribes on a pooled connection; one that does not answer within
+    /// [`SUBSCRIBER_DEADLINE`] is discarded, so the next attempt opens a new one.
     async fn subscribe(&mut self) -> Result<(), ClientError> {
         let connection = self.pool.get().await?;
+        match tokio::time::timeout(SUBSCRIBER_DEADLINE, self.consume_on(&connection)).await {
+            Ok(Ok((channel, consumer, queue))) => {
+                self.consumer = Some(Subscription {
+                    connection,
+                    channel,
+                    consumer,
+                    queue,
+                });
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                discard_connection(connection);
+                Err(ClientError::Unresponsive(SUBSCRIBER_DEADLINE))
+            }
+        }
+    }
+
+    /// Declares the subscriber's queue and bindings on `connection` and starts consuming:
+    /// the channel, the consumer and the queue's name.
+    async fn consume_on(
+        &self,
+        connection: &lapin::Connection,
+    ) -> Result<(Channel, Consumer, String), ClientError> {
         let channel = connection.create_channel().await?;
         self.topology.declare_base(&channel).await?;
         let (name, options) = match &self.queue {
@@ -459,14 +489,7 @@ impl ResultSubscriber {
                 FieldTable::default(),
             )
             .await?;
-        let queue = queue.name().to_string();
-        self.consumer = Some(Subscription {
-            connection,
-            channel,
-            consumer,
-            queue,
-        });
-        Ok(())
+        Ok((channel, consumer, queue.name().to_string()))
     }
 
     /// The next result. An undecodable message is acknowledged and returned as an error;
@@ -475,14 +498,8 @@ impl ResultSubscriber {
         let mut attempt = 0;
         loop {
             if self.consumer.is_none() {
-                let failure = match tokio::time::timeout(SUBSCRIBER_DEADLINE, self.subscribe()).await {
-                    Ok(Ok(())) => None,
-                    Ok(Err(e)) => Some(e.to_string()),
-                    Err(_) => Some(format!("no answer within {SUBSCRIBER_DEADLINE:?}")),
-                };
-                if let Some(error) = failure {
-                    tracing::warn!(%error, "result subscriber reconnecting");
-                    self.consumer = None;
+                if let Err(e) = self.subscribe().await {
+                    tracing::warn!(error = %e, "result subscriber reconnecting");
                     tokio::time::sleep(backoff(attempt)).await;
                     attempt += 1;
                     continue;
@@ -494,7 +511,7 @@ impl ResultSubscriber {
                 if !subscription.answers().await {
                     tracing::warn!("the broker stopped answering the result subscriber; resubscribing");
                     if let Some(dead) = self.consumer.take() {
-                        dead.discard();
+                        discard_connection(dead.connection);
                     }
                 }
                 continue;
