@@ -200,6 +200,12 @@ impl PrivateRabbit {
         assert!(status.success(), "rabbitmqctl {args:?} failed");
     }
 
+    /// Closes every client connection, as a network cut does: unacknowledged deliveries go
+    /// back to their queues and are redelivered once the clients reconnect.
+    pub fn close_all_connections(&self) {
+        self.ctl(&["close_all_connections", "test"]);
+    }
+
     /// Restarts the broker: every connection drops, durable queues and persistent
     /// messages come back.
     pub fn restart(&self, down_for: Duration) {
