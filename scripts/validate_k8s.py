@@ -69,20 +69,24 @@ HAND_BACK_SECONDS = 10
 
 
 class ValidationFailed(Exception):
-    """A tool failed, or a fixture was accepted: the run cannot vouch for the manifests."""
+    """The checks themselves cannot run as asked (a fixture without its expectation)."""
 
 
 # --- durations, as humantime (the binaries' parser) reads the common ones ------------------
 
 _UNITS = {
-    "ns": 1e-9, "nsec": 1e-9,
-    "us": 1e-6, "usec": 1e-6, "µs": 1e-6,
-    "ms": 1e-3, "msec": 1e-3,
-    "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
-    "m": 60, "min": 60, "mins": 60, "minute": 60, "minutes": 60,
-    "h": 3600, "hr": 3600, "hrs": 3600, "hour": 3600, "hours": 3600,
-    "d": 86400, "day": 86400, "days": 86400,
-    "w": 604800, "week": 604800, "weeks": 604800,
+    name: seconds
+    for names, seconds in (
+        ("ns nsec", 1e-9),
+        ("us usec µs", 1e-6),
+        ("ms msec", 1e-3),
+        ("s sec secs second seconds", 1),
+        ("m min mins minute minutes", 60),
+        ("h hr hrs hour hours", 3600),
+        ("d day days", 86400),
+        ("w week weeks", 604800),
+    )
+    for name in names.split()
 }
 _PART = re.compile(r"\s*(\d+)\s*([a-zµ]+)", re.IGNORECASE)
 
@@ -131,9 +135,7 @@ def kustomizations(root: Path) -> list[Path]:
     """Every directory under ROOT with a kustomization.yaml, fixtures last."""
     found = sorted(p.parent for p in root.rglob("kustomization.yaml"))
     fixtures = root / "tests"
-    return [d for d in found if fixtures not in d.parents] + [
-        d for d in found if fixtures in d.parents
-    ]
+    return [d for d in found if fixtures not in d.parents] + [d for d in found if fixtures in d.parents]
 
 
 # --- schemas ------------------------------------------------------------------------------------
@@ -251,6 +253,10 @@ class Rendered:
     def named(self, kind: str, name: str) -> dict | None:
         return next((o for o in self.of_kind(kind) if o["metadata"].get("name") == name), None)
 
+    def containers(self) -> list[tuple[dict, dict]]:
+        """(Deployment, container) for every container of every Deployment."""
+        return [(d, c) for d in self.of_kind("Deployment") for c in containers(d)]
+
 
 def containers(deployment: dict) -> list[dict]:
     return deployment.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
@@ -310,7 +316,9 @@ def fleet_file(rendered: Rendered, deployment: dict, container: dict) -> FleetFi
             return FleetFile(None)
         text = (config_map.get("data") or {}).get(path[len(directory) :])
         if text is None:
-            return FleetFile(None, f"ConfigMap {config_map['metadata']['name']} has no {path[len(directory):]}")
+            return FleetFile(
+                None, f"ConfigMap {config_map['metadata']['name']} has no {path[len(directory) :]}"
+            )
         return FleetFile(tomllib.loads(text))
     return FleetFile(None, f"the fleet file {path} (JOBFLEET_CONFIG) is not in a ConfigMap it mounts")
 
@@ -502,13 +510,12 @@ def trigger_errors(rendered: Rendered, trigger: dict, queue: str | None, group: 
 
 def secret_key_errors(rendered: Rendered) -> list[str]:
     """Keys taken from a rendered Secret must be in it (the base renders no Secret)."""
-    wanted = []
-    for deployment in rendered.of_kind("Deployment"):
-        for container in containers(deployment):
-            for env in container.get("env") or []:
-                ref = (env.get("valueFrom") or {}).get("secretKeyRef")
-                if ref:
-                    wanted.append((name_of(deployment), ref["name"], ref["key"]))
+    wanted = [
+        (name_of(deployment), ref["name"], ref["key"])
+        for deployment, container in rendered.containers()
+        for env in container.get("env") or []
+        if (ref := (env.get("valueFrom") or {}).get("secretKeyRef"))
+    ]
     for auth in rendered.of_kind("TriggerAuthentication"):
         for ref in auth["spec"].get("secretTargetRef") or []:
             wanted.append((name_of(auth), ref["name"], ref["key"]))
@@ -523,11 +530,10 @@ def secret_key_errors(rendered: Rendered) -> list[str]:
 
 def jobfleet_errors(rendered: Rendered) -> list[str]:
     errors = []
-    for deployment in rendered.of_kind("Deployment"):
-        for container in containers(deployment):
-            check = {"jobfleet-worker": worker_errors, "jobfleet-master": master_errors}.get(program(container))
-            if check:
-                errors += [f"{name_of(deployment)}: {e}" for e in check(rendered, deployment, container)]
+    checks = {"jobfleet-worker": worker_errors, "jobfleet-master": master_errors}
+    for deployment, container in rendered.containers():
+        if check := checks.get(program(container)):
+            errors += [f"{name_of(deployment)}: {e}" for e in check(rendered, deployment, container)]
     for scaled in rendered.of_kind("ScaledObject"):
         errors += [f"{name_of(scaled)}: {e}" for e in scaled_object_errors(rendered, scaled)]
     return errors + secret_key_errors(rendered)
@@ -568,7 +574,9 @@ def expected_error(directory: Path) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kubectl", default="kubectl", help="kubectl with `kustomize` (default: kubectl)")
-    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent / "deploy" / "k8s")
+    parser.add_argument(
+        "--root", type=Path, default=Path(__file__).resolve().parent.parent / "deploy" / "k8s"
+    )
     args = parser.parse_args()
     keda = load_keda_schemas(args.root / "schemas" / "keda.sh-v1alpha1.yaml", os.environ.get("KEDA_CRDS"))
     failures = 0
@@ -592,7 +600,9 @@ def main() -> int:
     if failures:
         print(f"validate-k8s: {failures} failed (Kubernetes {versions}, {sources})")
         return 1
-    print(f"validate-k8s: all kustomizations valid, every broken fixture rejected (Kubernetes {versions}, {sources})")
+    print(
+        f"validate-k8s: all kustomizations valid, every broken fixture rejected (Kubernetes {versions}, {sources})"
+    )
     return 0
 
 
