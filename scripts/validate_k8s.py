@@ -62,6 +62,9 @@ DEFAULT_NAMESPACE = "jobfleet"
 DEFAULT_GROUP = "default"
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"
+# The master's health endpoints (SPEC §4): liveness never depends on Redis or RabbitMQ.
+MASTER_PROBES = {"livenessProbe": "/healthz", "readinessProbe": "/readyz", "startupProbe": "/healthz"}
+PROBES = tuple(MASTER_PROBES)
 DEFAULT_DRAIN_SECONDS = 30.0  # jobfleet-worker --drain-timeout
 DEFAULT_GRACE_SECONDS = 30  # Kubernetes' terminationGracePeriodSeconds
 # What a worker needs after its drain: hand back the rest, close, deregister.
@@ -407,7 +410,10 @@ def worker_errors(rendered: Rendered, deployment: dict, container: dict) -> list
 def metrics_errors(container: dict) -> list[str]:
     listen = setting(container, "--metrics-listen", "JOBFLEET_METRICS_LISTEN", DEFAULT_METRICS_LISTEN)
     named = [p["containerPort"] for p in container.get("ports") or [] if p.get("name") == "metrics"]
-    if listen == "off" or not named:
+    if listen == "off":
+        probed = [probe for probe in PROBES if (container.get(probe) or {}).get("httpGet")]
+        return [f"{probe} GETs the worker's /metrics, which is off" for probe in probed]
+    if not named:
         return []
     errors = []
     if is_loopback(listen):
@@ -449,10 +455,6 @@ def token_errors(tokens: list[dict]) -> list[str]:
     if len(set(hashes)) != len(hashes):
         errors.append("[auth] lists one hash twice: jobfleet-master exits 64")
     return errors
-
-
-# The master's health endpoints (SPEC §4): liveness never depends on Redis or RabbitMQ.
-MASTER_PROBES = {"livenessProbe": "/healthz", "readinessProbe": "/readyz", "startupProbe": "/healthz"}
 
 
 def probe_errors(container: dict, listen_port: int | None) -> list[str]:
