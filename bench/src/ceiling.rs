@@ -32,14 +32,18 @@ pub fn topology(fleet: &Topology) -> Topology {
 
 /// Declares the ceiling's exchanges and its job queue, as jobfleet declares a classic group.
 async fn declare(channel: &Channel, topology: &Topology) -> Result<()> {
-    topology.declare_base(channel).await?;
+    topology.declare_base(channel, QueueType::Classic).await?;
     topology.declare_group(channel, GROUP, QueueType::Classic).await?;
     Ok(())
 }
 
+/// Connects to the first node of `amqp_url` (the ceiling measures one broker node).
 async fn connect(amqp_url: &str, name: &str) -> Result<Connection> {
-    Connection::connect(
-        amqp_url,
+    let first = jobfleet_common::config::amqp_urls(amqp_url)
+        .map_err(anyhow::Error::msg)?
+        .swap_remove(0);
+    Connection::connect_uri(
+        first,
         ConnectionProperties::default().with_connection_name(name.into()),
     )
     .await

@@ -201,7 +201,8 @@ pub struct WatchArgs {
     /// The fleet's namespace.
     #[arg(long, env = "JOBFLEET_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
     pub namespace: String,
-    /// The broker (watch reads the result topic directly, not through the master).
+    /// The broker (watch reads the result topic directly, not through the master); the
+    /// nodes of a cluster as a comma-separated list, tried in turn.
     #[arg(long, env = "JOBFLEET_AMQP_URL", default_value = DEFAULT_AMQP_URL, hide_env_values = true, hide_default_value = true, value_name = "URL")]
     pub amqp_url: String,
 }

@@ -4,7 +4,7 @@
 
 use crate::broker::{AmqpManager, BrokerError};
 use crate::codec::{self, DecodeError};
-use crate::config::Config;
+use crate::config::{Config, QueueType};
 use crate::coordinator::{Coordinator, CoordinatorError};
 use crate::message::{is_valid_job_id, is_valid_name, JobMessage, ResultMessage};
 use crate::publish::publish_jobs;
@@ -221,7 +221,7 @@ impl Producer {
     pub async fn new(pool: Pool, coordinator: Coordinator) -> Result<Producer, ClientError> {
         let topology = coordinator.topology().clone();
         let slot = ChannelSlot::new(pool, true);
-        topology.declare_base(&slot.get().await?).await?;
+        topology.declare_exchanges(&slot.get().await?).await?;
         Ok(Producer {
             slot,
             topology,
@@ -328,7 +328,8 @@ pub struct ResultSubscriber {
     pool: Pool,
     topology: Topology,
     patterns: Vec<String>,
-    queue: Option<String>,
+    /// The named durable queue and its type; `None`: an exclusive queue.
+    queue: Option<(String, QueueType)>,
     consumer: Option<Subscription>,
 }
 
@@ -398,21 +399,37 @@ impl ResultSubscriber {
         Self::open(endpoint.into(), topology, patterns, None).await
     }
 
-    /// Subscribes with a named durable queue that outlives the subscriber.
+    /// Subscribes with a named durable queue that outlives the subscriber (a classic queue:
+    /// on a cluster it lives on one node, see [`ResultSubscriber::durable_quorum`]).
     pub async fn durable(
         endpoint: impl Into<Endpoint>,
         topology: Topology,
         queue: &str,
         patterns: &[&str],
     ) -> Result<ResultSubscriber, ClientError> {
-        Self::open(endpoint.into(), topology, patterns, Some(queue.to_string())).await
+        let queue = Some((queue.to_string(), QueueType::Classic));
+        Self::open(endpoint.into(), topology, patterns, queue).await
+    }
+
+    /// Subscribes with a named durable **quorum** queue, for a RabbitMQ cluster: replicated,
+    /// it keeps the results published while any one node is down (a classic queue on that
+    /// node would miss them). The queue's type cannot change later: a queue declared with
+    /// [`ResultSubscriber::durable`] must be deleted first.
+    pub async fn durable_quorum(
+        endpoint: impl Into<Endpoint>,
+        topology: Topology,
+        queue: &str,
+        patterns: &[&str],
+    ) -> Result<ResultSubscriber, ClientError> {
+        let queue = Some((queue.to_string(), QueueType::Quorum));
+        Self::open(endpoint.into(), topology, patterns, queue).await
     }
 
     async fn open(
         endpoint: Endpoint,
         topology: Topology,
         patterns: &[&str],
-        queue: Option<String>,
+        queue: Option<(String, QueueType)>,
     ) -> Result<ResultSubscriber, ClientError> {
         let pool = amqp_pool(endpoint, 1, "jobfleet-subscriber")?;
         let mut subscriber = ResultSubscriber {
@@ -455,14 +472,15 @@ impl ResultSubscriber {
         connection: &lapin::Connection,
     ) -> Result<(Channel, Consumer, String), ClientError> {
         let channel = connection.create_channel().await?;
-        self.topology.declare_base(&channel).await?;
-        let (name, options) = match &self.queue {
-            Some(name) => (
+        self.topology.declare_exchanges(&channel).await?;
+        let (name, options, arguments) = match &self.queue {
+            Some((name, queue_type)) => (
                 name.clone(),
                 QueueDeclareOptions {
                     durable: true,
                     ..Default::default()
                 },
+                topology::queue_type_arguments(*queue_type),
             ),
             None => (
                 String::new(),
@@ -471,11 +489,10 @@ impl ResultSubscriber {
                     auto_delete: true,
                     ..Default::default()
                 },
+                FieldTable::default(),
             ),
         };
-        let queue = channel
-            .queue_declare(name.into(), options, FieldTable::default())
-            .await?;
+        let queue = channel.queue_declare(name.into(), options, arguments).await?;
         let exchange = self.topology.results_exchange();
         for pattern in &self.patterns {
             topology::bind(&channel, queue.name().as_str(), &exchange, pattern).await?;

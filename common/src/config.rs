@@ -3,6 +3,7 @@
 
 use crate::auth::{AuthConfig, TokenTable};
 use crate::tls::{HttpsConfig, TlsConfig, TlsError};
+use lapin::uri::AMQPUri;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -287,7 +288,7 @@ pub struct Config {
     /// Prefix of every AMQP name and Redis key.
     #[serde(default = "default_namespace")]
     pub namespace: String,
-    /// AMQP URL.
+    /// AMQP URL, or the comma-separated URLs of a cluster's nodes (see [`amqp_urls`]).
     #[serde(default = "default_amqp_url")]
     pub amqp_url: String,
     /// Redis URL.
@@ -482,8 +483,18 @@ impl Config {
                 }
             }
         }
+        amqp_urls(&self.amqp_url).map_err(ConfigError::Invalid)?;
         self.tls.validate()?;
         Ok(())
+    }
+
+    /// The queue type of `NS.dead`: quorum as soon as one group's queues are, classic
+    /// otherwise. Every master and worker of a fleet reads the same groups, so they agree.
+    pub fn dead_letters_queue_type(&self) -> QueueType {
+        match self.groups.values().any(|g| g.queue_type == QueueType::Quorum) {
+            true => QueueType::Quorum,
+            false => QueueType::Classic,
+        }
     }
 
     /// A group's configuration.
@@ -497,13 +508,39 @@ impl Config {
     }
 }
 
+/// The node URLs of an `amqp_url` value (SPEC §12): one URL, or the nodes of a RabbitMQ
+/// cluster separated by commas (spaces around them are ignored), tried in turn. Each must
+/// be an `amqp://` or `amqps://` URL; an empty entry or an unparsable URL is an error that
+/// names the entry (its password hidden).
+pub fn amqp_urls(list: &str) -> Result<Vec<AMQPUri>, String> {
+    list.split(',')
+        .map(str::trim)
+        .enumerate()
+        .map(|(index, url)| {
+            if url.is_empty() {
+                let shown = redact_url(list);
+                return Err(format!("amqp_url: entry {} of {shown:?} is empty", index + 1));
+            }
+            url.parse::<AMQPUri>().map_err(|e| {
+                let shown = redact_url(url);
+                format!("amqp_url: {shown}: {}", e.replace(url, &shown))
+            })
+        })
+        .collect()
+}
+
 /// Reads the process environment; binaries pass this to [`Config::load`], tests pass a map.
 pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
 }
 
-/// Hides the password of a URL for logs: `amqp://guest:***@host/`.
+/// Hides the passwords of a URL, or of each URL of a comma-separated list, for logs:
+/// `amqp://guest:***@host/`.
 pub fn redact_url(url: &str) -> String {
+    url.split(',').map(redact_one_url).collect::<Vec<_>>().join(",")
+}
+
+fn redact_one_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
@@ -655,7 +692,44 @@ limits = { processes = 64, file_size_mb = 10 }
     }
 
     #[test]
+    fn amqp_url_lists_name_the_nodes_of_a_cluster() {
+        let one = amqp_urls(DEFAULT_AMQP_URL).unwrap();
+        assert_eq!(one, vec![DEFAULT_AMQP_URL.parse::<AMQPUri>().unwrap()]);
+        let nodes =
+            amqp_urls("amqp://u:p@rabbit-1:5672/%2f, amqps://u:p@rabbit-2:5671/jobs ,amqp://rabbit-3")
+                .unwrap();
+        let hosts: Vec<(&str, u16)> = nodes
+            .iter()
+            .map(|uri| (uri.authority.host.as_str(), uri.authority.port))
+            .collect();
+        assert_eq!(
+            hosts,
+            [("rabbit-1", 5672), ("rabbit-2", 5671), ("rabbit-3", 5672)]
+        );
+        assert_eq!(nodes[1].scheme, lapin::uri::AMQPScheme::AMQPS);
+        assert_eq!(nodes[1].vhost, "jobs");
+        assert_eq!(nodes[0].authority.userinfo.password, "p");
+
+        for (list, needle) in [
+            ("amqp://a,,amqp://b", "entry 2"),
+            ("amqp://a,", "entry 2"),
+            ("", "entry 1"),
+            ("amqp://u:secret@a,http://u:secret@b", "Invalid AMQP scheme"),
+        ] {
+            let err = amqp_urls(list).unwrap_err();
+            assert!(err.contains(needle), "{list:?} gave {err:?}");
+            assert!(!err.contains("secret"), "{list:?} shows a password: {err:?}");
+        }
+        let err = Config::from_toml("amqp_url = \"amqp://a, mqtt://b\"").unwrap_err();
+        assert!(err.to_string().contains("amqp_url"), "{err}");
+    }
+
+    #[test]
     fn urls_are_redacted_for_logs() {
+        assert_eq!(
+            redact_url("amqp://a:one@h1/%2f,amqps://b:two@h2:5671"),
+            "amqp://a:***@h1/%2f,amqps://b:***@h2:5671"
+        );
         assert_eq!(
             redact_url("amqp://guest:secret@host:5672/%2f"),
             "amqp://guest:***@host:5672/%2f"

@@ -61,7 +61,7 @@ pub fn decode(content_type: Option<&str>, body: &[u8]) -> Result<Option<ControlM
 }
 
 /// Broadcasts `{type: "cancel", id}` on `NS.control` (declared by
-/// [`Topology::declare_base`]). On a channel in confirm mode it returns once the broker
+/// [`Topology::declare_exchanges`]). On a channel in confirm mode it returns once the broker
 /// confirmed the publish. The workers' queues are transient, so a cancel reaches only the
 /// workers alive now: move the job's record to `canceled` first, so that a worker that
 /// misses the broadcast still cannot record another outcome.

@@ -63,8 +63,10 @@ impl Topology {
         format!("{}.delay.{group}.{delay_ms}", self.namespace)
     }
 
-    /// Declares the exchanges and the dead-letter queue.
-    pub async fn declare_base(&self, channel: &Channel) -> Result<(), AmqpError> {
+    /// Declares the four exchanges: all a client needs (a producer publishes to `NS.jobs`,
+    /// a subscriber binds its queue to `NS.results`). Exchanges have no home node: on a
+    /// cluster they stay usable while any node runs.
+    pub async fn declare_exchanges(&self, channel: &Channel) -> Result<(), AmqpError> {
         let durable = ExchangeDeclareOptions {
             durable: true,
             ..Default::default()
@@ -80,8 +82,18 @@ impl Topology {
                 .exchange_declare(name.into(), kind, durable, FieldTable::default())
                 .await?;
         }
+        Ok(())
+    }
+
+    /// Declares the exchanges and the dead-letter queue `NS.dead`, of `dead_letters` type
+    /// ([`Config::dead_letters_queue_type`](crate::config::Config::dead_letters_queue_type):
+    /// quorum when a group is, so that on a cluster it is not a queue of one node that
+    /// every session start and dead-letter copy depends on). The master and workers
+    /// declare it; clients only need [`Topology::declare_exchanges`].
+    pub async fn declare_base(&self, channel: &Channel, dead_letters: QueueType) -> Result<(), AmqpError> {
+        self.declare_exchanges(channel).await?;
         let dead = self.dead_letters();
-        declare_durable_queue(channel, &dead, FieldTable::default()).await?;
+        declare_durable_queue(channel, &dead, queue_type_arguments(dead_letters)).await?;
         bind(channel, &dead, &dead, "").await
     }
 
@@ -127,8 +139,15 @@ impl Topology {
 
 /// The arguments of a queue of `queue_type` that dead-letters to `exchange`.
 fn dead_lettering(exchange: String, queue_type: QueueType) -> FieldTable {
-    let mut arguments = FieldTable::default();
+    let mut arguments = queue_type_arguments(queue_type);
     arguments.insert("x-dead-letter-exchange".into(), long_string(exchange));
+    arguments
+}
+
+/// The arguments that make a queue of `queue_type`: `x-queue-type = quorum` for a quorum
+/// queue, none for a classic one (the vhost's default type applies, as it always has).
+pub fn queue_type_arguments(queue_type: QueueType) -> FieldTable {
+    let mut arguments = FieldTable::default();
     if queue_type == QueueType::Quorum {
         arguments.insert("x-queue-type".into(), long_string("quorum".into()));
     }

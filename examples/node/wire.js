@@ -21,23 +21,28 @@ function amqpUrl() {
   return process.env.JOBFLEET_AMQP_URL || DEFAULT_AMQP_URL;
 }
 
-/** The URL with its password hidden, for messages. */
+/** The URL (or each URL of a list) with its password hidden, for messages. */
 function redact(url) {
-  return url.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:***@');
+  return url.replace(/\/\/([^:/@,]+):[^@,]*@/g, '//$1:***@');
 }
 
 /**
- * Connects to the broker at JOBFLEET_AMQP_URL. When it cannot, says why on stderr as
- * `program` (the password hidden) and resolves to null: the caller exits 3.
+ * Connects to the broker at JOBFLEET_AMQP_URL: one URL, or the comma-separated nodes of a
+ * RabbitMQ cluster (SPEC §12), tried in turn from a random one so clients spread. When
+ * none answers, says why on stderr as `program` (the password hidden) and resolves to
+ * null: the caller exits 3.
  */
 async function connect(program) {
-  const url = amqpUrl();
-  try {
-    return await amqp.connect(url);
-  } catch (e) {
-    process.stderr.write(`${program}: cannot connect to RabbitMQ at ${redact(url)}: ${e.message}\n`);
-    return null;
+  const nodes = amqpUrl().split(',').map((node) => node.trim());
+  const start = crypto.randomInt(nodes.length);
+  for (const url of [...nodes.slice(start), ...nodes.slice(0, start)]) {
+    try {
+      return await amqp.connect(url);
+    } catch (e) {
+      process.stderr.write(`${program}: cannot connect to RabbitMQ at ${redact(url)}: ${e.message}\n`);
+    }
   }
+  return null;
 }
 
 /**

@@ -6,6 +6,7 @@ the tests that use it check that the protocol is enough.
 """
 
 import os
+import random
 import time
 import uuid
 
@@ -31,7 +32,11 @@ def now_ms():
 
 
 def connect(url=None):
-    return pika.BlockingConnection(pika.URLParameters(url or amqp_url()))
+    """Connects to the broker. A comma-separated list names the nodes of a RabbitMQ
+    cluster (SPEC §12): pika tries them in turn, from a random one so clients spread."""
+    nodes = [pika.URLParameters(node.strip()) for node in (url or amqp_url()).split(",")]
+    start = random.randrange(len(nodes))
+    return pika.BlockingConnection(nodes[start:] + nodes[:start])
 
 
 def declare_exchanges(channel, ns):

@@ -10,7 +10,8 @@ an echo, a wordcount and a job that fails on purpose, to group `default`.
     python3 submit_and_wait.py --function sleep --args '{"ms": 200}' --count 10 --json
 
 Environment: JOBFLEET_NAMESPACE (default jobfleet), JOBFLEET_AMQP_URL (default
-amqp://guest:guest@127.0.0.1:5672/%2f). Output: one line per result, `<id> <status>
+amqp://guest:guest@127.0.0.1:5672/%2f; a cluster's nodes as a comma-separated list, tried
+in turn). Output: one line per result, `<id> <status>
 <result or error as JSON>` (or the whole result as one JSON line with --json).
 Exit status: 0 every result arrived, 1 timeout, 2 a job was unroutable (no worker of its
 group has ever run), 3 the broker cannot be reached, 64 bad command line.

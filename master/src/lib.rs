@@ -46,7 +46,8 @@ pub async fn connect(config: Config, shutdown: &CancellationToken) -> Result<Arc
 
 async fn declare(state: &AppState) -> Result<(), ClientError> {
     let channel = client::open_channel(&state.pool, false).await?;
-    state.topology.declare_base(&channel).await?;
+    let dead_letters = state.config.dead_letters_queue_type();
+    state.topology.declare_base(&channel, dead_letters).await?;
     for (group, group_config) in &state.config.groups {
         state
             .topology

@@ -73,9 +73,21 @@ impl PrivateRabbit {
         environment: Vec<(String, String)>,
         pki: Option<&TestPki>,
     ) -> PrivateRabbit {
-        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
-        let node = format!("jf{suffix}@localhost");
-        let dir = std::env::temp_dir().join(format!("jobfleet-rabbit-{suffix}"));
+        let rabbit = PrivateRabbit::prepare(&short_id(), settings, environment, pki);
+        rabbit.launch();
+        rabbit
+    }
+
+    /// A node named `jf<name>@localhost` with its own data directory and ports, not started
+    /// yet ([`PrivateRabbit::launch`] starts it).
+    pub(crate) fn prepare(
+        name: &str,
+        settings: &str,
+        environment: Vec<(String, String)>,
+        pki: Option<&TestPki>,
+    ) -> PrivateRabbit {
+        let node = format!("jf{name}@localhost");
+        let dir = std::env::temp_dir().join(format!("jobfleet-rabbit-{name}"));
         std::fs::create_dir_all(&dir).expect("rabbit dir");
         // The server script drops to the rabbitmq user, which must own the directory.
         let _ = Command::new("chown")
@@ -88,19 +100,24 @@ impl PrivateRabbit {
             std::fs::write(dir.join("rabbitmq.conf"), tls_listener(pki, port)).expect("rabbitmq.conf");
             port
         });
-        let port = free_port();
-        let rabbit = PrivateRabbit {
+        PrivateRabbit {
             node,
-            port,
+            port: free_port(),
             tls_port,
             dir,
             environment,
-        };
-        rabbit.launch();
-        rabbit
+        }
     }
 
-    fn launch(&self) {
+    /// Starts the node (`rabbitmq-server -detached`, again after [`PrivateRabbit::kill`] or
+    /// [`PrivateRabbit::stop`] on the same data) and waits until it accepts connections.
+    pub fn launch(&self) {
+        self.launch_detached();
+        self.wait_until_listening();
+    }
+
+    /// Starts the node without waiting for it (several nodes boot at once this way).
+    pub(crate) fn launch_detached(&self) {
         let dir = self.dir.display();
         let status = Command::new("rabbitmq-server")
             .arg("-detached")
@@ -118,6 +135,10 @@ impl PrivateRabbit {
             .status()
             .expect("rabbitmq-server (installed by scripts/services)");
         assert!(status.success(), "rabbitmq-server -detached failed");
+    }
+
+    /// Waits until the node accepts AMQP connections (and TLS ones, if it has a listener).
+    pub(crate) fn wait_until_listening(&self) {
         wait_for_port(self.port, Duration::from_secs(60));
         if let Some(tls_port) = self.tls_port {
             wait_for_port(tls_port, Duration::from_secs(60));
@@ -190,7 +211,67 @@ impl PrivateRabbit {
         self.port
     }
 
-    fn ctl(&self, args: &[&str]) {
+    /// The node's name (`jf…@localhost`), as `rabbitmqctl -n` takes it.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Kills the node's Erlang VM with SIGKILL: no goodbye to clients or to the other nodes
+    /// of a cluster. [`PrivateRabbit::launch`] starts it again on its data.
+    pub fn kill(&self) {
+        let pid = self.eval("os:getpid().");
+        let pid: i32 = pid.trim().trim_matches('"').parse().expect("the node's OS pid");
+        let pid = nix::unistd::Pid::from_raw(pid);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("SIGKILL the node");
+        // Gone once its VM no longer answers.
+        while self.ping() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the node cleanly (`rabbitmqctl stop`: clients are told, the VM exits).
+    /// [`PrivateRabbit::launch`] starts it again on its data.
+    pub fn stop(&self) {
+        self.ctl(&["stop"]);
+    }
+
+    /// Whether the node's VM answers `rabbitmqctl` (the app may be stopped).
+    pub fn ping(&self) -> bool {
+        Command::new("rabbitmqctl")
+            .args(["-q", "-n", &self.node, "ping"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Runs `rabbitmqctl -n <node> args…` and returns what it printed; panics if it fails.
+    pub fn ctl_output(&self, args: &[&str]) -> String {
+        self.try_ctl_output(args)
+            .unwrap_or_else(|e| panic!("rabbitmqctl {args:?} failed: {e}"))
+    }
+
+    /// Runs `rabbitmqctl -n <node> args…`: what it printed, or why it failed.
+    pub fn try_ctl_output(&self, args: &[&str]) -> Result<String, String> {
+        let output = Command::new("rabbitmqctl")
+            .args(["-q", "-n", &self.node])
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        match output.status.success() {
+            true => Ok(text),
+            false => Err(format!("{text}{}", String::from_utf8_lossy(&output.stderr))),
+        }
+    }
+
+    /// Whether the node runs the `rabbit` app (its VM answers and the app is started).
+    pub fn is_running(&self) -> bool {
+        self.try_ctl_output(&["eval", "rabbit:is_running()."])
+            .is_ok_and(|printed| printed.trim() == "true")
+    }
+
+    pub(crate) fn ctl(&self, args: &[&str]) {
         let status = Command::new("rabbitmqctl")
             .args(["-q", "-n", &self.node])
             .args(args)
@@ -231,6 +312,11 @@ impl PrivateRabbit {
             "rabbit_alarm:clear_alarm({resource_limit, memory, node()}).",
         ]);
     }
+}
+
+/// 8 hex digits, unique enough to name a test's nodes and directories.
+pub(crate) fn short_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_string()
 }
 
 /// `rabbitmq.conf` lines for a TLS listener on `port` that requires a client certificate.

@@ -124,7 +124,10 @@ impl Shared {
                 let queue = declared.await?;
                 self.delay_queues.lock().expect("delay queues").insert(queue);
             }
-            Target::DeadLetters => self.topology.declare_base(&channel).await?,
+            Target::DeadLetters => {
+                let dead_letters = self.config.dead_letters_queue_type();
+                self.topology.declare_base(&channel, dead_letters).await?
+            }
         }
         Ok(())
     }

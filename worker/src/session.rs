@@ -113,7 +113,8 @@ impl Worker {
     /// group's queue type), and the prefetch of each consumer.
     async fn declare(&self, channel: &Channel) -> Result<(), WorkerError> {
         let shared = &self.shared;
-        shared.topology.declare_base(channel).await?;
+        let dead_letters = shared.config.dead_letters_queue_type();
+        shared.topology.declare_base(channel, dead_letters).await?;
         let hold_ms = shared.hold_delay.as_millis() as u64;
         for group in &self.groups {
             let queue_type = shared.queue_type(group);
