@@ -97,6 +97,19 @@ pub struct JobView {
     /// Execution time of the last attempt, ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// The latest progress a running attempt reported (SPEC §10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<ProgressView>,
+}
+
+/// How far a job is, as it last reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProgressView {
+    /// 0 to 100.
+    pub percent: f64,
+    /// What it is doing, if it said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// `GET /v1/jobs` query.

@@ -6,16 +6,20 @@
 //! field does not break an older reader. Fields the OpenAPI document marks required must be
 //! present.
 
+mod activity;
 mod audit;
 mod error;
 mod fleet;
 mod jobs;
 mod time;
 
+pub use activity::{JobLogs, LogLine, LogsQuery, ProgressEvent, MAX_LOG_LIMIT};
 pub use audit::{AuditEntry, AuditPage, AuditQuery, DEFAULT_AUDIT_LIMIT};
 pub use error::{ErrorBody, ErrorDetail};
 pub use fleet::{GroupList, GroupName, GroupView, Health, WorkerList, WorkerView};
-pub use jobs::{Accepted, JobErrorView, JobId, JobPage, JobView, ListQuery, SubmitQuery, SubmitRequest};
+pub use jobs::{
+    Accepted, JobErrorView, JobId, JobPage, JobView, ListQuery, ProgressView, SubmitQuery, SubmitRequest,
+};
 pub use time::{rfc3339, LAST_RFC3339_MS};
 
 /// Longest `?wait=` of `POST /v1/jobs`, seconds.

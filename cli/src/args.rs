@@ -63,9 +63,19 @@ pub enum Command {
         /// The job's id.
         id: String,
     },
-    /// Print results live from the result topic (straight from RabbitMQ) until Ctrl-C.
+    /// Print results live from the result topic (straight from RabbitMQ) until Ctrl-C; or,
+    /// given a job id, follow that job with a progress bar until it ends.
     #[command(after_help = EXIT_STATUS_HELP)]
     Watch(WatchArgs),
+    /// Print a job's log lines (--follow: and the ones to come, until it ends).
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Logs {
+        /// The job's id.
+        id: String,
+        /// Keep printing lines as the job logs them, until it ends.
+        #[arg(long, short)]
+        follow: bool,
+    },
     /// Show the groups: functions, workers, queue depth, failures, broken.
     #[command(after_help = EXIT_STATUS_HELP)]
     Groups,
@@ -192,9 +202,14 @@ pub struct ListArgs {
 #[derive(Debug, Args)]
 pub struct WatchArgs {
     /// Routing-key pattern on `NS.results`, `<group>.<function>.<status>`: `#` (all),
-    /// `etl.#`, `*.*.failed`.
+    /// `etl.#`, `*.*.failed`. A word with no `.`, `*` or `#` (which no result matches) is
+    /// taken as a job id to follow, as `--job` is.
     #[arg(default_value = "#")]
     pub pattern: String,
+    /// Follow this job (its progress, log lines and status, through the master) until it
+    /// ends, instead of the result topic.
+    #[arg(long, value_name = "ID", conflicts_with = "count")]
+    pub job: Option<String>,
     /// Exit after this many results.
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
@@ -205,6 +220,16 @@ pub struct WatchArgs {
     /// nodes of a cluster as a comma-separated list, tried in turn.
     #[arg(long, env = "JOBFLEET_AMQP_URL", default_value = DEFAULT_AMQP_URL, hide_env_values = true, hide_default_value = true, value_name = "URL")]
     pub amqp_url: String,
+}
+
+impl WatchArgs {
+    /// The job to follow: `--job`, or a pattern that can only be a job id.
+    pub fn job_id(&self) -> Option<&str> {
+        self.job.as_deref().or_else(|| {
+            let is_pattern = self.pattern.contains(['.', '*', '#']);
+            (!is_pattern).then_some(self.pattern.as_str())
+        })
+    }
 }
 
 /// A clap error as one line for stderr: the message, its details and the usage, without

@@ -317,6 +317,27 @@ impl MasterClient {
         Ok(self.send(request).await?.1)
     }
 
+    /// `GET /v1/jobs/{id}/logs`.
+    pub async fn logs(&self, id: &str) -> Result<Value, ApiError> {
+        self.get(&["v1", "jobs", id, "logs"]).await
+    }
+
+    /// `GET /v1/jobs/{id}/events`, resumed after the event `after`: the open stream, with
+    /// no overall deadline (it ends when the job has ended).
+    pub async fn events(&self, id: &str, after: Option<&str>) -> Result<reqwest::Response, ApiError> {
+        let mut request = self.http.get(self.url(&["v1", "jobs", id, "events"]));
+        if let Some(after) = after {
+            request = request.header("Last-Event-ID", after);
+        }
+        let response = request.send().await.map_err(|e| self.transport_error(e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = response.bytes().await.map_err(|e| self.transport_error(e))?;
+        Err(error_from_body(status, &body))
+    }
+
     /// `POST /v1/jobs/{id}/cancel`.
     pub async fn cancel(&self, id: &str) -> Result<Value, ApiError> {
         self.post(&["v1", "jobs", id, "cancel"]).await

@@ -7,6 +7,7 @@ pub mod args;
 pub mod client;
 pub mod commands;
 pub mod error;
+pub mod events;
 pub mod output;
 
 pub use args::Cli;

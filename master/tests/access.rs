@@ -51,9 +51,16 @@ fn expected(method: &str, path: &str) -> Option<Role> {
     match (method, path) {
         ("GET", "/healthz" | "/readyz") => None,
         ("GET", "/v1/audit") => Some(Role::Admin),
-        ("GET", "/v1/jobs" | "/v1/jobs/{id}" | "/v1/groups" | "/v1/groups/{group}" | "/v1/workers") => {
-            Some(Role::Read)
-        }
+        (
+            "GET",
+            "/v1/jobs"
+            | "/v1/jobs/{id}"
+            | "/v1/jobs/{id}/logs"
+            | "/v1/jobs/{id}/events"
+            | "/v1/groups"
+            | "/v1/groups/{group}"
+            | "/v1/workers",
+        ) => Some(Role::Read),
         ("GET", "/metrics" | "/openapi.json") => Some(Role::Read),
         ("POST", "/v1/jobs" | "/v1/jobs/{id}/cancel") => Some(Role::Submit),
         ("DELETE", "/v1/jobs/{id}") | ("POST", "/v1/groups/{group}/reset") => Some(Role::Admin),

@@ -261,6 +261,34 @@ async fn bad_list_queries_are_400() {
 }
 
 #[tokio::test]
+async fn bad_log_and_event_queries_are_400() {
+    let cases = [
+        ("logs?limit=0", "limit must be 1..=1000"),
+        ("logs?limit=1001", "limit must be 1..=1000"),
+        ("logs?limit=ten", "Failed to deserialize query string"),
+        ("logs?after=garbage", "is not an event id"),
+        ("logs?after=1-2-3", "is not an event id"),
+        ("events?after=(5", "is not an event id"),
+    ];
+    for (query, expected) in cases {
+        let uri = format!("/v1/jobs/job-1/{query}");
+        let message = expect_error(
+            request(Method::GET, &uri, None, ""),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        )
+        .await;
+        assert!(message.contains(expected), "{query}: {message}");
+    }
+    let mut resumed = request(Method::GET, "/v1/jobs/job-1/events", None, "");
+    resumed
+        .headers_mut()
+        .insert("last-event-id", "nonsense".parse().unwrap());
+    let message = expect_error(resumed, StatusCode::BAD_REQUEST, "bad_request").await;
+    assert!(message.contains("is not an event id"), "{message}");
+}
+
+#[tokio::test]
 async fn unknown_routes_are_404() {
     for (method, uri) in [
         (Method::GET, "/"),

@@ -2,6 +2,7 @@
 //! result published, delivery acknowledged), sent back for a retry, or released when the
 //! worker is forced to stop. Holds whether the delivery was handed off to a parked copy.
 
+use crate::activity::ActivityRecorder;
 use crate::consumer::{Handled, Shared, Unrecorded};
 use crate::copy::Target;
 use crate::delivery::ack;
@@ -162,14 +163,17 @@ impl<'a> Attempt<'a> {
             Err(error) => return Some(Err(error)),
         };
         let shared = self.shared;
-        let execution = resolved.run(self.job, self.start.attempt, stop, self.trace);
+        let (job, attempt) = (self.job, self.start.attempt);
+        let recorder = ActivityRecorder::start(shared.coordinator.clone(), &job.group, &job.id, attempt);
+        let context = recorder.context();
+        let execution = resolved.run(job, attempt, stop, self.trace, &context);
         tokio::pin!(execution);
         let handoff = tokio::time::sleep(shared.long_job_handoff);
         tokio::pin!(handoff);
-        loop {
+        let result = loop {
             tokio::select! {
-                result = &mut execution => return Some(result),
-                _ = shared.force_stop.cancelled() => return None,
+                result = &mut execution => break Some(result),
+                _ = shared.force_stop.cancelled() => break None,
                 _ = &mut handoff, if !self.handed_off => {
                     self.hand_off().await;
                     if !self.handed_off {
@@ -177,7 +181,10 @@ impl<'a> Attempt<'a> {
                     }
                 }
             }
-        }
+        };
+        // Its progress and log lines are stored before its outcome.
+        recorder.finish().await;
+        result
     }
 
     /// The job's function, ready to run, or the error that ends the attempt unrun.

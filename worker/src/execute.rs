@@ -1,6 +1,7 @@
 //! A job's function resolved (in-process handler or process sandbox, with its timeout) and
 //! run in its sandbox until it ends, times out or is stopped.
 
+use crate::activity::JobContext;
 use crate::consumer::Shared;
 use crate::function::{Handler, HandlerResult};
 use crate::sandbox::process::{ProcessFunction, ProcessJob};
@@ -62,17 +63,19 @@ impl Shared {
 }
 
 impl Resolved {
-    /// Runs `attempt` of `job` in its sandbox until it ends, times out or `stop` fires.
+    /// Runs `attempt` of `job` in its sandbox until it ends, times out or `stop` fires; its
+    /// progress and log lines go to `context`.
     pub(crate) async fn run(
         &self,
         job: &JobMessage,
         attempt: u32,
         stop: &CancellationToken,
         trace: Option<&TraceParent>,
+        context: &JobContext,
     ) -> HandlerResult {
         match &self.executable {
             Executable::InProcess(handler) => tokio::select! {
-                result = inprocess::run(handler, job.args.clone(), self.timeout) => result,
+                result = inprocess::run(handler, job.args.clone(), self.timeout, context.clone()) => result,
                 _ = stop.cancelled() => Err(sandbox::canceled()),
             },
             Executable::Process(process) => {
@@ -82,6 +85,7 @@ impl Resolved {
                     args: &job.args,
                     timeout: self.timeout,
                     traceparent: trace.map(TraceParent::header),
+                    context: context.clone(),
                 };
                 process.run(job, stop).await
             }

@@ -12,6 +12,7 @@
 //! # }
 //! ```
 
+pub mod activity;
 mod attempt;
 mod builder;
 pub mod builtins;
@@ -29,6 +30,7 @@ pub mod sandbox;
 mod session;
 mod watchdog;
 
+pub use activity::JobContext;
 pub use builder::WorkerBuilder;
 pub use error::WorkerError;
 pub use jobfleet_common::message::{ErrorKind, JobError};

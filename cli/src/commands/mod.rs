@@ -4,6 +4,7 @@
 pub mod access;
 pub mod bulk;
 pub mod fleet;
+pub mod follow;
 pub mod jobs;
 pub mod submit;
 pub mod watch;
@@ -62,7 +63,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Status { id } => jobs::status(&context, &id).await,
         Command::List(args) => jobs::list(&context, &args).await,
         Command::Cancel { id } => jobs::cancel(&context, &id).await,
-        Command::Watch(args) => watch::run(&context, &args).await,
+        Command::Watch(args) => match args.job_id() {
+            Some(id) => follow::watch(&context, id).await,
+            None => watch::run(&context, &args).await,
+        },
+        Command::Logs { id, follow } => follow::logs(&context, &id, follow).await,
         Command::Groups => fleet::groups(&context).await,
         Command::Workers => fleet::workers(&context).await,
         Command::Reset { group } => fleet::reset(&context, &group).await,

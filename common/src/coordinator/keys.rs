@@ -55,6 +55,12 @@ impl Keys {
         format!("{}idem:{key}", self.group_prefix(group))
     }
 
+    /// A job's events: its log lines and progress reports, a bounded stream expiring with
+    /// the record (SPEC §10): `NS:{group}:events:<id>`.
+    pub fn events(&self, group: &str, id: &str) -> String {
+        format!("{}events:{id}", self.group_prefix(group))
+    }
+
     /// What is left of a deleted job (its last status, expiring after the retention), so a
     /// copy of its message that still waits somewhere is dropped: `NS:{group}:gone:<id>`.
     pub fn tombstone(&self, group: &str, id: &str) -> String {
@@ -144,6 +150,7 @@ mod tests {
             keys.alive("mail", "w1"),
             keys.tombstone("mail", "j-1"),
             keys.owed("mail"),
+            keys.events("mail", "j-1"),
         ] {
             assert_eq!(hash_slot(&key), slot, "{key}");
         }

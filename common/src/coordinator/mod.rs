@@ -7,8 +7,10 @@
 //! - transitions: submit, claim, complete, retry, requeue, end early, forget
 //! - registry: worker heartbeats and liveness, group health, the leader lease
 //! - listing: lookups by id, newest-first listings, index expiry
+//! - [`activity`]: a running job's log lines and progress (SPEC §10)
 //! - orphans: started jobs whose owner died, for the run-record corrector
 
+pub mod activity;
 mod audit;
 mod connection;
 pub mod keys;
@@ -22,7 +24,7 @@ mod transitions;
 pub use keys::Keys;
 pub use listing::{Cursor, ListFilter};
 pub use record::{
-    Claim, Completion, CopyKind, EndEarly, FailureEffect, Forget, JobRecord, Outcome, Submitted,
+    Claim, Completion, CopyKind, EndEarly, FailureEffect, Forget, JobRecord, Outcome, Progress, Submitted,
 };
 pub use transitions::{AttemptKey, BadMessage, ClaimRequest, CompleteRequest, EndRequest, RetryRequest};
 

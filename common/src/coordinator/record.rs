@@ -201,6 +201,17 @@ pub struct JobRecord {
     pub duration_ms: Option<u64>,
     /// The job's own timeout, when its submit set one.
     pub timeout_ms: Option<u64>,
+    /// The latest progress a running attempt reported (SPEC §10).
+    pub progress: Option<Progress>,
+}
+
+/// How far a job is, as it last reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    /// 0 to 100.
+    pub percent: f64,
+    /// What it is doing, if it said.
+    pub message: Option<String>,
 }
 
 impl JobRecord {
@@ -237,6 +248,13 @@ impl JobRecord {
             finished_at: number(fields.remove("finished_at")),
             duration_ms: number(fields.remove("duration_ms")).map(|d| d as u64),
             timeout_ms: number(fields.remove("timeout_ms")).map(|t| t as u64),
+            progress: fields
+                .remove("progress")
+                .and_then(|p| p.parse::<f64>().ok())
+                .map(|percent| Progress {
+                    percent,
+                    message: fields.remove("progress_message").filter(|m| !m.is_empty()),
+                }),
         })
     }
 

@@ -403,6 +403,7 @@ impl Coordinator {
             .key(self.keys.job(&group, id))
             .key(self.keys.index(&group))
             .key(self.keys.tombstone(&group, id))
+            .key(self.keys.events(&group, id))
             .arg(id)
             .arg(self.retention_secs())
             .invoke_async(&mut *conn)

@@ -1,6 +1,6 @@
 -- Deletes a terminal job's record and its index entries.
 -- Returns {'deleted'}, {'conflict', status}, {'unannounced', {field, value, ...}} or {'missing'}.
--- KEYS[1] job key, KEYS[2] group index, KEYS[3] the job's tombstone
+-- KEYS[1] job key, KEYS[2] group index, KEYS[3] the job's tombstone, KEYS[4] its events
 -- ARGV: 1 id, 2 tombstone ttl (s)
 -- The tombstone outlives the record so that a copy of the job's message still waiting in
 -- a queue is dropped instead of running the ended job again. Its value is the last status
@@ -19,7 +19,7 @@ if redis.call('HGET', KEYS[1], 'announce') == '1' then
   -- every copy of the job to meet a tombstone, and no result would ever be published.
   return {'unannounced', redis.call('HGETALL', KEYS[1])}
 end
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[4])
 redis.call('SET', KEYS[3], status .. ' ' .. (current[3] or ''), 'EX', tonumber(ARGV[2]))
 redis.call('ZREM', KEYS[2], ARGV[1])
 if current[2] then

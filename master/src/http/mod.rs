@@ -1,6 +1,7 @@
 //! The HTTP API of SPEC §4: the router, its handlers, errors and the OpenAPI document.
 
 pub mod access;
+pub mod activity;
 pub mod audit;
 pub mod backend;
 pub mod error;
@@ -35,6 +36,8 @@ use utoipa::OpenApi;
         jobs::list,
         jobs::cancel,
         jobs::delete,
+        activity::logs,
+        activity::events,
         groups::list,
         groups::get,
         groups::reset,
@@ -66,6 +69,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/jobs", post(submit::submit).get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::delete))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/v1/jobs/{id}/logs", get(activity::logs))
+        .route("/v1/jobs/{id}/events", get(activity::events))
         .route("/v1/groups", get(groups::list))
         .route("/v1/groups/{group}", get(groups::get))
         .route("/v1/groups/{group}/reset", post(groups::reset))

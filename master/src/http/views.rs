@@ -1,7 +1,7 @@
 //! The API's documents (`jobfleet_api`) made from what Redis holds: job records with
 //! RFC 3339 times, and worker registry entries.
 
-use jobfleet_api::{rfc3339, JobErrorView, JobView, WorkerView};
+use jobfleet_api::{rfc3339, JobErrorView, JobView, ProgressView, WorkerView};
 use jobfleet_common::coordinator::JobRecord;
 use serde_json::Value;
 
@@ -34,6 +34,10 @@ pub fn job_view(r: &JobRecord) -> JobView {
         started_at: r.started_at.and_then(rfc3339),
         finished_at: r.finished_at.and_then(rfc3339),
         duration_ms: r.duration_ms,
+        progress: r.progress.as_ref().map(|p| ProgressView {
+            percent: p.percent,
+            message: p.message.clone(),
+        }),
     }
 }
 

@@ -1,14 +1,16 @@
 //! The `inprocess` sandbox: a Rust handler on its own task, so that a panic is caught and
 //! a timeout or cancel stops it by dropping its future.
 
+use crate::activity::JobContext;
 use crate::function::{Handler, HandlerResult};
 use jobfleet_common::message::{ErrorKind, JobError};
 use serde_json::Value;
 use std::time::Duration;
 
-/// Runs `handler` on `args` for at most `timeout`.
-pub async fn run(handler: &Handler, args: Value, timeout: Duration) -> HandlerResult {
-    let mut task = tokio::spawn(handler(args));
+/// Runs `handler` on `args` for at most `timeout`, with `context` as its
+/// [`JobContext::current`].
+pub async fn run(handler: &Handler, args: Value, timeout: Duration, context: JobContext) -> HandlerResult {
+    let mut task = tokio::spawn(context.scope(handler(args)));
     // Dropping this run (a cancel, a forced drain) stops the handler too.
     let _abort = AbortOnDrop(task.abort_handle());
     match tokio::time::timeout(timeout, &mut task).await {
@@ -51,7 +53,14 @@ mod tests {
     async fn outputs_panics_and_timeouts_become_outcomes() {
         let echo = handler(|v: Value| async move { Ok::<_, JobError>(v) });
         assert_eq!(
-            run(&echo, Value::from(3), Duration::from_secs(1)).await.unwrap(),
+            run(
+                &echo,
+                Value::from(3),
+                Duration::from_secs(1),
+                JobContext::default()
+            )
+            .await
+            .unwrap(),
             Value::from(3)
         );
 
@@ -61,9 +70,14 @@ mod tests {
             }
             Ok::<Value, JobError>(Value::Null)
         });
-        let err = run(&panics, Value::Null, Duration::from_secs(1))
-            .await
-            .unwrap_err();
+        let err = run(
+            &panics,
+            Value::Null,
+            Duration::from_secs(1),
+            JobContext::default(),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.kind, ErrorKind::Crashed);
         assert!(err.message.contains("boom"));
 
@@ -71,18 +85,28 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(30)).await;
             Ok::<Value, JobError>(Value::Null)
         });
-        let err = run(&slow, Value::Null, Duration::from_millis(20))
-            .await
-            .unwrap_err();
+        let err = run(
+            &slow,
+            Value::Null,
+            Duration::from_millis(20),
+            JobContext::default(),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.kind, ErrorKind::Timeout);
 
         let typed =
             handler(
                 |args: std::collections::HashMap<String, u32>| async move { Ok::<_, JobError>(args.len()) },
             );
-        let err = run(&typed, Value::from("not a map"), Duration::from_secs(1))
-            .await
-            .unwrap_err();
+        let err = run(
+            &typed,
+            Value::from("not a map"),
+            Duration::from_secs(1),
+            JobContext::default(),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.kind, ErrorKind::InvalidArgs);
     }
 }

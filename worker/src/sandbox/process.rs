@@ -14,8 +14,10 @@ use super::host::{SandboxError, SandboxHost};
 use super::identity::RunAs;
 pub use super::launch::Limits;
 use super::launch::{self, ChildSetup};
+use super::protocol::{classify, Line};
 use super::shared::SharedPool;
 use super::workdir::WorkDir;
+use crate::activity::JobContext;
 use crate::function::HandlerResult;
 use jobfleet_common::config::{FunctionConfig, Isolation, ProcessMode};
 use jobfleet_common::message::{ErrorKind, JobError};
@@ -28,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
@@ -301,21 +303,51 @@ impl Tail {
     }
 }
 
-/// Drains a stream into a shared tail until it ends.
-pub(super) fn collect_tail(stream: impl AsyncRead + Unpin + Send + 'static) -> Arc<Mutex<Tail>> {
+/// Where a process's stderr lines go as log lines: the context of the job it serves now.
+pub(super) type LogSink = Arc<Mutex<JobContext>>;
+
+/// Longest stderr stretch without a line break taken as one line, bytes.
+const MAX_STDERR_LINE_BYTES: usize = 16 * 1024;
+
+/// Drains a stream into a shared tail until it ends, and logs each of its lines to the job
+/// `logs` names at the time. The task ends with the stream.
+pub(super) fn collect_tail(
+    stream: impl AsyncRead + Unpin + Send + 'static,
+    logs: LogSink,
+) -> (Arc<Mutex<Tail>>, tokio::task::JoinHandle<()>) {
     let tail = Arc::new(Mutex::new(Tail::default()));
     let sink = tail.clone();
-    tokio::spawn(async move {
+    let reader = tokio::spawn(async move {
         let mut stream = stream;
         let mut buffer = [0u8; 4096];
+        let mut partial = Vec::new();
         while let Ok(n) = stream.read(&mut buffer).await {
             if n == 0 {
                 break;
             }
             sink.lock().expect("tail").push(&buffer[..n]);
+            partial.extend_from_slice(&buffer[..n]);
+            log_lines(&mut partial, &logs);
+        }
+        if !partial.is_empty() {
+            partial.push(b'\n');
+            log_lines(&mut partial, &logs);
         }
     });
-    tail
+    (tail, reader)
+}
+
+/// Logs the complete lines at the front of `partial` (and an overlong unbroken stretch),
+/// leaving the rest.
+fn log_lines(partial: &mut Vec<u8>, logs: &LogSink) {
+    let cut = match partial.iter().rposition(|&b| b == b'\n') {
+        Some(last) => last + 1,
+        None if partial.len() > MAX_STDERR_LINE_BYTES => partial.len(),
+        None => return,
+    };
+    let text: Vec<u8> = partial.drain(..cut).collect();
+    let context = logs.lock().expect("log sink").clone();
+    context.log(&String::from_utf8_lossy(&text));
 }
 
 pub(super) fn with_stderr(message: String, stderr: &Mutex<Tail>) -> String {
@@ -378,6 +410,8 @@ pub struct ProcessJob<'a> {
     pub timeout: Duration,
     /// The job's W3C `traceparent`, `TRACEPARENT` of an exclusive process.
     pub traceparent: Option<String>,
+    /// Where its progress lines and stderr lines go.
+    pub context: JobContext,
 }
 
 async fn run_exclusive(spec: &ProcessSpec, job: ProcessJob<'_>, stop: &CancellationToken) -> HandlerResult {
@@ -398,14 +432,11 @@ async fn run_exclusive(spec: &ProcessSpec, job: ProcessJob<'_>, stop: &Cancellat
         let _ = stdin.write_all(&input).await;
         let _ = stdin.shutdown().await;
     });
-    let stderr = collect_tail(child.stderr.take().expect("piped stderr"));
-    let mut stdout = child.stdout.take().expect("piped stdout").take(MAX_OUTPUT_BYTES);
+    let logs = Arc::new(Mutex::new(job.context.clone()));
+    let (stderr, stderr_reader) = collect_tail(child.stderr.take().expect("piped stderr"), logs);
+    let stdout = child.stdout.take().expect("piped stdout");
     // Read on its own task: a grandchild may hold stdout open after the process exits.
-    let reader = tokio::spawn(async move {
-        let mut output = Vec::new();
-        let _ = stdout.read_to_end(&mut output).await;
-        output
-    });
+    let reader = tokio::spawn(read_answer(stdout, job.context.clone()));
     let status = match super::bounded(child.wait(), job.timeout, stop).await {
         Ok(status) => status,
         Err(error) => {
@@ -423,10 +454,10 @@ async fn run_exclusive(spec: &ProcessSpec, job: ProcessJob<'_>, stop: &Cancellat
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
+    // The pipes are closed now: the last stderr lines are logged before the outcome.
+    let _ = tokio::time::timeout(Duration::from_secs(1), stderr_reader).await;
     let status = status.map_err(|e| JobError::new(ErrorKind::Crashed, format!("lost the process: {e}")))?;
     if !status.success() {
-        // Let the stderr reader catch up with the last lines.
-        tokio::task::yield_now().await;
         return Err(spec.exit_error(status, &stderr));
     }
     if output.iter().all(u8::is_ascii_whitespace) {
@@ -434,6 +465,29 @@ async fn run_exclusive(spec: &ProcessSpec, job: ProcessJob<'_>, stop: &Cancellat
     }
     serde_json::from_slice(&output)
         .map_err(|e| JobError::function(with_stderr(format!("stdout is not JSON: {e}"), &stderr)))
+}
+
+/// Reads an exclusive process's stdout: progress lines before anything else are reported
+/// (SPEC §10), the rest is the answer (at most [`MAX_OUTPUT_BYTES`]).
+async fn read_answer(stdout: impl AsyncRead + Unpin, context: JobContext) -> Vec<u8> {
+    let mut stdout = BufReader::new(stdout.take(MAX_OUTPUT_BYTES));
+    let mut output = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        match stdout.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return output,
+            Ok(_) => {}
+        }
+        match classify(&line) {
+            Line::Progress { percent, message } => context.progress(percent, message.as_deref()),
+            _ => {
+                output = line;
+                break;
+            }
+        }
+    }
+    let _ = stdout.read_to_end(&mut output).await;
+    output
 }
 
 #[cfg(test)]

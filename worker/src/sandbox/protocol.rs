@@ -13,7 +13,12 @@ const EXCERPT_CHARS: usize = 200;
 #[derive(Debug)]
 pub(super) enum Line {
     /// A progress report, allowed before the answer.
-    Progress,
+    Progress {
+        /// How far, as reported (0 to 100 by the protocol; clamped when recorded).
+        percent: f64,
+        /// What the job is doing, if it said.
+        message: Option<String>,
+    },
     /// An answer: the request id it names, if any, and the job's outcome.
     Answer {
         /// The `"id"` of the answer line.
@@ -41,7 +46,10 @@ pub(super) fn classify(line: &[u8]) -> Line {
         };
     }
     if is_progress(object) {
-        return Line::Progress;
+        return Line::Progress {
+            percent: object["progress"].as_f64().unwrap_or(0.0),
+            message: object.get("message").and_then(Value::as_str).map(String::from),
+        };
     }
     Line::Broken(format!(
         "a JSON line that is neither an answer nor a progress report: {}",
@@ -120,7 +128,10 @@ mod tests {
     #[test]
     fn progress_lines_are_not_answers() {
         for line in ["{\"progress\": 50, \"message\": \"half\"}", "{\"progress\": 0.5}"] {
-            assert!(matches!(classify(line.as_bytes()), Line::Progress), "{line}");
+            assert!(
+                matches!(classify(line.as_bytes()), Line::Progress { .. }),
+                "{line}"
+            );
         }
         // Only those keys, of those types.
         assert!(broken("{\"progress\": 5, \"eta\": 3}").contains("neither"));

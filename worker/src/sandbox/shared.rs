@@ -7,15 +7,18 @@
 //! request's id. Such a line can never become another job's answer.
 
 use super::containment::Containment;
-use super::process::{collect_tail, with_stderr, ProcessJob, ProcessSpec, Sandboxed, Tail, MAX_OUTPUT_BYTES};
+use super::process::{
+    collect_tail, with_stderr, LogSink, ProcessJob, ProcessSpec, Sandboxed, Tail, MAX_OUTPUT_BYTES,
+};
 use super::protocol::{classify, excerpt, Line};
 use super::workdir::WorkDir;
+use crate::activity::JobContext;
 use crate::function::HandlerResult;
 use jobfleet_common::message::{ErrorKind, JobError};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use serde_json::Value;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -28,6 +31,8 @@ use tracing::{debug, warn};
 /// that a line printed at start-up that raced the first request is caught when the real
 /// answer follows it.
 const FIRST_ANSWER_SETTLE: Duration = Duration::from_millis(100);
+/// How many times (a millisecond apart) an answer waits for unread stderr lines.
+const STDERR_SETTLE_TRIES: u32 = 50;
 
 /// One long-lived process of a shared pool. Field order is drop order (see [`Sandboxed`]).
 struct SharedProcess {
@@ -36,6 +41,10 @@ struct SharedProcess {
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
     stderr: Arc<Mutex<Tail>>,
+    /// The job its stderr lines are logged to: the one it serves, else none.
+    logs: LogSink,
+    /// A second handle on its stderr pipe, to see whether lines wait to be read.
+    stderr_watch: Option<OwnedFd>,
     /// Jobs answered.
     jobs: u32,
     /// Whether it has put the request's id in an answer: from then on every answer must.
@@ -108,8 +117,9 @@ impl SharedProcess {
         }
     }
 
-    /// Writes the request and reads lines until its answer (progress lines are skipped).
-    async fn exchange(&mut self, request: &[u8], job_id: &str) -> Exchange {
+    /// Writes the request and reads lines until its answer (progress lines are reported to
+    /// `context`).
+    async fn exchange(&mut self, request: &[u8], job_id: &str, context: &JobContext) -> Exchange {
         let written = async {
             self.stdin.write_all(request).await?;
             self.stdin.flush().await
@@ -129,7 +139,7 @@ impl SharedProcess {
                 Ok(_) => return Exchange::Closed,
             }
             match classify(&line) {
-                Line::Progress => continue,
+                Line::Progress { percent, message } => context.progress(percent, message.as_deref()),
                 Line::Broken(reason) => return Exchange::Broken(reason),
                 Line::Answer { id, outcome } => return self.match_id(id, job_id, outcome),
             }
@@ -173,6 +183,21 @@ impl SharedProcess {
                 };
                 Verdict::Broken(format!("more output after the answer{hint}: {more}"))
             }
+        }
+    }
+
+    /// Waits (briefly) until the stderr lines written before the answer have been read, so
+    /// they are logged to the job they belong to.
+    async fn settle_stderr(&self) {
+        let Some(watch) = &self.stderr_watch else { return };
+        for _ in 0..STDERR_SETTLE_TRIES {
+            let mut fds = [PollFd::new(watch.as_fd(), PollFlags::POLLIN)];
+            let readable = poll(&mut fds, PollTimeout::ZERO)
+                .is_ok_and(|_| fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN)));
+            if !readable {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 
@@ -246,13 +271,18 @@ impl SharedPool {
         } = self.spec.spawn(&[])?;
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let stderr = collect_tail(child.stderr.take().expect("piped stderr"));
+        let logs = LogSink::default();
+        let stderr_pipe = child.stderr.take().expect("piped stderr");
+        let stderr_watch = stderr_pipe.as_fd().try_clone_to_owned().ok();
+        let (stderr, _reader) = collect_tail(stderr_pipe, logs.clone());
         Ok(SharedProcess {
             containment,
             child,
             stdin,
             stdout,
             stderr,
+            logs,
+            stderr_watch,
             jobs: 0,
             echoes_ids: false,
             _workdir: workdir,
@@ -290,7 +320,10 @@ impl SharedPool {
         let mut request =
             serde_json::to_vec(&serde_json::json!({"id": job.id, "args": job.args})).unwrap_or_default();
         request.push(b'\n');
-        let answer = match super::bounded(process.exchange(&request, job.id), job.timeout, stop).await {
+        // Its stderr lines belong to this job while it serves it.
+        *process.logs.lock().expect("log sink") = job.context.clone();
+        let exchange = process.exchange(&request, job.id, &job.context);
+        let answer = match super::bounded(exchange, job.timeout, stop).await {
             Err(error) => {
                 // The process is mid-job: stop it; the next job starts a fresh one.
                 process
@@ -304,6 +337,8 @@ impl SharedPool {
             Ok(Exchange::Answer(answer)) => answer,
         };
         process.jobs += 1;
+        process.settle_stderr().await;
+        *process.logs.lock().expect("log sink") = JobContext::default();
         match process.verdict().await {
             Verdict::Broken(reason) => return Err(self.discard(process, &reason)),
             Verdict::Exited => {}

@@ -46,6 +46,7 @@ fn record(id: &str, status: JobStatus, started_at: Option<i64>) -> JobRecord {
         finished_at: Some(3000),
         duration_ms: Some(1),
         timeout_ms: None,
+        progress: None,
     }
 }
 
