@@ -10,6 +10,7 @@
 
 use jobfleet_common::client::{amqp_pool, open_channel, Producer, ResultSubscriber};
 use jobfleet_common::config::{QueueType, DEFAULT_REDIS_URL};
+use jobfleet_common::coordinator::ListFilter;
 use jobfleet_common::lapin::options::{BasicGetOptions, BasicNackOptions};
 use jobfleet_common::message::{JobMessage, JobStatus, ResultMessage};
 use jobfleet_common::publish::queue_depth;
@@ -141,6 +142,18 @@ async fn steady_load_through(fault: Fault) {
         // A worker started now must find a node that runs and everything its session needs.
         let late_worker = env.start_worker(env.worker().group(GROUP).concurrency(4)).await;
         tokio::time::sleep(down_for).await;
+        // On a loaded machine its session may take longer than the outage to start: the
+        // node stays down until it has run a job (within GIVE_UP, so clients still fail
+        // over rather than wait).
+        let late_has_run = async {
+            loop {
+                if ran_a_job(&env, &late_worker).await {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        let _ = tokio::time::timeout(GIVE_UP, late_has_run).await;
         let up = cluster.clone();
         let back_at = jobfleet_common::now_ms();
         blocking(move || up.start_again(target)).await;
@@ -197,6 +210,18 @@ struct LoadTarget {
     producer: Producer,
     http: reqwest::Client,
     master: String,
+}
+
+/// Whether `worker` has started any of the group's newest jobs.
+async fn ran_a_job(env: &TestEnv, worker: &str) -> bool {
+    let filter = ListFilter {
+        group: Some(GROUP.to_string()),
+        ..ListFilter::default()
+    };
+    match env.coordinator.list(&filter, 200, None).await {
+        Ok((records, _)) => records.iter().any(|r| r.worker.as_deref() == Some(worker)),
+        Err(_) => false,
+    }
 }
 
 /// Submits a job every [`INTERVAL`] until `stop`, every [`HTTP_EVERY`]th through the
