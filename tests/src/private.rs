@@ -261,7 +261,7 @@ impl Drop for PrivateRabbit {
 }
 
 /// A redis-server of its own with the append-only file on (fsync always), as production
-/// runs it.
+/// runs it; or a sentinel of its own ([`PrivateRedis::start_sentinel`]).
 #[derive(Debug)]
 pub struct PrivateRedis {
     port: u16,
@@ -269,12 +269,36 @@ pub struct PrivateRedis {
     child: Option<Child>,
     /// TLS-only: `--tls-*` options, and `redis-cli`'s.
     tls: Option<(Vec<String>, Vec<String>)>,
+    /// More server options (e.g. `--replicaof`).
+    options: Vec<String>,
+    /// A sentinel: runs `sentinel.conf` of its directory with `--sentinel`.
+    sentinel: bool,
 }
 
 impl PrivateRedis {
     /// Starts a server and waits until it accepts connections.
     pub fn start() -> PrivateRedis {
         PrivateRedis::start_configured(None)
+    }
+
+    /// Starts a server with more options (e.g. `["--replicaof", "127.0.0.1", "6380"]`) and
+    /// waits until it accepts connections.
+    pub fn start_with<S: AsRef<str>>(options: &[S]) -> PrivateRedis {
+        let mut redis = PrivateRedis::unstarted(None);
+        redis.options = options.iter().map(|o| o.as_ref().to_string()).collect();
+        redis.launch();
+        redis
+    }
+
+    /// Starts a sentinel (`redis-server sentinel.conf --sentinel`) whose `sentinel.conf`
+    /// holds `config` (the sentinel rewrites it as it learns), and waits until it accepts
+    /// connections.
+    pub fn start_sentinel(config: &str) -> PrivateRedis {
+        let mut sentinel = PrivateRedis::unstarted(None);
+        std::fs::write(sentinel.dir.join("sentinel.conf"), config).expect("sentinel.conf");
+        sentinel.sentinel = true;
+        sentinel.launch();
+        sentinel
     }
 
     /// Starts a server that speaks only TLS on its port (`--port 0 --tls-port`), with the
@@ -304,19 +328,26 @@ impl PrivateRedis {
     }
 
     fn start_configured(tls: Option<(Vec<String>, Vec<String>)>) -> PrivateRedis {
+        let mut redis = PrivateRedis::unstarted(tls);
+        redis.launch();
+        redis
+    }
+
+    /// A server on a free port with its own directory, not started yet.
+    fn unstarted(tls: Option<(Vec<String>, Vec<String>)>) -> PrivateRedis {
         let dir = std::env::temp_dir().join(format!(
             "jobfleet-redis-{}",
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         ));
         std::fs::create_dir_all(&dir).expect("redis dir");
-        let mut redis = PrivateRedis {
+        PrivateRedis {
             port: free_port(),
             dir,
             child: None,
             tls,
-        };
-        redis.launch();
-        redis
+            options: Vec::new(),
+            sentinel: false,
+        }
     }
 
     fn launch(&mut self) {
@@ -325,11 +356,19 @@ impl PrivateRedis {
             None => vec!["--port", &port],
             Some(_) => vec!["--port", "0", "--tls-port", &port],
         };
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        if self.sentinel {
+            command.arg(self.dir.join("sentinel.conf")).arg("--sentinel");
+        }
+        command
             .args(["--bind", "127.0.0.1", "--dir", self.dir.to_str().expect("utf-8")])
             .args(ports)
-            .args(self.tls.iter().flat_map(|(server, _)| server))
-            .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
+            .args(self.tls.iter().flat_map(|(server, _)| server));
+        if !self.sentinel {
+            command.args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""]);
+        }
+        let child = command
+            .args(&self.options)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server (installed by scripts/services)");
@@ -357,6 +396,23 @@ impl PrivateRedis {
     /// Lets a paused server go on (SIGCONT).
     pub fn resume(&self) {
         self.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    /// Kills the server at once (SIGKILL) and waits for it: whatever its replicas did not
+    /// have yet is gone with it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a killed server again on its port and data, with `options` instead of the
+    /// ones it had (e.g. `--replicaof` the new primary).
+    pub fn start_again_with<S: AsRef<str>>(&mut self, options: &[S]) {
+        self.kill();
+        self.options = options.iter().map(|o| o.as_ref().to_string()).collect();
+        self.launch();
     }
 
     fn signal(&self, signal: nix::sys::signal::Signal) {
