@@ -304,27 +304,26 @@ impl PrivateRedis {
     /// Starts a server that speaks only TLS on its port (`--port 0 --tls-port`), with the
     /// server certificate of `pki`, requiring a client certificate its CA signed.
     pub fn start_tls(pki: &TestPki) -> PrivateRedis {
-        let path = |p: PathBuf| p.to_str().expect("utf-8").to_string();
-        let server = vec![
-            "--tls-cert-file".into(),
-            path(pki.server_cert()),
-            "--tls-key-file".into(),
-            path(pki.server_key()),
-            "--tls-ca-cert-file".into(),
-            path(pki.ca()),
-            "--tls-auth-clients".into(),
+        PrivateRedis::start_configured(Some(tls_options(pki)))
+    }
+
+    /// Starts a sentinel as [`PrivateRedis::start_sentinel`] that speaks only TLS, as
+    /// [`PrivateRedis::start_tls`] does, and reaches the servers it monitors over TLS too
+    /// (`tls-replication`), with the client certificate of `pki`.
+    pub fn start_tls_sentinel(pki: &TestPki, config: &str) -> PrivateRedis {
+        let mut sentinel = PrivateRedis::unstarted(Some(tls_options(pki)));
+        std::fs::write(sentinel.dir.join("sentinel.conf"), config).expect("sentinel.conf");
+        sentinel.sentinel = true;
+        sentinel.options = vec![
+            "--tls-replication".into(),
             "yes".into(),
+            "--tls-client-cert-file".into(),
+            utf8(pki.client_cert()),
+            "--tls-client-key-file".into(),
+            utf8(pki.client_key()),
         ];
-        let cli = vec![
-            "--tls".into(),
-            "--cacert".into(),
-            path(pki.ca()),
-            "--cert".into(),
-            path(pki.client_cert()),
-            "--key".into(),
-            path(pki.client_key()),
-        ];
-        PrivateRedis::start_configured(Some((server, cli)))
+        sentinel.launch();
+        sentinel
     }
 
     fn start_configured(tls: Option<(Vec<String>, Vec<String>)>) -> PrivateRedis {
@@ -434,6 +433,35 @@ impl PrivateRedis {
         std::thread::sleep(down_for);
         self.launch();
     }
+}
+
+/// The `--tls-*` options of a TLS-only server with the server certificate of `pki`,
+/// requiring a client certificate its CA signed; and `redis-cli`'s options to reach it.
+fn tls_options(pki: &TestPki) -> (Vec<String>, Vec<String>) {
+    let server = vec![
+        "--tls-cert-file".into(),
+        utf8(pki.server_cert()),
+        "--tls-key-file".into(),
+        utf8(pki.server_key()),
+        "--tls-ca-cert-file".into(),
+        utf8(pki.ca()),
+        "--tls-auth-clients".into(),
+        "yes".into(),
+    ];
+    let cli = vec![
+        "--tls".into(),
+        "--cacert".into(),
+        utf8(pki.ca()),
+        "--cert".into(),
+        utf8(pki.client_cert()),
+        "--key".into(),
+        utf8(pki.client_key()),
+    ];
+    (server, cli)
+}
+
+fn utf8(path: PathBuf) -> String {
+    path.to_str().expect("utf-8").to_string()
 }
 
 impl Drop for PrivateRedis {

@@ -31,13 +31,7 @@ impl PrivateSentinelSet {
         let primary = PrivateRedis::start();
         let replica = PrivateRedis::start_with(&replica_of(primary.port()));
         wait_for_link(replica.port());
-        let config = format!(
-            "sentinel monitor {MASTER_NAME} 127.0.0.1 {} 2\n\
-             sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
-             sentinel failover-timeout {MASTER_NAME} 5000\n\
-             sentinel parallel-syncs {MASTER_NAME} 1\n",
-            primary.port()
-        );
+        let config = monitor_config(primary.port(), 2);
         let sentinels = (0..3).map(|_| PrivateRedis::start_sentinel(&config)).collect();
         let set = PrivateSentinelSet {
             nodes: vec![primary, replica],
@@ -167,6 +161,17 @@ impl PrivateSentinelSet {
                 .then_some(())
         });
     }
+}
+
+/// A sentinel's configuration: it monitors the primary on `port` as [`MASTER_NAME`] with
+/// `quorum`, down after 1 s without an answer, a failover given 5 s.
+pub fn monitor_config(port: u16, quorum: u32) -> String {
+    format!(
+        "sentinel monitor {MASTER_NAME} 127.0.0.1 {port} {quorum}\n\
+         sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
+         sentinel failover-timeout {MASTER_NAME} 5000\n\
+         sentinel parallel-syncs {MASTER_NAME} 1\n"
+    )
 }
 
 /// `--replicaof 127.0.0.1 <port>`.

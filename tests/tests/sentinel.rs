@@ -15,8 +15,13 @@ use jobfleet_common::coordinator::{
 use jobfleet_common::message::{ErrorKind, JobError, JobMessage, JobStatus, ResultMessage};
 use jobfleet_common::now_ms;
 use jobfleet_common::redis::{self, AsyncCommands};
-use jobfleet_tests::sentinel::{progress, transitions_missing, PrivateSentinelSet, WriteProbe};
-use jobfleet_tests::{collect_results, drain_results, TestEnv};
+use jobfleet_common::topology::Topology;
+use jobfleet_tests::pki::TestPki;
+use jobfleet_tests::private::PrivateRedis;
+use jobfleet_tests::sentinel::{
+    monitor_config, progress, transitions_missing, PrivateSentinelSet, ProbeReport, WriteProbe, MASTER_NAME,
+};
+use jobfleet_tests::{collect_results, drain_results, eventually, TestEnv};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -43,8 +48,8 @@ fn amqp_url() -> String {
 
 /// A fleet on the sentinel set: an in-process master and worker, a worker process; and a
 /// subscriber to its results.
-async fn fleet(name: &str, set: &PrivateSentinelSet) -> (TestEnv, String, ResultSubscriber) {
-    let mut env = TestEnv::with_services(name, FLEET, &amqp_url(), &set.url());
+async fn fleet(name: &str, toml: &str, set: &PrivateSentinelSet) -> (TestEnv, String, ResultSubscriber) {
+    let mut env = TestEnv::with_services(name, toml, &amqp_url(), &set.url());
     let master = env.start_master().await;
     env.start_worker(env.worker().concurrency(32)).await;
     env.spawn_worker_process(&["--concurrency", "32"]);
@@ -156,10 +161,11 @@ async fn assert_each_ended_once(
     reruns
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_fleet_follows_a_sentinel_failover_and_every_job_ends_once() {
+/// A `SENTINEL FAILOVER` 3 s into a 10 s load on a fleet configured by `toml`; every
+/// job must end once. What the probe found.
+async fn failover_under_load(name: &str, toml: &str) -> ProbeReport {
     let set = block_in_place(PrivateSentinelSet::start);
-    let (mut env, master, mut subscriber) = fleet("sentinel-failover", &set).await;
+    let (mut env, master, mut subscriber) = fleet(name, toml, &set).await;
     let keys = env.coordinator.keys().clone();
     let probe = WriteProbe::start(env.coordinator.clone(), Duration::from_millis(10));
     let load = Load::start(env.producer().await);
@@ -179,23 +185,37 @@ async fn a_fleet_follows_a_sentinel_failover_and_every_job_ends_once() {
             progress(new, &keys, "default", &ids),
         )
     });
-    let lost = transitions_missing(&on_old, &on_new);
+    let behind = transitions_missing(&on_old, &on_new);
 
     let jobs = load.finish().await;
     let reruns = assert_each_ended_once((&env, &set), &master, &mut subscriber, &jobs).await;
     let probe = probe.finish(set.primary_port()).await;
     println!(
-        "SENTINEL FAILOVER: switched after {switched:?}; {} jobs accepted; {lost} jobs with a \
-         transition the new primary lacked, {reruns} ran again; probe: {probe:?}",
+        "{name}: SENTINEL FAILOVER switched after {switched:?}; {} jobs accepted; {behind} jobs \
+         further on the old primary than on the new, {reruns} ran twice; probe: {probe:?}",
         jobs.len()
     );
     env.stop_workers().await;
+    probe
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fleet_follows_a_sentinel_failover_and_every_job_ends_once() {
+    failover_under_load("sentinel-failover", FLEET).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_redis_min_replicas_a_failover_loses_no_acknowledged_transition() {
+    let toml = format!("redis_min_replicas = 1\n{FLEET}");
+    let probe = failover_under_load("sentinel-wait", &toml).await;
+    assert!(probe.acknowledged > 0);
+    assert_eq!(probe.lost, 0, "acknowledged writes lost: {probe:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_fleet_survives_a_sigkill_of_the_primary_and_every_job_ends_once() {
     let mut set = block_in_place(PrivateSentinelSet::start);
-    let (mut env, master, mut subscriber) = fleet("sentinel-kill", &set).await;
+    let (mut env, master, mut subscriber) = fleet("sentinel-kill", FLEET, &set).await;
     let keys = env.coordinator.keys().clone();
     let probe = WriteProbe::start(env.coordinator.clone(), Duration::from_millis(10));
     let load = Load::start(env.producer().await);
@@ -222,7 +242,7 @@ async fn a_fleet_survives_a_sigkill_of_the_primary_and_every_job_ends_once() {
     let probe = probe.finish(set.primary_port()).await;
     println!(
         "SIGKILL of the primary: promoted after {promoted:?}; {} jobs accepted; {lost} jobs with a \
-         transition the replica lacked, {reruns} ran again; probe: {probe:?}",
+         transition the replica lacked, {reruns} ran twice; probe: {probe:?}",
         jobs.len()
     );
     env.stop_workers().await;
@@ -331,4 +351,27 @@ async fn a_started_job_its_live_owner_does_not_list_as_running_is_an_orphan() {
         c.orphaned("default").await.unwrap(),
         vec![Orphan::OwnerDead(job.id.clone())]
     );
+}
+
+#[tokio::test]
+async fn a_rediss_sentinel_url_reaches_a_tls_primary_through_a_tls_sentinel() {
+    let pki = TestPki::generate();
+    let primary = PrivateRedis::start_tls(&pki);
+    let sentinel = PrivateRedis::start_tls_sentinel(&pki, &monitor_config(primary.port(), 1));
+    let url = format!("rediss+sentinel://127.0.0.1:{}/{MASTER_NAME}/0", sentinel.port());
+    let mut config = Config::from_toml(&pki.tls_toml(&pki.ca())).unwrap();
+    config.redis_url = url.clone();
+    let topology = Topology::new(format!("t-sentinel-tls-{}", now_ms()));
+    let c = Coordinator::from_config(&config, topology.clone()).unwrap();
+    // The sentinel knows its primary once it has reached it over TLS.
+    eventually(Duration::from_secs(20), || async { c.ping().await.ok() }).await;
+    let job = JobMessage::new("default", "echo", json!({"over": "tls"}));
+    assert_eq!(c.record_queued(std::slice::from_ref(&job)).await.unwrap(), 1);
+    let record = c.job(&job.id).await.unwrap().expect("the record");
+    assert_eq!(record.status, JobStatus::Queued);
+
+    // Without the private CA ([tls] left out) the sentinel's certificate is not trusted.
+    let untrusted = Coordinator::connect(url.as_str(), topology, Duration::from_secs(60)).unwrap();
+    let err = untrusted.ping().await.unwrap_err();
+    assert!(err.is_connection_error(), "{err}");
 }
