@@ -4,7 +4,7 @@
 //! - [`keys`]: every key name (a hash tag per group, so a transition stays in one slot)
 //! - [`connection`](self): the shared multiplexed connection
 //! - [`pool`](self): where connections come from (a URL, or a Sentinel set's primary)
-//! - [`sentinel`]: the `redis+sentinel://` URL and the watch for a moved primary
+//! - [`sentinel`](self): the `redis+sentinel://` URL and the watch for a moved primary
 //! - [`replication`](self): `redis_min_replicas`, a `WAIT` after each transition
 //! - [`record`](self): records and the verdicts transitions answer with
 //! - transitions: submit, claim, complete, retry, requeue, end early, forget
@@ -21,7 +21,7 @@ mod pool;
 mod record;
 mod registry;
 mod replication;
-pub mod sentinel;
+mod sentinel;
 mod transitions;
 
 pub use keys::Keys;

@@ -298,11 +298,13 @@ struct SwitchWatch {
 
 impl SwitchWatch {
     /// Subscribes on the first sentinel that answers, again after each failure. Every
-    /// (re)subscription drops the connection too: a switch may have passed unheard.
+    /// subscription after the first drops the connection too: a switch may have passed
+    /// unheard meanwhile.
     async fn run(&self) {
         let mut attempt = 0;
+        let mut subscribed_before = false;
         loop {
-            match self.listen().await {
+            match self.listen(&mut subscribed_before).await {
                 Ok(()) => attempt = 0,
                 Err(e) => {
                     warn!(error = %e, master = %self.master, "sentinel watch failed; subscribing again")
@@ -317,11 +319,13 @@ impl SwitchWatch {
     }
 
     /// One subscription, until its sentinel stops answering.
-    async fn listen(&self) -> Result<(), RedisError> {
+    async fn listen(&self, subscribed_before: &mut bool) -> Result<(), RedisError> {
         let sentinel = self.client.lock().await.async_get_sentinel_client().await?;
         let mut pubsub = sentinel.get_async_pubsub().await?;
         pubsub.subscribe("+switch-master").await?;
-        self.discard("subscribed to a sentinel");
+        if std::mem::replace(subscribed_before, true) {
+            self.discard("subscribed to a sentinel again");
+        }
         let (mut sink, mut messages) = pubsub.split();
         loop {
             let message = tokio::select! {
