@@ -91,8 +91,9 @@ pub const BENCH_TOKEN: &str = "jf_bench_token_not_secret";
 
 impl Fleet {
     /// A fresh namespace `bench-<random>` with the echo group and the process group whose
-    /// functions run `python3` on the scripts in `functions_dir`.
-    pub fn new(bin_dir: PathBuf, functions_dir: &Path) -> Result<Fleet> {
+    /// functions run `python3` on the scripts in `functions_dir`, waiting for
+    /// `redis_min_replicas` replicas after each transition.
+    pub fn new(bin_dir: PathBuf, functions_dir: &Path, redis_min_replicas: u32) -> Result<Fleet> {
         let namespace = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let exclusive = functions_dir.join("wordcount.py");
         let shared = functions_dir.join("wordcount_shared.py");
@@ -103,6 +104,7 @@ impl Fleet {
         }
         let toml = format!(
             r#"namespace = "{namespace}"
+redis_min_replicas = {redis_min_replicas}
 
 [groups.{ECHO_GROUP}.functions.echo]
 

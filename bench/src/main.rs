@@ -105,6 +105,10 @@ struct RunArgs {
     /// Where jobfleet-worker and jobfleet-master are; default: next to this binary.
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// Replicas that must acknowledge each transition (`redis_min_replicas` in the fleet
+    /// file; 0: none). Point `JOBFLEET_REDIS_URL` at a primary that has replicas.
+    #[arg(long, default_value_t = 0)]
+    redis_min_replicas: u32,
     /// Where wordcount.py and wordcount_shared.py are.
     #[arg(long, default_value = "examples/python/functions")]
     functions_dir: PathBuf,
@@ -166,7 +170,7 @@ async fn run(args: RunArgs) -> Result<()> {
     };
     let functions_dir = std::fs::canonicalize(&args.functions_dir)
         .with_context(|| format!("--functions-dir {}", args.functions_dir.display()))?;
-    let mut fleet = Fleet::new(bin_dir, &functions_dir)?;
+    let mut fleet = Fleet::new(bin_dir, &functions_dir, args.redis_min_replicas)?;
     let mut report = Report::new(
         args.jobs,
         args.concurrency,
@@ -174,6 +178,7 @@ async fn run(args: RunArgs) -> Result<()> {
         args.rate,
         fleet.namespace(),
     );
+    report.redis_min_replicas = args.redis_min_replicas;
     eprintln!(
         "jobfleet-bench: namespace {}, logs in {}",
         fleet.namespace(),

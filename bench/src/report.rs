@@ -21,6 +21,8 @@ pub struct Report {
     process_concurrency: usize,
     rate: f64,
     namespace: String,
+    /// `--redis-min-replicas`: replicas each transition waited for.
+    pub redis_min_replicas: u32,
     cpus: usize,
     load_before: String,
     load_after: String,
@@ -88,6 +90,7 @@ impl Report {
             process_concurrency,
             rate,
             namespace: namespace.to_string(),
+            redis_min_replicas: 0,
             cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             load_before: load_average(),
             load_after: String::new(),
@@ -207,6 +210,13 @@ impl fmt::Display for Report {
             "machine: {} CPUs, load average {} before, {} after",
             self.cpus, self.load_before, self.load_after
         )?;
+        if self.redis_min_replicas > 0 {
+            writeln!(
+                f,
+                "redis_min_replicas = {}: WAIT after each transition",
+                self.redis_min_replicas
+            )?;
+        }
         if cfg!(debug_assertions) {
             writeln!(
                 f,

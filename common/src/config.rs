@@ -2,6 +2,7 @@
 //! environment variables, with the zero-config `default` group when there is no file.
 
 use crate::auth::{AuthConfig, TokenTable};
+use crate::coordinator::SentinelUrl;
 use crate::tls::{HttpsConfig, TlsConfig, TlsError};
 use lapin::uri::AMQPUri;
 use serde::{Deserialize, Deserializer};
@@ -291,9 +292,19 @@ pub struct Config {
     /// AMQP URL, or the comma-separated URLs of a cluster's nodes (see [`amqp_urls`]).
     #[serde(default = "default_amqp_url")]
     pub amqp_url: String,
-    /// Redis URL.
+    /// Redis URL: `redis://`, `rediss://`, or a Sentinel set's primary,
+    /// `redis+sentinel://host:port,host:port/<master name>/<db>` (`rediss+sentinel://`).
     #[serde(default = "default_redis_url")]
     pub redis_url: String,
+    /// Replicas that must acknowledge each job status transition (Redis `WAIT`) before it
+    /// counts as done; default 0: asynchronous replication, a failover may lose the last
+    /// transitions (the run-record corrector repairs them).
+    #[serde(default)]
+    pub redis_min_replicas: u32,
+    /// How long a transition waits for those replicas before it fails and is retried;
+    /// default 100 ms.
+    #[serde(default = "default_redis_wait_timeout", deserialize_with = "duration")]
+    pub redis_wait_timeout: Duration,
     /// Master HTTP address.
     #[serde(default = "default_listen")]
     pub listen: String,
@@ -323,6 +334,10 @@ pub struct Config {
     /// `[https]`: the master serves HTTPS with this certificate (checked by the master).
     #[serde(default)]
     pub https: Option<HttpsConfig>,
+}
+
+fn default_redis_wait_timeout() -> Duration {
+    Duration::from_millis(100)
 }
 
 fn default_audit_entries() -> usize {
@@ -378,6 +393,8 @@ impl Default for Config {
             namespace: default_namespace(),
             amqp_url: default_amqp_url(),
             redis_url: default_redis_url(),
+            redis_min_replicas: 0,
+            redis_wait_timeout: default_redis_wait_timeout(),
             listen: default_listen(),
             retention: default_retention(),
             corrector_bound: default_corrector_bound(),
@@ -451,6 +468,13 @@ impl Config {
         }
         if let Some(auth) = &self.auth {
             TokenTable::new(auth).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
+        if SentinelUrl::is_sentinel(&self.redis_url) {
+            SentinelUrl::parse(&self.redis_url)
+                .map_err(|e| ConfigError::Invalid(format!("redis_url: {e}")))?;
+        }
+        if self.redis_min_replicas > 0 && self.redis_wait_timeout.is_zero() {
+            return invalid("redis_wait_timeout must be more than 0 (WAIT 0 would block for ever)".into());
         }
         if self.audit_entries == 0 {
             return invalid("audit_entries must be at least 1".into());
@@ -655,6 +679,8 @@ mode = "shared"
                 "[groups.g.functions.f]\nsandbox = \"process\"\ncommand = [\"x\"]\nlimits = { processes = 0 }",
                 "processes",
             ),
+            ("redis_url = \"redis+sentinel://h:26379\"", "redis_url: no master name"),
+            ("redis_min_replicas = 1\nredis_wait_timeout = \"0s\"", "redis_wait_timeout"),
         ];
         for (text, needle) in cases {
             let err = Config::from_toml(text).unwrap_err().to_string();
@@ -662,6 +688,23 @@ mode = "shared"
         }
         let err = Config::load(Some(Path::new("/nonexistent/fleet.toml")), |_| None).unwrap_err();
         assert!(matches!(err, ConfigError::Read { .. }));
+        let env = HashMap::from([(env::REDIS_URL, "redis+sentinel://h:1/m/zero")]);
+        let err = Config::load(None, |name| env.get(name).map(|v| v.to_string())).unwrap_err();
+        assert!(err.to_string().contains("database \"zero\""), "{err}");
+    }
+
+    #[test]
+    fn a_sentinel_url_and_a_replica_wait_are_read() {
+        let config = Config::from_toml(
+            "redis_url = \"redis+sentinel://s1:26379,s2:26380/jobs/2\"\n\
+             redis_min_replicas = 1\nredis_wait_timeout = \"50ms\"",
+        )
+        .unwrap();
+        assert_eq!(config.redis_min_replicas, 1);
+        assert_eq!(config.redis_wait_timeout, Duration::from_millis(50));
+        let defaults = Config::default();
+        assert_eq!(defaults.redis_min_replicas, 0);
+        assert_eq!(defaults.redis_wait_timeout, Duration::from_millis(100));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The run-record corrector, a leader duty: finds records `queued` or `started` that
 //! nothing can bring to an end any more — a queued job whose message is gone (a submit
 //! whose reply was lost, a copy lost with a broker), a started job whose worker died and
-//! whose message no longer comes back — and republishes their job. Republishing is always
+//! whose message no longer comes back, a started job whose live worker no longer runs it
+//! (its end was lost in a Redis failover) — and republishes their job. Republishing is always
 //! safe: a claim drops every copy of a job beyond the one that runs it. It also publishes
 //! the results the master still owes past the bound: a job it ended (a cancel, a queue
 //! timeout) whose result it could not publish then, and whose message no worker will meet
@@ -11,7 +12,7 @@ use crate::announce::announce;
 use crate::fleet::{queue_depth, DepthError};
 use crate::state::AppState;
 use jobfleet_common::client::ClientError;
-use jobfleet_common::coordinator::{CoordinatorError, JobRecord};
+use jobfleet_common::coordinator::{AttemptKey, CoordinatorError, JobRecord, Orphan};
 use jobfleet_common::lapin::types::{AMQPValue, FieldTable};
 use jobfleet_common::message::{JobMessage, JobStatus};
 use jobfleet_common::publish::{persistent_properties, publish_job};
@@ -76,15 +77,22 @@ impl Corrector {
                     .orphaned(group)
                     .await?
                     .into_iter()
-                    .map(|id| (group, id)),
+                    .map(|orphan| (group, orphan)),
             );
         }
         let now = Instant::now();
         let mut seen = HashMap::with_capacity(orphans.len());
-        for (group, id) in orphans {
+        for (group, orphan) in orphans {
+            let id = orphan.id().to_string();
             let since = self.orphaned_since.get(&id).copied().unwrap_or(now);
             if now.duration_since(since) >= self.bound {
-                self.republish_started(state, group, &id).await?;
+                match orphan {
+                    Orphan::OwnerDead(id) => self.republish_started(state, group, &id).await?,
+                    Orphan::Unlisted { id, worker, attempt } => {
+                        self.release_unlisted(state, group, &id, (&worker, attempt))
+                            .await?
+                    }
+                }
                 seen.insert(id, now);
             } else {
                 seen.insert(id, since);
@@ -127,6 +135,34 @@ impl Corrector {
         Ok(())
     }
 
+    /// Sends a started job its live owner does not run back to queued (fenced by that
+    /// owner and attempt, so an attempt that ended meanwhile keeps its outcome) and
+    /// republishes it. Its owner recorded the end of the attempt on a primary a failover
+    /// lost, and published its result: the job runs once more, with the same args.
+    async fn release_unlisted(
+        &self,
+        state: &AppState,
+        group: &str,
+        id: &str,
+        (worker, attempt): (&str, u32),
+    ) -> Result<(), CorrectorError> {
+        let Some(record) = state.coordinator.job_in(group, id).await? else {
+            return Ok(());
+        };
+        let job = job_of(&record);
+        let key = AttemptKey {
+            job: &job,
+            worker_id: worker,
+            attempt,
+        };
+        if state.coordinator.requeue(key).await? {
+            warn!(job_id = %id, group, worker, attempt, "corrector: a started job its live owner does not run");
+            republish(state, &record, false).await?;
+            count(state, group, "unlisted");
+        }
+        Ok(())
+    }
+
     /// Republishes an orphaned started job as a parked copy, which may take the job over
     /// from its dead owner.
     async fn republish_started(&self, state: &AppState, group: &str, id: &str) -> Result<(), CorrectorError> {
@@ -141,16 +177,21 @@ impl Corrector {
     }
 }
 
-/// Publishes the job of `record` again; `takeover` marks it as a parked copy.
-async fn republish(state: &AppState, record: &JobRecord, takeover: bool) -> Result<(), CorrectorError> {
-    let job = JobMessage {
+/// The job message of `record`.
+fn job_of(record: &JobRecord) -> JobMessage {
+    JobMessage {
         id: record.id.clone(),
         group: record.group.clone(),
         function: record.function.clone(),
         args: record.args.clone(),
         submitted_at: record.submitted_at,
         timeout_ms: record.timeout_ms,
-    };
+    }
+}
+
+/// Publishes the job of `record` again; `takeover` marks it as a parked copy.
+async fn republish(state: &AppState, record: &JobRecord, takeover: bool) -> Result<(), CorrectorError> {
+    let job = job_of(record);
     let mut properties = persistent_properties(&job.id, None);
     if takeover {
         let mut headers = FieldTable::default();

@@ -23,7 +23,8 @@ pub struct MasterMetrics {
     /// `jobfleet_http_request_duration_seconds{method,route}`.
     pub http_duration: HistogramVec,
     /// `jobfleet_jobs_corrected_total{group,kind}`: jobs the run-record corrector
-    /// republished (`kind` = `queued` or `started`).
+    /// republished (`kind` = `queued`, `started` or `unlisted`) or whose owed result it
+    /// published (`owed`).
     pub jobs_corrected: IntCounterVec,
     /// `jobfleet_http_waiting_requests`: synchronous submits waiting for their job to end.
     pub waiting_requests: IntGauge,
@@ -62,7 +63,7 @@ impl MasterMetrics {
         );
         let jobs_corrected = counter(
             "jobfleet_jobs_corrected_total",
-            "Jobs the run-record corrector republished: queued with no message left, or started by a dead worker.",
+            "Jobs the run-record corrector repaired: queued with no message left, started by a dead worker or by a live one that no longer runs it, or a result owed.",
             &["group", "kind"],
         );
         let queue_depth = gauge("jobfleet_queue_depth", "Jobs waiting in the group's queue.");

@@ -7,6 +7,7 @@ pub mod nemesis;
 pub mod pki;
 pub mod private;
 pub mod proxy;
+pub mod sentinel;
 
 use jobfleet_common::client::{amqp_pool, open_channel, Producer, ResultSubscriber};
 use jobfleet_common::config::Config;

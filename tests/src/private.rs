@@ -353,7 +353,7 @@ impl Drop for PrivateRabbit {
 }
 
 /// A redis-server of its own with the append-only file on (fsync always), as production
-/// runs it.
+/// runs it; or a sentinel of its own ([`PrivateRedis::start_sentinel`]).
 #[derive(Debug)]
 pub struct PrivateRedis {
     port: u16,
@@ -361,6 +361,10 @@ pub struct PrivateRedis {
     child: Option<Child>,
     /// TLS-only: `--tls-*` options, and `redis-cli`'s.
     tls: Option<(Vec<String>, Vec<String>)>,
+    /// More server options (e.g. `--replicaof`).
+    options: Vec<String>,
+    /// A sentinel: runs `sentinel.conf` of its directory with `--sentinel`.
+    sentinel: bool,
 }
 
 impl PrivateRedis {
@@ -369,46 +373,72 @@ impl PrivateRedis {
         PrivateRedis::start_configured(None)
     }
 
+    /// Starts a server with more options (e.g. `["--replicaof", "127.0.0.1", "6380"]`) and
+    /// waits until it accepts connections.
+    pub fn start_with<S: AsRef<str>>(options: &[S]) -> PrivateRedis {
+        let mut redis = PrivateRedis::unstarted(None);
+        redis.options = options.iter().map(|o| o.as_ref().to_string()).collect();
+        redis.launch();
+        redis
+    }
+
+    /// Starts a sentinel (`redis-server sentinel.conf --sentinel`) whose `sentinel.conf`
+    /// holds `config` (the sentinel rewrites it as it learns), and waits until it accepts
+    /// connections.
+    pub fn start_sentinel(config: &str) -> PrivateRedis {
+        let mut sentinel = PrivateRedis::unstarted(None);
+        std::fs::write(sentinel.dir.join("sentinel.conf"), config).expect("sentinel.conf");
+        sentinel.sentinel = true;
+        sentinel.launch();
+        sentinel
+    }
+
     /// Starts a server that speaks only TLS on its port (`--port 0 --tls-port`), with the
     /// server certificate of `pki`, requiring a client certificate its CA signed.
     pub fn start_tls(pki: &TestPki) -> PrivateRedis {
-        let path = |p: PathBuf| p.to_str().expect("utf-8").to_string();
-        let server = vec![
-            "--tls-cert-file".into(),
-            path(pki.server_cert()),
-            "--tls-key-file".into(),
-            path(pki.server_key()),
-            "--tls-ca-cert-file".into(),
-            path(pki.ca()),
-            "--tls-auth-clients".into(),
+        PrivateRedis::start_configured(Some(tls_options(pki)))
+    }
+
+    /// Starts a sentinel as [`PrivateRedis::start_sentinel`] that speaks only TLS, as
+    /// [`PrivateRedis::start_tls`] does, and reaches the servers it monitors over TLS too
+    /// (`tls-replication`), with the client certificate of `pki`.
+    pub fn start_tls_sentinel(pki: &TestPki, config: &str) -> PrivateRedis {
+        let mut sentinel = PrivateRedis::unstarted(Some(tls_options(pki)));
+        std::fs::write(sentinel.dir.join("sentinel.conf"), config).expect("sentinel.conf");
+        sentinel.sentinel = true;
+        sentinel.options = vec![
+            "--tls-replication".into(),
             "yes".into(),
+            "--tls-client-cert-file".into(),
+            utf8(pki.client_cert()),
+            "--tls-client-key-file".into(),
+            utf8(pki.client_key()),
         ];
-        let cli = vec![
-            "--tls".into(),
-            "--cacert".into(),
-            path(pki.ca()),
-            "--cert".into(),
-            path(pki.client_cert()),
-            "--key".into(),
-            path(pki.client_key()),
-        ];
-        PrivateRedis::start_configured(Some((server, cli)))
+        sentinel.launch();
+        sentinel
     }
 
     fn start_configured(tls: Option<(Vec<String>, Vec<String>)>) -> PrivateRedis {
+        let mut redis = PrivateRedis::unstarted(tls);
+        redis.launch();
+        redis
+    }
+
+    /// A server on a free port with its own directory, not started yet.
+    fn unstarted(tls: Option<(Vec<String>, Vec<String>)>) -> PrivateRedis {
         let dir = std::env::temp_dir().join(format!(
             "jobfleet-redis-{}",
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         ));
         std::fs::create_dir_all(&dir).expect("redis dir");
-        let mut redis = PrivateRedis {
+        PrivateRedis {
             port: free_port(),
             dir,
             child: None,
             tls,
-        };
-        redis.launch();
-        redis
+            options: Vec::new(),
+            sentinel: false,
+        }
     }
 
     fn launch(&mut self) {
@@ -417,11 +447,19 @@ impl PrivateRedis {
             None => vec!["--port", &port],
             Some(_) => vec!["--port", "0", "--tls-port", &port],
         };
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        if self.sentinel {
+            command.arg(self.dir.join("sentinel.conf")).arg("--sentinel");
+        }
+        command
             .args(["--bind", "127.0.0.1", "--dir", self.dir.to_str().expect("utf-8")])
             .args(ports)
-            .args(self.tls.iter().flat_map(|(server, _)| server))
-            .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
+            .args(self.tls.iter().flat_map(|(server, _)| server));
+        if !self.sentinel {
+            command.args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""]);
+        }
+        let child = command
+            .args(&self.options)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server (installed by scripts/services)");
@@ -451,6 +489,23 @@ impl PrivateRedis {
         self.signal(nix::sys::signal::Signal::SIGCONT);
     }
 
+    /// Kills the server at once (SIGKILL) and waits for it: whatever its replicas did not
+    /// have yet is gone with it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a killed server again on its port and data, with `options` instead of the
+    /// ones it had (e.g. `--replicaof` the new primary).
+    pub fn start_again_with<S: AsRef<str>>(&mut self, options: &[S]) {
+        self.kill();
+        self.options = options.iter().map(|o| o.as_ref().to_string()).collect();
+        self.launch();
+    }
+
     fn signal(&self, signal: nix::sys::signal::Signal) {
         let child = self.child.as_ref().expect("redis-server runs");
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
@@ -470,6 +525,35 @@ impl PrivateRedis {
         std::thread::sleep(down_for);
         self.launch();
     }
+}
+
+/// The `--tls-*` options of a TLS-only server with the server certificate of `pki`,
+/// requiring a client certificate its CA signed; and `redis-cli`'s options to reach it.
+fn tls_options(pki: &TestPki) -> (Vec<String>, Vec<String>) {
+    let server = vec![
+        "--tls-cert-file".into(),
+        utf8(pki.server_cert()),
+        "--tls-key-file".into(),
+        utf8(pki.server_key()),
+        "--tls-ca-cert-file".into(),
+        utf8(pki.ca()),
+        "--tls-auth-clients".into(),
+        "yes".into(),
+    ];
+    let cli = vec![
+        "--tls".into(),
+        "--cacert".into(),
+        utf8(pki.ca()),
+        "--cert".into(),
+        utf8(pki.client_cert()),
+        "--key".into(),
+        utf8(pki.client_key()),
+    ];
+    (server, cli)
+}
+
+fn utf8(path: PathBuf) -> String {
+    path.to_str().expect("utf-8").to_string()
 }
 
 impl Drop for PrivateRedis {

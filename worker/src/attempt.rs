@@ -229,6 +229,20 @@ impl<'a> Attempt<'a> {
     async fn release(self) -> Handled {
         self.shared.untrack_running(&self.job.id);
         let _ = self.requeue().await;
+        self.give_back().await
+    }
+
+    /// The job's record was lost in a Redis failover: the job goes back to the queue, and
+    /// its next claim records it again and runs it (this outcome was never recorded, so no
+    /// result of it was published).
+    async fn rerun_lost(&self) -> Handled {
+        warn!("the job's record is gone (lost in a Redis failover); handing the job back to run again");
+        self.give_back().await
+    }
+
+    /// Hands the delivery back to the queue; handed off, the parked copy brings the job
+    /// back instead.
+    async fn give_back(&self) -> Handled {
         if self.handed_off {
             Handled::HandedBack
         } else {
@@ -257,6 +271,7 @@ impl<'a> Attempt<'a> {
             Ok(Completion::Recorded) => {}
             Ok(Completion::Stale(_)) => return self.settle(Handled::Dropped).await,
             Ok(Completion::Announce(record)) => return self.announce(&record).await,
+            Ok(Completion::Lost) => return self.rerun_lost().await,
             Err(why) => return self.unrecorded(why).await,
         }
         let delay_ms = delay.as_millis() as u64;
@@ -317,6 +332,7 @@ impl<'a> Attempt<'a> {
                 }
                 self.announce(&record).await
             }
+            Ok(Completion::Lost) => self.rerun_lost().await,
             Err(why) => self.unrecorded(why).await,
         }
     }

@@ -195,11 +195,7 @@ impl WorkerBuilder {
         let metrics_listener = self.metrics_listen.map(bind_metrics).transpose()?;
         let worker_id = self.worker_id.take().unwrap_or_else(default_worker_id);
         let topology = Topology::new(&self.config.namespace);
-        let coordinator = Coordinator::connect(
-            self.config.redis_endpoint(),
-            topology.clone(),
-            self.config.retention,
-        )?;
+        let coordinator = Coordinator::from_config(&self.config, topology.clone())?;
         let pool = amqp_pool(
             self.config.amqp_endpoint(),
             2,

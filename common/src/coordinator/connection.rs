@@ -1,16 +1,40 @@
 //! The one multiplexed Redis connection a coordinator and its clones share, dropped and
-//! taken anew from the pool when it breaks or its server is demoted (a failover).
+//! taken anew from the pool when it breaks, its server is demoted, or the sentinels name
+//! another primary (a failover).
 
 use super::{Coordinator, CoordinatorError};
 use deadpool_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
 use deadpool_redis::redis::{self, Value as RedisValue};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use tokio_util::sync::CancellationToken;
 
 /// The connection every call of a coordinator (and its clones) shares, with a generation
 /// so that only the first failure of a broken one discards it.
 #[derive(Default)]
 pub(super) struct SharedConnection {
     current: Mutex<Option<(u64, MultiplexedConnection)>>,
+    /// The generation of the next connection (never reused, so that a failure seen on a
+    /// discarded connection cannot discard its successor).
+    generations: AtomicU64,
+    /// Starts the pool's watch (a Sentinel set's) with the first connection.
+    watching: OnceLock<()>,
+    /// Stops that watch when the last coordinator clone is gone.
+    stop: CancellationToken,
+}
+
+impl SharedConnection {
+    /// Drops the current connection, whatever its generation, so that the next call takes
+    /// a new one. Returns whether there was one.
+    pub(super) fn discard(&self) -> bool {
+        self.current.lock().expect("redis connection").take().is_some()
+    }
+}
+
+impl Drop for SharedConnection {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 /// A handle on the shared connection that discards it when it turns out broken.
@@ -101,9 +125,13 @@ impl Coordinator {
                 shared: self.shared.clone(),
             }));
         }
-        let conn = deadpool_redis::Connection::take(self.pool.get().await?);
+        self.shared.watching.get_or_init(|| {
+            self.pool
+                .watch(Arc::downgrade(&self.shared), self.shared.stop.clone())
+        });
+        let conn = self.pool.connection().await?;
         let mut current = self.shared.current.lock().expect("redis connection");
-        let generation = current.as_ref().map_or(0, |(g, _)| g + 1);
+        let generation = self.shared.generations.fetch_add(1, Ordering::Relaxed);
         *current = Some((generation, conn.clone()));
         Ok(Conn(Tracked {
             conn,

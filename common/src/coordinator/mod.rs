@@ -3,6 +3,9 @@
 //!
 //! - [`keys`]: every key name (a hash tag per group, so a transition stays in one slot)
 //! - [`connection`](self): the shared multiplexed connection
+//! - [`pool`](self): where connections come from (a URL, or a Sentinel set's primary)
+//! - [`sentinel`](self): the `redis+sentinel://` URL and the watch for a moved primary
+//! - [`replication`](self): `redis_min_replicas`, a `WAIT` after each transition
 //! - [`record`](self): records and the verdicts transitions answer with
 //! - transitions: submit, claim, complete, retry, requeue, end early, forget
 //! - registry: worker heartbeats and liveness, group health, the leader lease
@@ -19,13 +22,18 @@ mod orphans;
 mod pool;
 mod record;
 mod registry;
+mod replication;
+mod sentinel;
 mod transitions;
 
 pub use keys::Keys;
 pub use listing::{Cursor, ListFilter};
+pub use orphans::Orphan;
 pub use record::{
     Claim, Completion, CopyKind, EndEarly, FailureEffect, Forget, JobRecord, Outcome, Progress, Submitted,
 };
+pub use replication::ReplicaWait;
+pub use sentinel::{SentinelUrl, SentinelUrlError};
 pub use transitions::{AttemptKey, BadMessage, ClaimRequest, CompleteRequest, EndRequest, RetryRequest};
 
 use crate::config::Config;
@@ -33,7 +41,7 @@ use crate::tls::{Endpoint, TlsError};
 use crate::topology::Topology;
 use connection::SharedConnection;
 use deadpool_redis::redis;
-use deadpool_redis::Pool;
+use pool::RedisPool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,13 +67,27 @@ pub enum CoordinatorError {
     /// The `[tls]` settings are unusable.
     #[error("redis config: {0}")]
     Tls(#[from] Box<TlsError>),
+    /// The Redis Sentinel URL is unusable.
+    #[error("redis config: {0}")]
+    SentinelUrl(#[from] SentinelUrlError),
+    /// Fewer replicas than `redis_min_replicas` acknowledged a transition in time. It is
+    /// applied on the primary but may be lost in a failover; retrying it is safe.
+    #[error("redis: only {acknowledged} of {wanted} replicas acknowledged the write within {timeout:?}")]
+    Unreplicated {
+        /// Replicas that acknowledged it.
+        acknowledged: u32,
+        /// Replicas asked for.
+        wanted: u32,
+        /// How long it waited.
+        timeout: Duration,
+    },
 }
 
 impl CoordinatorError {
     /// Whether the error is Redis being unreachable (worth retrying after a back-off).
     pub fn is_connection_error(&self) -> bool {
         match self {
-            CoordinatorError::Pool(_) => true,
+            CoordinatorError::Pool(_) | CoordinatorError::Unreplicated { .. } => true,
             CoordinatorError::Redis(e) => {
                 e.is_io_error()
                     || e.is_connection_refusal()
@@ -85,12 +107,13 @@ impl CoordinatorError {
     /// script error, a wrong type), which would fail the same way again.
     pub fn is_transient(&self) -> bool {
         match self {
-            CoordinatorError::Pool(_) => true,
+            CoordinatorError::Pool(_) | CoordinatorError::Unreplicated { .. } => true,
             CoordinatorError::Redis(e) => !is_deterministic(e),
             CoordinatorError::Corrupt(_)
             | CoordinatorError::UnknownName(_)
             | CoordinatorError::Config(_)
-            | CoordinatorError::Tls(_) => false,
+            | CoordinatorError::Tls(_)
+            | CoordinatorError::SentinelUrl(_) => false,
         }
     }
 }
@@ -122,13 +145,15 @@ fn is_passing_server_state(e: &redis::RedisError) -> bool {
 /// The coordinator of one namespace, over a deadpool-redis pool.
 #[derive(Clone)]
 pub struct Coordinator {
-    pool: Pool,
+    pool: RedisPool,
     shared: Arc<SharedConnection>,
     keys: Keys,
     topology: Topology,
     retention: Duration,
     /// The fleet's groups: where a lookup by job id alone searches.
     groups: Arc<[String]>,
+    /// `redis_min_replicas`: replicas that must acknowledge each transition.
+    replica_wait: Option<ReplicaWait>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -141,15 +166,16 @@ impl std::fmt::Debug for Coordinator {
 
 impl Coordinator {
     /// Builds a pool for `endpoint` (a URL, or a URL with `[tls]` settings such as
-    /// [`Config::redis_endpoint`]) and the coordinator of `topology`. It knows no groups:
-    /// lookups by id alone find nothing until [`Coordinator::with_groups`] names them (see
-    /// [`Coordinator::from_config`]).
+    /// [`Config::redis_endpoint`]; `redis+sentinel://` for the primary of a Sentinel set)
+    /// and the coordinator of `topology`. It knows no groups: lookups by id alone find
+    /// nothing until [`Coordinator::with_groups`] names them, and it waits for no replica
+    /// (see [`Coordinator::from_config`]).
     pub fn connect(
         endpoint: impl Into<Endpoint>,
         topology: Topology,
         retention: Duration,
     ) -> Result<Coordinator, CoordinatorError> {
-        let pool = pool::redis_pool(&endpoint.into())?;
+        let pool = RedisPool::new(&endpoint.into())?;
         Ok(Coordinator {
             pool,
             shared: Default::default(),
@@ -157,13 +183,19 @@ impl Coordinator {
             topology,
             retention,
             groups: Arc::from(Vec::new()),
+            replica_wait: None,
         })
     }
 
-    /// The coordinator of a fleet configuration: its Redis, namespace, retention and groups.
+    /// The coordinator of a fleet configuration: its Redis, namespace, retention, groups
+    /// and replica wait.
     pub fn from_config(config: &Config, topology: Topology) -> Result<Coordinator, CoordinatorError> {
         let groups: Vec<String> = config.groups.keys().cloned().collect();
-        Ok(Coordinator::connect(config.redis_endpoint(), topology, config.retention)?.with_groups(groups))
+        Ok(
+            Coordinator::connect(config.redis_endpoint(), topology, config.retention)?
+                .with_groups(groups)
+                .with_replica_wait(ReplicaWait::of(config)),
+        )
     }
 
     /// The same coordinator, searching `groups` on lookups by job id alone.

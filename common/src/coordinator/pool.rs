@@ -1,19 +1,66 @@
 //! The Redis connection pool of a coordinator: for a `rediss://` URL, over rustls with the
-//! `[tls]` settings (a private CA replaces the system roots; a client certificate is shown).
+//! `[tls]` settings (a private CA replaces the system roots; a client certificate is shown);
+//! for a `redis+sentinel://` URL, to the primary the sentinels name (see [`super::sentinel`]).
 
+use super::connection::SharedConnection;
+use super::sentinel::{SentinelManager, SentinelUrl};
 use super::CoordinatorError;
 use crate::tls::{self, Endpoint};
+use deadpool::managed;
+use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{self, IntoConnectionInfo};
-use deadpool_redis::{ConfigError, CreatePoolError, Manager, Pool, PoolConfig, Runtime, Timeouts};
+use deadpool_redis::{ConfigError, CreatePoolError, Manager, PoolConfig, PoolError, Runtime, Timeouts};
+use std::sync::Weak;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
-/// A pool of at most 16 connections to `endpoint`, with explicit wait/create/recycle
-/// timeouts. Nothing connects here.
-pub(super) fn redis_pool(endpoint: &Endpoint) -> Result<Pool, CoordinatorError> {
-    let unusable = |e: redis::RedisError| CreatePoolError::Config(ConfigError::Redis(e));
-    let manager = Manager::new(connection_info(endpoint)?).map_err(unusable)?;
+/// Where a coordinator's connections come from: one Redis, or the primary of a Sentinel set.
+#[derive(Clone)]
+pub(super) enum RedisPool {
+    /// A `redis://` or `rediss://` URL.
+    Direct(managed::Pool<Manager>),
+    /// A `redis+sentinel://` or `rediss+sentinel://` URL.
+    Sentinel(managed::Pool<SentinelManager>),
+}
+
+impl RedisPool {
+    /// A pool of at most 16 connections to `endpoint`, with explicit wait/create/recycle
+    /// timeouts. Nothing connects here.
+    pub(super) fn new(endpoint: &Endpoint) -> Result<RedisPool, CoordinatorError> {
+        let unusable = |e: redis::RedisError| CreatePoolError::Config(ConfigError::Redis(e));
+        if SentinelUrl::is_sentinel(&endpoint.url) {
+            let url = SentinelUrl::parse(&endpoint.url)?;
+            let certificates = match url.tls {
+                true => endpoint.tls.redis_certificates().map_err(Box::new)?,
+                false => None,
+            };
+            let manager = SentinelManager::new(&url, certificates).map_err(unusable)?;
+            return Ok(RedisPool::Sentinel(built(manager)?));
+        }
+        let manager = Manager::new(connection_info(endpoint)?).map_err(unusable)?;
+        Ok(RedisPool::Direct(built(manager)?))
+    }
+
+    /// A new connection, taken out of the pool for good (the coordinator shares it).
+    pub(super) async fn connection(&self) -> Result<MultiplexedConnection, PoolError> {
+        Ok(match self {
+            RedisPool::Direct(pool) => managed::Object::take(pool.get().await?),
+            RedisPool::Sentinel(pool) => managed::Object::take(pool.get().await?),
+        })
+    }
+
+    /// For a Sentinel set, starts watching for a moved primary: `shared`'s connection is
+    /// dropped on each move, until `stop`.
+    pub(super) fn watch(&self, shared: Weak<SharedConnection>, stop: CancellationToken) {
+        if let RedisPool::Sentinel(pool) = self {
+            pool.manager().watch(shared, stop);
+        }
+    }
+}
+
+fn built<M: managed::Manager>(manager: M) -> Result<managed::Pool<M>, CreatePoolError> {
     let timeout = Some(Duration::from_secs(5));
-    Pool::builder(manager)
+    managed::Pool::builder(manager)
         .config(PoolConfig {
             max_size: 16,
             timeouts: Timeouts {
@@ -25,7 +72,7 @@ pub(super) fn redis_pool(endpoint: &Endpoint) -> Result<Pool, CoordinatorError> 
         })
         .runtime(Runtime::Tokio1)
         .build()
-        .map_err(|e| CreatePoolError::Build(e).into())
+        .map_err(CreatePoolError::Build)
 }
 
 /// Where and how to connect: the URL's address, with the `[tls]` certificates for `rediss://`.

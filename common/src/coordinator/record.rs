@@ -65,6 +65,9 @@ pub enum Completion {
     /// The master ended the job (a cancel) and may have died before publishing its result:
     /// publish this record's result.
     Announce(Box<JobRecord>),
+    /// The job has no record and no tombstone: a Redis failover lost it (the replica never
+    /// had it). Hand the delivery back: its next claim records the job again and runs it.
+    Lost,
 }
 
 /// What a submit did.
@@ -122,6 +125,7 @@ impl Completion {
             Some("announce") => Ok(Completion::Announce(Box::new(JobRecord::from_fields(
                 fields_of(items.get(1).unwrap_or(&RedisValue::Nil))?,
             )?))),
+            Some("lost") => Ok(Completion::Lost),
             _ => Err(CoordinatorError::Corrupt(format!("completion reply {reply:?}"))),
         }
     }

@@ -133,16 +133,7 @@ impl Coordinator {
             let submitted_at = job.submitted_at.unwrap_or_else(crate::now_ms);
             pipe.invoke_script(&self.record_call(&ENQUEUE, job, json_text(&job.args), submitted_at));
         }
-        let mut conn = self.connection().await?;
-        let created: Vec<i64> = match pipe.query_async(&mut *conn).await {
-            Ok(created) => created,
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                // The script cache is empty (Redis restarted): load it and pipeline again.
-                ENQUEUE.prepare_invoke().load_async(&mut *conn).await?;
-                pipe.query_async(&mut *conn).await?
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let created = self.transitions(&mut pipe, &ENQUEUE.prepare_invoke()).await?;
         Ok(created.iter().filter(|&&c| c == 1).count())
     }
 
@@ -157,20 +148,20 @@ impl Coordinator {
             String::new()
         };
         let submitted_at = job.submitted_at.map(|v| v.to_string()).unwrap_or_default();
-        let mut conn = self.connection().await?;
         let reply: RedisValue = self
-            .record_call(&CLAIM, job, args, submitted_at)
-            .key(k.group(&job.group))
-            .key(k.running(&job.group))
-            .arg(request.worker_id)
-            .arg(request.now_ms)
-            .arg(request.copy.as_arg())
-            .arg(k.alive_prefix(&job.group))
-            .arg(self.retention_secs())
-            .arg(request.token)
-            .arg(request.max_takeovers)
-            .arg(request.max_failures)
-            .invoke_async(&mut *conn)
+            .transition(
+                self.record_call(&CLAIM, job, args, submitted_at)
+                    .key(k.group(&job.group))
+                    .key(k.running(&job.group))
+                    .arg(request.worker_id)
+                    .arg(request.now_ms)
+                    .arg(request.copy.as_arg())
+                    .arg(k.alive_prefix(&job.group))
+                    .arg(self.retention_secs())
+                    .arg(request.token)
+                    .arg(request.max_takeovers)
+                    .arg(request.max_failures),
+            )
             .await?;
         Claim::from_reply(&reply)
     }
@@ -189,19 +180,19 @@ impl Coordinator {
             None => ("", ""),
         };
         let effect = FailureEffect::of(outcome.status, outcome.error.as_ref());
-        let mut conn = self.connection().await?;
         let reply: RedisValue = self
-            .attempt_call(&COMPLETE, attempt)
-            .arg(outcome.status.as_str())
-            .arg(result)
-            .arg(kind)
-            .arg(message)
-            .arg(request.now_ms)
-            .arg(outcome.duration_ms)
-            .arg(self.retention_secs())
-            .arg(effect.as_arg())
-            .arg(request.max_failures)
-            .invoke_async(&mut *conn)
+            .transition(
+                self.attempt_call(&COMPLETE, attempt)
+                    .arg(outcome.status.as_str())
+                    .arg(result)
+                    .arg(kind)
+                    .arg(message)
+                    .arg(request.now_ms)
+                    .arg(outcome.duration_ms)
+                    .arg(self.retention_secs())
+                    .arg(effect.as_arg())
+                    .arg(request.max_failures),
+            )
             .await?;
         Completion::from_reply(&reply)
     }
@@ -212,16 +203,16 @@ impl Coordinator {
         let RetryRequest { attempt, error, .. } = request;
         let job = attempt.job;
         let effect = FailureEffect::of(JobStatus::Failed, Some(error));
-        let mut conn = self.connection().await?;
         let reply: RedisValue = self
-            .attempt_call(&RETRY, attempt)
-            .key(self.keys.queued(&job.group))
-            .arg(error.kind.as_str())
-            .arg(&error.message)
-            .arg(request.available_at_ms)
-            .arg(effect.as_arg())
-            .arg(request.max_failures)
-            .invoke_async(&mut *conn)
+            .transition(
+                self.attempt_call(&RETRY, attempt)
+                    .key(self.keys.queued(&job.group))
+                    .arg(error.kind.as_str())
+                    .arg(&error.message)
+                    .arg(request.available_at_ms)
+                    .arg(effect.as_arg())
+                    .arg(request.max_failures),
+            )
             .await?;
         Completion::from_reply(&reply)
     }
@@ -230,33 +221,35 @@ impl Coordinator {
     /// without finishing it. Returns whether it was handed back.
     pub async fn requeue(&self, attempt: AttemptKey<'_>) -> Result<bool, CoordinatorError> {
         let job = attempt.job;
-        let mut conn = self.connection().await?;
-        let moved: i64 = REQUEUE
-            .key(self.keys.job(&job.group, &job.id))
-            .key(self.keys.running(&job.group))
-            .key(self.keys.queued(&job.group))
-            .arg(attempt.worker_id)
-            .arg(attempt.attempt)
-            .arg(crate::now_ms())
-            .invoke_async(&mut *conn)
+        let moved: i64 = self
+            .transition(
+                REQUEUE
+                    .key(self.keys.job(&job.group, &job.id))
+                    .key(self.keys.running(&job.group))
+                    .key(self.keys.queued(&job.group))
+                    .arg(attempt.worker_id)
+                    .arg(attempt.attempt)
+                    .arg(crate::now_ms()),
+            )
             .await?;
         Ok(moved == 1)
     }
 
     /// Records an undecodable job as failed with `bad_message` (if not started or ended yet).
     pub async fn record_bad_message(&self, bad: BadMessage<'_>) -> Result<bool, CoordinatorError> {
-        let mut conn = self.connection().await?;
-        let recorded: i64 = BAD_MESSAGE
-            .key(self.keys.job(bad.group, bad.id))
-            .key(self.keys.index(bad.group))
-            .key(self.keys.queued(bad.group))
-            .arg(bad.id)
-            .arg(bad.reason)
-            .arg(bad.now_ms)
-            .arg(self.retention_secs())
-            .arg(bad.group)
-            .arg(bad.function)
-            .invoke_async(&mut *conn)
+        let recorded: i64 = self
+            .transition(
+                BAD_MESSAGE
+                    .key(self.keys.job(bad.group, bad.id))
+                    .key(self.keys.index(bad.group))
+                    .key(self.keys.queued(bad.group))
+                    .arg(bad.id)
+                    .arg(bad.reason)
+                    .arg(bad.now_ms)
+                    .arg(self.retention_secs())
+                    .arg(bad.group)
+                    .arg(bad.function),
+            )
             .await?;
         Ok(recorded == 1)
     }
@@ -278,16 +271,16 @@ impl Coordinator {
         let idem = idempotency_key
             .map(|key| k.idempotency(&job.group, key))
             .unwrap_or_default();
-        let mut conn = self.connection().await?;
         let submitted_at = job.submitted_at.unwrap_or_else(crate::now_ms);
         let reply: Vec<String> = self
-            .record_call(&SUBMIT, job, json_text(&job.args), submitted_at)
-            .key(k.group(&job.group))
-            .key(idem)
-            .key(k.job(&job.group, ""))
-            .arg(job.timeout_ms.map(|t| t.to_string()).unwrap_or_default())
-            .arg(self.retention_secs())
-            .invoke_async(&mut *conn)
+            .transition(
+                self.record_call(&SUBMIT, job, json_text(&job.args), submitted_at)
+                    .key(k.group(&job.group))
+                    .key(idem)
+                    .key(k.job(&job.group, ""))
+                    .arg(job.timeout_ms.map(|t| t.to_string()).unwrap_or_default())
+                    .arg(self.retention_secs()),
+            )
             .await?;
         match (reply.first().map(String::as_str), reply.get(1)) {
             (Some("created"), _) => Ok(Submitted::Created),
@@ -309,19 +302,20 @@ impl Coordinator {
             },
         };
         let from: Vec<&str> = request.allowed_from.iter().map(|s| s.as_str()).collect();
-        let mut conn = self.connection().await?;
-        let reply: RedisValue = END_EARLY
-            .key(self.keys.job(&group, request.id))
-            .key(self.keys.queued(&group))
-            .key(self.keys.running(&group))
-            .key(self.keys.owed(&group))
-            .arg(request.status.as_str())
-            .arg(request.error.kind.as_str())
-            .arg(&request.error.message)
-            .arg(crate::now_ms())
-            .arg(self.retention_secs())
-            .arg(from.join(","))
-            .invoke_async(&mut *conn)
+        let reply: RedisValue = self
+            .transition(
+                END_EARLY
+                    .key(self.keys.job(&group, request.id))
+                    .key(self.keys.queued(&group))
+                    .key(self.keys.running(&group))
+                    .key(self.keys.owed(&group))
+                    .arg(request.status.as_str())
+                    .arg(request.error.kind.as_str())
+                    .arg(&request.error.message)
+                    .arg(crate::now_ms())
+                    .arg(self.retention_secs())
+                    .arg(from.join(",")),
+            )
             .await?;
         EndEarly::from_reply(&reply)
     }
@@ -341,15 +335,16 @@ impl Coordinator {
             .map(|key| k.idempotency(&job.group, key))
             .unwrap_or_default();
         let submitted_at = job.submitted_at.map(|t| t.to_string()).unwrap_or_default();
-        let mut conn = self.connection().await?;
-        let discarded: i64 = DISCARD
-            .key(k.job(&job.group, &job.id))
-            .key(k.index(&job.group))
-            .key(k.queued(&job.group))
-            .key(idem)
-            .arg(&job.id)
-            .arg(submitted_at)
-            .invoke_async(&mut *conn)
+        let discarded: i64 = self
+            .transition(
+                DISCARD
+                    .key(k.job(&job.group, &job.id))
+                    .key(k.index(&job.group))
+                    .key(k.queued(&job.group))
+                    .key(idem)
+                    .arg(&job.id)
+                    .arg(submitted_at),
+            )
             .await?;
         Ok(discarded == 1)
     }
@@ -382,12 +377,8 @@ impl Coordinator {
     }
 
     async fn mark(&self, group: &str, id: &str, field: &str, value: &str) -> Result<(), CoordinatorError> {
-        let mut conn = self.connection().await?;
-        let _: i64 = MARK
-            .key(self.keys.job(group, id))
-            .arg(field)
-            .arg(value)
-            .invoke_async(&mut *conn)
+        let _: i64 = self
+            .transition(MARK.key(self.keys.job(group, id)).arg(field).arg(value))
             .await?;
         Ok(())
     }
@@ -398,15 +389,16 @@ impl Coordinator {
         let Some(group) = self.group_of(id).await? else {
             return Ok(Forget::Missing);
         };
-        let mut conn = self.connection().await?;
-        let reply: RedisValue = FORGET
-            .key(self.keys.job(&group, id))
-            .key(self.keys.index(&group))
-            .key(self.keys.tombstone(&group, id))
-            .key(self.keys.events(&group, id))
-            .arg(id)
-            .arg(self.retention_secs())
-            .invoke_async(&mut *conn)
+        let reply: RedisValue = self
+            .transition(
+                FORGET
+                    .key(self.keys.job(&group, id))
+                    .key(self.keys.index(&group))
+                    .key(self.keys.tombstone(&group, id))
+                    .key(self.keys.events(&group, id))
+                    .arg(id)
+                    .arg(self.retention_secs()),
+            )
             .await?;
         Forget::from_reply(&reply)
     }

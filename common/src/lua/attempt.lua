@@ -10,7 +10,9 @@
 -- {field, value, ...}} for a job the master ended whose result is not confirmed published;
 -- {'stale', status} otherwise. A record deleted after this attempt ended it (its tombstone
 -- names the attempt, see forget.lua) answers {'ok'} too: the attempt's reply was lost, and
--- its result is still owed to the result topic.
+-- its result is still owed to the result topic. No record and no tombstone at all answers
+-- {'lost'}: a failover to a replica that never had the record (a started record has no
+-- expiry, and only a delete removes one, leaving a tombstone).
 local function fence(mark, done_status)
   local attempt = ARGV[1] .. ':' .. ARGV[2]
   local current = redis.call('HMGET', KEYS[1], 'status', 'worker', 'attempts', 'group', 'id', mark)
@@ -22,6 +24,9 @@ local function fence(mark, done_status)
     if gone and string.sub(gone, -(#attempt + 1)) == ' ' .. attempt then
       return {'ok'}
     end
+  end
+  if not current[1] and redis.call('EXISTS', KEYS[4]) == 0 then
+    return {'lost'}
   end
   if current[1] ~= 'started' or current[2] ~= ARGV[1] or current[3] ~= ARGV[2] then
     if redis.call('HGET', KEYS[1], 'announce') == '1' then

@@ -1,8 +1,9 @@
 -- Records a job's outcome: started -> finished | failed | canceled, only for the worker
 -- and attempt that own it (fence() of attempt.lua), sets the record's retention, and
 -- applies the group's failure policy.
--- Returns {'ok'}, {'stale', status}, or {'announce', {field, value, ...}} when the job was
--- ended by the master (a cancel) whose result is not confirmed published: publish it.
+-- Returns {'ok'}, {'stale', status}, {'announce', {field, value, ...}} when the job was
+-- ended by the master (a cancel) whose result is not confirmed published: publish it, or
+-- {'lost'} when a failover lost its record (see fence()).
 -- KEYS[1] job key, KEYS[2] group key, KEYS[3] group running set, KEYS[4] the job's tombstone
 -- ARGV: 1 worker id, 2 attempt, 3 status, 4 result (JSON or ''), 5 error kind (or ''),
 --       6 error message, 7 now (ms), 8 duration (ms), 9 retention (s),

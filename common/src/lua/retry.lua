@@ -1,7 +1,8 @@
 -- Sends a failed job back for a retry: started -> queued, only for the worker and attempt
 -- that own it (fence() of attempt.lua). Keeps the error as the last one, schedules the job
 -- in the queued set at the time it becomes available, and applies the group's failure policy.
--- Returns {'ok'}, {'stale', status}, or {'announce', {field, value, ...}} like complete.lua.
+-- Returns {'ok'}, {'stale', status}, {'announce', {field, value, ...}} or {'lost'} like
+-- complete.lua.
 -- KEYS[1] job key, KEYS[2] group key, KEYS[3] group running set, KEYS[4] the job's
 -- tombstone, KEYS[5] group queued set
 -- ARGV: 1 worker id, 2 attempt, 3 error kind, 4 error message, 5 available at (ms),
