@@ -16,7 +16,7 @@ pub use audit::{AuditEntry, AuditPage, AuditQuery, DEFAULT_AUDIT_LIMIT};
 pub use error::{ErrorBody, ErrorDetail};
 pub use fleet::{GroupList, GroupName, GroupView, Health, WorkerList, WorkerView};
 pub use jobs::{Accepted, JobErrorView, JobId, JobPage, JobView, ListQuery, SubmitQuery, SubmitRequest};
-pub use time::{rfc3339, LAST_RFC3339_MS};
+pub use time::{parse_rfc3339, rfc3339, LAST_RFC3339_MS};
 
 /// Longest `?wait=` of `POST /v1/jobs`, seconds.
 pub const MAX_WAIT_SECONDS: u64 = 300;

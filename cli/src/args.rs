@@ -132,6 +132,14 @@ pub struct SubmitArgs {
     /// Overrides the function's timeout for this job, e.g. `30s`, `5m`.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Option<Duration>,
+    /// A delayed job: start no earlier than this RFC 3339 time, e.g.
+    /// `2030-01-01T09:00:00Z` (a past time runs it now; at most 30 days ahead).
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["delay", "bulk"])]
+    pub run_at: Option<String>,
+    /// A delayed job: start no earlier than this long from now, e.g. `90s`, `2h` (at most
+    /// 30 days).
+    #[arg(long, value_parser = parse_delay, value_name = "DURATION", conflicts_with = "bulk")]
+    pub delay: Option<Duration>,
     /// Submit one job per line of FILE (each line one JSON args value; blank lines are
     /// skipped), wait for all of them and print a summary; exits 1 if any did not finish.
     #[arg(long, value_name = "FILE.jsonl")]
@@ -242,6 +250,11 @@ pub fn parse_json(text: &str) -> Result<Value, String> {
     serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))
 }
 
+/// `--delay`: a duration such as `90s` or `2h` (zero runs the job now).
+pub fn parse_delay(text: &str) -> Result<Duration, String> {
+    jobfleet_common::config::parse_duration(text)
+}
+
 /// `--timeout`: a duration such as `30s` or `250ms`, at least 1 ms.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let duration = jobfleet_common::config::parse_duration(text)?;
@@ -277,6 +290,10 @@ mod tests {
         assert!(parse(&["submit", "g", "f", "--args", "1", "--args-file", "x"]).is_err());
         assert!(parse(&["submit", "g", "f", "--bulk", "x", "--id", "i"]).is_err());
         assert!(parse(&["submit", "g", "f", "--in-flight", "4"]).is_err());
+        assert!(parse(&["submit", "g", "f", "--delay", "90s"]).is_ok());
+        assert!(parse(&["submit", "g", "f", "--run-at", "2030-01-01T00:00:00Z"]).is_ok());
+        assert!(parse(&["submit", "g", "f", "--delay", "1s", "--run-at", "x"]).is_err());
+        assert!(parse(&["submit", "g", "f", "--delay", "soon"]).is_err());
         assert!(parse(&["list", "--status", "nope"]).is_err());
         assert!(parse(&["list", "--limit", "0"]).is_err());
         assert!(parse(&["--json", "groups"]).is_ok());

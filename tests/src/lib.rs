@@ -2,6 +2,7 @@
 //! RabbitMQ and Redis (cleaned up when dropped, even after a panic), in-process and
 //! out-of-process workers, and polling waits instead of fixed sleeps.
 
+pub mod json_api;
 pub mod nemesis;
 pub mod pki;
 pub mod private;

@@ -8,9 +8,12 @@
 //! - registry: worker heartbeats and liveness, group health, the leader lease
 //! - listing: lookups by id, newest-first listings, index expiry
 //! - orphans: started jobs whose owner died, for the run-record corrector
+//! - delayed: delayed jobs waiting for their time, deferred by workers, published by the
+//!   leader
 
 mod audit;
 mod connection;
+mod delayed;
 pub mod keys;
 mod listing;
 mod orphans;
@@ -19,12 +22,15 @@ mod record;
 mod registry;
 mod transitions;
 
+pub use delayed::{Deferral, DueJob};
 pub use keys::Keys;
 pub use listing::{Cursor, ListFilter};
 pub use record::{
     Claim, Completion, CopyKind, EndEarly, FailureEffect, Forget, JobRecord, Outcome, Submitted,
 };
-pub use transitions::{AttemptKey, BadMessage, ClaimRequest, CompleteRequest, EndRequest, RetryRequest};
+pub use transitions::{
+    AttemptKey, BadMessage, ClaimRequest, CompleteRequest, EndRequest, NewJob, RetryRequest,
+};
 
 use crate::config::Config;
 use crate::tls::{Endpoint, TlsError};

@@ -46,6 +46,9 @@ fn record(id: &str, status: JobStatus, started_at: Option<i64>) -> JobRecord {
         finished_at: Some(3000),
         duration_ms: Some(1),
         timeout_ms: None,
+        run_at: None,
+        retry_of: None,
+        traceparent: None,
     }
 }
 
