@@ -7,12 +7,14 @@
 //! present.
 
 mod audit;
+mod bulk;
 mod error;
 mod fleet;
 mod jobs;
 mod time;
 
 pub use audit::{AuditEntry, AuditPage, AuditQuery, DEFAULT_AUDIT_LIMIT};
+pub use bulk::{BulkFilter, BulkResult, MAX_BULK_JOBS};
 pub use error::{ErrorBody, ErrorDetail};
 pub use fleet::{GroupList, GroupName, GroupView, Health, WorkerList, WorkerView};
 pub use jobs::{Accepted, JobErrorView, JobId, JobPage, JobView, ListQuery, SubmitQuery, SubmitRequest};

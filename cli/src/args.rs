@@ -57,11 +57,26 @@ pub enum Command {
     /// List jobs, newest first.
     #[command(after_help = EXIT_STATUS_HELP)]
     List(ListArgs),
-    /// Cancel a queued or running job.
+    /// Cancel a queued or running job, or every one a filter matches (--filter, admin).
     #[command(after_help = EXIT_STATUS_HELP)]
     Cancel {
         /// The job's id.
-        id: String,
+        #[arg(required_unless_present = "filter", conflicts_with = "filter")]
+        id: Option<String>,
+        /// Cancel the queued and started jobs matching KEY=VALUE pairs (comma separated or
+        /// repeated): group, function, status, id (repeatable), e.g.
+        /// `--filter group=etl,status=queued`.
+        #[arg(long, value_parser = parse_filter, value_name = "KEY=VALUE,...")]
+        filter: Vec<Vec<(String, String)>>,
+    },
+    /// Resubmit the failed and canceled jobs a filter matches as new jobs, each naming its
+    /// original in `retry_of` (admin).
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Retry {
+        /// KEY=VALUE pairs (comma separated or repeated): group, function, status, id
+        /// (repeatable), e.g. `--filter group=etl,status=failed`.
+        #[arg(long, required = true, value_parser = parse_filter, value_name = "KEY=VALUE,...")]
+        filter: Vec<Vec<(String, String)>>,
     },
     /// Print results live from the result topic (straight from RabbitMQ) until Ctrl-C.
     #[command(after_help = EXIT_STATUS_HELP)]
@@ -250,6 +265,25 @@ pub fn parse_json(text: &str) -> Result<Value, String> {
     serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))
 }
 
+/// `--filter`: comma-separated `KEY=VALUE` pairs with keys group, function, status, id.
+pub fn parse_filter(text: &str) -> Result<Vec<(String, String)>, String> {
+    text.split(',')
+        .filter(|pair| !pair.trim().is_empty())
+        .map(|pair| {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("{pair:?}: write KEY=VALUE"))?;
+            let key = key.trim();
+            if !["group", "function", "status", "id"].contains(&key) {
+                return Err(format!(
+                    "unknown filter key {key:?}: use group, function, status or id"
+                ));
+            }
+            Ok((key.to_string(), value.trim().to_string()))
+        })
+        .collect()
+}
+
 /// `--delay`: a duration such as `90s` or `2h` (zero runs the job now).
 pub fn parse_delay(text: &str) -> Result<Duration, String> {
     jobfleet_common::config::parse_duration(text)
@@ -294,6 +328,14 @@ mod tests {
         assert!(parse(&["submit", "g", "f", "--run-at", "2030-01-01T00:00:00Z"]).is_ok());
         assert!(parse(&["submit", "g", "f", "--delay", "1s", "--run-at", "x"]).is_err());
         assert!(parse(&["submit", "g", "f", "--delay", "soon"]).is_err());
+        assert!(parse(&["cancel", "j1"]).is_ok());
+        assert!(parse(&["cancel", "--filter", "group=etl,status=queued"]).is_ok());
+        assert!(parse(&["cancel", "j1", "--filter", "group=etl"]).is_err());
+        assert!(parse(&["cancel"]).is_err());
+        assert!(parse(&["retry", "--filter", "status=failed", "--filter", "id=a,id=b"]).is_ok());
+        assert!(parse(&["retry"]).is_err());
+        assert!(parse(&["retry", "--filter", "colour=red"]).is_err());
+        assert!(parse(&["retry", "--filter", "group"]).is_err());
         assert!(parse(&["list", "--status", "nope"]).is_err());
         assert!(parse(&["list", "--limit", "0"]).is_err());
         assert!(parse(&["--json", "groups"]).is_ok());

@@ -229,3 +229,104 @@ async fn a_due_job_published_by_two_leaders_runs_once() {
     let record = env.coordinator.job(&job.id).await.unwrap().expect("the record");
     assert_eq!((record.status, record.attempts), (JobStatus::Finished, 1));
 }
+
+/// Sends a bulk action and returns its answer (asserting 200).
+async fn bulk(api: &JsonApi, action: &str, filter: Value) -> Value {
+    let (status, answer) = api.post(&format!("/v1/jobs/{action}"), &filter).await;
+    assert_eq!(status, 200, "{action} {filter}: {answer}");
+    answer
+}
+
+/// The `ids` of a bulk answer.
+fn ids_of(answer: &Value) -> Vec<String> {
+    let ids = answer["ids"].as_array().expect("ids");
+    ids.iter()
+        .map(|id| id.as_str().expect("an id").to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_cancel_and_retry_act_on_what_the_filter_matches_and_link_retries() {
+    let mut env = TestEnv::new("bulk");
+    let url = env.start_master().await;
+    let api = JsonApi::new(env.http_client(), url);
+    let mut submitted = Vec::new();
+    for function in ["echo", "echo", "echo", "fail", "fail"] {
+        let (status, answer) = api
+            .post(
+                "/v1/jobs",
+                &json!({"group": "default", "function": function, "args": {"message": "no"}}),
+            )
+            .await;
+        assert_eq!(status, 202, "{answer}");
+        submitted.push(answer["id"].as_str().unwrap().to_string());
+    }
+    let (echoes, fails) = submitted.split_at(3);
+
+    // No worker yet: everything is queued; cancel the echoes.
+    let canceled = bulk(&api, "cancel", json!({"group": "default", "function": "echo"})).await;
+    assert_eq!(
+        (&canceled["matched"], &canceled["changed"]),
+        (&json!(3), &json!(3)),
+        "{canceled}"
+    );
+    let mut got = ids_of(&canceled);
+    got.sort();
+    let mut want = echoes.to_vec();
+    want.sort();
+    assert_eq!(got, want);
+    let again = bulk(&api, "cancel", json!({"function": "echo"})).await;
+    assert_eq!(
+        (&again["matched"], &again["changed"]),
+        (&json!(3), &json!(0)),
+        "{again}"
+    );
+
+    // The fails run and fail; retrying them makes new jobs that name them.
+    env.start_worker(env.worker()).await;
+    eventually(Duration::from_secs(20), || async {
+        for id in fails {
+            if api.job(id).await["status"] != "failed" {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    let retried = bulk(&api, "retry", json!({"status": "failed"})).await;
+    assert_eq!(
+        (&retried["matched"], &retried["changed"]),
+        (&json!(2), &json!(2)),
+        "{retried}"
+    );
+    let mut originals = Vec::new();
+    for id in ids_of(&retried) {
+        let record = api.job(&id).await;
+        assert_eq!(record["function"], "fail", "{record}");
+        originals.push(record["retry_of"].as_str().expect("retry_of").to_string());
+    }
+    originals.sort();
+    let mut want = fails.to_vec();
+    want.sort();
+    assert_eq!(originals, want);
+    // A job is retried once, however often it is asked for.
+    let twice = bulk(&api, "retry", json!({"ids": fails})).await;
+    assert_eq!(
+        (&twice["matched"], &twice["changed"]),
+        (&json!(2), &json!(0)),
+        "{twice}"
+    );
+
+    // Canceled jobs are retried too, and their new jobs run.
+    let revived = bulk(&api, "retry", json!({"status": "canceled", "function": "echo"})).await;
+    assert_eq!(
+        (&revived["matched"], &revived["changed"]),
+        (&json!(3), &json!(3)),
+        "{revived}"
+    );
+    let records = finished(&api, &ids_of(&revived), Duration::from_secs(20)).await;
+    for record in records {
+        let original = record["retry_of"].as_str().expect("retry_of");
+        assert!(echoes.contains(&original.to_string()), "{record}");
+    }
+}

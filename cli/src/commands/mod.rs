@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod bulk;
+pub mod filtered;
 pub mod fleet;
 pub mod jobs;
 pub mod submit;
@@ -61,7 +62,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Submit(args) => submit::run(&context, args).await,
         Command::Status { id } => jobs::status(&context, &id).await,
         Command::List(args) => jobs::list(&context, &args).await,
-        Command::Cancel { id } => jobs::cancel(&context, &id).await,
+        Command::Cancel { id: Some(id), .. } => jobs::cancel(&context, &id).await,
+        Command::Cancel { id: None, filter } => filtered::run(&context, "cancel", &filter).await,
+        Command::Retry { filter } => filtered::run(&context, "retry", &filter).await,
         Command::Watch(args) => watch::run(&context, &args).await,
         Command::Groups => fleet::groups(&context).await,
         Command::Workers => fleet::workers(&context).await,

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod audit;
 pub mod backend;
+pub mod bulk;
 pub mod error;
 pub mod groups;
 pub mod jobs;
@@ -35,6 +36,8 @@ use utoipa::OpenApi;
         jobs::list,
         jobs::cancel,
         jobs::delete,
+        bulk::cancel,
+        bulk::retry,
         groups::list,
         groups::get,
         groups::reset,
@@ -64,6 +67,8 @@ pub fn router(state: SharedState) -> Router {
         .saturating_add(64 * 1024);
     Router::new()
         .route("/v1/jobs", post(submit::submit).get(jobs::list))
+        .route("/v1/jobs/cancel", post(bulk::cancel))
+        .route("/v1/jobs/retry", post(bulk::retry))
         .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::delete))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/v1/groups", get(groups::list))
