@@ -11,6 +11,7 @@ mod bulk;
 mod error;
 mod fleet;
 mod jobs;
+mod schedules;
 mod time;
 
 pub use audit::{AuditEntry, AuditPage, AuditQuery, DEFAULT_AUDIT_LIMIT};
@@ -18,6 +19,7 @@ pub use bulk::{BulkFilter, BulkResult, MAX_BULK_JOBS};
 pub use error::{ErrorBody, ErrorDetail};
 pub use fleet::{GroupList, GroupName, GroupView, Health, WorkerList, WorkerView};
 pub use jobs::{Accepted, JobErrorView, JobId, JobPage, JobView, ListQuery, SubmitQuery, SubmitRequest};
+pub use schedules::{ScheduleList, ScheduleName, ScheduleRequest, ScheduleView};
 pub use time::{parse_rfc3339, rfc3339, LAST_RFC3339_MS};
 
 /// Longest `?wait=` of `POST /v1/jobs`, seconds.

@@ -103,6 +103,45 @@ pub enum Command {
     /// API tokens (works offline: nothing is sent to a master).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Cron schedules: each firing is a job `<name>:<fire time>` (admin to change).
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+}
+
+/// `jobfleet schedule`.
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Create a schedule.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Add {
+        /// Its name (1..64 chars of [A-Za-z0-9_-]).
+        name: String,
+        /// 5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first,
+        /// e.g. `"0 2 * * *"`.
+        #[arg(long)]
+        cron: String,
+        /// The group of its jobs.
+        #[arg(long)]
+        group: String,
+        /// The function they run.
+        #[arg(long)]
+        function: String,
+        /// Their args as JSON (default: null).
+        #[arg(long, value_parser = parse_json, value_name = "JSON")]
+        args: Option<Value>,
+        /// An IANA time zone such as Europe/Paris (default UTC).
+        #[arg(long)]
+        timezone: Option<String>,
+    },
+    /// List the schedules (the config file's and the API's).
+    #[command(after_help = EXIT_STATUS_HELP)]
+    List,
+    /// Delete a schedule created through the API.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Rm {
+        /// Its name.
+        name: String,
+    },
 }
 
 /// `jobfleet token`.
@@ -329,6 +368,21 @@ mod tests {
         assert!(parse(&["submit", "g", "f", "--delay", "1s", "--run-at", "x"]).is_err());
         assert!(parse(&["submit", "g", "f", "--delay", "soon"]).is_err());
         assert!(parse(&["cancel", "j1"]).is_ok());
+        assert!(parse(&[
+            "schedule",
+            "add",
+            "n",
+            "--cron",
+            "* * * * *",
+            "--group",
+            "g",
+            "--function",
+            "f"
+        ])
+        .is_ok());
+        assert!(parse(&["schedule", "add", "n", "--cron", "* * * * *"]).is_err());
+        assert!(parse(&["schedule", "rm", "n"]).is_ok());
+        assert!(parse(&["schedule", "list"]).is_ok());
         assert!(parse(&["cancel", "--filter", "group=etl,status=queued"]).is_ok());
         assert!(parse(&["cancel", "j1", "--filter", "group=etl"]).is_err());
         assert!(parse(&["cancel"]).is_err());

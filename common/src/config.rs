@@ -2,6 +2,7 @@
 //! environment variables, with the zero-config `default` group when there is no file.
 
 use crate::auth::{AuthConfig, TokenTable};
+use crate::schedule::{check_name, ScheduleConfig};
 use crate::tls::{HttpsConfig, TlsConfig, TlsError};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -316,6 +317,9 @@ pub struct Config {
     /// The groups by name.
     #[serde(default)]
     pub groups: BTreeMap<String, GroupConfig>,
+    /// `[schedules.<name>]`: cron schedules the leader master fires (SPEC §9).
+    #[serde(default)]
+    pub schedules: BTreeMap<String, ScheduleConfig>,
     /// `[tls]`: what clients trust and present on `amqps://` and `rediss://` URLs.
     #[serde(default)]
     pub tls: TlsConfig,
@@ -385,6 +389,7 @@ impl Default for Config {
             audit_entries: default_audit_entries(),
             tls: TlsConfig::default(),
             https: None,
+            schedules: BTreeMap::new(),
             groups: BTreeMap::from([(
                 DEFAULT_GROUP.to_string(),
                 GroupConfig {
@@ -482,7 +487,25 @@ impl Config {
                 }
             }
         }
+        for (name, schedule) in &self.schedules {
+            self.check_schedule(name, schedule)
+                .map_err(|reason| ConfigError::Invalid(format!("schedule {name:?}: {reason}")))?;
+        }
         self.tls.validate()?;
+        Ok(())
+    }
+
+    /// Checks a schedule against this fleet: its name, cron expression and time zone, and
+    /// that its group has its function.
+    pub fn check_schedule(&self, name: &str, schedule: &ScheduleConfig) -> Result<(), String> {
+        check_name(name).map_err(|e| e.to_string())?;
+        schedule.timing().map_err(|e| e.to_string())?;
+        if self.function(&schedule.group, &schedule.function).is_none() {
+            return Err(format!(
+                "group {:?} has no function {:?}",
+                schedule.group, schedule.function
+            ));
+        }
         Ok(())
     }
 
@@ -618,6 +641,22 @@ mode = "shared"
                 "[groups.g.functions.f]\nsandbox = \"process\"\ncommand = [\"x\"]\nlimits = { processes = 0 }",
                 "processes",
             ),
+            (
+                "[schedules.s]\ncron = \"* * *\"\ngroup = \"default\"\nfunction = \"echo\"",
+                "3 fields",
+            ),
+            (
+                "[schedules.s]\ncron = \"* * * * *\"\ngroup = \"default\"\nfunction = \"nope\"",
+                "no function",
+            ),
+            (
+                "[schedules.s]\ncron = \"* * * * *\"\ngroup = \"default\"\nfunction = \"echo\"\ntimezone = \"Nowhere\"",
+                "time zone",
+            ),
+            (
+                "[schedules.\"a:b\"]\ncron = \"* * * * *\"\ngroup = \"default\"\nfunction = \"echo\"",
+                "schedule name",
+            ),
         ];
         for (text, needle) in cases {
             let err = Config::from_toml(text).unwrap_err().to_string();
@@ -652,6 +691,26 @@ limits = { processes = 64, file_size_mb = 10 }
             (plain.isolation, plain.network, plain.user.as_deref()),
             (Isolation::None, None, None)
         );
+    }
+
+    #[test]
+    fn schedules_are_read_from_the_file() {
+        let config = Config::from_toml(
+            r#"
+[groups.etl.functions.report]
+[schedules.nightly]
+cron = "0 2 * * *"
+group = "etl"
+function = "report"
+args = { full = true }
+timezone = "Europe/Paris"
+"#,
+        )
+        .unwrap();
+        let nightly = &config.schedules["nightly"];
+        assert_eq!(nightly.timezone.as_deref(), Some("Europe/Paris"));
+        assert_eq!(nightly.args, serde_json::json!({"full": true}));
+        assert!(Config::default().schedules.is_empty());
     }
 
     #[test]

@@ -19,6 +19,11 @@ amqp_url = "amqp://127.0.0.1:1"
 redis_url = "redis://127.0.0.1:1"
 
 [groups.etl.functions.echo]
+
+[schedules.nightly]
+cron = "0 2 * * *"
+group = "etl"
+function = "echo"
 "#;
 
 /// Sends `body` to `method uri` and asserts the error answer; returns its message.
@@ -130,4 +135,76 @@ async fn bulk_filters_that_are_empty_malformed_or_over_the_bound_are_refused() {
         .await;
         assert!(message.contains("at most 1000"), "{message}");
     }
+}
+
+fn schedule(extra: Value) -> String {
+    let mut body = json!({"name": "hourly", "cron": "0 * * * *", "group": "etl", "function": "echo"});
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    body.to_string()
+}
+
+#[tokio::test]
+async fn schedules_with_bad_input_are_refused_with_the_reason() {
+    let post = |body: String, status: StatusCode, kind: &'static str| async move {
+        expect_error(Method::POST, "/v1/schedules", &body, status, kind).await
+    };
+    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+    for (extra, needle) in [
+        (json!({"cron": "61 * * * *"}), "invalid cron expression"),
+        (json!({"cron": "* * *"}), "3 fields"),
+        (json!({"cron": "0 0 30 2 *"}), "never matches"),
+        (json!({"timezone": "Mars/Olympus"}), "unknown time zone"),
+    ] {
+        let message = post(schedule(extra), unprocessable, "invalid_value").await;
+        assert!(message.contains(needle), "{message}");
+    }
+    post(
+        schedule(json!({"function": "nope"})),
+        unprocessable,
+        "unknown_function",
+    )
+    .await;
+    post(
+        schedule(json!({"group": "nope"})),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let message = post(
+        schedule(json!({"name": "has:colon"})),
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    )
+    .await;
+    assert!(message.contains("schedule name"), "{message}");
+    post(
+        schedule(json!({"colour": "red"})),
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    )
+    .await;
+    post(
+        json!({"name": "x"}).to_string(),
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    )
+    .await;
+    let message = post(
+        schedule(json!({"name": "nightly"})),
+        StatusCode::CONFLICT,
+        "conflict",
+    )
+    .await;
+    assert!(message.contains("config file"), "{message}");
+    let message = expect_error(
+        Method::DELETE,
+        "/v1/schedules/nightly",
+        "",
+        StatusCode::CONFLICT,
+        "conflict",
+    )
+    .await;
+    assert!(message.contains("config file"), "{message}");
 }

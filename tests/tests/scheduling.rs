@@ -1,6 +1,7 @@
 //! Scheduling (SPEC §9) on the real services: delayed jobs (`run_at` / `delay_ms` through
 //! the API and on the wire) never start before their time, all run, survive a restart of
-//! the master and the workers, and a canceled one never runs.
+//! the master and the workers, and a canceled one never runs; bulk cancel and retry; a
+//! per-second schedule under two masters fires each second once, across a leader's death.
 
 use jobfleet_common::coordinator::NewJob;
 use jobfleet_common::message::{JobMessage, JobStatus};
@@ -329,4 +330,80 @@ async fn bulk_cancel_and_retry_act_on_what_the_filter_matches_and_link_retries()
         let original = record["retry_of"].as_str().expect("retry_of");
         assert!(echoes.contains(&original.to_string()), "{record}");
     }
+}
+
+/// The fire times (unix ms) of the firing jobs of schedule `name` listed so far, sorted.
+async fn firings(api: &JsonApi, name: &str) -> Vec<(i64, String)> {
+    let (status, page) = api.get("/v1/jobs?function=echo&limit=1000").await;
+    assert_eq!(status, 200, "{page}");
+    let prefix = format!("{name}:");
+    let mut times: Vec<(i64, String)> = page["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .filter_map(|job| job["id"].as_str())
+        .filter_map(|id| {
+            let time = id.strip_prefix(&prefix)?;
+            Some((
+                jobfleet_api::parse_rfc3339(time).expect("a fire time"),
+                id.to_string(),
+            ))
+        })
+        .collect();
+    times.sort();
+    times
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_second_schedule_under_two_masters_fires_each_second_once() {
+    let mut env = TestEnv::new("cron");
+    let (first, first_url) = env.spawn_master_process().await;
+    let (_, second_url) = env.spawn_master_process().await;
+    env.start_worker(env.worker().concurrency(4)).await;
+    let mut subscriber = env.subscriber(&["#"]).await;
+    let api = JsonApi::new(env.http_client(), second_url);
+    let body = json!({"name": "tick", "cron": "* * * * * *", "group": "default", "function": "echo", "args": {"n": 1}});
+    let (status, created) = api.post("/v1/schedules", &body).await;
+    assert_eq!(status, 201, "{created}");
+    let (_, listed) = api.get("/v1/schedules").await;
+    assert_eq!(listed["schedules"][0]["name"], "tick", "{listed}");
+
+    eventually(Duration::from_secs(20), || async {
+        (firings(&api, "tick").await.len() >= 3).then_some(())
+    })
+    .await;
+    // The first master (the leader, as it took the lease first) dies: the other takes
+    // over after the lease's TTL and fires the seconds missed meanwhile.
+    env.signal(first, libc::SIGKILL);
+    env.wait_process(first, Duration::from_secs(10)).await;
+    drop(first_url);
+    eventually(Duration::from_secs(30), || async {
+        (firings(&api, "tick").await.len() >= 10).then_some(())
+    })
+    .await;
+    let (status, _) = api.delete("/v1/schedules/tick").await;
+    assert_eq!(status, 204);
+
+    let fired = firings(&api, "tick").await;
+    for pair in fired.windows(2) {
+        assert_eq!(pair[1].0 - pair[0].0, 1000, "a gap or a double between {pair:?}");
+    }
+    let ids: Vec<String> = fired.iter().map(|(_, id)| id.clone()).collect();
+    let records = finished(&api, &ids, Duration::from_secs(20)).await;
+    for record in &records {
+        assert!(
+            time_ms(record, "started_at") >= time_ms(record, "run_at"),
+            "{record}"
+        );
+        assert_eq!(record["attempts"], 1, "{record}");
+    }
+    let mut results = collect_results(&mut subscriber, &ids, Duration::from_secs(10)).await;
+    for extra in drain_results(&mut subscriber, Duration::from_millis(500)).await {
+        results.entry(extra.id.clone()).or_default().push(extra);
+    }
+    for id in &ids {
+        assert_eq!(results[id].len(), 1, "{id} ran {} times", results[id].len());
+    }
+    let (_, after) = api.get("/v1/schedules").await;
+    assert_eq!(after["schedules"], json!([]), "{after}");
 }

@@ -6,6 +6,7 @@ pub mod bulk;
 pub mod filtered;
 pub mod fleet;
 pub mod jobs;
+pub mod schedules;
 pub mod submit;
 pub mod watch;
 
@@ -71,6 +72,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Reset { group } => fleet::reset(&context, &group).await,
         Command::Audit { limit } => access::audit(&context, limit).await,
         Command::Token(TokenCommand::New { name, role }) => access::new_token(&context, &name, role),
+        Command::Schedule(command) => schedules::run(&context, command).await,
     }
 }
 

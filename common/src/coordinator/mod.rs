@@ -20,6 +20,7 @@ mod orphans;
 mod pool;
 mod record;
 mod registry;
+mod schedules;
 mod transitions;
 
 pub use delayed::{Deferral, DueJob};
@@ -28,6 +29,7 @@ pub use listing::{Cursor, ListFilter};
 pub use record::{
     Claim, Completion, CopyKind, EndEarly, FailureEffect, Forget, JobRecord, Outcome, Submitted,
 };
+pub use schedules::StoredSchedule;
 pub use transitions::{
     AttemptKey, BadMessage, ClaimRequest, CompleteRequest, EndRequest, NewJob, RetryRequest,
 };

@@ -8,6 +8,7 @@ pub mod error;
 pub mod groups;
 pub mod jobs;
 pub mod openapi;
+pub mod schedules;
 pub mod submission;
 pub mod submit;
 pub mod system;
@@ -18,7 +19,7 @@ use access::BearerAuth;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use error::ApiError;
 use utoipa::OpenApi;
@@ -42,6 +43,9 @@ use utoipa::OpenApi;
         groups::get,
         groups::reset,
         groups::workers,
+        schedules::create,
+        schedules::list,
+        schedules::delete,
         audit::list,
         system::healthz,
         system::readyz,
@@ -75,6 +79,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/groups/{group}", get(groups::get))
         .route("/v1/groups/{group}/reset", post(groups::reset))
         .route("/v1/workers", get(groups::workers))
+        .route("/v1/schedules", post(schedules::create).get(schedules::list))
+        .route("/v1/schedules/{name}", delete(schedules::delete))
         .route("/v1/audit", get(audit::list))
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))

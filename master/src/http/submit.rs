@@ -200,6 +200,32 @@ pub fn run_at_of(run_at: Option<&str>, delay_ms: Option<u64>, now: i64) -> Resul
     }
 }
 
+/// Checks that `group` is configured (404) and has `function` (422).
+pub fn check_function(state: &AppState, group: &str, function: &str) -> Result<(), ApiError> {
+    let group_config = state
+        .config
+        .group(group)
+        .ok_or_else(|| ApiError::not_found(format!("unknown group {group:?}")))?;
+    if !group_config.functions.contains_key(function) {
+        return Err(ApiError::unknown_function(format!(
+            "group {group:?} has no function {function:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks `args` against `max_args_bytes` (413).
+pub fn check_size(state: &AppState, args: &Value) -> Result<(), ApiError> {
+    let size = serde_json::to_vec(args).map(|b| b.len()).unwrap_or(usize::MAX);
+    if size > state.config.max_args_bytes {
+        return Err(ApiError::too_large(format!(
+            "args have {size} bytes; the limit is {}",
+            state.config.max_args_bytes
+        )));
+    }
+    Ok(())
+}
+
 /// Checks a submission against the configuration: group, function, id, timeout, size,
 /// nesting, schema (SPEC §4, "validate locally").
 fn validate(
@@ -210,15 +236,7 @@ fn validate(
     id: Option<String>,
     timeout_ms: Option<u64>,
 ) -> Result<JobMessage, ApiError> {
-    let group_config = state
-        .config
-        .group(&group)
-        .ok_or_else(|| ApiError::not_found(format!("unknown group {group:?}")))?;
-    if !group_config.functions.contains_key(&function) {
-        return Err(ApiError::unknown_function(format!(
-            "group {group:?} has no function {function:?}"
-        )));
-    }
+    check_function(state, &group, &function)?;
     let id = match id {
         Some(id) if !is_valid_job_id(&id) => {
             return Err(ApiError::bad_request(
@@ -231,13 +249,7 @@ fn validate(
     if timeout_ms == Some(0) {
         return Err(ApiError::bad_request("timeout_ms must be positive"));
     }
-    let size = serde_json::to_vec(&args).map(|b| b.len()).unwrap_or(usize::MAX);
-    if size > state.config.max_args_bytes {
-        return Err(ApiError::too_large(format!(
-            "args have {size} bytes; the limit is {}",
-            state.config.max_args_bytes
-        )));
-    }
+    check_size(state, &args)?;
     // Workers fail deeper args as bad messages: refuse them here instead.
     let depth = codec::depth(&args);
     if depth > MAX_ARGS_DEPTH {

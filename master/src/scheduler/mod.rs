@@ -1,11 +1,15 @@
 //! The scheduler: leader duties that run every [`TICK`], more often than the monitor's
 //! (a delayed job must start within a second of its `run_at`):
-//! - [`promote`]: publishing delayed jobs when they become due.
+//! - [`promote`]: publishing delayed jobs when they become due;
+//! - [`cron`]: firing the schedules (each firing is a job recorded as due, which the same
+//!   tick publishes).
 //!
 //! Only the master holding the monitor lease (`AppState::leading`) acts. During a lease
 //! handover two masters may both act for a moment: a delayed job may then be published
-//! twice (the claim lets one copy run).
+//! twice (the claim lets one copy run) and a firing is recorded under its one job id
+//! `<name>:<fire time>` (a second submit of it answers `existing`).
 
+pub mod cron;
 pub mod promote;
 
 use crate::state::AppState;
@@ -21,6 +25,7 @@ pub const TICK: Duration = Duration::from_millis(100);
 pub async fn run(state: &AppState, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut schedules = cron::Firing::default();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -28,6 +33,9 @@ pub async fn run(state: &AppState, shutdown: CancellationToken) {
         }
         if !state.leading.load(Ordering::Relaxed) {
             continue;
+        }
+        if let Err(e) = schedules.fire_due(state).await {
+            warn!(error = %e, "schedules: firing failed; retrying next tick");
         }
         if let Err(e) = promote::promote_due(state).await {
             warn!(error = %e, "delayed jobs: publishing failed; retrying next tick");
