@@ -134,12 +134,14 @@ impl MasterMetrics {
         }
     }
 
-    /// The metrics with a submission counter at 0 for every configured group and function,
+    /// The metrics with a submission counter at 0 for every configured group and function
+    /// (and a delayed-published counter for every group),
     /// so that `rate()` sees a pair's first submissions (a series born at 1 shows no
     /// increase). The gauges appear with the first scrape that could read them.
     pub fn for_config(config: &Config) -> Self {
         let metrics = MasterMetrics::new();
         for (group, group_config) in &config.groups {
+            metrics.delayed_published.with_label_values(&[group.as_str()]);
             for function in group_config.functions.keys() {
                 metrics
                     .jobs_submitted
