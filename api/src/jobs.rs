@@ -25,6 +25,15 @@ pub struct SubmitRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1)]
     pub timeout_ms: Option<u64>,
+    /// Start no earlier than this time (RFC 3339, e.g. `2030-01-01T09:00:00Z`); a time in the
+    /// past runs the job now. At most 30 days ahead. Not with `delay_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<String>,
+    /// Start no earlier than this many milliseconds from now; at most 2,592,000,000 (30 days).
+    /// Not with `run_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 2_592_000_000_u64)]
+    pub delay_ms: Option<u64>,
 }
 
 /// The `{id}` of the `/v1/jobs/{id}` routes (the master extracts it as `Path<JobId>`).
@@ -49,6 +58,9 @@ pub struct Accepted {
     pub id: String,
     /// Its status.
     pub status: String,
+    /// A delayed job's start time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<String>,
 }
 
 /// A job's error.
@@ -97,6 +109,12 @@ pub struct JobView {
     /// Execution time of the last attempt, ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// A delayed job: it starts no earlier than this (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<String>,
+    /// The failed or canceled job this one retries (`POST /v1/jobs/retry`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<String>,
     /// The latest progress a running attempt reported (SPEC §10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<ProgressView>,
@@ -156,6 +174,8 @@ mod tests {
             id: None,
             idempotency_key: None,
             timeout_ms: Some(5),
+            run_at: None,
+            delay_ms: None,
         };
         let sent = serde_json::to_value(&request).unwrap();
         assert_eq!(

@@ -8,19 +8,23 @@
 
 mod activity;
 mod audit;
+mod bulk;
 mod error;
 mod fleet;
 mod jobs;
+mod schedules;
 mod time;
 
 pub use activity::{JobLogs, LogLine, LogsQuery, ProgressEvent, MAX_LOG_LIMIT};
 pub use audit::{AuditEntry, AuditPage, AuditQuery, DEFAULT_AUDIT_LIMIT};
+pub use bulk::{BulkFilter, BulkResult, MAX_BULK_JOBS};
 pub use error::{ErrorBody, ErrorDetail};
 pub use fleet::{GroupList, GroupName, GroupView, Health, WorkerList, WorkerView};
 pub use jobs::{
     Accepted, JobErrorView, JobId, JobPage, JobView, ListQuery, ProgressView, SubmitQuery, SubmitRequest,
 };
-pub use time::{rfc3339, LAST_RFC3339_MS};
+pub use schedules::{ScheduleList, ScheduleName, ScheduleRequest, ScheduleView};
+pub use time::{parse_rfc3339, rfc3339, LAST_RFC3339_MS};
 
 /// Longest `?wait=` of `POST /v1/jobs`, seconds.
 pub const MAX_WAIT_SECONDS: u64 = 300;

@@ -15,9 +15,25 @@ pub fn rfc3339(ms: i64) -> Option<String> {
     Some(humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string())
 }
 
+/// The unix-ms time of RFC 3339 text with any offset (`2030-01-01T09:00:00Z`,
+/// `2030-01-01T10:00:00+01:00`), or why it is not one.
+pub fn parse_rfc3339(text: &str) -> Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|time| time.timestamp_millis())
+        .map_err(|e| format!("{text:?} is not an RFC 3339 time ({e}); write e.g. 2030-01-01T09:00:00Z"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_text_with_any_offset_is_read() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:01Z"), Ok(1000));
+        assert_eq!(parse_rfc3339("1970-01-01T01:00:01.5+01:00"), Ok(1500));
+        assert!(parse_rfc3339("tomorrow").unwrap_err().contains("RFC 3339"));
+        assert!(parse_rfc3339("2030-01-01").is_err());
+    }
 
     #[test]
     fn times_outside_what_rfc3339_writes_are_not_shown() {

@@ -5,6 +5,7 @@
 
 mod ceiling;
 mod cpu;
+mod delayed;
 mod fleet;
 mod measure;
 mod report;
@@ -65,6 +66,9 @@ enum Row {
     Process,
     /// Latency at a fixed rate, ceiling and jobfleet.
     Latency,
+    /// Delayed jobs: start lateness under load, and immediate throughput with 100,000
+    /// delayed jobs waiting.
+    Delayed,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -124,7 +128,14 @@ impl RunArgs {
             self.scaling = false;
         }
         if self.rows.is_empty() {
-            self.rows = vec![Row::Ceiling, Row::E2e, Row::Http, Row::Process, Row::Latency];
+            self.rows = vec![
+                Row::Ceiling,
+                Row::E2e,
+                Row::Http,
+                Row::Process,
+                Row::Latency,
+                Row::Delayed,
+            ];
         }
         self
     }
@@ -468,7 +479,12 @@ async fn measure_all(fleet: &mut Fleet, args: &RunArgs, report: &mut Report) -> 
         report.e2e_latency = Some(row);
     }
 
-    // 6. Peak RSS of the worker that ran every echo row.
+    // 6. Delayed jobs, published by a release master's scheduler (SPEC §9).
+    if args.wants(Row::Delayed) {
+        measure_delayed(fleet, args, &producer, report).await?;
+    }
+
+    // 7. Peak RSS of the worker that ran every echo row.
     worker.check_alive()?;
     report.worker_rss = worker.stop(Duration::from_secs(10)).await;
     ceiling_consumer.stop(Duration::from_secs(5)).await;
@@ -476,6 +492,63 @@ async fn measure_all(fleet: &mut Fleet, args: &RunArgs, report: &mut Report) -> 
     if args.scaling {
         measure_scaling(fleet, args, report).await?;
     }
+    Ok(())
+}
+
+/// The delayed rows: immediate throughput (client library) without, then with
+/// [`delayed::WAITING`] delayed jobs due in an hour, best of `rounds` each; then the start
+/// lateness of delayed jobs due while immediate jobs keep the worker busy.
+async fn measure_delayed(
+    fleet: &mut Fleet,
+    args: &RunArgs,
+    producer: &Producer,
+    report: &mut Report,
+) -> Result<()> {
+    let (master, _) = fleet.master(false).await?;
+    let timeout = args.timeout(args.jobs);
+    let mut results = ResultSubscriber::connect(
+        &fleet.config.amqp_url,
+        fleet.topology.clone(),
+        &["default.echo.#"],
+    )
+    .await?;
+    (_, results) = measure::throughput(results, echo_jobs(args.warmup()), timeout, |jobs| {
+        measure::publish_client(producer, jobs)
+    })
+    .await?;
+    for waiting in [false, true] {
+        if waiting {
+            let started = std::time::Instant::now();
+            let in_an_hour = jobfleet_common::now_ms() + 3_600_000;
+            delayed::schedule(&fleet.coordinator, ECHO_GROUP, delayed::WAITING, |_| in_an_hour).await?;
+            report.delayed_scheduling = Some(started.elapsed());
+            eprintln!("jobfleet-bench: {} delayed jobs scheduled", delayed::WAITING);
+        }
+        for round in 1..=args.rounds.max(1) {
+            let (row, warm) = measure::throughput(results, echo_jobs(args.jobs), timeout, |jobs| {
+                measure::publish_client(producer, jobs)
+            })
+            .await?;
+            results = warm;
+            report.add_delayed(row, waiting);
+            eprintln!(
+                "jobfleet-bench: round {round}: e2e {} delayed waiting {:.0} jobs/s",
+                if waiting { delayed::WAITING } else { 0 },
+                row.rate()
+            );
+        }
+    }
+    let (late, _, _) = delayed::lateness(
+        &fleet.coordinator,
+        ECHO_GROUP,
+        producer,
+        results,
+        echo_jobs(args.jobs),
+        timeout,
+    )
+    .await?;
+    report.lateness = Some(late);
+    master.stop(Duration::from_secs(10)).await;
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! the targets of the benchmark issue, the optional scaling table, and last
 //! `e2e/ceiling = R`.
 
+use crate::delayed::Lateness;
 use crate::measure::{Latency, Throughput};
 use std::fmt;
 use std::time::Duration;
@@ -49,7 +50,19 @@ pub struct Report {
     e2e_rounds: Vec<f64>,
     ceiling_cpu: Vec<(String, Duration)>,
     e2e_cpu: Vec<(String, Duration)>,
+    /// Immediate throughput rounds (jobs/s) without and with 100,000 delayed jobs waiting.
+    delayed_without: Vec<f64>,
+    delayed_with: Vec<f64>,
+    /// How long recording the 100,000 delayed jobs took.
+    pub delayed_scheduling: Option<Duration>,
+    /// Start lateness of delayed jobs under load.
+    pub lateness: Option<Lateness>,
 }
+
+/// Largest share of immediate throughput that 100,000 waiting delayed jobs may cost.
+const TARGET_DELAYED_COST: f64 = 0.10;
+/// Largest p99 start lateness of delayed jobs under load.
+const TARGET_LATENESS_P99_MS: i64 = 1000;
 
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -113,7 +126,80 @@ impl Report {
             e2e_rounds: Vec::new(),
             ceiling_cpu: Vec::new(),
             e2e_cpu: Vec::new(),
+            delayed_without: Vec::new(),
+            delayed_with: Vec::new(),
+            delayed_scheduling: None,
+            lateness: None,
         }
+    }
+
+    /// A round of immediate throughput, with or without the delayed jobs waiting.
+    pub fn add_delayed(&mut self, row: Throughput, waiting: bool) {
+        let rounds = if waiting {
+            &mut self.delayed_with
+        } else {
+            &mut self.delayed_without
+        };
+        rounds.push(row.rate());
+    }
+
+    /// The delayed rows' lines: throughput without and with, lateness, and their targets.
+    fn delayed_lines(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let best = |rounds: &[f64]| {
+            rounds
+                .iter()
+                .copied()
+                .fold(None, |b: Option<f64>, r| Some(b.map_or(r, |b| b.max(r))))
+        };
+        let all = |rounds: &[f64]| {
+            rounds
+                .iter()
+                .map(|r| format!("{r:.0}"))
+                .collect::<Vec<_>>()
+                .join(" / ")
+        };
+        if let (Some(without), Some(with)) = (best(&self.delayed_without), best(&self.delayed_with)) {
+            writeln!(f)?;
+            writeln!(f, "delayed jobs (a master's scheduler running)")?;
+            writeln!(
+                f,
+                "  e2e jobs/s, no delayed job waiting          {without:>8.0}  (rounds {})",
+                all(&self.delayed_without)
+            )?;
+            writeln!(
+                f,
+                "  e2e jobs/s, 100,000 delayed jobs waiting    {with:>8.0}  (rounds {})",
+                all(&self.delayed_with)
+            )?;
+            let cost = 1.0 - with / without;
+            writeln!(
+                f,
+                "  cost {:.1} % (target < {:.0} %): {}",
+                cost * 100.0,
+                TARGET_DELAYED_COST * 100.0,
+                verdict(cost < TARGET_DELAYED_COST)
+            )?;
+            if let Some(took) = self.delayed_scheduling {
+                writeln!(
+                    f,
+                    "  recording 100,000 delayed jobs took {:.1} s",
+                    took.as_secs_f64()
+                )?;
+            }
+        }
+        if let Some(l) = self.lateness {
+            writeln!(
+                f,
+                "  start lateness under load ({} jobs): min {} ms, p50 {} ms, p99 {} ms, max {} ms (p99 target <= {TARGET_LATENESS_P99_MS} ms, never early): {}",
+                l.jobs,
+                l.min_ms,
+                l.p50_ms,
+                l.p99_ms,
+                l.max_ms,
+                verdict(l.p99_ms <= TARGET_LATENESS_P99_MS && l.min_ms >= 0)
+            )?;
+        }
+        Ok(())
     }
 
     /// A round of the ceiling row: kept when it is the best so far.
@@ -293,6 +379,7 @@ impl fmt::Display for Report {
                 }
             }
         }
+        self.delayed_lines(f)?;
         let mut cpu: Vec<(&str, &Vec<(String, Duration)>)> = Vec::new();
         if self.ceiling.is_some() {
             cpu.push(("ceiling", &self.ceiling_cpu));

@@ -57,11 +57,26 @@ pub enum Command {
     /// List jobs, newest first.
     #[command(after_help = EXIT_STATUS_HELP)]
     List(ListArgs),
-    /// Cancel a queued or running job.
+    /// Cancel a queued or running job, or every one a filter matches (--filter, admin).
     #[command(after_help = EXIT_STATUS_HELP)]
     Cancel {
         /// The job's id.
-        id: String,
+        #[arg(required_unless_present = "filter", conflicts_with = "filter")]
+        id: Option<String>,
+        /// Cancel the queued and started jobs matching KEY=VALUE pairs (comma separated or
+        /// repeated): group, function, status, id (repeatable), e.g.
+        /// `--filter group=etl,status=queued`.
+        #[arg(long, value_parser = parse_filter, value_name = "KEY=VALUE,...")]
+        filter: Vec<Vec<(String, String)>>,
+    },
+    /// Resubmit the failed and canceled jobs a filter matches as new jobs, each naming its
+    /// original in `retry_of` (admin).
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Retry {
+        /// KEY=VALUE pairs (comma separated or repeated): group, function, status, id
+        /// (repeatable), e.g. `--filter group=etl,status=failed`.
+        #[arg(long, required = true, value_parser = parse_filter, value_name = "KEY=VALUE,...")]
+        filter: Vec<Vec<(String, String)>>,
     },
     /// Print results live from the result topic (straight from RabbitMQ) until Ctrl-C; or,
     /// given a job id, follow that job with a progress bar until it ends.
@@ -98,6 +113,45 @@ pub enum Command {
     /// API tokens (works offline: nothing is sent to a master).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Cron schedules: each firing is a job `<name>:<fire time>` (admin to change).
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+}
+
+/// `jobfleet schedule`.
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Create a schedule.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Add {
+        /// Its name (1..64 chars of [A-Za-z0-9_-]).
+        name: String,
+        /// 5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first,
+        /// e.g. `"0 2 * * *"`.
+        #[arg(long)]
+        cron: String,
+        /// The group of its jobs.
+        #[arg(long)]
+        group: String,
+        /// The function they run.
+        #[arg(long)]
+        function: String,
+        /// Their args as JSON (default: null).
+        #[arg(long, value_parser = parse_json, value_name = "JSON")]
+        args: Option<Value>,
+        /// An IANA time zone such as Europe/Paris (default UTC).
+        #[arg(long)]
+        timezone: Option<String>,
+    },
+    /// List the schedules (the config file's and the API's).
+    #[command(after_help = EXIT_STATUS_HELP)]
+    List,
+    /// Delete a schedule created through the API.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Rm {
+        /// Its name.
+        name: String,
+    },
 }
 
 /// `jobfleet token`.
@@ -142,6 +196,14 @@ pub struct SubmitArgs {
     /// Overrides the function's timeout for this job, e.g. `30s`, `5m`.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Option<Duration>,
+    /// A delayed job: start no earlier than this RFC 3339 time, e.g.
+    /// `2030-01-01T09:00:00Z` (a past time runs it now; at most 30 days ahead).
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["delay", "bulk"])]
+    pub run_at: Option<String>,
+    /// A delayed job: start no earlier than this long from now, e.g. `90s`, `2h` (at most
+    /// 30 days).
+    #[arg(long, value_parser = parse_delay, value_name = "DURATION", conflicts_with = "bulk")]
+    pub delay: Option<Duration>,
     /// Submit one job per line of FILE (each line one JSON args value; blank lines are
     /// skipped), wait for all of them and print a summary; exits 1 if any did not finish.
     #[arg(long, value_name = "FILE.jsonl")]
@@ -268,6 +330,30 @@ pub fn parse_json(text: &str) -> Result<Value, String> {
     serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))
 }
 
+/// `--filter`: comma-separated `KEY=VALUE` pairs with keys group, function, status, id.
+pub fn parse_filter(text: &str) -> Result<Vec<(String, String)>, String> {
+    text.split(',')
+        .filter(|pair| !pair.trim().is_empty())
+        .map(|pair| {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("{pair:?}: write KEY=VALUE"))?;
+            let key = key.trim();
+            if !["group", "function", "status", "id"].contains(&key) {
+                return Err(format!(
+                    "unknown filter key {key:?}: use group, function, status or id"
+                ));
+            }
+            Ok((key.to_string(), value.trim().to_string()))
+        })
+        .collect()
+}
+
+/// `--delay`: a duration such as `90s` or `2h` (zero runs the job now).
+pub fn parse_delay(text: &str) -> Result<Duration, String> {
+    jobfleet_common::config::parse_duration(text)
+}
+
 /// `--timeout`: a duration such as `30s` or `250ms`, at least 1 ms.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let duration = jobfleet_common::config::parse_duration(text)?;
@@ -303,6 +389,33 @@ mod tests {
         assert!(parse(&["submit", "g", "f", "--args", "1", "--args-file", "x"]).is_err());
         assert!(parse(&["submit", "g", "f", "--bulk", "x", "--id", "i"]).is_err());
         assert!(parse(&["submit", "g", "f", "--in-flight", "4"]).is_err());
+        assert!(parse(&["submit", "g", "f", "--delay", "90s"]).is_ok());
+        assert!(parse(&["submit", "g", "f", "--run-at", "2030-01-01T00:00:00Z"]).is_ok());
+        assert!(parse(&["submit", "g", "f", "--delay", "1s", "--run-at", "x"]).is_err());
+        assert!(parse(&["submit", "g", "f", "--delay", "soon"]).is_err());
+        assert!(parse(&["cancel", "j1"]).is_ok());
+        assert!(parse(&[
+            "schedule",
+            "add",
+            "n",
+            "--cron",
+            "* * * * *",
+            "--group",
+            "g",
+            "--function",
+            "f"
+        ])
+        .is_ok());
+        assert!(parse(&["schedule", "add", "n", "--cron", "* * * * *"]).is_err());
+        assert!(parse(&["schedule", "rm", "n"]).is_ok());
+        assert!(parse(&["schedule", "list"]).is_ok());
+        assert!(parse(&["cancel", "--filter", "group=etl,status=queued"]).is_ok());
+        assert!(parse(&["cancel", "j1", "--filter", "group=etl"]).is_err());
+        assert!(parse(&["cancel"]).is_err());
+        assert!(parse(&["retry", "--filter", "status=failed", "--filter", "id=a,id=b"]).is_ok());
+        assert!(parse(&["retry"]).is_err());
+        assert!(parse(&["retry", "--filter", "colour=red"]).is_err());
+        assert!(parse(&["retry", "--filter", "group"]).is_err());
         assert!(parse(&["list", "--status", "nope"]).is_err());
         assert!(parse(&["list", "--limit", "0"]).is_err());
         assert!(parse(&["--json", "groups"]).is_ok());

@@ -4,7 +4,7 @@
 //! master sent); [`decode`] reads them into the `jobfleet_api` types.
 
 use crate::error::exit;
-use jobfleet_api::{ErrorBody, ListQuery, SubmitRequest, MAX_WAIT_SECONDS};
+use jobfleet_api::{BulkFilter, ErrorBody, ListQuery, ScheduleRequest, SubmitRequest, MAX_WAIT_SECONDS};
 use jobfleet_common::message::JobStatus;
 use reqwest::{RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -341,6 +341,40 @@ impl MasterClient {
     /// `POST /v1/jobs/{id}/cancel`.
     pub async fn cancel(&self, id: &str) -> Result<Value, ApiError> {
         self.post(&["v1", "jobs", id, "cancel"]).await
+    }
+
+    /// `POST /v1/jobs/{action}` (`cancel` or `retry`) with a bulk filter.
+    pub async fn bulk(&self, action: &str, filter: &BulkFilter) -> Result<Value, ApiError> {
+        let request = self
+            .http
+            .post(self.url(&["v1", "jobs", action]))
+            .json(filter)
+            .timeout(REQUEST_TIMEOUT);
+        Ok(self.send(request).await?.1)
+    }
+
+    /// `POST /v1/schedules`.
+    pub async fn create_schedule(&self, request: &ScheduleRequest) -> Result<Value, ApiError> {
+        let request = self
+            .http
+            .post(self.url(&["v1", "schedules"]))
+            .json(request)
+            .timeout(REQUEST_TIMEOUT);
+        Ok(self.send(request).await?.1)
+    }
+
+    /// `GET /v1/schedules`.
+    pub async fn schedules(&self) -> Result<Value, ApiError> {
+        self.get(&["v1", "schedules"]).await
+    }
+
+    /// `DELETE /v1/schedules/{name}`.
+    pub async fn delete_schedule(&self, name: &str) -> Result<Value, ApiError> {
+        let request = self
+            .http
+            .delete(self.url(&["v1", "schedules", name]))
+            .timeout(REQUEST_TIMEOUT);
+        Ok(self.send(request).await?.1)
     }
 
     /// `GET /v1/groups`.

@@ -1,7 +1,7 @@
 //! Encoding and decoding of the wire messages: MessagePack maps with named fields
 //! (rmp-serde), JSON accepted on input by content type.
 
-use crate::message::{is_valid_job_id, is_valid_name, JobMessage, ResultMessage};
+use crate::message::{is_valid_job_id, is_valid_name, JobMessage, ResultMessage, MAX_DELAY_MS};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -89,6 +89,10 @@ struct WireJob {
     submitted_at: Option<i64>,
     #[serde(default)]
     timeout_ms: Option<u64>,
+    #[serde(default)]
+    run_at: Option<i64>,
+    #[serde(default)]
+    delay_ms: Option<u64>,
 }
 
 /// A field read leniently: a string, or anything else (ignored).
@@ -179,7 +183,11 @@ pub fn decode_job(
             Some(id),
         );
     }
-    if let Err(reason) = check_plausible(&wire.args, wire.submitted_at, crate::now_ms()) {
+    let now = crate::now_ms();
+    if let Err(reason) = check_plausible(&wire.args, wire.submitted_at, now) {
+        return fail(reason, Some(id));
+    }
+    if let Err(reason) = check_delay(wire.run_at, wire.delay_ms, now) {
         return fail(reason, Some(id));
     }
     Ok(JobMessage {
@@ -189,7 +197,27 @@ pub fn decode_job(
         args: wire.args,
         submitted_at: wire.submitted_at,
         timeout_ms: wire.timeout_ms,
+        run_at: wire.run_at,
+        delay_ms: wire.delay_ms,
     })
+}
+
+/// Checks a delayed job's `run_at` and `delay_ms` against [`MAX_DELAY_MS`] (a `run_at`
+/// in the past is fine: the job runs now).
+fn check_delay(run_at: Option<i64>, delay_ms: Option<u64>, now_ms: i64) -> Result<(), String> {
+    if delay_ms.is_some_and(|delay| delay > MAX_DELAY_MS) {
+        return Err(format!(
+            "delay_ms {} is beyond the maximum of {MAX_DELAY_MS} ms (30 days)",
+            delay_ms.unwrap_or_default()
+        ));
+    }
+    let latest = now_ms.saturating_add(MAX_DELAY_MS as i64 + MAX_CLOCK_SKEW_MS);
+    match run_at {
+        Some(at) if at > latest => Err(format!(
+            "run_at {at} is more than the maximum delay of 30 days ahead"
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// How deep `args` may nest: the API reads stored records back with serde_json, whose
@@ -294,6 +322,31 @@ mod tests {
         let err = decode_job(Some(JSON), &body(&json!({}), far), None).unwrap_err();
         assert!(err.reason.contains("future"), "{}", err.reason);
         assert!(decode_job(Some(JSON), &body(&json!({"a": [[1]]}), now), None).is_ok());
+    }
+
+    #[test]
+    fn delays_are_read_and_checked_against_the_maximum() {
+        let body = |extra: Value| {
+            let mut job = json!({"id": "j1", "group": "g", "function": "f"});
+            job.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            encode(&job)
+        };
+        let job = decode_job(None, &body(json!({"delay_ms": 1500})), None).unwrap();
+        assert_eq!((job.delay_ms, job.run_at), (Some(1500), None));
+        let job = decode_job(None, &body(json!({"run_at": 5})), None).unwrap();
+        assert_eq!(
+            job.run_at,
+            Some(5),
+            "a run_at in the past is fine: the job runs now"
+        );
+        let err = decode_job(None, &body(json!({"delay_ms": MAX_DELAY_MS + 1})), None).unwrap_err();
+        assert!(err.reason.contains("maximum"), "{}", err.reason);
+        assert_eq!(err.id.as_deref(), Some("j1"));
+        let far = crate::now_ms() + 2 * MAX_DELAY_MS as i64;
+        let err = decode_job(None, &body(json!({"run_at": far})), None).unwrap_err();
+        assert!(err.reason.contains("maximum"), "{}", err.reason);
     }
 
     #[test]

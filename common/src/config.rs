@@ -3,6 +3,7 @@
 
 use crate::auth::{AuthConfig, TokenTable};
 use crate::coordinator::SentinelUrl;
+use crate::schedule::{check_name, ScheduleConfig};
 use crate::tls::{HttpsConfig, TlsConfig, TlsError};
 use lapin::uri::AMQPUri;
 use serde::{Deserialize, Deserializer};
@@ -328,6 +329,9 @@ pub struct Config {
     /// The groups by name.
     #[serde(default)]
     pub groups: BTreeMap<String, GroupConfig>,
+    /// `[schedules.<name>]`: cron schedules the leader master fires (SPEC §9).
+    #[serde(default)]
+    pub schedules: BTreeMap<String, ScheduleConfig>,
     /// `[tls]`: what clients trust and present on `amqps://` and `rediss://` URLs.
     #[serde(default)]
     pub tls: TlsConfig,
@@ -403,6 +407,7 @@ impl Default for Config {
             audit_entries: default_audit_entries(),
             tls: TlsConfig::default(),
             https: None,
+            schedules: BTreeMap::new(),
             groups: BTreeMap::from([(
                 DEFAULT_GROUP.to_string(),
                 GroupConfig {
@@ -508,6 +513,10 @@ impl Config {
             }
         }
         amqp_urls(&self.amqp_url).map_err(ConfigError::Invalid)?;
+        for (name, schedule) in &self.schedules {
+            self.check_schedule(name, schedule)
+                .map_err(|reason| ConfigError::Invalid(format!("schedule {name:?}: {reason}")))?;
+        }
         self.tls.validate()?;
         Ok(())
     }
@@ -519,6 +528,20 @@ impl Config {
             true => QueueType::Quorum,
             false => QueueType::Classic,
         }
+    }
+
+    /// Checks a schedule against this fleet: its name, cron expression and time zone, and
+    /// that its group has its function.
+    pub fn check_schedule(&self, name: &str, schedule: &ScheduleConfig) -> Result<(), String> {
+        check_name(name).map_err(|e| e.to_string())?;
+        schedule.timing().map_err(|e| e.to_string())?;
+        if self.function(&schedule.group, &schedule.function).is_none() {
+            return Err(format!(
+                "group {:?} has no function {:?}",
+                schedule.group, schedule.function
+            ));
+        }
+        Ok(())
     }
 
     /// A group's configuration.
@@ -681,6 +704,22 @@ mode = "shared"
             ),
             ("redis_url = \"redis+sentinel://h:26379\"", "redis_url: no master name"),
             ("redis_min_replicas = 1\nredis_wait_timeout = \"0s\"", "redis_wait_timeout"),
+            (
+                "[schedules.s]\ncron = \"* * *\"\ngroup = \"default\"\nfunction = \"echo\"",
+                "3 fields",
+            ),
+            (
+                "[schedules.s]\ncron = \"* * * * *\"\ngroup = \"default\"\nfunction = \"nope\"",
+                "no function",
+            ),
+            (
+                "[schedules.s]\ncron = \"* * * * *\"\ngroup = \"default\"\nfunction = \"echo\"\ntimezone = \"Nowhere\"",
+                "time zone",
+            ),
+            (
+                "[schedules.\"a:b\"]\ncron = \"* * * * *\"\ngroup = \"default\"\nfunction = \"echo\"",
+                "schedule name",
+            ),
         ];
         for (text, needle) in cases {
             let err = Config::from_toml(text).unwrap_err().to_string();
@@ -765,6 +804,26 @@ limits = { processes = 64, file_size_mb = 10 }
         }
         let err = Config::from_toml("amqp_url = \"amqp://a, mqtt://b\"").unwrap_err();
         assert!(err.to_string().contains("amqp_url"), "{err}");
+    }
+
+    #[test]
+    fn schedules_are_read_from_the_file() {
+        let config = Config::from_toml(
+            r#"
+[groups.etl.functions.report]
+[schedules.nightly]
+cron = "0 2 * * *"
+group = "etl"
+function = "report"
+args = { full = true }
+timezone = "Europe/Paris"
+"#,
+        )
+        .unwrap();
+        let nightly = &config.schedules["nightly"];
+        assert_eq!(nightly.timezone.as_deref(), Some("Europe/Paris"));
+        assert_eq!(nightly.args, serde_json::json!({"full": true}));
+        assert!(Config::default().schedules.is_empty());
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod control;
 pub mod coordinator;
 pub mod message;
 pub mod publish;
+pub mod schedule;
 pub mod schema;
 pub mod telemetry;
 pub mod tls;

@@ -249,7 +249,19 @@ pub struct JobMessage {
     /// Overrides the function's timeout, milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// A delayed job: start no earlier than this, unix milliseconds (SPEC §9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<i64>,
+    /// A delayed job: start no earlier than this many milliseconds after `submitted_at`
+    /// (after the worker first sees the message when it has none); `run_at` wins when both
+    /// are set. At most [`MAX_DELAY_MS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
 }
+
+/// The longest delay of a delayed job, milliseconds: 30 days. Longer delays are refused
+/// (422 at the API, `bad_message` on the wire).
+pub const MAX_DELAY_MS: u64 = 30 * 24 * 3600 * 1000;
 
 impl JobMessage {
     /// A job with a fresh random id, submitted now.
@@ -261,6 +273,33 @@ impl JobMessage {
             args,
             submitted_at: Some(crate::now_ms()),
             timeout_ms: None,
+            run_at: None,
+            delay_ms: None,
+        }
+    }
+
+    /// The same job, delayed until `run_at` (unix ms).
+    pub fn with_run_at(mut self, run_at: i64) -> Self {
+        self.run_at = Some(run_at);
+        self
+    }
+
+    /// The same job, delayed by `delay` after its submission.
+    pub fn with_delay(mut self, delay: std::time::Duration) -> Self {
+        self.delay_ms = Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+        self
+    }
+
+    /// When the job may start (unix ms): `run_at`, else `submitted_at` (or `seen_at` when the
+    /// message has none) plus `delay_ms`; `None` for a job without a delay.
+    pub fn due_at(&self, seen_at: i64) -> Option<i64> {
+        match (self.run_at, self.delay_ms) {
+            (Some(run_at), _) => Some(run_at),
+            (None, Some(delay)) => {
+                let delay = i64::try_from(delay).unwrap_or(i64::MAX);
+                Some(self.submitted_at.unwrap_or(seen_at).saturating_add(delay))
+            }
+            (None, None) => None,
         }
     }
 
@@ -385,5 +424,23 @@ mod tests {
         assert!(!is_valid_job_id("has space"));
         assert!(!is_valid_job_id("slash/no"));
         assert!(is_valid_job_id(&new_job_id()));
+    }
+
+    #[test]
+    fn a_delay_counts_from_the_submission_and_run_at_wins() {
+        let mut job = JobMessage::new("g", "f", Value::Null);
+        job.submitted_at = Some(1_000);
+        assert_eq!(job.due_at(5_000), None);
+        let delayed = job.clone().with_delay(std::time::Duration::from_millis(250));
+        assert_eq!(delayed.due_at(5_000), Some(1_250));
+        assert_eq!(delayed.clone().with_run_at(9).due_at(5_000), Some(9));
+        let unsubmitted = JobMessage {
+            submitted_at: None,
+            ..delayed
+        };
+        assert_eq!(unsubmitted.due_at(5_000), Some(5_250));
+        // Old consumers see no new fields on an immediate job.
+        let text = serde_json::to_value(&job).unwrap();
+        assert!(text.get("run_at").is_none() && text.get("delay_ms").is_none());
     }
 }

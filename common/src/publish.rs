@@ -91,16 +91,32 @@ pub async fn publish_jobs(
     jobs: &[JobMessage],
     traceparent: Option<&str>,
 ) -> Result<(), ClientError> {
-    let mut confirms = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        let properties = persistent_properties(&job.id, traceparent);
-        confirms.push(send_job(channel, topology, job, properties).await?);
-    }
-    let waits = jobs
+    let batch: Vec<(&JobMessage, BasicProperties)> = jobs
         .iter()
-        .zip(confirms)
+        .map(|job| (job, persistent_properties(&job.id, traceparent)))
+        .collect();
+    publish_batch(channel, topology, batch)
+        .await?
+        .into_iter()
+        .collect()
+}
+
+/// Sends every job of `batch` with its properties as [`publish_job`] does, then waits for
+/// all their confirms at once. The outer error is a send that failed (nothing after it was
+/// sent); otherwise each job's own confirm, in order.
+pub async fn publish_batch(
+    channel: &Channel,
+    topology: &Topology,
+    batch: Vec<(&JobMessage, BasicProperties)>,
+) -> Result<Vec<Result<(), ClientError>>, ClientError> {
+    let mut confirms = Vec::with_capacity(batch.len());
+    for (job, properties) in batch {
+        confirms.push((job, send_job(channel, topology, job, properties).await?));
+    }
+    let waits = confirms
+        .into_iter()
         .map(|(job, confirm)| confirmed(confirm, &job.id, &job.group));
-    futures::future::join_all(waits).await.into_iter().collect()
+    Ok(futures::future::join_all(waits).await)
 }
 
 /// Sends `job` as [`publish_job`] does and returns its confirm, still to be waited for.

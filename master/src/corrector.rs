@@ -14,7 +14,7 @@ use crate::state::AppState;
 use jobfleet_common::client::ClientError;
 use jobfleet_common::coordinator::{AttemptKey, CoordinatorError, JobRecord, Orphan};
 use jobfleet_common::lapin::types::{AMQPValue, FieldTable};
-use jobfleet_common::message::{JobMessage, JobStatus};
+use jobfleet_common::message::JobStatus;
 use jobfleet_common::publish::{persistent_properties, publish_job};
 use jobfleet_common::topology::HOLD_HEADER;
 use std::collections::HashMap;
@@ -149,7 +149,7 @@ impl Corrector {
         let Some(record) = state.coordinator.job_in(group, id).await? else {
             return Ok(());
         };
-        let job = job_of(&record);
+        let job = record.to_job_message();
         let key = AttemptKey {
             job: &job,
             worker_id: worker,
@@ -177,21 +177,9 @@ impl Corrector {
     }
 }
 
-/// The job message of `record`.
-fn job_of(record: &JobRecord) -> JobMessage {
-    JobMessage {
-        id: record.id.clone(),
-        group: record.group.clone(),
-        function: record.function.clone(),
-        args: record.args.clone(),
-        submitted_at: record.submitted_at,
-        timeout_ms: record.timeout_ms,
-    }
-}
-
 /// Publishes the job of `record` again; `takeover` marks it as a parked copy.
 async fn republish(state: &AppState, record: &JobRecord, takeover: bool) -> Result<(), CorrectorError> {
-    let job = job_of(record);
+    let job = record.to_job_message();
     let mut properties = persistent_properties(&job.id, None);
     if takeover {
         let mut headers = FieldTable::default();

@@ -1,5 +1,6 @@
 //! The fleet as the broker and Redis show it, read by both the API and the `/metrics`
-//! scrape: a group's queue depth, the workers serving a group, the per-group gauges.
+//! scrape: a group's queue depth, the workers serving a group, the per-group gauges
+//! (delayed jobs included).
 
 use crate::state::AppState;
 use jobfleet_common::client::ClientError;
@@ -62,6 +63,14 @@ pub async fn refresh_gauges(state: &AppState) {
         .and_then(Result::ok)
         .unwrap_or_default();
     let metrics = &state.metrics;
+    let groups: Vec<String> = state.config.groups.keys().cloned().collect();
+    if let Ok(Ok(counts)) =
+        tokio::time::timeout(DEPTH_DEADLINE, state.coordinator.delayed_counts(&groups)).await
+    {
+        for (group, count) in groups.iter().zip(counts) {
+            metrics.jobs_delayed.with_label_values(&[group]).set(count as i64);
+        }
+    }
     for group in state.config.groups.keys() {
         match queue_depth(state, group).await {
             Ok(depth) => metrics.queue_depth.with_label_values(&[group]).set(depth as i64),

@@ -11,6 +11,7 @@ pub mod http;
 pub mod https;
 pub mod metrics;
 pub mod monitor;
+pub mod scheduler;
 pub mod state;
 pub mod waiters;
 
@@ -78,6 +79,11 @@ pub async fn run(
         let shutdown = shutdown.clone();
         tokio::spawn(async move { monitor::run(&state, timings, shutdown).await })
     };
+    let scheduler = {
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { scheduler::run(&state, shutdown).await })
+    };
     let scheme = if state.config.https.is_some() {
         "https"
     } else {
@@ -93,7 +99,7 @@ pub async fn run(
             .map_err(MasterError::from),
     };
     shutdown.cancel();
-    let _ = tokio::join!(waiters, monitor);
+    let _ = tokio::join!(waiters, monitor, scheduler);
     state.pool.close();
     state.inspect_pool.close();
     info!("master stopped");

@@ -31,6 +31,12 @@ pub struct MasterMetrics {
     /// `jobfleet_audit_write_failures_total`: audit entries Redis did not take (each is
     /// still logged).
     pub audit_write_failures: IntCounter,
+    /// `jobfleet_jobs_delayed{group}`: delayed jobs waiting for their `run_at`.
+    pub jobs_delayed: IntGaugeVec,
+    /// `jobfleet_delayed_published_total{group}`: delayed jobs the leader published when due.
+    pub delayed_published: IntCounterVec,
+    /// `jobfleet_schedule_firings_total{schedule}`: jobs the leader's schedules fired.
+    pub schedule_firings: IntCounterVec,
 }
 
 impl MasterMetrics {
@@ -66,6 +72,20 @@ impl MasterMetrics {
             "Jobs the run-record corrector repaired: queued with no message left, started by a dead worker or by a live one that no longer runs it, or a result owed.",
             &["group", "kind"],
         );
+        let delayed_published = counter(
+            "jobfleet_delayed_published_total",
+            "Delayed jobs the leader master published when they became due.",
+            &["group"],
+        );
+        let schedule_firings = counter(
+            "jobfleet_schedule_firings_total",
+            "Jobs the leader master's cron schedules fired.",
+            &["schedule"],
+        );
+        let jobs_delayed = gauge(
+            "jobfleet_jobs_delayed",
+            "Delayed jobs waiting for their run_at in the group's delayed set.",
+        );
         let queue_depth = gauge("jobfleet_queue_depth", "Jobs waiting in the group's queue.");
         let workers = gauge("jobfleet_workers", "Live workers serving the group.");
         let group_broken = gauge(
@@ -99,6 +119,9 @@ impl MasterMetrics {
             ),
         );
         MasterMetrics {
+            jobs_delayed,
+            delayed_published,
+            schedule_firings,
             audit_write_failures,
             waiting_requests,
             registry,
@@ -112,12 +135,14 @@ impl MasterMetrics {
         }
     }
 
-    /// The metrics with a submission counter at 0 for every configured group and function,
+    /// The metrics with a submission counter at 0 for every configured group and function
+    /// (and a delayed-published counter for every group),
     /// so that `rate()` sees a pair's first submissions (a series born at 1 shows no
     /// increase). The gauges appear with the first scrape that could read them.
     pub fn for_config(config: &Config) -> Self {
         let metrics = MasterMetrics::new();
         for (group, group_config) in &config.groups {
+            metrics.delayed_published.with_label_values(&[group.as_str()]);
             for function in group_config.functions.keys() {
                 metrics
                     .jobs_submitted

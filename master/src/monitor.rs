@@ -1,6 +1,7 @@
 //! The fleet monitor. Duties that must run once per fleet (reaping dead workers, queue
 //! timeouts, index expiry, the run-record corrector) run on the master holding the Redis lease; another master takes
-//! the lease within seconds when the holder dies.
+//! the lease within seconds when the holder dies. The monitor keeps `AppState::leading` for
+//! the [`scheduler`](crate::scheduler), whose duties run more often than its tick.
 
 use crate::announce::announce;
 use crate::corrector::Corrector;
@@ -8,6 +9,7 @@ use crate::state::AppState;
 use jobfleet_common::coordinator::{EndEarly, EndRequest};
 use jobfleet_common::message::{ErrorKind, JobError, JobStatus};
 use jobfleet_common::now_ms;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -41,7 +43,10 @@ pub async fn run(state: &AppState, timings: MonitorTimings, shutdown: Cancellati
     let mut corrector = Corrector::new(state.config.corrector_bound);
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => {
+                state.leading.store(false, Ordering::Relaxed);
+                return;
+            }
             _ = tick.tick() => {}
         }
         let holds = match state
@@ -55,6 +60,7 @@ pub async fn run(state: &AppState, timings: MonitorTimings, shutdown: Cancellati
                 false
             }
         };
+        state.leading.store(holds, Ordering::Relaxed);
         if holds != leading {
             info!(master = %state.master_id, leading = holds, "monitor lease {}", if holds { "taken" } else { "lost" });
             leading = holds;

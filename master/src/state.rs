@@ -9,6 +9,7 @@ use jobfleet_common::config::Config;
 use jobfleet_common::coordinator::Coordinator;
 use jobfleet_common::schema::ArgSchemas;
 use jobfleet_common::topology::Topology;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +42,9 @@ pub struct AppState {
     pub master_id: String,
     /// The API tokens; `None` when the master runs without `[auth]` (or it is disabled).
     pub auth: Option<AuthState>,
+    /// Whether this master held the monitor lease at its last renewal: the leader runs the
+    /// duties that must run once per fleet (the monitor's, the scheduler's).
+    pub leading: AtomicBool,
 }
 
 /// The `[auth]` settings a request is checked against.
@@ -94,6 +98,7 @@ impl AppState {
             coordinator,
             master_id,
             shutdown,
+            leading: AtomicBool::new(false),
         })
     }
 }

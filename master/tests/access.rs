@@ -61,6 +61,9 @@ fn expected(method: &str, path: &str) -> Option<Role> {
             | "/v1/groups/{group}"
             | "/v1/workers",
         ) => Some(Role::Read),
+        ("GET", "/v1/schedules") => Some(Role::Read),
+        ("POST", "/v1/jobs/cancel" | "/v1/jobs/retry" | "/v1/schedules") => Some(Role::Admin),
+        ("DELETE", "/v1/schedules/{name}") => Some(Role::Admin),
         ("GET", "/metrics" | "/openapi.json") => Some(Role::Read),
         ("POST", "/v1/jobs" | "/v1/jobs/{id}/cancel") => Some(Role::Submit),
         ("DELETE", "/v1/jobs/{id}") | ("POST", "/v1/groups/{group}/reset") => Some(Role::Admin),
@@ -74,7 +77,10 @@ fn documented_routes() -> Vec<(Method, String, String)> {
     let mut routes = Vec::new();
     for (path, item) in document["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
-            let concrete = path.replace("{id}", "job-1").replace("{group}", "etl");
+            let concrete = path
+                .replace("{id}", "job-1")
+                .replace("{group}", "etl")
+                .replace("{name}", "nightly");
             let method: Method = method.to_uppercase().parse().unwrap();
             routes.push((method, path.clone(), concrete));
         }

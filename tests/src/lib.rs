@@ -3,6 +3,7 @@
 //! out-of-process workers, and polling waits instead of fixed sleeps.
 
 pub mod cluster;
+pub mod json_api;
 pub mod nemesis;
 pub mod pki;
 pub mod private;

@@ -530,6 +530,37 @@ async fn every_dashboard_query_returns_data_from_a_live_fleet() {
         .status();
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
+    // Scheduling: a delayed job that waits, and a per-second schedule that fires (its
+    // firings pass through the delayed set, so they count as published delayed jobs).
+    let delayed = client
+        .post(format!("{master}/v1/jobs"))
+        .json(&json!({"group": "reports", "function": "echo", "delay_ms": 600_000}))
+        .send()
+        .await
+        .expect("submit a delayed job");
+    assert_eq!(delayed.status(), StatusCode::ACCEPTED);
+    let schedule =
+        json!({"name": "every-second", "cron": "* * * * * *", "group": "reports", "function": "echo"});
+    let created = client
+        .post(format!("{master}/v1/schedules"))
+        .json(&schedule)
+        .send()
+        .await
+        .expect("create a schedule");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    eventually(Duration::from_secs(20), || async {
+        let list: Value = client
+            .get(format!("{master}/v1/schedules"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        list["schedules"][0]["last_fire"].is_string().then_some(())
+    })
+    .await;
+
     // The metrics the binaries export, as text Prometheus and promtool accept.
     let master_text = client
         .get(format!("{master}/metrics"))

@@ -13,7 +13,7 @@ use jobfleet_common::client::{self, ChannelSlot};
 use jobfleet_common::codec::{self, DecodeError};
 use jobfleet_common::config::Config;
 use jobfleet_common::coordinator::{
-    BadMessage, Claim, ClaimRequest, Coordinator, CoordinatorError, CopyKind, JobRecord, Outcome,
+    BadMessage, Claim, ClaimRequest, Coordinator, CoordinatorError, CopyKind, Deferral, JobRecord, Outcome,
 };
 use jobfleet_common::lapin::message::Delivery;
 use jobfleet_common::message::{ErrorKind, JobError, JobMessage, JobStatus};
@@ -89,6 +89,9 @@ pub(crate) enum Handled {
     Ran,
     /// The message was dropped: a duplicate, stale, or dead-lettered.
     Dropped,
+    /// A delayed job met before its time waits in its group's delayed set; the message
+    /// was acknowledged.
+    Deferred,
     /// A copy was parked in the delay queue.
     Held,
     /// An ended job's result was published again.
@@ -154,6 +157,9 @@ impl Shared {
     /// it, drop a duplicate, park a copy another worker owns, or republish an ended job's
     /// result.
     async fn dispatch(&self, delivery: &Delivery, job: &JobMessage, trace: Option<&TraceParent>) -> Handled {
+        if let Some(handled) = self.defer_early(delivery, job).await {
+            return handled;
+        }
         let copy = copy_kind(delivery);
         if copy != CopyKind::Fresh && self.is_running(&job.id) {
             // A copy of a job running here (parked, or back after our channel broke): held
@@ -198,6 +204,24 @@ impl Shared {
                 error!("claim asked for args it was given");
                 self.hand_back(delivery).await
             }
+        }
+    }
+
+    /// Defers a delayed job met before its `run_at` to its group's delayed set (the leader
+    /// publishes it when due) and acknowledges the message, without taking a job slot, so
+    /// a delayed job never holds a delivery or the jobs behind it. `None`: the job is due,
+    /// or not queued any more, and is claimed as usual.
+    async fn defer_early(&self, delivery: &Delivery, job: &JobMessage) -> Option<Handled> {
+        let now = now_ms();
+        let run_at = job.due_at(now).filter(|&at| at > now)?;
+        match self.with_redis(|| self.coordinator.defer(job, run_at, now)).await {
+            Ok(Deferral::Delayed) => {
+                debug!(run_at, "delayed job deferred until its time");
+                ack(delivery).await;
+                Some(Handled::Deferred)
+            }
+            Ok(Deferral::Claim) => None,
+            Err(why) => Some(self.unrecorded(delivery, why).await),
         }
     }
 

@@ -88,6 +88,8 @@ pub async fn run(context: &Context, args: SubmitArgs) -> Result<(), CliError> {
                     id: Some(new_job_id()),
                     idempotency_key: None,
                     timeout_ms,
+                    run_at: None,
+                    delay_ms: None,
                 },
             )
         })

@@ -3,9 +3,11 @@
 
 pub mod access;
 pub mod bulk;
+pub mod filtered;
 pub mod fleet;
 pub mod follow;
 pub mod jobs;
+pub mod schedules;
 pub mod submit;
 pub mod watch;
 
@@ -62,7 +64,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Submit(args) => submit::run(&context, args).await,
         Command::Status { id } => jobs::status(&context, &id).await,
         Command::List(args) => jobs::list(&context, &args).await,
-        Command::Cancel { id } => jobs::cancel(&context, &id).await,
+        Command::Cancel { id: Some(id), .. } => jobs::cancel(&context, &id).await,
+        Command::Cancel { id: None, filter } => filtered::run(&context, "cancel", &filter).await,
+        Command::Retry { filter } => filtered::run(&context, "retry", &filter).await,
         Command::Watch(args) => match args.job_id() {
             Some(id) => follow::watch(&context, id).await,
             None => watch::run(&context, &args).await,
@@ -73,6 +77,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Reset { group } => fleet::reset(&context, &group).await,
         Command::Audit { limit } => access::audit(&context, limit).await,
         Command::Token(TokenCommand::New { name, role }) => access::new_token(&context, &name, role),
+        Command::Schedule(command) => schedules::run(&context, command).await,
     }
 }
 

@@ -26,6 +26,10 @@ pub async fn run(context: &Context, args: SubmitArgs) -> Result<(), CliError> {
         id: args.id,
         idempotency_key: None,
         timeout_ms: timeout_ms(args.timeout),
+        run_at: args.run_at,
+        delay_ms: args
+            .delay
+            .map(|delay| u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
     };
     if !args.wait {
         let (id, status) = match context.client.submit(&request, None).await? {

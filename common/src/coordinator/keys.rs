@@ -39,6 +39,24 @@ impl Keys {
         format!("{}queued", self.group_prefix(group))
     }
 
+    /// A group's delayed jobs (SPEC §9) by the time they may start, unix ms: the leader
+    /// publishes those due and removes them: `NS:{group}:delayed`.
+    pub fn delayed(&self, group: &str) -> String {
+        format!("{}delayed", self.group_prefix(group))
+    }
+
+    /// The schedules created through the API (a hash of name → definition JSON):
+    /// `NS:schedules`.
+    pub fn schedules(&self) -> String {
+        format!("{}:schedules", self.ns)
+    }
+
+    /// The fire time (unix ms) each schedule last fired for (a hash of name → ms):
+    /// `NS:schedules:fired`.
+    pub fn schedules_fired(&self) -> String {
+        format!("{}:schedules:fired", self.ns)
+    }
+
     /// A group's jobs the master ended whose result is not confirmed published yet, by the
     /// time they ended (the corrector publishes what stays owed): `NS:{group}:owed`.
     pub fn owed(&self, group: &str) -> String {
@@ -151,6 +169,7 @@ mod tests {
             keys.tombstone("mail", "j-1"),
             keys.owed("mail"),
             keys.events("mail", "j-1"),
+            keys.delayed("mail"),
         ] {
             assert_eq!(hash_slot(&key), slot, "{key}");
         }

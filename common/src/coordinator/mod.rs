@@ -12,10 +12,13 @@
 //! - listing: lookups by id, newest-first listings, index expiry
 //! - [`activity`]: a running job's log lines and progress (SPEC §10)
 //! - orphans: started jobs whose owner died, for the run-record corrector
+//! - delayed: delayed jobs waiting for their time, deferred by workers, published by the
+//!   leader
 
 pub mod activity;
 mod audit;
 mod connection;
+mod delayed;
 pub mod keys;
 mod listing;
 mod orphans;
@@ -23,9 +26,11 @@ mod pool;
 mod record;
 mod registry;
 mod replication;
+mod schedules;
 mod sentinel;
 mod transitions;
 
+pub use delayed::{Deferral, DueJob};
 pub use keys::Keys;
 pub use listing::{Cursor, ListFilter};
 pub use orphans::Orphan;
@@ -33,8 +38,11 @@ pub use record::{
     Claim, Completion, CopyKind, EndEarly, FailureEffect, Forget, JobRecord, Outcome, Progress, Submitted,
 };
 pub use replication::ReplicaWait;
+pub use schedules::StoredSchedule;
 pub use sentinel::{SentinelUrl, SentinelUrlError};
-pub use transitions::{AttemptKey, BadMessage, ClaimRequest, CompleteRequest, EndRequest, RetryRequest};
+pub use transitions::{
+    AttemptKey, BadMessage, ClaimRequest, CompleteRequest, EndRequest, NewJob, RetryRequest,
+};
 
 use crate::config::Config;
 use crate::tls::{Endpoint, TlsError};

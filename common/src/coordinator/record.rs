@@ -2,7 +2,7 @@
 //! answer with, read from Redis replies.
 
 use super::CoordinatorError;
-use crate::message::{JobError, JobStatus, ResultMessage};
+use crate::message::{JobError, JobMessage, JobStatus, ResultMessage};
 use deadpool_redis::redis::Value as RedisValue;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -205,6 +205,12 @@ pub struct JobRecord {
     pub duration_ms: Option<u64>,
     /// The job's own timeout, when its submit set one.
     pub timeout_ms: Option<u64>,
+    /// A delayed job's start time (SPEC §9), unix ms.
+    pub run_at: Option<i64>,
+    /// The job this one retries (a bulk retry, SPEC §9).
+    pub retry_of: Option<String>,
+    /// The W3C trace context a delayed job's message carries when the leader publishes it.
+    pub traceparent: Option<String>,
     /// The latest progress a running attempt reported (SPEC §10).
     pub progress: Option<Progress>,
 }
@@ -252,6 +258,9 @@ impl JobRecord {
             finished_at: number(fields.remove("finished_at")),
             duration_ms: number(fields.remove("duration_ms")).map(|d| d as u64),
             timeout_ms: number(fields.remove("timeout_ms")).map(|t| t as u64),
+            run_at: number(fields.remove("run_at")),
+            retry_of: fields.remove("retry_of"),
+            traceparent: fields.remove("traceparent"),
             progress: fields
                 .remove("progress")
                 .and_then(|p| p.parse::<f64>().ok())
@@ -260,6 +269,22 @@ impl JobRecord {
                     message: fields.remove("progress_message").filter(|m| !m.is_empty()),
                 }),
         })
+    }
+
+    /// The job message that runs this record's job now: its id, group, function, args,
+    /// submission time and timeout, without a delay (what the leader publishes when a
+    /// delayed job is due, and the corrector when a job's message is lost).
+    pub fn to_job_message(&self) -> JobMessage {
+        JobMessage {
+            id: self.id.clone(),
+            group: self.group.clone(),
+            function: self.function.clone(),
+            args: self.args.clone(),
+            submitted_at: self.submitted_at,
+            timeout_ms: self.timeout_ms,
+            run_at: None,
+            delay_ms: None,
+        }
     }
 
     /// The result message of a terminal record; `None` while the job is not terminal.

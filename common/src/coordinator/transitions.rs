@@ -102,6 +102,32 @@ pub struct BadMessage<'a> {
     pub now_ms: i64,
 }
 
+/// A job the master's submit records (see [`Coordinator::submit_job`]).
+#[derive(Debug, Clone, Copy)]
+pub struct NewJob<'a> {
+    /// The validated job.
+    pub job: &'a JobMessage,
+    /// The caller's idempotency key, scoped to the job's group.
+    pub idempotency_key: Option<&'a str>,
+    /// When set, the job waits unpublished in its group's delayed set until this time (unix
+    /// ms), and the leader publishes it then; when `None` the caller publishes it.
+    pub delay_until: Option<i64>,
+    /// More fields of the record, as name and value (`retry_of`, `traceparent`, `schedule`).
+    pub fields: &'a [(&'a str, &'a str)],
+}
+
+impl<'a> NewJob<'a> {
+    /// An immediate job with no more fields.
+    pub fn new(job: &'a JobMessage, idempotency_key: Option<&'a str>) -> NewJob<'a> {
+        NewJob {
+            job,
+            idempotency_key,
+            delay_until: None,
+            fields: &[],
+        }
+    }
+}
+
 /// The master ending a job early: a cancel or a queue timeout.
 #[derive(Debug, Clone, Copy)]
 pub struct EndRequest<'a> {
@@ -117,7 +143,7 @@ pub struct EndRequest<'a> {
     pub allowed_from: &'a [JobStatus],
 }
 
-fn json_text(value: &serde_json::Value) -> String {
+pub(super) fn json_text(value: &serde_json::Value) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }
 
@@ -129,9 +155,15 @@ impl Coordinator {
             return Ok(0);
         }
         let mut pipe = redis::pipe();
+        let now = crate::now_ms();
         for job in jobs {
-            let submitted_at = job.submitted_at.unwrap_or_else(crate::now_ms);
-            pipe.invoke_script(&self.record_call(&ENQUEUE, job, json_text(&job.args), submitted_at));
+            let submitted_at = job.submitted_at.unwrap_or(now);
+            // A job due later waits in the delayed set (its message is deferred there too).
+            let run_at = job.due_at(now).filter(|&at| at > now);
+            let mut call = self.record_call(&ENQUEUE, job, json_text(&job.args), submitted_at);
+            call.key(self.keys.delayed(&job.group))
+                .arg(run_at.map(|t| t.to_string()).unwrap_or_default());
+            pipe.invoke_script(&call);
         }
         let created = self.transitions(&mut pipe, &ENQUEUE.prepare_invoke()).await?;
         Ok(created.iter().filter(|&&c| c == 1).count())
@@ -261,6 +293,16 @@ impl Coordinator {
         job: &JobMessage,
         idempotency_key: Option<&str>,
     ) -> Result<Submitted, CoordinatorError> {
+        self.submit_job(NewJob::new(job, idempotency_key)).await
+    }
+
+    /// [`Coordinator::submit`] with a delay and more fields: a delayed job's record keeps
+    /// `run_at`, enters the delayed set, and counts as queued from `run_at` on (the queued
+    /// set's score, which the queue timeout and the corrector read).
+    pub async fn submit_job(&self, new: NewJob<'_>) -> Result<Submitted, CoordinatorError> {
+        let NewJob {
+            job, idempotency_key, ..
+        } = new;
         if let Some(group) = self.group_of(&job.id).await? {
             if group != job.group {
                 // The id names a job of another group already: that one is the original.
@@ -272,16 +314,20 @@ impl Coordinator {
             .map(|key| k.idempotency(&job.group, key))
             .unwrap_or_default();
         let submitted_at = job.submitted_at.unwrap_or_else(crate::now_ms);
-        let reply: Vec<String> = self
-            .transition(
-                self.record_call(&SUBMIT, job, json_text(&job.args), submitted_at)
-                    .key(k.group(&job.group))
-                    .key(idem)
-                    .key(k.job(&job.group, ""))
-                    .arg(job.timeout_ms.map(|t| t.to_string()).unwrap_or_default())
-                    .arg(self.retention_secs()),
-            )
-            .await?;
+        let run_at = new.delay_until.or(job.run_at);
+        let mut call = self.record_call(&SUBMIT, job, json_text(&job.args), submitted_at);
+        call.key(k.group(&job.group))
+            .key(idem)
+            .key(k.job(&job.group, ""))
+            .key(k.delayed(&job.group))
+            .arg(job.timeout_ms.map(|t| t.to_string()).unwrap_or_default())
+            .arg(self.retention_secs())
+            .arg(run_at.map(|t| t.to_string()).unwrap_or_default())
+            .arg(if new.delay_until.is_some() { "1" } else { "0" });
+        for (name, value) in new.fields {
+            call.arg(*name).arg(*value);
+        }
+        let reply: Vec<String> = self.transition(&call).await?;
         match (reply.first().map(String::as_str), reply.get(1)) {
             (Some("created"), _) => Ok(Submitted::Created),
             (Some("existing"), Some(id)) => Ok(Submitted::Existing(id.clone())),
@@ -309,6 +355,7 @@ impl Coordinator {
                     .key(self.keys.queued(&group))
                     .key(self.keys.running(&group))
                     .key(self.keys.owed(&group))
+                    .key(self.keys.delayed(&group))
                     .arg(request.status.as_str())
                     .arg(request.error.kind.as_str())
                     .arg(&request.error.message)
@@ -425,7 +472,7 @@ impl Coordinator {
     /// record, the group's index and queued set, the id's tombstone; ARGV 1–5 the job's
     /// id, group, function, `args` (its JSON, or '' when not sent) and `submitted_at`.
     /// Each script's own keys and args follow.
-    fn record_call<'s>(
+    pub(super) fn record_call<'s>(
         &self,
         script: &'s Script,
         job: &JobMessage,

@@ -5,7 +5,7 @@
 -- Returns {'ended', previous status, {field, value, ...}}, {'conflict', status} or {'missing'}.
 -- KEYS[1] job key, KEYS[2] group queued set, KEYS[3] group running set, KEYS[4] group owed
 -- set (results the master owes, by the time the job ended: the corrector publishes those
--- still owed past its bound)
+-- still owed past its bound), KEYS[5] group delayed set (a canceled delayed job never runs)
 -- ARGV: 1 new status, 2 error kind, 3 error message, 4 now (ms), 5 retention (s),
 --       6 allowed previous statuses (comma list)
 local key = KEYS[1]
@@ -22,5 +22,6 @@ redis.call('HSET', key, 'status', ARGV[1], 'error_kind', ARGV[2], 'error_message
 redis.call('EXPIRE', key, tonumber(ARGV[5]))
 redis.call('ZREM', KEYS[2], current[3])
 redis.call('SREM', KEYS[3], current[3])
+redis.call('ZREM', KEYS[5], current[3])
 redis.call('ZADD', KEYS[4], ARGV[4], current[3])
 return {'ended', status, redis.call('HGETALL', key)}

@@ -33,6 +33,10 @@ pub fn required(method: &Method, route: Option<&str>, open_metrics: bool) -> Acc
         ("GET" | "HEAD", "/metrics") if open_metrics => Access::Open,
         ("GET" | "HEAD", "/v1/audit") => Access::Needs(Role::Admin),
         ("GET" | "HEAD", _) => Access::Needs(Role::Read),
+        // Bulk actions and schedules (SPEC §9) are admin's, named here so that nobody
+        // opens them by widening a pattern below.
+        ("POST", "/v1/jobs/cancel" | "/v1/jobs/retry" | "/v1/schedules")
+        | ("DELETE", "/v1/schedules/{name}") => Access::Needs(Role::Admin),
         ("POST", "/v1/jobs" | "/v1/jobs/batch" | "/v1/jobs/{id}/cancel" | "/v1/workflows")
         | ("POST", "/v1/workflows/{id}/cancel") => Access::Needs(Role::Submit),
         _ => Access::Needs(Role::Admin),
@@ -234,6 +238,20 @@ mod tests {
             rule(Method::POST, "/v1/groups/{group}/reset"),
             Access::Needs(Role::Admin)
         );
+        for (method, route) in [
+            (Method::POST, "/v1/jobs/cancel"),
+            (Method::POST, "/v1/jobs/retry"),
+            (Method::POST, "/v1/schedules"),
+            (Method::DELETE, "/v1/schedules/{name}"),
+        ] {
+            assert_eq!(
+                rule(method.clone(), route),
+                Access::Needs(Role::Admin),
+                "{method} {route}"
+            );
+            assert!(audited(&method, Some(route), Access::Needs(Role::Admin)));
+        }
+        assert_eq!(rule(Method::GET, "/v1/schedules"), Access::Needs(Role::Read));
         assert_eq!(
             rule(Method::POST, "/v1/some/new/route"),
             Access::Needs(Role::Admin)

@@ -100,6 +100,12 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_args", message)
     }
 
+    /// 422: a well-formed request whose values cannot be used (a delay beyond the maximum,
+    /// an invalid cron expression, an unknown time zone, a bulk filter over the bound).
+    pub fn invalid_value(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", message)
+    }
+
     /// 503: the group is broken.
     pub fn group_broken(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "group_broken", message)

@@ -49,23 +49,14 @@ pub async fn list(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<JobPage>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let non_empty = |v: Option<String>| v.filter(|s| !s.is_empty());
-    let status = match non_empty(query.status) {
-        Some(s) => Some(s.parse::<JobStatus>().map_err(|e| {
-            ApiError::bad_request(format!("{e}: use queued, started, finished, failed or canceled"))
-        })?),
-        None => None,
-    };
+    let status = status_filter(query.status)?;
     let limit = query.limit.unwrap_or(DEFAULT_LIST_LIMIT);
     if !(1..=MAX_LIST_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(format!(
             "limit must be 1..={MAX_LIST_LIMIT}"
         )));
     }
-    let cursor = match non_empty(query.cursor) {
-        Some(text) => Some(Cursor::decode(&text).ok_or_else(|| ApiError::bad_request("invalid cursor"))?),
-        None => None,
-    };
+    let cursor = cursor_of(query.cursor)?;
     let filter = ListFilter {
         group: non_empty(query.group),
         function: non_empty(query.function),
@@ -77,6 +68,29 @@ pub async fn list(
         jobs: records.iter().map(job_view).collect(),
         next_cursor: next.map(|c| c.encode()),
     }))
+}
+
+/// `Some` of a non-empty text: an empty query or filter field means "not given".
+pub fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|s| !s.is_empty())
+}
+
+/// The status of a listing or bulk filter (400 for an unknown one).
+pub fn status_filter(text: Option<String>) -> Result<Option<JobStatus>, ApiError> {
+    non_empty(text)
+        .map(|s| {
+            s.parse::<JobStatus>().map_err(|e| {
+                ApiError::bad_request(format!("{e}: use queued, started, finished, failed or canceled"))
+            })
+        })
+        .transpose()
+}
+
+/// The listing position of a `cursor` (400 for one no listing answered).
+pub fn cursor_of(text: Option<String>) -> Result<Option<Cursor>, ApiError> {
+    non_empty(text)
+        .map(|text| Cursor::decode(&text).ok_or_else(|| ApiError::bad_request("invalid cursor")))
+        .transpose()
 }
 
 /// Cancel a job.
@@ -94,41 +108,48 @@ pub async fn cancel(
     State(state): State<SharedState>,
     Path(JobId { id }): Path<JobId>,
 ) -> Result<Json<JobView>, ApiError> {
-    let error = JobError::new(ErrorKind::Canceled, "canceled by request");
-    let ended = state.coordinator.end_early(EndRequest {
-        id: &id,
-        group: None,
-        status: JobStatus::Canceled,
-        error: &error,
-        allowed_from: &[JobStatus::Queued, JobStatus::Started],
-    });
-    match backend::redis(ended).await? {
-        EndEarly::Ended { previous, record } => {
-            // Announce first: a worker that stops the job then finds the result published
-            // and adds none of its own.
-            announce(&state, &record).await;
-            if previous == JobStatus::Started {
-                // Stop the sandbox wherever it runs. The job is canceled either way: if the
-                // broadcast fails, the sandbox runs on and its late outcome is fenced off.
-                let broadcast = async {
-                    let channel = state.publisher.get().await?;
-                    let sent = jobfleet_common::control::publish_cancel(&channel, &state.topology, &id).await;
-                    if sent.is_err() {
-                        state.publisher.invalidate().await;
-                    }
-                    sent
-                };
-                if let Err(e) = backend::broker(broadcast).await {
-                    tracing::warn!(error = %e, job_id = %id, "could not broadcast the cancel; the job is canceled, its sandbox runs to its end");
-                }
-            }
-            Ok(Json(job_view(&record)))
-        }
+    match cancel_job(&state, &id, None).await? {
+        EndEarly::Ended { record, .. } => Ok(Json(job_view(&record))),
         EndEarly::Conflict(status) => Err(ApiError::conflict(format!(
             "job {id:?} is {status}; only queued or started jobs can be canceled"
         ))),
         EndEarly::Missing => Err(ApiError::not_found(format!("unknown job {id:?}"))),
     }
+}
+
+/// Cancels job `id` (of `group`, when known): queued or started → canceled, its result
+/// announced, and a started job's sandbox stopped wherever it runs.
+pub async fn cancel_job(state: &SharedState, id: &str, group: Option<&str>) -> Result<EndEarly, ApiError> {
+    let error = JobError::new(ErrorKind::Canceled, "canceled by request");
+    let ended = state.coordinator.end_early(EndRequest {
+        id,
+        group,
+        status: JobStatus::Canceled,
+        error: &error,
+        allowed_from: &[JobStatus::Queued, JobStatus::Started],
+    });
+    let ended = backend::redis(ended).await?;
+    if let EndEarly::Ended { previous, record } = &ended {
+        // Announce first: a worker that stops the job then finds the result published
+        // and adds none of its own.
+        announce(state, record).await;
+        if *previous == JobStatus::Started {
+            // Stop the sandbox wherever it runs. The job is canceled either way: if the
+            // broadcast fails, the sandbox runs on and its late outcome is fenced off.
+            let broadcast = async {
+                let channel = state.publisher.get().await?;
+                let sent = jobfleet_common::control::publish_cancel(&channel, &state.topology, id).await;
+                if sent.is_err() {
+                    state.publisher.invalidate().await;
+                }
+                sent
+            };
+            if let Err(e) = backend::broker(broadcast).await {
+                tracing::warn!(error = %e, job_id = %id, "could not broadcast the cancel; the job is canceled, its sandbox runs to its end");
+            }
+        }
+    }
+    Ok(ended)
 }
 
 /// Forget an ended job's record.

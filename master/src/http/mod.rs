@@ -4,10 +4,12 @@ pub mod access;
 pub mod activity;
 pub mod audit;
 pub mod backend;
+pub mod bulk;
 pub mod error;
 pub mod groups;
 pub mod jobs;
 pub mod openapi;
+pub mod schedules;
 pub mod submission;
 pub mod submit;
 pub mod system;
@@ -18,7 +20,7 @@ use access::BearerAuth;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use error::ApiError;
 use utoipa::OpenApi;
@@ -38,10 +40,15 @@ use utoipa::OpenApi;
         jobs::delete,
         activity::logs,
         activity::events,
+        bulk::cancel,
+        bulk::retry,
         groups::list,
         groups::get,
         groups::reset,
         groups::workers,
+        schedules::create,
+        schedules::list,
+        schedules::delete,
         audit::list,
         system::healthz,
         system::readyz,
@@ -67,6 +74,8 @@ pub fn router(state: SharedState) -> Router {
         .saturating_add(64 * 1024);
     Router::new()
         .route("/v1/jobs", post(submit::submit).get(jobs::list))
+        .route("/v1/jobs/cancel", post(bulk::cancel))
+        .route("/v1/jobs/retry", post(bulk::retry))
         .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::delete))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/v1/jobs/{id}/logs", get(activity::logs))
@@ -75,6 +84,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/groups/{group}", get(groups::get))
         .route("/v1/groups/{group}/reset", post(groups::reset))
         .route("/v1/workers", get(groups::workers))
+        .route("/v1/schedules", post(schedules::create).get(schedules::list))
+        .route("/v1/schedules/{name}", delete(schedules::delete))
         .route("/v1/audit", get(audit::list))
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))

@@ -23,3 +23,16 @@ pub struct RedisDown(pub ErrorBody);
 #[derive(Debug, IntoResponses)]
 #[response(status = 503, description = "A backing service down")]
 pub struct BackendDown(pub ErrorBody);
+
+/// 400 for a bulk action's filter that is malformed.
+#[derive(Debug, IntoResponses)]
+#[response(
+    status = 400,
+    description = "Malformed filter: not JSON, an unknown field or status, a bad id or cursor, or no field given"
+)]
+pub struct BadFilter(pub ErrorBody);
+
+/// 422 for a bulk action's filter over the bound.
+#[derive(Debug, IntoResponses)]
+#[response(status = 422, description = "More than 1000 ids")]
+pub struct TooManyIds(pub ErrorBody);

@@ -12,7 +12,7 @@
 use super::error::ApiError;
 use crate::state::{AppState, SharedState};
 use jobfleet_common::client::{backoff, ClientError};
-use jobfleet_common::coordinator::{CoordinatorError, JobRecord, Submitted};
+use jobfleet_common::coordinator::{CoordinatorError, JobRecord, NewJob, Submitted};
 use jobfleet_common::message::{JobMessage, JobStatus};
 use jobfleet_common::publish::{persistent_properties, publish_job};
 use std::time::Duration;
@@ -37,6 +37,26 @@ pub struct Submission<'a> {
     pub idempotency_key: Option<&'a str>,
     /// The caller's W3C trace context.
     pub traceparent: Option<&'a str>,
+    /// A delayed job: it waits unpublished in its group's delayed set until this time
+    /// (unix ms), and the leader publishes it (see `crate::scheduler`).
+    pub delay_until: Option<i64>,
+    /// The job this one retries (a bulk retry).
+    pub retry_of: Option<&'a str>,
+}
+
+impl Submission<'_> {
+    /// The record's fields beyond the job's own: `retry_of`, and a delayed job's
+    /// `traceparent` (its message is published later, from the record).
+    fn fields(&self) -> Vec<(&str, &str)> {
+        let mut fields = Vec::new();
+        if let Some(retry_of) = self.retry_of {
+            fields.push(("retry_of", retry_of));
+        }
+        if let (Some(trace), Some(_)) = (self.traceparent, self.delay_until) {
+            fields.push(("traceparent", trace));
+        }
+        fields
+    }
 }
 
 /// Whether `record` is the one a submit of `job` created: still queued and never started,
@@ -52,19 +72,11 @@ fn is_own(record: &JobRecord, job: &JobMessage) -> bool {
 /// for [`SUBMIT_RETRY_FOR`]. When they run out, the record a lost reply may have created is
 /// discarded in the background and the answer is 503.
 pub async fn record(state: &SharedState, submission: Submission<'_>) -> Result<Submitted, ApiError> {
-    let Submission {
-        job, idempotency_key, ..
-    } = submission;
     let give_up = Instant::now() + SUBMIT_RETRY_FOR;
     let mut uncertain = false;
     let mut attempt = 0;
     loop {
-        let error = match timeout(
-            ATTEMPT_DEADLINE,
-            attempt_record(state, job, idempotency_key, uncertain),
-        )
-        .await
-        {
+        let error = match timeout(ATTEMPT_DEADLINE, attempt_record(state, submission, uncertain)).await {
             Ok(Ok(submitted)) => return Ok(submitted),
             Ok(Err(e)) if !e.is_transient() => return Err(e.into()),
             Ok(Err(e)) => {
@@ -103,11 +115,18 @@ fn may_have_run(e: &CoordinatorError) -> bool {
 /// request's own counts as created.
 async fn attempt_record(
     state: &AppState,
-    job: &JobMessage,
-    idempotency_key: Option<&str>,
+    submission: Submission<'_>,
     uncertain: bool,
 ) -> Result<Submitted, CoordinatorError> {
-    match state.coordinator.submit(job, idempotency_key).await? {
+    let job = submission.job;
+    let fields = submission.fields();
+    let new = NewJob {
+        job,
+        idempotency_key: submission.idempotency_key,
+        delay_until: submission.delay_until,
+        fields: &fields,
+    };
+    match state.coordinator.submit_job(new).await? {
         Submitted::Existing(id) if uncertain && id == job.id => {
             match state.coordinator.job_in(&job.group, &id).await? {
                 Some(record) if is_own(&record, job) => {

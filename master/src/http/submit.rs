@@ -16,11 +16,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use jobfleet_api::{
-    Accepted, ErrorBody, JobView, SubmitQuery, SubmitRequest, MAX_IDEMPOTENCY_KEY_BYTES, MAX_WAIT_SECONDS,
+    parse_rfc3339, rfc3339, Accepted, ErrorBody, JobView, SubmitQuery, SubmitRequest,
+    MAX_IDEMPOTENCY_KEY_BYTES, MAX_WAIT_SECONDS,
 };
 use jobfleet_common::codec::{self, MAX_ARGS_DEPTH};
 use jobfleet_common::coordinator::{JobRecord, Submitted};
-use jobfleet_common::message::{is_valid_job_id, new_job_id, JobMessage, JobStatus};
+use jobfleet_common::message::{is_valid_job_id, new_job_id, JobMessage, JobStatus, MAX_DELAY_MS};
 use jobfleet_common::trace::{TraceParent, TRACEPARENT};
 use serde_json::Value;
 use std::time::Duration;
@@ -36,7 +37,7 @@ use std::time::Duration;
         (status = 400, description = "Malformed request, or args nested deeper than 64 levels", body = ErrorBody),
         UnknownGroup,
         (status = 413, description = "Args over max_args_bytes", body = ErrorBody),
-        (status = 422, description = "Unknown function, or args fail the function's schema", body = ErrorBody),
+        (status = 422, description = "Unknown function, args fail the function's schema, or a delay (`run_at`, `delay_ms`) that is unreadable or beyond 30 days", body = ErrorBody),
         (status = 503, description = "Group broken, or a backing service down, slow or blocking publishers", body = ErrorBody),
     )
 )]
@@ -55,7 +56,9 @@ pub async fn submit(
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let wait = wait_of(query.wait)?;
     let request = parse(&state, body)?;
-    let job = validate(
+    let now = jobfleet_common::now_ms();
+    let run_at = run_at_of(request.run_at.as_deref(), request.delay_ms, now)?;
+    let mut job = validate(
         &state,
         request.group,
         request.function,
@@ -63,6 +66,11 @@ pub async fn submit(
         request.id,
         request.timeout_ms,
     )?;
+    job.submitted_at = Some(now);
+    job.run_at = run_at;
+    // A job due later waits unpublished in its group's delayed set; one due now (a past
+    // run_at) is published at once, its run_at kept in the record.
+    let delay_until = run_at.filter(|&at| at > now);
     let idempotency_key = match request.idempotency_key {
         Some(key) if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES => {
             return Err(ApiError::bad_request(format!(
@@ -75,6 +83,8 @@ pub async fn submit(
         job: &job,
         idempotency_key: idempotency_key.as_deref(),
         traceparent: traceparent.as_deref(),
+        delay_until,
+        retry_of: None,
     };
     // Listen before the job can end, so a quick result is not missed.
     let waiter = wait.map(|_| state.waiters.register(&job.id));
@@ -97,7 +107,9 @@ pub async fn submit(
             Ok((StatusCode::OK, Json(job_view(&record))).into_response())
         }
         Submitted::Created => {
-            submission::publish(&state, submission).await?;
+            if delay_until.is_none() {
+                submission::publish(&state, submission).await?;
+            }
             state
                 .metrics
                 .jobs_submitted
@@ -108,9 +120,9 @@ pub async fn submit(
                     Some(record) if record.status.is_terminal() => {
                         Ok((StatusCode::OK, Json(job_view(&record))).into_response())
                     }
-                    record => Ok(accepted(&job.id, record.map_or(JobStatus::Queued, |r| r.status))),
+                    record => Ok(accepted(&job, record.map_or(JobStatus::Queued, |r| r.status))),
                 },
-                _ => Ok(accepted(&job.id, JobStatus::Queued)),
+                _ => Ok(accepted(&job, JobStatus::Queued)),
             }
         }
     }
@@ -152,15 +164,66 @@ fn parse(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Submit
     })
 }
 
-fn accepted(id: &str, status: JobStatus) -> Response {
+fn accepted(job: &JobMessage, status: JobStatus) -> Response {
     (
         StatusCode::ACCEPTED,
         Json(Accepted {
-            id: id.to_string(),
+            id: job.id.clone(),
             status: status.as_str().to_string(),
+            run_at: job.run_at.and_then(rfc3339),
         }),
     )
         .into_response()
+}
+
+/// When a delayed job may start (unix ms): its `run_at`, or now plus its `delay_ms`;
+/// `None` for an immediate job. More than [`MAX_DELAY_MS`] ahead, or both given, is a 422.
+pub fn run_at_of(run_at: Option<&str>, delay_ms: Option<u64>, now: i64) -> Result<Option<i64>, ApiError> {
+    let beyond = || {
+        ApiError::invalid_value(format!(
+            "a job may be delayed at most {MAX_DELAY_MS} ms (30 days); delay_ms and run_at must \
+             stay within that"
+        ))
+    };
+    match (run_at, delay_ms) {
+        (Some(_), Some(_)) => Err(ApiError::invalid_value("give run_at or delay_ms, not both")),
+        (Some(text), None) => {
+            let at = parse_rfc3339(text).map_err(|e| ApiError::invalid_value(format!("run_at: {e}")))?;
+            if at > now.saturating_add(MAX_DELAY_MS as i64) {
+                return Err(beyond());
+            }
+            Ok(Some(at))
+        }
+        (None, Some(delay)) if delay > MAX_DELAY_MS => Err(beyond()),
+        (None, Some(delay)) => Ok(Some(now + delay as i64)),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Checks that `group` is configured (404) and has `function` (422).
+pub fn check_function(state: &AppState, group: &str, function: &str) -> Result<(), ApiError> {
+    let group_config = state
+        .config
+        .group(group)
+        .ok_or_else(|| ApiError::not_found(format!("unknown group {group:?}")))?;
+    if !group_config.functions.contains_key(function) {
+        return Err(ApiError::unknown_function(format!(
+            "group {group:?} has no function {function:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks `args` against `max_args_bytes` (413).
+pub fn check_size(state: &AppState, args: &Value) -> Result<(), ApiError> {
+    let size = serde_json::to_vec(args).map(|b| b.len()).unwrap_or(usize::MAX);
+    if size > state.config.max_args_bytes {
+        return Err(ApiError::too_large(format!(
+            "args have {size} bytes; the limit is {}",
+            state.config.max_args_bytes
+        )));
+    }
+    Ok(())
 }
 
 /// Checks a submission against the configuration: group, function, id, timeout, size,
@@ -173,15 +236,7 @@ fn validate(
     id: Option<String>,
     timeout_ms: Option<u64>,
 ) -> Result<JobMessage, ApiError> {
-    let group_config = state
-        .config
-        .group(&group)
-        .ok_or_else(|| ApiError::not_found(format!("unknown group {group:?}")))?;
-    if !group_config.functions.contains_key(&function) {
-        return Err(ApiError::unknown_function(format!(
-            "group {group:?} has no function {function:?}"
-        )));
-    }
+    check_function(state, &group, &function)?;
     let id = match id {
         Some(id) if !is_valid_job_id(&id) => {
             return Err(ApiError::bad_request(
@@ -194,13 +249,7 @@ fn validate(
     if timeout_ms == Some(0) {
         return Err(ApiError::bad_request("timeout_ms must be positive"));
     }
-    let size = serde_json::to_vec(&args).map(|b| b.len()).unwrap_or(usize::MAX);
-    if size > state.config.max_args_bytes {
-        return Err(ApiError::too_large(format!(
-            "args have {size} bytes; the limit is {}",
-            state.config.max_args_bytes
-        )));
-    }
+    check_size(state, &args)?;
     // Workers fail deeper args as bad messages: refuse them here instead.
     let depth = codec::depth(&args);
     if depth > MAX_ARGS_DEPTH {
@@ -219,6 +268,8 @@ fn validate(
         args,
         submitted_at: Some(jobfleet_common::now_ms()),
         timeout_ms,
+        run_at: None,
+        delay_ms: None,
     })
 }
 

@@ -34,6 +34,8 @@ pub fn job_view(r: &JobRecord) -> JobView {
         started_at: r.started_at.and_then(rfc3339),
         finished_at: r.finished_at.and_then(rfc3339),
         duration_ms: r.duration_ms,
+        run_at: r.run_at.and_then(rfc3339),
+        retry_of: r.retry_of.clone(),
         progress: r.progress.as_ref().map(|p| ProgressView {
             percent: p.percent,
             message: p.message.clone(),

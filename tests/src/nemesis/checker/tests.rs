@@ -47,6 +47,9 @@ fn record(id: &str, status: JobStatus, started_at: Option<i64>) -> JobRecord {
         duration_ms: Some(1),
         timeout_ms: None,
         progress: None,
+        run_at: None,
+        retry_of: None,
+        traceparent: None,
     }
 }
 
