@@ -43,8 +43,10 @@ async fn a_worker_killed_mid_batch_loses_nothing_and_its_jobs_run_again() {
     let first = env.spawn_worker_process(&["--concurrency", "8"]);
     env.wait_for_queues(&["default".to_string()]).await;
     let producer = env.producer().await;
+    // Long enough that the batch outlasts a subscriber reading results late on a loaded
+    // machine: the kill must find jobs running.
     let jobs: Vec<JobMessage> = (0..400)
-        .map(|i| JobMessage::new("default", "sleep", json!({"ms": 20 + i % 5})))
+        .map(|i| JobMessage::new("default", "sleep", json!({"ms": 100 + i % 5})))
         .collect();
     producer.publish_many(&jobs).await.unwrap();
     let ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
