@@ -65,7 +65,7 @@ pub async fn logs(
     responses(
         (status = 200, description = "text/event-stream: events `status` (data: the job record), \
             `progress` (data: ProgressEvent) and `log` (data: LogLine), until the job has ended",
-            content_type = "text/event-stream", body = String),
+            content_type = "text/event-stream", body = serde_json::Value),
         UnknownJob,
         RedisDown,
     )
@@ -150,7 +150,7 @@ impl Follow {
         }
         let Some(record) = page.record else {
             // Deleted (or expired) while followed.
-            let data = serde_json::to_string(&self.id).unwrap_or_default();
+            let data = serde_json::json!({ "id": self.id }).to_string();
             self.pending.push_back(Event::default().event("gone").data(data));
             self.ended = true;
             return;
