@@ -77,6 +77,14 @@ impl ClientError {
             _ => false,
         }
     }
+
+    /// Whether a retry, on a fresh channel, may succeed: a connection error, or a negative
+    /// confirm (the broker could not take the message then: on a cluster a queue between
+    /// leaders, or a channel whose view of a quorum queue went stale after a node failed,
+    /// which keeps refusing until the channel is replaced).
+    pub fn is_retryable(&self) -> bool {
+        self.is_connection_error() || matches!(self, ClientError::Nacked(_))
+    }
 }
 
 /// Whether the broker refused an operation for a reason retrying cannot fix: a declare with
@@ -146,6 +154,9 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(base / 2 + jitter)
 }
 
+/// How long a channel replaced after an error stays open before it is closed.
+pub const RETIRED_CHANNEL_GRACE: Duration = Duration::from_secs(10);
+
 /// A channel (in confirm mode when asked) that is reopened after a failure.
 pub struct ChannelSlot {
     pool: Pool,
@@ -183,9 +194,20 @@ impl ChannelSlot {
         slot.as_ref().is_some_and(|(_, connection)| connection.blocked())
     }
 
-    /// Forgets the channel after an error, so the next [`ChannelSlot::get`] reopens it.
+    /// Forgets the channel after an error, so the next [`ChannelSlot::get`] opens a fresh
+    /// one. A forgotten channel still open is closed [`RETIRED_CHANNEL_GRACE`] later (the
+    /// confirms of publishes other tasks made on it still arrive), not leaked on its pooled
+    /// connection.
     pub async fn invalidate(&self) {
-        *self.channel.lock().await = None;
+        let Some((channel, _)) = self.channel.lock().await.take() else {
+            return;
+        };
+        tokio::spawn(async move {
+            tokio::time::sleep(RETIRED_CHANNEL_GRACE).await;
+            if channel.status().connected() {
+                let _ = channel.close(200, "replaced after an error".into()).await;
+            }
+        });
     }
 }
 
@@ -230,8 +252,8 @@ impl Producer {
         })
     }
 
-    /// How long a publish keeps retrying while the broker or Redis is unreachable
-    /// (default 30 s). Retrying is safe: a job id runs once however often it is published.
+    /// How long a publish keeps retrying while the broker or Redis is unreachable or the
+    /// broker refuses it (a nack; each retry on a fresh channel) (default 30 s). Retrying is safe: a job id runs once however often it is published.
     pub fn with_retry_for(mut self, retry_for: Duration) -> Self {
         self.retry_for = retry_for;
         self
@@ -275,7 +297,7 @@ impl Producer {
         loop {
             match self.try_publish_many(jobs, traceparent).await {
                 Ok(()) => return Ok(()),
-                Err(e) if e.is_connection_error() => {
+                Err(e) if e.is_retryable() => {
                     self.slot.invalidate().await;
                     if started.elapsed() >= self.retry_for {
                         return Err(ClientError::GaveUp(self.retry_for, Box::new(e)));

@@ -346,3 +346,77 @@ async fn a_worker_whose_queue_stops_answering_exits_non_zero() {
     assert_eq!(result.result, Some(json!("again")));
     pool.close();
 }
+
+/// A publish the broker refuses with a negative confirm (here a full group queue that
+/// rejects publishes; on a cluster a quorum queue between leaders, or a channel whose view
+/// of it went stale) is retried on a fresh channel within the producer's retry time, not
+/// failed at once: the job is accepted as soon as the queue takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_the_broker_refuses_is_retried_until_the_queue_takes_it() {
+    use jobfleet_common::lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
+    use jobfleet_common::lapin::types::{AMQPValue, FieldTable};
+
+    let env = TestEnv::new("nacked");
+    let pool = amqp_pool(&env.config.amqp_url, 1, "test").unwrap();
+    let channel = open_channel(&pool, false).await.unwrap();
+    env.topology.declare_exchanges(&channel).await.unwrap();
+    // The group's queue holds one message and refuses the next (a nack), as a length
+    // limit with `reject-publish` overflow makes it.
+    let queue = env.topology.group_queue("full");
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-max-length".into(), AMQPValue::LongInt(1));
+    arguments.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(queue.as_str().into(), durable, arguments)
+        .await
+        .unwrap();
+    jobfleet_common::topology::bind(&channel, &queue, &env.topology.jobs_exchange(), "full")
+        .await
+        .unwrap();
+
+    let producer = env.producer().await.with_retry_for(Duration::from_secs(30));
+    let first = JobMessage::new("full", "sleep", json!({"ms": 1}));
+    producer.publish(&first).await.expect("the first job fits");
+    let second = JobMessage::new("full", "sleep", json!({"ms": 1}));
+    let publishing = tokio::spawn(async move { producer.publish(&second).await.map(|()| second.id) });
+
+    // Refused while the queue is full: still trying, not failed.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !publishing.is_finished(),
+        "the refused publish gave up: {:?}",
+        publishing.await
+    );
+    // Room again: the retry lands.
+    let taken = channel
+        .basic_get(queue.as_str().into(), BasicGetOptions::default())
+        .await
+        .unwrap()
+        .expect("the first job waits in the queue");
+    taken.ack(BasicAckOptions::default()).await.unwrap();
+    let second_id = tokio::time::timeout(Duration::from_secs(20), publishing)
+        .await
+        .expect("the retried publish lands once there is room")
+        .unwrap()
+        .expect("the second job is accepted");
+    let landed = eventually(Duration::from_secs(10), || async {
+        channel
+            .basic_get(queue.as_str().into(), BasicGetOptions::default())
+            .await
+            .unwrap()
+    })
+    .await;
+    assert_eq!(
+        landed.properties.message_id().as_ref().map(|id| id.to_string()),
+        Some(second_id)
+    );
+    delete_queue(&pool, queue).await;
+    pool.close();
+}

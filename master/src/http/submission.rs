@@ -185,19 +185,27 @@ async fn try_publish(state: &AppState, submission: Submission<'_>) -> Result<(),
     let sent = publish_job(&channel, &state.topology, job, properties);
     match timeout(CONFIRM_DEADLINE, sent).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e @ (ClientError::Nacked(_) | ClientError::Unroutable { .. }))) => {
+        Ok(Err(e @ ClientError::Nacked(_))) => {
+            // The channel may be what refuses (see `ClientError::is_retryable`): the next
+            // submit gets a fresh one.
+            state.publisher.invalidate().await;
             Err(PublishFailure::NotSent(e.into()))
         }
+        Ok(Err(e @ ClientError::Unroutable { .. })) => Err(PublishFailure::NotSent(e.into())),
         Ok(Err(e)) => {
             if e.is_connection_error() {
                 state.publisher.invalidate().await;
             }
             Err(PublishFailure::Unconfirmed(e.into()))
         }
-        Err(_) => Err(PublishFailure::Unconfirmed(ApiError::deadline(
-            "broker (RabbitMQ)",
-            CONFIRM_DEADLINE,
-        ))),
+        Err(_) => {
+            // A channel whose confirms stall is replaced, as one that refuses is.
+            state.publisher.invalidate().await;
+            Err(PublishFailure::Unconfirmed(ApiError::deadline(
+                "broker (RabbitMQ)",
+                CONFIRM_DEADLINE,
+            )))
+        }
     }
 }
 
