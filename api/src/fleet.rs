@@ -29,6 +29,64 @@ pub struct GroupView {
     pub consecutive_failures: u64,
     /// Whether the failure policy broke it.
     pub broken: bool,
+    /// Whether it is paused: it starts nothing, its queued jobs wait (SPEC §9).
+    #[serde(default)]
+    pub paused: bool,
+    /// Its fleet-wide cap on started jobs in force, if any.
+    #[serde(default)]
+    pub max_running: Option<u32>,
+    /// Its fleet-wide start rate in force (`N/s`, `N/m`, `N/h`), if any.
+    #[serde(default)]
+    pub rate_limit: Option<String>,
+    /// The field of `args` whose every value has `rate_limit` of its own, if any.
+    #[serde(default)]
+    pub limit_key: Option<String>,
+    /// Queued jobs held back while it is paused or at `max_running`.
+    #[serde(default)]
+    pub held: u64,
+}
+
+/// `PATCH /v1/groups/{group}/limits`: the limits to change at run time (admin). A field
+/// left out stays as it is; `null` lifts the limit (none, whatever the config file says);
+/// `DELETE` on the same path goes back to the config file's limits.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsPatch {
+    /// Fleet-wide cap on started jobs, at least 1; `null` for none.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<u32>, minimum = 1)]
+    pub max_running: Option<Option<u32>>,
+    /// Fleet-wide start rate, `N/s`, `N/m` or `N/h` with N at least 1; `null` for none.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, example = "20/s")]
+    pub rate_limit: Option<Option<String>>,
+    /// A top-level field of `args` whose every value gets `rate_limit` of its own;
+    /// `null` for none.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, example = "customer_id")]
+    pub limit_key: Option<Option<String>>,
+}
+
+/// A field that is present: `Some(None)` when it is `null`, `Some(value)` otherwise (a
+/// missing field stays `None` through `#[serde(default)]`).
+fn present<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// All groups.

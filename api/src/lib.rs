@@ -19,7 +19,7 @@ pub use activity::{JobLogs, LogLine, LogsQuery, ProgressEvent, MAX_LOG_LIMIT};
 pub use audit::{AuditEntry, AuditPage, AuditQuery, DEFAULT_AUDIT_LIMIT};
 pub use bulk::{BulkFilter, BulkResult, MAX_BULK_JOBS};
 pub use error::{ErrorBody, ErrorDetail};
-pub use fleet::{GroupList, GroupName, GroupView, Health, WorkerList, WorkerView};
+pub use fleet::{GroupList, GroupName, GroupView, Health, LimitsPatch, WorkerList, WorkerView};
 pub use jobs::{
     Accepted, JobErrorView, JobId, JobPage, JobView, ListQuery, ProgressView, SubmitQuery, SubmitRequest,
 };

@@ -103,6 +103,21 @@ pub enum Command {
         /// The group.
         group: String,
     },
+    /// Pause a group: it starts nothing, its queued jobs wait (admin token).
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Pause {
+        /// The group.
+        group: String,
+    },
+    /// Resume a paused group: its waiting jobs start as its limits allow (admin token).
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Resume {
+        /// The group.
+        group: String,
+    },
+    /// Show a group's flow control, or change its limits at run time (admin token).
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Limits(LimitsArgs),
     /// Show the audit trail: cancels and admin actions, newest first (admin token).
     #[command(after_help = EXIT_STATUS_HELP)]
     Audit {
@@ -437,4 +452,23 @@ mod tests {
             "{line}"
         );
     }
+}
+
+/// `jobfleet limits GROUP [...]`: without a change, shows the limits in force.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitsArgs {
+    /// The group.
+    pub group: String,
+    /// Fleet-wide cap on started jobs (at least 1), or `none`.
+    #[arg(long, value_name = "N|none")]
+    pub max_running: Option<String>,
+    /// Fleet-wide start rate (`N/s`, `N/m`, `N/h`), or `none`.
+    #[arg(long, value_name = "RATE|none")]
+    pub rate_limit: Option<String>,
+    /// A top-level field of args whose every value gets the rate limit of its own, or `none`.
+    #[arg(long, value_name = "FIELD|none")]
+    pub limit_key: Option<String>,
+    /// Go back to the config file's limits.
+    #[arg(long, conflicts_with_all = ["max_running", "rate_limit", "limit_key"])]
+    pub reset: bool,
 }

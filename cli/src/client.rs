@@ -4,7 +4,9 @@
 //! master sent); [`decode`] reads them into the `jobfleet_api` types.
 
 use crate::error::exit;
-use jobfleet_api::{BulkFilter, ErrorBody, ListQuery, ScheduleRequest, SubmitRequest, MAX_WAIT_SECONDS};
+use jobfleet_api::{
+    BulkFilter, ErrorBody, LimitsPatch, ListQuery, ScheduleRequest, SubmitRequest, MAX_WAIT_SECONDS,
+};
 use jobfleet_common::message::JobStatus;
 use reqwest::{RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -390,6 +392,26 @@ impl MasterClient {
     /// `POST /v1/groups/{group}/reset`.
     pub async fn reset(&self, group: &str) -> Result<Value, ApiError> {
         self.post(&["v1", "groups", group, "reset"]).await
+    }
+
+    /// `POST /v1/groups/{group}/pause` (`true`) or `/resume` (`false`).
+    pub async fn set_paused(&self, group: &str, paused: bool) -> Result<Value, ApiError> {
+        let action = if paused { "pause" } else { "resume" };
+        self.post(&["v1", "groups", group, action]).await
+    }
+
+    /// `PATCH /v1/groups/{group}/limits`.
+    pub async fn change_limits(&self, group: &str, patch: &LimitsPatch) -> Result<Value, ApiError> {
+        let url = self.url(&["v1", "groups", group, "limits"]);
+        let request = self.http.patch(url).json(patch).timeout(REQUEST_TIMEOUT);
+        Ok(self.send(request).await?.1)
+    }
+
+    /// `DELETE /v1/groups/{group}/limits`.
+    pub async fn reset_limits(&self, group: &str) -> Result<Value, ApiError> {
+        let url = self.url(&["v1", "groups", group, "limits"]);
+        let request = self.http.delete(url).timeout(REQUEST_TIMEOUT);
+        Ok(self.send(request).await?.1)
     }
 
     /// `GET /v1/audit?limit=N`.

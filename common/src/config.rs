@@ -3,6 +3,7 @@
 
 use crate::auth::{AuthConfig, TokenTable};
 use crate::coordinator::SentinelUrl;
+use crate::limits::{is_valid_limit_key, Limits, RateLimit};
 use crate::schedule::{check_name, ScheduleConfig};
 use crate::tls::{HttpsConfig, TlsConfig, TlsError};
 use lapin::uri::AMQPUri;
@@ -258,9 +259,30 @@ pub struct GroupConfig {
     /// How long a job may wait for a worker before failing with `no_worker`; default none.
     #[serde(default, deserialize_with = "opt_duration")]
     pub queue_timeout: Option<Duration>,
+    /// Fleet-wide cap on the group's started jobs (SPEC §9); default none.
+    #[serde(default)]
+    pub max_running: Option<u32>,
+    /// Fleet-wide start rate, `"N/s"`, `"N/m"` or `"N/h"` (SPEC §9); default none.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+    /// A top-level field of `args` whose every value gets `rate_limit` of its own.
+    #[serde(default)]
+    pub limit_key: Option<String>,
     /// The group's functions by name.
     #[serde(default)]
     pub functions: BTreeMap<String, FunctionConfig>,
+}
+
+impl GroupConfig {
+    /// The limits the config file sets (an admin's run-time changes override them).
+    pub fn limits(&self) -> Limits {
+        Limits {
+            paused: false,
+            max_running: self.max_running,
+            rate_limit: self.rate_limit,
+            limit_key: self.limit_key.clone(),
+        }
+    }
 }
 
 impl Default for GroupConfig {
@@ -270,6 +292,9 @@ impl Default for GroupConfig {
             max_takeovers: default_max_takeovers(),
             queue_type: QueueType::Classic,
             queue_timeout: None,
+            max_running: None,
+            rate_limit: None,
+            limit_key: None,
             functions: BTreeMap::new(),
         }
     }
@@ -490,6 +515,16 @@ impl Config {
             }
             if group_config.max_failures == 0 {
                 return invalid(format!("group {group:?}: max_failures must be at least 1"));
+            }
+            if group_config.max_running == Some(0) {
+                return invalid(format!("group {group:?}: max_running must be at least 1"));
+            }
+            if let Some(key) = group_config
+                .limit_key
+                .as_deref()
+                .filter(|k| !is_valid_limit_key(k))
+            {
+                return invalid(format!("group {group:?}: limit_key {key:?} is no field name"));
             }
             for (name, function) in &group_config.functions {
                 if !crate::message::is_valid_name(name) {

@@ -10,6 +10,7 @@ pub mod codec;
 pub mod config;
 pub mod control;
 pub mod coordinator;
+pub mod limits;
 pub mod message;
 pub mod publish;
 pub mod schedule;

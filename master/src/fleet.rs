@@ -4,6 +4,7 @@
 
 use crate::state::AppState;
 use jobfleet_common::client::ClientError;
+use jobfleet_common::coordinator::CoordinatorError;
 use jobfleet_common::publish;
 use serde_json::Value;
 use std::time::Duration;
@@ -87,6 +88,35 @@ pub async fn refresh_gauges(state: &AppState) {
                 .set(i64::from(broken));
         }
     }
+    if let Ok(Err(e)) = tokio::time::timeout(DEPTH_DEADLINE, refresh_flow_gauges(state, &groups)).await {
+        warn!(error = %e, "cannot read the groups' flow control");
+    }
+}
+
+/// Sets the flow-control gauges (paused, running, max_running, held) from Redis.
+async fn refresh_flow_gauges(state: &AppState, groups: &[String]) -> Result<(), CoordinatorError> {
+    let metrics = &state.metrics;
+    let held = state.coordinator.held_counts(groups).await?;
+    for (group, held) in groups.iter().zip(held) {
+        let Some(config) = state.config.group(group) else {
+            continue;
+        };
+        let limits = state.coordinator.limits(group, &config.limits()).await?;
+        let running = state.coordinator.running(group).await?;
+        let label = [group.as_str()];
+        metrics.jobs_held.with_label_values(&label).set(held as i64);
+        metrics
+            .group_paused
+            .with_label_values(&label)
+            .set(i64::from(limits.paused));
+        metrics
+            .group_running
+            .with_label_values(&label)
+            .set(running as i64);
+        let cap = limits.max_running.map_or(0, i64::from);
+        metrics.group_max_running.with_label_values(&label).set(cap);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

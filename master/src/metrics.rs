@@ -37,6 +37,15 @@ pub struct MasterMetrics {
     pub delayed_published: IntCounterVec,
     /// `jobfleet_schedule_firings_total{schedule}`: jobs the leader's schedules fired.
     pub schedule_firings: IntCounterVec,
+    /// `jobfleet_group_paused{group}`: 1 while the group is paused.
+    pub group_paused: IntGaugeVec,
+    /// `jobfleet_group_running{group}`: the group's started jobs, fleet-wide.
+    pub group_running: IntGaugeVec,
+    /// `jobfleet_group_max_running{group}`: its `max_running` in force (0: no cap).
+    pub group_max_running: IntGaugeVec,
+    /// `jobfleet_jobs_held{group}`: queued jobs flow control holds back (paused, or at
+    /// `max_running`).
+    pub jobs_held: IntGaugeVec,
 }
 
 impl MasterMetrics {
@@ -86,6 +95,19 @@ impl MasterMetrics {
             "jobfleet_jobs_delayed",
             "Delayed jobs waiting for their run_at in the group's delayed set.",
         );
+        let group_paused = gauge("jobfleet_group_paused", "1 while the group is paused.");
+        let group_running = gauge(
+            "jobfleet_group_running",
+            "The group's started jobs, fleet-wide (what max_running caps).",
+        );
+        let group_max_running = gauge(
+            "jobfleet_group_max_running",
+            "The group's max_running in force; 0 when it has no cap.",
+        );
+        let jobs_held = gauge(
+            "jobfleet_jobs_held",
+            "Queued jobs flow control holds back (the group paused or at max_running).",
+        );
         let queue_depth = gauge("jobfleet_queue_depth", "Jobs waiting in the group's queue.");
         let workers = gauge("jobfleet_workers", "Live workers serving the group.");
         let group_broken = gauge(
@@ -119,6 +141,10 @@ impl MasterMetrics {
             ),
         );
         MasterMetrics {
+            group_paused,
+            group_running,
+            group_max_running,
+            jobs_held,
             jobs_delayed,
             delayed_published,
             schedule_firings,

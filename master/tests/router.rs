@@ -150,6 +150,9 @@ async fn unknown_groups_are_404_and_unknown_functions_422() {
     for (method, uri) in [
         (Method::GET, "/v1/groups/nope"),
         (Method::POST, "/v1/groups/nope/reset"),
+        (Method::POST, "/v1/groups/nope/pause"),
+        (Method::POST, "/v1/groups/nope/resume"),
+        (Method::DELETE, "/v1/groups/nope/limits"),
     ] {
         let message = expect_error(request(method, uri, None, ""), StatusCode::NOT_FOUND, "not_found").await;
         assert_eq!(message, r#"unknown group "nope""#);
@@ -372,4 +375,40 @@ async fn waiting_submits_that_fail_leave_no_registration() {
         0,
         "every registration left with its request"
     );
+}
+
+/// `PATCH /v1/groups/{group}/limits` with a JSON body.
+fn patch_limits(body: &str) -> Request<Body> {
+    request(
+        Method::PATCH,
+        "/v1/groups/etl/limits",
+        Some("application/json"),
+        body.to_string(),
+    )
+}
+
+#[tokio::test]
+async fn bad_limits_are_400() {
+    for (body, says) in [
+        (r#"{"max_running": 0}"#, "max_running must be at least 1"),
+        (r#"{"max_running": -3}"#, "max_running"),
+        (r#"{"max_running": "five"}"#, "max_running"),
+        (r#"{"rate_limit": "20"}"#, "N/s, N/m or N/h"),
+        (r#"{"rate_limit": "0/s"}"#, "N/s, N/m or N/h"),
+        (r#"{"rate_limit": "5/d"}"#, "N/s, N/m or N/h"),
+        (r#"{"limit_key": ""}"#, "limit_key"),
+        (r#"{"max_runing": 5}"#, "max_runing"),
+        (r#""pause""#, "expected"),
+        (r#"{"#, "EOF"),
+    ] {
+        let message = expect_error(patch_limits(body), StatusCode::BAD_REQUEST, "bad_request").await;
+        assert!(message.contains(says), "{body}: {message}");
+    }
+    let unknown = request(
+        Method::PATCH,
+        "/v1/groups/nope/limits",
+        Some("application/json"),
+        "{}",
+    );
+    expect_error(unknown, StatusCode::NOT_FOUND, "not_found").await;
 }

@@ -29,6 +29,11 @@ impl JsonApi {
         answer(self.client.get(format!("{}{path}", self.url))).await
     }
 
+    /// `PATCH path` with a JSON body.
+    pub async fn patch(&self, path: &str, body: &Value) -> (u16, Value) {
+        answer(self.client.patch(format!("{}{path}", self.url)).json(body)).await
+    }
+
     /// `DELETE path`.
     pub async fn delete(&self, path: &str) -> (u16, Value) {
         answer(self.client.delete(format!("{}{path}", self.url))).await

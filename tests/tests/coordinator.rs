@@ -36,6 +36,7 @@ async fn claim(
         token,
         max_takeovers: 3,
         max_failures: 5,
+        limits: &Default::default(),
     };
     c.claim(request).await
 }

@@ -37,6 +37,7 @@ async fn stranded_queued_and_orphaned_started_records_are_republished_and_end_on
             token: "ghost-1",
             max_takeovers: 3,
             max_failures: 5,
+            limits: &Default::default(),
         })
         .await
         .unwrap();

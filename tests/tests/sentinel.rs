@@ -259,6 +259,7 @@ async fn claim(c: &Coordinator, job: &JobMessage, worker: &str) -> Claim {
         token: &jobfleet_common::message::new_job_id(),
         max_takeovers: 3,
         max_failures: 5,
+        limits: &Default::default(),
     })
     .await
     .expect("claim")

@@ -11,7 +11,7 @@ use crate::metrics::WorkerMetrics;
 use crate::sandbox::process::ProcessFunction;
 use jobfleet_common::client::{self, ChannelSlot};
 use jobfleet_common::codec::{self, DecodeError};
-use jobfleet_common::config::Config;
+use jobfleet_common::config::{Config, GroupConfig};
 use jobfleet_common::coordinator::{
     BadMessage, Claim, ClaimRequest, Coordinator, CoordinatorError, CopyKind, Deferral, JobRecord, Outcome,
 };
@@ -89,8 +89,8 @@ pub(crate) enum Handled {
     Ran,
     /// The message was dropped: a duplicate, stale, or dead-lettered.
     Dropped,
-    /// A delayed job met before its time waits in its group's delayed set; the message
-    /// was acknowledged.
+    /// A delayed job met before its time, or one flow control holds back, waits in its
+    /// group's delayed or held set; the message was acknowledged.
     Deferred,
     /// A copy was parked in the delay queue.
     Held,
@@ -193,6 +193,12 @@ impl Shared {
                 Handled::Dropped
             }
             Claim::Hold => self.hold(delivery, job).await,
+            Claim::Waiting(reason) => {
+                debug!(reason = reason.as_str(), "flow control holds the job back");
+                self.metrics.held_back(&job.group, reason);
+                ack(delivery).await;
+                Handled::Deferred
+            }
             Claim::Gone => {
                 debug!("copy of a deleted job dropped");
                 ack(delivery).await;
@@ -240,6 +246,11 @@ impl Shared {
             self.claims.fetch_add(1, Ordering::Relaxed)
         );
         let mut with_args = delivery.data.len() <= INLINE_ARGS_BYTES;
+        let limits = self
+            .config
+            .group(&job.group)
+            .map(GroupConfig::limits)
+            .unwrap_or_default();
         loop {
             let claim = self
                 .with_redis(|| {
@@ -252,6 +263,7 @@ impl Shared {
                         token: &token,
                         max_takeovers: self.max_takeovers(&job.group),
                         max_failures: self.max_failures(&job.group),
+                        limits: &limits,
                     })
                 })
                 .await?;

@@ -10,6 +10,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use jobfleet_common::coordinator::Waiting;
 use jobfleet_common::message::{ErrorKind, JobError, JobStatus};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -40,6 +41,7 @@ struct Families {
     running: IntGaugeVec,
     crashes: IntCounterVec,
     redeliveries: IntCounterVec,
+    held_back: IntCounterVec,
 }
 
 impl Families {
@@ -88,6 +90,13 @@ impl Families {
                 ),
                 &["group"],
             )?,
+            held_back: IntCounterVec::new(
+                Opts::new(
+                    "jobfleet_jobs_held_back_total",
+                    "Starts flow control held back, by reason (paused, max_running, rate_limit).",
+                ),
+                &["group", "reason"],
+            )?,
         };
         registry.register(Box::new(families.started.clone()))?;
         registry.register(Box::new(families.completed.clone()))?;
@@ -96,6 +105,7 @@ impl Families {
         registry.register(Box::new(families.running.clone()))?;
         registry.register(Box::new(families.crashes.clone()))?;
         registry.register(Box::new(families.redeliveries.clone()))?;
+        registry.register(Box::new(families.held_back.clone()))?;
         Ok(families)
     }
 }
@@ -271,6 +281,15 @@ impl WorkerMetrics {
     /// Counts a delivery the broker flagged as redelivered.
     pub(crate) fn redelivered(&self, group: &str) {
         self.group(group).redeliveries.inc();
+    }
+
+    /// Counts a start flow control held back (SPEC §9).
+    pub(crate) fn held_back(&self, group: &str, reason: Waiting) {
+        let group = &self.group(group).name;
+        self.families
+            .held_back
+            .with_label_values(&[group.as_str(), reason.as_str()])
+            .inc();
     }
 
     /// The metrics in the Prometheus text format (0.0.4).

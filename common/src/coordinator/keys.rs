@@ -45,6 +45,26 @@ impl Keys {
         format!("{}delayed", self.group_prefix(group))
     }
 
+    /// A group's limits set at run time by admins, over the config file's (a hash:
+    /// `paused`, `max_running`, `rate_limit`, `limit_key`): `NS:{group}:limits`.
+    pub fn limits(&self, group: &str) -> String {
+        format!("{}limits", self.group_prefix(group))
+    }
+
+    /// A group's queued jobs held back by its flow control (paused, or at `max_running`)
+    /// by the time they were held; the leader releases them as it allows:
+    /// `NS:{group}:held`.
+    pub fn held(&self, group: &str) -> String {
+        format!("{}held", self.group_prefix(group))
+    }
+
+    /// The prefix of a group's rate-limit state keys (the next free start time, ms):
+    /// `NS:{group}:rate:` + the `limit_key` value (empty without one; the one other key
+    /// name completed in Lua, as the value is read from the job's args).
+    pub fn rate_prefix(&self, group: &str) -> String {
+        format!("{}rate:", self.group_prefix(group))
+    }
+
     /// The schedules created through the API (a hash of name → definition JSON):
     /// `NS:schedules`.
     pub fn schedules(&self) -> String {
@@ -170,6 +190,9 @@ mod tests {
             keys.owed("mail"),
             keys.events("mail", "j-1"),
             keys.delayed("mail"),
+            keys.limits("mail"),
+            keys.held("mail"),
+            format!("{}customer-7", keys.rate_prefix("mail")),
         ] {
             assert_eq!(hash_slot(&key), slot, "{key}");
         }

@@ -14,11 +14,13 @@
 //! - orphans: started jobs whose owner died, for the run-record corrector
 //! - delayed: delayed jobs waiting for their time, deferred by workers, published by the
 //!   leader
+//! - flow: a group's run-time limits, pause and resume, the held jobs the leader releases
 
 pub mod activity;
 mod audit;
 mod connection;
 mod delayed;
+mod flow;
 pub mod keys;
 mod listing;
 mod orphans;
@@ -31,6 +33,7 @@ mod sentinel;
 mod transitions;
 
 pub use delayed::{Deferral, DueJob};
+pub use flow::Waiting;
 pub use keys::Keys;
 pub use listing::{Cursor, ListFilter};
 pub use orphans::Orphan;

@@ -1,6 +1,7 @@
 //! The coordinator's vocabulary: job records, outcomes, and the verdicts its transitions
 //! answer with, read from Redis replies.
 
+use super::flow::Waiting;
 use super::CoordinatorError;
 use crate::message::{JobError, JobMessage, JobStatus, ResultMessage};
 use deadpool_redis::redis::Value as RedisValue;
@@ -21,6 +22,9 @@ pub enum Claim {
     Drop(JobStatus),
     /// Another live worker runs this job: park the copy and look again later.
     Hold,
+    /// Flow control holds the job back (SPEC §9): it stays queued, in its group's held or
+    /// delayed set, and is published again when it may start. Acknowledge the message.
+    Waiting(Waiting),
     /// The job has no record and the claim carried no args: claim again with them.
     Missing,
     /// The job is terminal (or just failed fast): publish its result, then acknowledge.

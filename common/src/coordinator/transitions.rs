@@ -2,9 +2,11 @@
 //! and enqueue (→ queued), claim (→ started), complete and retry (fenced by the attempt),
 //! requeue (a drain), bad messages, the master's early ends, and forgetting a record.
 
+use super::flow::{optional, Waiting};
 use super::record::{fields_of, text};
 use super::{Claim, Completion, Coordinator, CoordinatorError, CopyKind, EndEarly, FailureEffect};
 use super::{Forget, JobRecord, Outcome, Submitted};
+use crate::limits::Limits;
 use crate::message::{JobError, JobMessage, JobStatus};
 use deadpool_redis::redis::{self, Script, ScriptInvocation, ToRedisArgs, Value as RedisValue};
 use std::sync::LazyLock;
@@ -47,6 +49,8 @@ pub struct ClaimRequest<'a> {
     pub max_takeovers: u32,
     /// The group's failure limit (a job failed by the takeover limit counts).
     pub max_failures: u32,
+    /// The group's limits in the config file (run-time overrides in Redis win).
+    pub limits: &'a Limits,
 }
 
 /// Which attempt of which job a worker holds: the fencing token of complete, retry and
@@ -192,7 +196,14 @@ impl Coordinator {
                     .arg(self.retention_secs())
                     .arg(request.token)
                     .arg(request.max_takeovers)
-                    .arg(request.max_failures),
+                    .arg(request.max_failures)
+                    .key(k.limits(&job.group))
+                    .key(k.held(&job.group))
+                    .key(k.rate_prefix(&job.group))
+                    .key(k.delayed(&job.group))
+                    .arg(optional(request.limits.max_running))
+                    .arg(optional(request.limits.rate_limit))
+                    .arg(request.limits.limit_key.as_deref().unwrap_or_default()),
             )
             .await?;
         Claim::from_reply(&reply)
@@ -535,6 +546,10 @@ impl Claim {
                 .map(Claim::Drop)
                 .ok_or_else(|| CoordinatorError::Corrupt("drop without status".into())),
             "hold" => Ok(Claim::Hold),
+            "waiting" => item(1)
+                .and_then(|reason| Waiting::from_reply(&reason))
+                .map(Claim::Waiting)
+                .ok_or_else(|| CoordinatorError::Corrupt(format!("claim reply {reply:?}"))),
             "gone" => Ok(Claim::Gone),
             "expired" => Ok(Claim::Expired),
             "missing" => Ok(Claim::Missing),

@@ -9,6 +9,9 @@
 --   {'gone'}                          deleted after it ended: ack and drop, never run
 --   {'expired'}                       no record, submitted longer than the retention
 --                                     ago: it may have ended and expired; never run it
+--   {'waiting', reason}               flow control holds it back (reason 'paused',
+--                                     'max_running' or 'rate_limit'): it stays queued,
+--                                     in the held or delayed set; acknowledge the message
 -- KEYS[1] job key, KEYS[2] group index, KEYS[3] group queued set, KEYS[4] the job's
 -- tombstone (set when its record was deleted), KEYS[5] group key, KEYS[6] group running set
 -- ARGV: 1 id, 2 group, 3 function, 4 args (JSON, or '' when not sent), 5 submitted_at (ms
@@ -18,6 +21,10 @@
 --       from the record), 10 retention (s), 11 claim token (unique per delivery, so that a
 --       claim retried after a lost reply gets the same answer), 12 takeovers allowed
 --       before the job fails with crashed, 13 the group's max failures
+-- Flow control (SPEC §9) of a job about to start: KEYS[7] the group's run-time limits,
+-- KEYS[8] its held set, KEYS[9] the prefix of its rate-limit keys, KEYS[10] its delayed
+-- set; ARGV 14 max_running, 15 rate_limit ('N/s', 'N/m', 'N/h') and 16 limit_key of the
+-- config file ('' for none), which the run-time limits override ('none' lifts one)
 local key = KEYS[1]
 local id = ARGV[1]
 local group = ARGV[2]
@@ -48,6 +55,101 @@ local function start()
   return {'run', attempts, redis.call('HGET', key, 'submitted_at') or ''}
 end
 
+-- The limit in force: the admins' override, else the config file's; nil for none.
+local function limit(field, configured)
+  local set = redis.call('HGET', KEYS[7], field)
+  if set == 'none' then
+    return nil
+  end
+  if set then
+    return set
+  end
+  if configured ~= '' then
+    return configured
+  end
+  return nil
+end
+
+-- Holds the job back until the leader releases it (resumed, or a slot free); the queued
+-- set scores it an hour ahead, so the corrector leaves it to the leader meanwhile.
+local function hold(reason)
+  redis.call('ZADD', KEYS[8], now, id)
+  redis.call('ZADD', KEYS[3], tonumber(now) + 3600000, id)
+  redis.call('HDEL', key, 'rate_slot')
+  return {'waiting', reason}
+end
+
+-- The value of the job's limit_key field: its own rate-limit bucket ('' without one).
+local function bucket()
+  local field = limit('limit_key', ARGV[16])
+  if not field then
+    return ''
+  end
+  local ok, args = pcall(cjson.decode, redis.call('HGET', key, 'args') or 'null')
+  if not ok or type(args) ~= 'table' then
+    return ''
+  end
+  local value = args[field]
+  local kind = type(value)
+  if kind ~= 'string' and kind ~= 'number' and kind ~= 'boolean' then
+    return ''
+  end
+  value = tostring(value)
+  if #value > 64 then
+    value = redis.sha1hex(value)
+  end
+  return value
+end
+
+-- A start slot under the rate limit, spread evenly (GCRA): nil to start now, else the
+-- job waits in the delayed set for the slot reserved for it (each waiting job holds one,
+-- so a backlog is paced without being rechecked).
+local function rate_gate()
+  local rate = limit('rate_limit', ARGV[15])
+  if not rate then
+    return nil
+  end
+  local count, unit = string.match(rate, '^(%d+)/([smh])$')
+  if not count or tonumber(count) < 1 then
+    return nil
+  end
+  local now_us = tonumber(now) * 1000
+  local reserved = tonumber(redis.call('HGET', key, 'rate_slot') or '')
+  if reserved and reserved <= now_us + 1000000 then
+    redis.call('HDEL', key, 'rate_slot')
+    return nil
+  end
+  local slot = reserved
+  if not slot then
+    local interval = math.floor(({s = 1000, m = 60000, h = 3600000})[unit] * 1000 / tonumber(count))
+    local state = KEYS[9] .. bucket()
+    local next_free = math.max(tonumber(redis.call('GET', state) or '0'), now_us)
+    redis.call('SET', state, string.format('%d', next_free + interval), 'PX',
+      math.floor((next_free + interval - now_us) / 1000) + 1000)
+    if next_free <= now_us then
+      return nil
+    end
+    slot = next_free
+    redis.call('HSET', key, 'rate_slot', string.format('%d', slot))
+  end
+  local due = math.floor(slot / 1000)
+  redis.call('ZADD', KEYS[10], due, id)
+  redis.call('ZADD', KEYS[3], due, id)
+  return {'waiting', 'rate_limit'}
+end
+
+-- Whether flow control lets a queued job start now; else what the claim answers.
+local function flow_control()
+  if redis.call('HGET', KEYS[7], 'paused') == '1' then
+    return hold('paused')
+  end
+  local cap = tonumber(limit('max_running', ARGV[14]) or '')
+  if cap and redis.call('SCARD', running) >= cap then
+    return hold('max_running')
+  end
+  return rate_gate()
+end
+
 if not status then
   if redis.call('EXISTS', KEYS[4]) == 1 then
     return {'gone'}
@@ -62,7 +164,7 @@ if not status then
     return {'missing'}
   end
   redis.call('HSET', key, 'id', id, 'group', group, 'function', ARGV[3], 'args', ARGV[4],
-    'attempts', 0, 'submitted_at', submitted)
+    'status', 'queued', 'attempts', 0, 'submitted_at', submitted)
   redis.call('ZADD', KEYS[2], submitted, id)
   status = 'queued'
 end
@@ -71,6 +173,10 @@ if status == 'queued' then
   redis.call('ZREM', KEYS[3], id)
   if redis.call('HGET', KEYS[5], 'broken') == '1' then
     return fail('group_broken', 'group ' .. group .. ' is broken; reset it to run jobs again')
+  end
+  local waiting = flow_control()
+  if waiting then
+    return waiting
   end
   return start()
 end

@@ -6,10 +6,12 @@ use super::openapi::{BackendDown, RedisDown, UnknownGroup};
 use super::views::worker_view;
 use crate::fleet::{queue_depth, serving};
 use crate::state::{AppState, SharedState};
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::Json;
-use jobfleet_api::{GroupList, GroupName, GroupView, WorkerList};
+use jobfleet_api::{ErrorBody, GroupList, GroupName, GroupView, LimitsPatch, WorkerList};
 use jobfleet_common::config::GroupConfig;
+use jobfleet_common::limits::{is_valid_limit_key, Change, LimitsChange, RateLimit};
 use serde_json::Value;
 
 /// A configured group's settings, or 404.
@@ -28,6 +30,8 @@ async fn group_view(
     workers: &[Value],
 ) -> Result<GroupView, ApiError> {
     let (failures, broken) = backend::redis(state.coordinator.group_health(name)).await?;
+    let limits = backend::redis(state.coordinator.limits(name, &config.limits())).await?;
+    let held = backend::redis(state.coordinator.held_counts(&[name.to_string()])).await?;
     Ok(GroupView {
         name: name.to_string(),
         functions: config.functions.keys().cloned().collect(),
@@ -36,7 +40,17 @@ async fn group_view(
         running: backend::redis(state.coordinator.running(name)).await?,
         consecutive_failures: u64::from(failures),
         broken,
+        paused: limits.paused,
+        max_running: limits.max_running,
+        rate_limit: limits.rate_limit.map(|rate| rate.to_string()),
+        limit_key: limits.limit_key,
+        held: held.first().copied().unwrap_or(0),
     })
+}
+
+/// The group as it is now, as `GET /v1/groups/{group}` shows it.
+async fn current(state: SharedState, group: String) -> Result<Json<GroupView>, ApiError> {
+    get(State(state), Path(GroupName { group })).await
 }
 
 /// All groups.
@@ -81,8 +95,115 @@ pub async fn reset(
     configured(&state, &group)?;
     backend::redis(state.coordinator.reset_group(&group)).await?;
     tracing::info!(%group, "group reset");
-    // The answer is the group as it is now, as `GET` shows it.
-    get(State(state), Path(GroupName { group })).await
+    current(state, group).await
+}
+
+/// Pause a group: it starts nothing; its queued jobs wait (SPEC §9).
+#[utoipa::path(
+    post, path = "/v1/groups/{group}/pause", tag = "groups",
+    params(GroupName),
+    responses((status = 200, body = GroupView), UnknownGroup, BackendDown)
+)]
+pub async fn pause(
+    State(state): State<SharedState>,
+    Path(GroupName { group }): Path<GroupName>,
+) -> Result<Json<GroupView>, ApiError> {
+    set_paused(state, group, true).await
+}
+
+/// Resume a paused group: its held jobs start as its limits allow.
+#[utoipa::path(
+    post, path = "/v1/groups/{group}/resume", tag = "groups",
+    params(GroupName),
+    responses((status = 200, body = GroupView), UnknownGroup, BackendDown)
+)]
+pub async fn resume(
+    State(state): State<SharedState>,
+    Path(GroupName { group }): Path<GroupName>,
+) -> Result<Json<GroupView>, ApiError> {
+    set_paused(state, group, false).await
+}
+
+async fn set_paused(state: SharedState, group: String, paused: bool) -> Result<Json<GroupView>, ApiError> {
+    configured(&state, &group)?;
+    backend::redis(state.coordinator.set_paused(&group, paused)).await?;
+    tracing::info!(%group, paused, "group paused or resumed");
+    current(state, group).await
+}
+
+/// Change a group's limits at run time (kept in Redis over restarts; a field left out
+/// stays, `null` lifts the limit).
+#[utoipa::path(
+    patch, path = "/v1/groups/{group}/limits", tag = "groups",
+    params(GroupName),
+    request_body = LimitsPatch,
+    responses(
+        (status = 200, body = GroupView),
+        (status = 400, description = "Not a limits object, a max_running under 1, a rate_limit not N/s, N/m or N/h, or a limit_key that is no field name", body = ErrorBody),
+        UnknownGroup,
+        BackendDown,
+    )
+)]
+pub async fn change_limits(
+    State(state): State<SharedState>,
+    Path(GroupName { group }): Path<GroupName>,
+    body: Result<Json<LimitsPatch>, JsonRejection>,
+) -> Result<Json<GroupView>, ApiError> {
+    configured(&state, &group)?;
+    let Json(patch) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let change = limits_change(patch)?;
+    backend::redis(state.coordinator.change_limits(&group, &change)).await?;
+    tracing::info!(%group, ?change, "group limits changed");
+    current(state, group).await
+}
+
+/// Go back to the config file's limits (the pause state stays).
+#[utoipa::path(
+    delete, path = "/v1/groups/{group}/limits", tag = "groups",
+    params(GroupName),
+    responses((status = 200, body = GroupView), UnknownGroup, BackendDown)
+)]
+pub async fn reset_limits(
+    State(state): State<SharedState>,
+    Path(GroupName { group }): Path<GroupName>,
+) -> Result<Json<GroupView>, ApiError> {
+    configured(&state, &group)?;
+    backend::redis(state.coordinator.reset_limits(&group)).await?;
+    tracing::info!(%group, "group limits back to the config file's");
+    current(state, group).await
+}
+
+/// Checks a limits patch; a bad value is a 400 naming it.
+fn limits_change(patch: LimitsPatch) -> Result<LimitsChange, ApiError> {
+    let max_running = match patch.max_running {
+        None => Change::Keep,
+        Some(None) => Change::Lift,
+        Some(Some(0)) => return Err(ApiError::bad_request("max_running must be at least 1")),
+        Some(Some(cap)) => Change::Set(cap),
+    };
+    let rate_limit = match patch.rate_limit {
+        None => Change::Keep,
+        Some(None) => Change::Lift,
+        Some(Some(text)) => Change::Set(
+            text.parse::<RateLimit>()
+                .map_err(|e| ApiError::bad_request(e.to_string()))?,
+        ),
+    };
+    let limit_key = match patch.limit_key {
+        None => Change::Keep,
+        Some(None) => Change::Lift,
+        Some(Some(key)) if is_valid_limit_key(&key) => Change::Set(key),
+        Some(Some(key)) => {
+            return Err(ApiError::bad_request(format!(
+                "limit_key {key:?}: name a top-level field of args (1..64 chars)"
+            )))
+        }
+    };
+    Ok(LimitsChange {
+        max_running,
+        rate_limit,
+        limit_key,
+    })
 }
 
 /// Live workers.

@@ -20,7 +20,7 @@ use access::BearerAuth;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 use axum::Router;
 use error::ApiError;
 use utoipa::OpenApi;
@@ -45,6 +45,10 @@ use utoipa::OpenApi;
         groups::list,
         groups::get,
         groups::reset,
+        groups::pause,
+        groups::resume,
+        groups::change_limits,
+        groups::reset_limits,
         groups::workers,
         schedules::create,
         schedules::list,
@@ -83,6 +87,12 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/groups", get(groups::list))
         .route("/v1/groups/{group}", get(groups::get))
         .route("/v1/groups/{group}/reset", post(groups::reset))
+        .route("/v1/groups/{group}/pause", post(groups::pause))
+        .route("/v1/groups/{group}/resume", post(groups::resume))
+        .route(
+            "/v1/groups/{group}/limits",
+            patch(groups::change_limits).delete(groups::reset_limits),
+        )
         .route("/v1/workers", get(groups::workers))
         .route("/v1/schedules", post(schedules::create).get(schedules::list))
         .route("/v1/schedules/{name}", delete(schedules::delete))

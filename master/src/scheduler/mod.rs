@@ -2,7 +2,9 @@
 //! (a delayed job must start within a second of its `run_at`):
 //! - [`promote`]: publishing delayed jobs when they become due;
 //! - [`cron`]: firing the schedules (each firing is a job recorded as due, which the same
-//!   tick publishes).
+//!   tick publishes);
+//! - [`release`]: releasing the jobs flow control held back, as the group's limits allow
+//!   (made due, which the same tick publishes).
 //!
 //! Only the master holding the monitor lease (`AppState::leading`) acts. During a lease
 //! handover two masters may both act for a moment: a delayed job may then be published
@@ -11,6 +13,7 @@
 
 pub mod cron;
 pub mod promote;
+pub mod release;
 
 use crate::state::AppState;
 use std::sync::atomic::Ordering;
@@ -36,6 +39,9 @@ pub async fn run(state: &AppState, shutdown: CancellationToken) {
         }
         if let Err(e) = schedules.fire_due(state).await {
             warn!(error = %e, "schedules: firing failed; retrying next tick");
+        }
+        if let Err(e) = release::release_held(state).await {
+            warn!(error = %e, "held jobs: releasing failed; retrying next tick");
         }
         if let Err(e) = promote::promote_due(state).await {
             warn!(error = %e, "delayed jobs: publishing failed; retrying next tick");
