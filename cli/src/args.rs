@@ -3,7 +3,7 @@
 
 use crate::error::EXIT_STATUS_HELP;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use jobfleet_api::{DEFAULT_AUDIT_LIMIT, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
+use jobfleet_api::{ScheduleRequest, DEFAULT_AUDIT_LIMIT, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 use jobfleet_common::auth::Role;
 use jobfleet_common::config::{DEFAULT_AMQP_URL, DEFAULT_NAMESPACE};
 use jobfleet_common::message::JobStatus;
@@ -138,26 +138,7 @@ pub enum Command {
 pub enum ScheduleCommand {
     /// Create a schedule.
     #[command(after_help = EXIT_STATUS_HELP)]
-    Add {
-        /// Its name (1..64 chars of [A-Za-z0-9_-]).
-        name: String,
-        /// 5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first,
-        /// e.g. `"0 2 * * *"`.
-        #[arg(long)]
-        cron: String,
-        /// The group of its jobs.
-        #[arg(long)]
-        group: String,
-        /// The function they run.
-        #[arg(long)]
-        function: String,
-        /// Their args as JSON (default: null).
-        #[arg(long, value_parser = parse_json, value_name = "JSON")]
-        args: Option<Value>,
-        /// An IANA time zone such as Europe/Paris (default UTC).
-        #[arg(long)]
-        timezone: Option<String>,
-    },
+    Add(AddSchedule),
     /// List the schedules (the config file's and the API's).
     #[command(after_help = EXIT_STATUS_HELP)]
     List,
@@ -167,6 +148,42 @@ pub enum ScheduleCommand {
         /// Its name.
         name: String,
     },
+}
+
+/// `jobfleet schedule add`: the fields of the API's [`ScheduleRequest`].
+#[derive(Debug, Args)]
+pub struct AddSchedule {
+    /// Its name (1..64 chars of [A-Za-z0-9_-]).
+    pub name: String,
+    /// 5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first,
+    /// e.g. `"0 2 * * *"`.
+    #[arg(long)]
+    pub cron: String,
+    /// The group of its jobs.
+    #[arg(long)]
+    pub group: String,
+    /// The function they run.
+    #[arg(long)]
+    pub function: String,
+    /// Their args as JSON (default: null).
+    #[arg(long, value_parser = parse_json, value_name = "JSON")]
+    pub args: Option<Value>,
+    /// An IANA time zone such as Europe/Paris (default UTC).
+    #[arg(long)]
+    pub timezone: Option<String>,
+}
+
+impl From<AddSchedule> for ScheduleRequest {
+    fn from(add: AddSchedule) -> ScheduleRequest {
+        ScheduleRequest {
+            name: add.name,
+            cron: add.cron,
+            group: add.group,
+            function: add.function,
+            args: add.args,
+            timezone: add.timezone,
+        }
+    }
 }
 
 /// `jobfleet token`.

@@ -9,23 +9,11 @@ use jobfleet_api::{ScheduleList, ScheduleRequest, ScheduleView};
 /// Runs a `schedule` subcommand.
 pub async fn run(context: &Context, command: ScheduleCommand) -> Result<(), CliError> {
     match command {
-        ScheduleCommand::Add {
-            name,
-            cron,
-            group,
-            function,
-            args,
-            timezone,
-        } => {
-            let request = ScheduleRequest {
-                name,
-                cron,
-                group,
-                function,
-                args,
-                timezone,
-            };
-            let raw = context.client.create_schedule(&request).await?;
+        ScheduleCommand::Add(add) => {
+            let raw = context
+                .client
+                .create_schedule(&ScheduleRequest::from(add))
+                .await?;
             let text = |view: &ScheduleView| {
                 let next = view.next_fire.as_deref().unwrap_or("never");
                 format!("created {}; next firing {next}", view.name)

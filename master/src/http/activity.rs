@@ -49,7 +49,7 @@ pub async fn logs(
     let after = query.after.as_deref().map(event_id).transpose()?;
     let page = backend::redis(state.coordinator.activity(&id, after, limit as usize))
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("unknown job {id:?}")))?;
+        .ok_or_else(|| ApiError::unknown_job(&id))?;
     let full = page.events.len() == limit as usize;
     let next = page.events.last().filter(|_| full).map(|e| e.id.clone());
     let lines = page.events.into_iter().filter_map(log_line).collect();
@@ -84,7 +84,7 @@ pub async fn events(
     let after = resume.as_deref().map(event_id).transpose()?.map(String::from);
     let group = backend::redis(state.coordinator.group_of(&id))
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("unknown job {id:?}")))?;
+        .ok_or_else(|| ApiError::unknown_job(&id))?;
     let follow = Follow {
         state,
         group,

@@ -13,6 +13,7 @@ use super::error::ApiError;
 use super::jobs::{cancel_job, cursor_of, non_empty, status_filter};
 use super::openapi::{BackendDown, BadFilter, TooManyIds, UnknownGroup};
 use super::submission::{self, Submission};
+use super::submit;
 use crate::state::SharedState;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
@@ -41,10 +42,7 @@ pub async fn cancel(
     State(state): State<SharedState>,
     body: Result<Json<BulkFilter>, JsonRejection>,
 ) -> Result<Json<BulkResult>, ApiError> {
-    act(&state, body, |state, record| async move {
-        cancel_one(&state, &record).await
-    })
-    .await
+    act(&state, body, cancel_one).await
 }
 
 /// Retry the failed and canceled jobs a filter matches, as new jobs.
@@ -63,10 +61,7 @@ pub async fn retry(
     State(state): State<SharedState>,
     body: Result<Json<BulkFilter>, JsonRejection>,
 ) -> Result<Json<BulkResult>, ApiError> {
-    act(&state, body, |state, record| async move {
-        retry_one(&state, &record).await
-    })
-    .await
+    act(&state, body, retry_one).await
 }
 
 /// Runs `act` on every record the filter of `body` matches, [`IN_FLIGHT`] at a time; stops
@@ -102,27 +97,27 @@ fn answer(matched: usize, changed: Vec<Option<String>>, next: Option<Cursor>) ->
 }
 
 /// Cancels `record`'s job if it is queued or started; its id when it was canceled.
-async fn cancel_one(state: &SharedState, record: &JobRecord) -> Result<Option<String>, ApiError> {
+async fn cancel_one(state: SharedState, record: JobRecord) -> Result<Option<String>, ApiError> {
     if !matches!(record.status, JobStatus::Queued | JobStatus::Started) {
         return Ok(None);
     }
-    match cancel_job(state, &record.id, Some(&record.group)).await? {
-        EndEarly::Ended { .. } => Ok(Some(record.id.clone())),
+    match cancel_job(&state, &record.id, Some(&record.group)).await? {
+        EndEarly::Ended { .. } => Ok(Some(record.id)),
         EndEarly::Conflict(_) | EndEarly::Missing => Ok(None),
     }
 }
 
 /// Resubmits `record`'s job as a new job if it failed or was canceled and was not retried
 /// before; the new job's id when one was created.
-async fn retry_one(state: &SharedState, record: &JobRecord) -> Result<Option<String>, ApiError> {
+async fn retry_one(state: SharedState, record: JobRecord) -> Result<Option<String>, ApiError> {
     if !matches!(record.status, JobStatus::Failed | JobStatus::Canceled) {
         return Ok(None);
     }
     let job = JobMessage {
         id: new_job_id(),
-        group: record.group.clone(),
-        function: record.function.clone(),
-        args: record.args.clone(),
+        group: record.group,
+        function: record.function,
+        args: record.args,
         submitted_at: Some(jobfleet_common::now_ms()),
         timeout_ms: record.timeout_ms,
         run_at: None,
@@ -136,14 +131,9 @@ async fn retry_one(state: &SharedState, record: &JobRecord) -> Result<Option<Str
         delay_until: None,
         retry_of: Some(&record.id),
     };
-    match submission::record(state, submission).await? {
+    match submission::record(&state, submission).await? {
         Submitted::Created => {
-            submission::publish(state, submission).await?;
-            state
-                .metrics
-                .jobs_submitted
-                .with_label_values(&[&job.group, &job.function])
-                .inc();
+            submit::publish_created(&state, submission).await?;
             Ok(Some(job.id))
         }
         Submitted::Existing(_) | Submitted::GroupBroken => Ok(None),

@@ -71,6 +71,11 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// 404: job `id` has no record.
+    pub fn unknown_job(id: &str) -> Self {
+        Self::not_found(format!("unknown job {id:?}"))
+    }
+
     /// 405: the route exists but not with this method.
     pub fn method_not_allowed() -> Self {
         Self::new(

@@ -30,7 +30,7 @@ pub async fn get(
 ) -> Result<Json<JobView>, ApiError> {
     let record = backend::redis(state.coordinator.job(&id))
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("unknown job {id:?}")))?;
+        .ok_or_else(|| ApiError::unknown_job(&id))?;
     Ok(Json(job_view(&record)))
 }
 
@@ -113,7 +113,7 @@ pub async fn cancel(
         EndEarly::Conflict(status) => Err(ApiError::conflict(format!(
             "job {id:?} is {status}; only queued or started jobs can be canceled"
         ))),
-        EndEarly::Missing => Err(ApiError::not_found(format!("unknown job {id:?}"))),
+        EndEarly::Missing => Err(ApiError::unknown_job(&id)),
     }
 }
 
@@ -182,6 +182,6 @@ pub async fn delete(
         Forget::Conflict(status) => Err(ApiError::conflict(format!(
             "job {id:?} is {status}; only ended jobs can be deleted"
         ))),
-        Forget::Missing => Err(ApiError::not_found(format!("unknown job {id:?}"))),
+        Forget::Missing => Err(ApiError::unknown_job(&id)),
     }
 }

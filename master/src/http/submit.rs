@@ -107,14 +107,7 @@ pub async fn submit(
             Ok((StatusCode::OK, Json(job_view(&record))).into_response())
         }
         Submitted::Created => {
-            if delay_until.is_none() {
-                submission::publish(&state, submission).await?;
-            }
-            state
-                .metrics
-                .jobs_submitted
-                .with_label_values(&[&job.group, &job.function])
-                .inc();
+            publish_created(&state, submission).await?;
             match (wait, waiter) {
                 (Some(wait), Some(waiter)) => match wait_for_end(&state, &job.id, waiter, wait).await? {
                     Some(record) if record.status.is_terminal() => {
@@ -126,6 +119,21 @@ pub async fn submit(
             }
         }
     }
+}
+
+/// Publishes a job whose record was just created (a delayed one is left to the leader) and
+/// counts it in `jobfleet_jobs_submitted_total`.
+pub(super) async fn publish_created(state: &SharedState, submission: Submission<'_>) -> Result<(), ApiError> {
+    if submission.delay_until.is_none() {
+        submission::publish(state, submission).await?;
+    }
+    let job = submission.job;
+    state
+        .metrics
+        .jobs_submitted
+        .with_label_values(&[&job.group, &job.function])
+        .inc();
+    Ok(())
 }
 
 /// The `?wait=` duration, if any.
