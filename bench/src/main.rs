@@ -16,6 +16,7 @@ use cpu::{Meter, Tracked};
 use fleet::{Fleet, ECHO_GROUP, EXCLUSIVE_FUNCTION, PROCESS_GROUP, SHARED_FUNCTION};
 use jobfleet_common::binary::{self, Exit};
 use jobfleet_common::client::{Producer, ResultSubscriber};
+use jobfleet_common::limits::{Change, LimitsChange};
 use jobfleet_common::message::JobMessage;
 use jobfleet_common::topology::Topology;
 use measure::Throughput;
@@ -69,6 +70,9 @@ enum Row {
     /// Delayed jobs: start lateness under load, and immediate throughput with 100,000
     /// delayed jobs waiting.
     Delayed,
+    /// Flow control: e2e throughput without limits, at max_running = 64, and under a
+    /// rate limit far above the rate reached (the gate's cost, not its pacing).
+    Flow,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -135,6 +139,7 @@ impl RunArgs {
                 Row::Process,
                 Row::Latency,
                 Row::Delayed,
+                Row::Flow,
             ];
         }
         self
@@ -484,7 +489,12 @@ async fn measure_all(fleet: &mut Fleet, args: &RunArgs, report: &mut Report) -> 
         measure_delayed(fleet, args, &producer, report).await?;
     }
 
-    // 7. Peak RSS of the worker that ran every echo row.
+    // 7. Flow control's cost (SPEC §9), limits set at run time on the echo group.
+    if args.wants(Row::Flow) {
+        measure_flow(fleet, args, &producer, report).await?;
+    }
+
+    // 8. Peak RSS of the worker that ran every echo row.
     worker.check_alive()?;
     report.worker_rss = worker.stop(Duration::from_secs(10)).await;
     ceiling_consumer.stop(Duration::from_secs(5)).await;
@@ -506,12 +516,7 @@ async fn measure_delayed(
 ) -> Result<()> {
     let (master, _) = fleet.master(false).await?;
     let timeout = args.timeout(args.jobs);
-    let mut results = ResultSubscriber::connect(
-        &fleet.config.amqp_url,
-        fleet.topology.clone(),
-        &["default.echo.#"],
-    )
-    .await?;
+    let mut results = echo_results(fleet).await?;
     (_, results) = measure::throughput(results, echo_jobs(args.warmup()), timeout, |jobs| {
         measure::publish_client(producer, jobs)
     })
@@ -525,11 +530,8 @@ async fn measure_delayed(
             eprintln!("jobfleet-bench: {} delayed jobs scheduled", delayed::WAITING);
         }
         for round in 1..=args.rounds.max(1) {
-            let (row, warm) = measure::throughput(results, echo_jobs(args.jobs), timeout, |jobs| {
-                measure::publish_client(producer, jobs)
-            })
-            .await?;
-            results = warm;
+            let row;
+            (row, results) = echo_round(results, args.jobs, timeout, producer).await?;
             report.add_delayed(row, waiting);
             eprintln!(
                 "jobfleet-bench: round {round}: e2e {} delayed waiting {:.0} jobs/s",
@@ -548,6 +550,68 @@ async fn measure_delayed(
     )
     .await?;
     report.lateness = Some(late);
+    master.stop(Duration::from_secs(10)).await;
+    Ok(())
+}
+
+/// One throughput round of `jobs` echo jobs through the client library; the subscriber
+/// comes back for the next round.
+async fn echo_round(
+    results: ResultSubscriber,
+    jobs: usize,
+    timeout: Duration,
+    producer: &Producer,
+) -> Result<(Throughput, ResultSubscriber)> {
+    measure::throughput(results, echo_jobs(jobs), timeout, |jobs| {
+        measure::publish_client(producer, jobs)
+    })
+    .await
+}
+
+/// A subscriber to the echo group's results.
+async fn echo_results(fleet: &Fleet) -> Result<ResultSubscriber> {
+    let patterns = ["default.echo.#"];
+    Ok(ResultSubscriber::connect(&fleet.config.amqp_url, fleet.topology.clone(), &patterns).await?)
+}
+
+/// The flow-control rows: e2e throughput (client library) without limits, then with each
+/// limit set at run time on the echo group, best of `rounds` each, with a master releasing
+/// held jobs.
+async fn measure_flow(
+    fleet: &mut Fleet,
+    args: &RunArgs,
+    producer: &Producer,
+    report: &mut Report,
+) -> Result<()> {
+    let (master, _) = fleet.master(false).await?;
+    let timeout = args.timeout(args.jobs);
+    let mut results = echo_results(fleet).await?;
+    let set = |max_running, rate_limit| LimitsChange {
+        max_running,
+        rate_limit,
+        limit_key: Change::Keep,
+    };
+    let settings = [
+        ("no limit", set(Change::Lift, Change::Lift)),
+        ("max_running = 64", set(Change::Set(64), Change::Lift)),
+        (
+            "rate_limit = 100000/s",
+            set(Change::Lift, Change::Set("100000/s".parse()?)),
+        ),
+    ];
+    for (label, change) in settings {
+        fleet.coordinator.change_limits(ECHO_GROUP, &change).await?;
+        for round in 1..=args.rounds.max(1) {
+            let row;
+            (row, results) = echo_round(results, args.jobs, timeout, producer).await?;
+            report.add_flow(label, row);
+            eprintln!(
+                "jobfleet-bench: round {round}: e2e {label} {:.0} jobs/s",
+                row.rate()
+            );
+        }
+    }
+    fleet.coordinator.reset_limits(ECHO_GROUP).await?;
     master.stop(Duration::from_secs(10)).await;
     Ok(())
 }

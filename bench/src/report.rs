@@ -57,7 +57,13 @@ pub struct Report {
     pub delayed_scheduling: Option<Duration>,
     /// Start lateness of delayed jobs under load.
     pub lateness: Option<Lateness>,
+    /// E2e throughput rounds (jobs/s) under each flow-control setting, in run order.
+    flow: Vec<(&'static str, Vec<f64>)>,
 }
+
+/// Largest share of throughput flow control may cost at a cap of 64 (River's published
+/// global limits halved theirs).
+const TARGET_FLOW_COST: f64 = 0.15;
 
 /// Largest share of immediate throughput that 100,000 waiting delayed jobs may cost.
 const TARGET_DELAYED_COST: f64 = 0.10;
@@ -130,6 +136,7 @@ impl Report {
             delayed_with: Vec::new(),
             delayed_scheduling: None,
             lateness: None,
+            flow: Vec::new(),
         }
     }
 
@@ -141,6 +148,51 @@ impl Report {
             &mut self.delayed_without
         };
         rounds.push(row.rate());
+    }
+
+    /// A round of e2e throughput under the flow-control setting `label`.
+    pub fn add_flow(&mut self, label: &'static str, row: Throughput) {
+        match self.flow.iter_mut().find(|(l, _)| *l == label) {
+            Some((_, rounds)) => rounds.push(row.rate()),
+            None => self.flow.push((label, vec![row.rate()])),
+        }
+    }
+
+    /// The flow-control lines: each setting's best round and its cost against no limit.
+    fn flow_lines(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some((_, free)) = self.flow.first() else {
+            return Ok(());
+        };
+        let best = |rounds: &[f64]| rounds.iter().copied().fold(0.0, f64::max);
+        let baseline = best(free);
+        writeln!(f)?;
+        writeln!(
+            f,
+            "flow control (limits set at run time; a master releasing held jobs)"
+        )?;
+        for (i, (label, rounds)) in self.flow.iter().enumerate() {
+            let rate = best(rounds);
+            let cost = 1.0 - rate / baseline;
+            let all: Vec<String> = rounds.iter().map(|r| format!("{r:.0}")).collect();
+            write!(
+                f,
+                "  e2e jobs/s, {label:<24} {rate:>8.0}  (rounds {})",
+                all.join(" / ")
+            )?;
+            if i == 0 {
+                writeln!(f)?;
+            } else {
+                let ok = cost < TARGET_FLOW_COST;
+                writeln!(
+                    f,
+                    "  cost {:.1} % (target < {:.0} %): {}",
+                    cost * 100.0,
+                    TARGET_FLOW_COST * 100.0,
+                    verdict(ok)
+                )?;
+            }
+        }
+        Ok(())
     }
 
     /// The delayed rows' lines: throughput without and with, lateness, and their targets.
@@ -380,6 +432,7 @@ impl fmt::Display for Report {
             }
         }
         self.delayed_lines(f)?;
+        self.flow_lines(f)?;
         let mut cpu: Vec<(&str, &Vec<(String, Duration)>)> = Vec::new();
         if self.ceiling.is_some() {
             cpu.push(("ceiling", &self.ceiling_cpu));

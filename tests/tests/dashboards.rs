@@ -22,6 +22,8 @@ max_failures = 2
 [groups.etl.functions.echo]
 [groups.etl.functions.fail]
 [groups.etl.functions.crash]
+[groups.reports]
+max_running = 1
 [groups.reports.functions.echo]
 [groups.reports.functions.wordcount]
 "#;
@@ -32,9 +34,10 @@ const DATASOURCE_UID: &str = "prometheus";
 /// Metric families that may rightly read 0 in this run (nothing is queued, running or
 /// redelivered when the queries run); every other family the dashboards use must show a
 /// positive value in at least one query.
-const MAY_STAY_ZERO: [&str; 3] = [
+const MAY_STAY_ZERO: [&str; 4] = [
     "jobfleet_queue_depth",
     "jobfleet_jobs_running",
+    "jobfleet_group_running",
     "jobfleet_redeliveries_total",
 ];
 
@@ -558,6 +561,34 @@ async fn every_dashboard_query_returns_data_from_a_live_fleet() {
             .await
             .ok()?;
         list["schedules"][0]["last_fire"].is_string().then_some(())
+    })
+    .await;
+
+    // Flow control: `reports` (max_running = 1) paused, so the job submitted now and the
+    // schedule's next firings are held back.
+    let paused = client
+        .post(format!("{master}/v1/groups/reports/pause"))
+        .send()
+        .await
+        .expect("pause");
+    assert_eq!(paused.status(), StatusCode::OK);
+    let held = client
+        .post(format!("{master}/v1/jobs"))
+        .json(&json!({"group": "reports", "function": "echo"}))
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(held.status(), StatusCode::ACCEPTED);
+    eventually(Duration::from_secs(20), || async {
+        let group: Value = client
+            .get(format!("{master}/v1/groups/reports"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (group["held"].as_u64()? > 0).then_some(())
     })
     .await;
 

@@ -199,6 +199,10 @@ impl GroupMetrics {
         functions: impl IntoIterator<Item = &'a str>,
     ) -> GroupMetrics {
         let running = families.running.with_label_values(&[group]);
+        // Every reason's series exists at 0 from the start, as the others do.
+        for reason in [Waiting::Paused, Waiting::MaxRunning, Waiting::RateLimit] {
+            families.held_back.with_label_values(&[group, reason.as_str()]);
+        }
         let functions = functions
             .into_iter()
             .map(|f| (f.to_string(), FunctionMetrics::new(families, group, f, &running)))
