@@ -67,6 +67,8 @@ fn expected(method: &str, path: &str) -> Option<Role> {
         ("GET", "/metrics" | "/openapi.json") => Some(Role::Read),
         ("POST", "/v1/jobs" | "/v1/jobs/{id}/cancel") => Some(Role::Submit),
         ("DELETE", "/v1/jobs/{id}") | ("POST", "/v1/groups/{group}/reset") => Some(Role::Admin),
+        ("POST", "/v1/groups/{group}/pause" | "/v1/groups/{group}/resume") => Some(Role::Admin),
+        ("PATCH" | "DELETE", "/v1/groups/{group}/limits") => Some(Role::Admin),
         _ => panic!("{method} {path}: add it to this test's table"),
     }
 }

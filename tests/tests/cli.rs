@@ -427,6 +427,53 @@ async fn groups_workers_and_reset() {
         serde_json::from_str::<Value>(&echoed.stdout).unwrap(),
         json!([1, 2])
     );
+
+    // Flow control: pause, limits set and shown, bad values, resume, back to the config.
+    let paused = jobfleet(m, &["pause", "fragile"]).await.expect(0);
+    assert!(paused.stdout.starts_with("fragile: paused,"), "{paused:?}");
+    let set = jobfleet(
+        m,
+        &[
+            "limits",
+            "fragile",
+            "--max-running",
+            "3",
+            "--rate-limit",
+            "10/s",
+            "--json",
+        ],
+    )
+    .await
+    .expect(0)
+    .json();
+    assert_eq!(
+        (&set["paused"], &set["max_running"], &set["rate_limit"]),
+        (&json!(true), &json!(3), &json!("10/s"))
+    );
+    let shown = jobfleet(m, &["limits", "fragile"]).await.expect(0);
+    assert!(
+        shown
+            .stdout
+            .contains("max_running 3, rate_limit 10/s, limit_key none"),
+        "{shown:?}"
+    );
+    jobfleet(m, &["limits", "fragile", "--rate-limit", "10/d"])
+        .await
+        .expect(2);
+    jobfleet(m, &["limits", "fragile", "--max-running", "many"])
+        .await
+        .expect(2);
+    jobfleet(m, &["pause", "nope"]).await.expect(3);
+    let resumed = jobfleet(m, &["resume", "fragile"]).await.expect(0);
+    assert!(resumed.stdout.starts_with("fragile: not paused,"), "{resumed:?}");
+    let reset = jobfleet(m, &["limits", "fragile", "--reset", "--json"])
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(
+        (&reset["max_running"], &reset["rate_limit"]),
+        (&Value::Null, &Value::Null)
+    );
     env.stop_workers().await;
 }
 
