@@ -14,6 +14,7 @@
 //! - orphans: started jobs whose owner died, for the run-record corrector
 //! - delayed: delayed jobs waiting for their time, deferred by workers, published by the
 //!   leader
+//! - priority: the priority of a producer's job in its record (SPEC §9)
 
 pub mod activity;
 mod audit;
@@ -23,6 +24,7 @@ pub mod keys;
 mod listing;
 mod orphans;
 mod pool;
+mod priority;
 mod record;
 mod registry;
 mod replication;

@@ -127,6 +127,7 @@ async fn retry_one(state: &SharedState, record: &JobRecord) -> Result<Option<Str
         timeout_ms: record.timeout_ms,
         run_at: None,
         delay_ms: None,
+        priority: record.priority,
     };
     let key = format!("retry-of:{}", record.id);
     let submission = Submission {
