@@ -1,6 +1,6 @@
 //! Job priorities (SPEC §9) on the real services: a backlog of mixed priorities, submitted
-//! through the API (immediate and delayed: the leader publishes those from their records)
-//! and by a producer while no worker runs, starts highest priority first once one worker
+//! through the API (immediate and delayed: the leader publishes those from their records),
+//! the CLI and a producer while no worker runs, starts highest priority first once one worker
 //! with one job in flight comes; a group queue's `max_priority` cannot change under the
 //! broker; and the binaries refuse a priority group on a quorum queue (exit 64).
 
@@ -9,7 +9,7 @@ use jobfleet_common::config::QueueType;
 use jobfleet_common::message::JobMessage;
 use jobfleet_common::publish::queue_depth;
 use jobfleet_tests::json_api::{time_ms, JsonApi};
-use jobfleet_tests::{eventually, TestEnv};
+use jobfleet_tests::{binary, eventually, TestEnv};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -24,7 +24,7 @@ max_priority = 9
 async fn a_backlog_starts_highest_priority_first() {
     let mut env = TestEnv::with_config("priorities", FLEET);
     let url = env.start_master().await;
-    let api = JsonApi::new(env.http_client(), url);
+    let api = JsonApi::new(env.http_client(), url.clone());
     // Each job's priority as given (None: none given, which is 0).
     let mut given: HashMap<String, Option<u8>> = HashMap::new();
     let args = json!({"ms": 20});
@@ -52,6 +52,28 @@ async fn a_backlog_starts_highest_priority_first() {
         let (status, answer) = api.post("/v1/jobs", &body).await;
         assert_eq!(status, 202, "{body} → {answer}");
         given.insert(answer["id"].as_str().unwrap().to_string(), Some(priority));
+    }
+    // Through the CLI.
+    for priority in ["6", "0"] {
+        let args = [
+            "--master",
+            &url,
+            "submit",
+            "urgent",
+            "sleep",
+            "--args",
+            r#"{"ms": 20}"#,
+        ];
+        let output = tokio::process::Command::new(binary("jobfleet"))
+            .args(args)
+            .args(["--priority", priority])
+            .env_remove("JOBFLEET_MASTER")
+            .output()
+            .await
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let id = String::from_utf8(output.stdout).unwrap().trim().to_string();
+        given.insert(id, Some(priority.parse().unwrap()));
     }
     // On the wire, through the client library.
     let wire: Vec<JobMessage> = [Some(6), None, Some(9), Some(4)]
