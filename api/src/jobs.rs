@@ -1,6 +1,7 @@
 //! `/v1/jobs`: the submit request and its query, the job record, listing pages.
 
-use serde::{Deserialize, Serialize};
+use crate::MAX_PRIORITY;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
@@ -34,6 +35,28 @@ pub struct SubmitRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(maximum = 2_592_000_000_u64)]
     pub delay_ms: Option<u64>,
+    /// 0..=9, higher runs first (default 0); above 0 only for a group with `max_priority`.
+    #[serde(
+        default,
+        deserialize_with = "priority",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(minimum = 0, maximum = 9)]
+    pub priority: Option<u8>,
+}
+
+/// Reads a `priority`: an integer 0..=[`MAX_PRIORITY`] (or null), with an error that says so.
+fn priority<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u8>, D::Error> {
+    let value = Option::<Value>::deserialize(deserializer)?.unwrap_or(Value::Null);
+    if value.is_null() {
+        return Ok(None);
+    }
+    match value.as_u64().and_then(|p| u8::try_from(p).ok()) {
+        Some(p) if p <= MAX_PRIORITY => Ok(Some(p)),
+        _ => Err(serde::de::Error::custom(format!(
+            "priority must be an integer from 0 to {MAX_PRIORITY}, not {value}"
+        ))),
+    }
 }
 
 /// The `{id}` of the `/v1/jobs/{id}` routes (the master extracts it as `Path<JobId>`).
@@ -115,6 +138,9 @@ pub struct JobView {
     /// The failed or canceled job this one retries (`POST /v1/jobs/retry`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_of: Option<String>,
+    /// The job's priority, 0..=9, when its submit set one (SPEC §9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u8>,
     /// The latest progress a running attempt reported (SPEC §10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<ProgressView>,
@@ -176,6 +202,7 @@ mod tests {
             timeout_ms: Some(5),
             run_at: None,
             delay_ms: None,
+            priority: None,
         };
         let sent = serde_json::to_value(&request).unwrap();
         assert_eq!(
@@ -187,13 +214,33 @@ mod tests {
     }
 
     #[test]
+    fn a_submit_priority_is_an_integer_from_0_to_9() {
+        let read = |priority: Value| {
+            serde_json::from_value::<SubmitRequest>(
+                json!({"group": "g", "function": "f", "priority": priority}),
+            )
+        };
+        assert_eq!(read(json!(9)).unwrap().priority, Some(9));
+        assert_eq!(read(json!(0)).unwrap().priority, Some(0));
+        assert_eq!(read(Value::Null).unwrap().priority, None);
+        for bad in [json!(10), json!(256), json!(-1), json!(2.5), json!("high")] {
+            let err = read(bad.clone()).unwrap_err().to_string();
+            assert!(
+                err.contains("priority must be an integer from 0 to 9"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn records_ignore_unknown_fields_and_need_the_required_ones() {
         let record = json!({
             "id": "j", "group": "g", "function": "f", "status": "queued", "args": null,
-            "attempts": 0, "submitted_at": "2026-01-01T00:00:00.000Z", "priority": 3
+            "attempts": 0, "submitted_at": "2026-01-01T00:00:00.000Z", "priority": 3,
+            "future_field": true
         });
         let view: JobView = serde_json::from_value(record.clone()).unwrap();
-        assert_eq!(view.result, None);
+        assert_eq!((view.result, view.priority), (None, Some(3)));
         let mut without_status = record;
         without_status.as_object_mut().unwrap().remove("status");
         assert!(serde_json::from_value::<JobView>(without_status).is_err());

@@ -30,6 +30,8 @@ pub use time::{parse_rfc3339, rfc3339, LAST_RFC3339_MS};
 pub const MAX_WAIT_SECONDS: u64 = 300;
 /// Longest `idempotency_key`, bytes.
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
+/// Highest `priority` of `POST /v1/jobs` (SPEC §9).
+pub const MAX_PRIORITY: u8 = 9;
 /// Largest `limit` of `GET /v1/jobs`.
 pub const MAX_LIST_LIMIT: u32 = 1000;
 /// `limit` of `GET /v1/jobs` when the query has none.

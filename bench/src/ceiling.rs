@@ -33,7 +33,9 @@ pub fn topology(fleet: &Topology) -> Topology {
 /// Declares the ceiling's exchanges and its job queue, as jobfleet declares a classic group.
 async fn declare(channel: &Channel, topology: &Topology) -> Result<()> {
     topology.declare_base(channel, QueueType::Classic).await?;
-    topology.declare_group(channel, GROUP, QueueType::Classic).await?;
+    topology
+        .declare_group(channel, GROUP, QueueType::Classic, None)
+        .await?;
     Ok(())
 }
 

@@ -236,6 +236,10 @@ pub struct SubmitArgs {
     /// 30 days).
     #[arg(long, value_parser = parse_delay, value_name = "DURATION", conflicts_with = "bulk")]
     pub delay: Option<Duration>,
+    /// The job's priority, 0..9 (higher runs first; default 0); above 0 only for a group
+    /// with `max_priority`. With --bulk: every job's.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=9), value_name = "N")]
+    pub priority: Option<u8>,
     /// Submit one job per line of FILE (each line one JSON args value; blank lines are
     /// skipped), wait for all of them and print a summary; exits 1 if any did not finish.
     #[arg(long, value_name = "FILE.jsonl")]

@@ -6,7 +6,7 @@ use crate::broker::{AmqpManager, BrokerError};
 use crate::codec::{self, DecodeError};
 use crate::config::{Config, QueueType};
 use crate::coordinator::{Coordinator, CoordinatorError};
-use crate::message::{is_valid_job_id, is_valid_name, JobMessage, ResultMessage};
+use crate::message::{is_valid_job_id, is_valid_name, JobMessage, ResultMessage, MAX_PRIORITY};
 use crate::publish::publish_jobs;
 use crate::tls::Endpoint;
 use crate::topology::{self, Topology};
@@ -281,9 +281,10 @@ impl Producer {
             .await
     }
 
-    /// Publishes jobs, waits for all their confirms at once, then records them as queued
-    /// in one pipelined Redis round trip. Retries connection failures until the retry
-    /// deadline; when it returns `Ok`, every job is in the broker.
+    /// Publishes jobs (a job's `priority` as the AMQP property too), waits for all their
+    /// confirms at once, then records them as queued in one pipelined Redis round trip (a
+    /// second one keeps the priorities of jobs that have one). Retries connection failures
+    /// until the retry deadline; when it returns `Ok`, every job is in the broker.
     pub async fn publish_many(&self, jobs: &[JobMessage]) -> Result<(), ClientError> {
         self.publish_all(jobs, None).await
     }
@@ -319,6 +320,7 @@ impl Producer {
         let channel = self.slot.get().await?;
         publish_jobs(&channel, &self.topology, jobs, traceparent).await?;
         self.coordinator.record_queued(jobs).await?;
+        self.coordinator.record_priorities(jobs).await?;
         Ok(())
     }
 }
@@ -335,6 +337,11 @@ fn validate(job: &JobMessage) -> Result<(), ClientError> {
         return Err(ClientError::InvalidJob(format!(
             "group {:?} / function {:?}: 1..64 chars of [A-Za-z0-9_-]",
             job.group, job.function
+        )));
+    }
+    if let Some(priority) = job.priority.filter(|&p| p > MAX_PRIORITY) {
+        return Err(ClientError::InvalidJob(format!(
+            "priority {priority} is not in 0..={MAX_PRIORITY}"
         )));
     }
     Ok(())

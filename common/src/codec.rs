@@ -1,7 +1,7 @@
 //! Encoding and decoding of the wire messages: MessagePack maps with named fields
 //! (rmp-serde), JSON accepted on input by content type.
 
-use crate::message::{is_valid_job_id, is_valid_name, JobMessage, ResultMessage, MAX_DELAY_MS};
+use crate::message::{is_valid_job_id, is_valid_name, JobMessage, ResultMessage, MAX_DELAY_MS, MAX_PRIORITY};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -93,6 +93,8 @@ struct WireJob {
     run_at: Option<i64>,
     #[serde(default)]
     delay_ms: Option<u64>,
+    #[serde(default)]
+    priority: Option<u64>,
 }
 
 /// A field read leniently: a string, or anything else (ignored).
@@ -190,6 +192,12 @@ pub fn decode_job(
     if let Err(reason) = check_delay(wire.run_at, wire.delay_ms, now) {
         return fail(reason, Some(id));
     }
+    let priority = match wire.priority {
+        Some(p) if p > u64::from(MAX_PRIORITY) => {
+            return fail(format!("priority {p} is not in 0..={MAX_PRIORITY}"), Some(id))
+        }
+        p => p.map(|p| p as u8),
+    };
     Ok(JobMessage {
         id,
         group,
@@ -199,6 +207,7 @@ pub fn decode_job(
         timeout_ms: wire.timeout_ms,
         run_at: wire.run_at,
         delay_ms: wire.delay_ms,
+        priority,
     })
 }
 
@@ -347,6 +356,27 @@ mod tests {
         let far = crate::now_ms() + 2 * MAX_DELAY_MS as i64;
         let err = decode_job(None, &body(json!({"run_at": far})), None).unwrap_err();
         assert!(err.reason.contains("maximum"), "{}", err.reason);
+    }
+
+    #[test]
+    fn a_priority_is_read_and_one_past_the_maximum_is_a_bad_message() {
+        let body = |priority: Value| {
+            encode(&json!({"id": "j1", "group": "g", "function": "f", "priority": priority}))
+        };
+        assert_eq!(decode_job(None, &body(json!(9)), None).unwrap().priority, Some(9));
+        let plain = encode(&json!({"id": "j1", "group": "g", "function": "f"}));
+        assert_eq!(decode_job(None, &plain, None).unwrap().priority, None);
+        for bad in [json!(10), json!(300), json!(-1), json!("high")] {
+            let err = decode_job(None, &body(bad.clone()), None).unwrap_err();
+            assert_eq!(err.id.as_deref(), Some("j1"), "{bad}");
+        }
+        let err = decode_job(None, &body(json!(10)), None).unwrap_err();
+        assert!(err.reason.contains("priority 10"), "{}", err.reason);
+        // A job without one sends none: old consumers see no new field.
+        assert!(serde_json::to_value(JobMessage::new("g", "f", Value::Null))
+            .unwrap()
+            .get("priority")
+            .is_none());
     }
 
     #[test]

@@ -259,6 +259,11 @@ pub struct GroupConfig {
     /// How long a job may wait for a worker before failing with `no_worker`; default none.
     #[serde(default, deserialize_with = "opt_duration")]
     pub queue_timeout: Option<Duration>,
+    /// Job priorities (SPEC §9): the group queue is a priority queue (`x-max-priority`) of
+    /// 1..=9 levels, and a job's `priority` above it counts as this; default none (every
+    /// job has priority 0). Needs a classic queue.
+    #[serde(default)]
+    pub max_priority: Option<u8>,
     /// Fleet-wide cap on the group's started jobs (SPEC §9); default none.
     #[serde(default)]
     pub max_running: Option<u32>,
@@ -292,10 +297,28 @@ impl Default for GroupConfig {
             max_takeovers: default_max_takeovers(),
             queue_type: QueueType::Classic,
             queue_timeout: None,
+            max_priority: None,
             max_running: None,
             rate_limit: None,
             limit_key: None,
             functions: BTreeMap::new(),
+        }
+    }
+}
+
+impl GroupConfig {
+    /// `max_priority` is 1..=9 and on a classic queue: RabbitMQ (3.10) quorum queues have
+    /// no priorities.
+    fn check_max_priority(&self) -> Result<(), String> {
+        match self.max_priority {
+            Some(max) if !(1..=crate::message::MAX_PRIORITY).contains(&max) => {
+                Err(format!("max_priority must be 1..=9, not {max}"))
+            }
+            Some(_) if self.queue_type == QueueType::Quorum => Err(
+                "max_priority needs queue_type = \"classic\": RabbitMQ 3.10 quorum queues have no priorities"
+                    .into(),
+            ),
+            _ => Ok(()),
         }
     }
 }
@@ -526,6 +549,9 @@ impl Config {
             {
                 return invalid(format!("group {group:?}: limit_key {key:?} is no field name"));
             }
+            if let Err(reason) = group_config.check_max_priority() {
+                return invalid(format!("group {group:?}: {reason}"));
+            }
             for (name, function) in &group_config.functions {
                 if !crate::message::is_valid_name(name) {
                     return invalid(format!(
@@ -677,6 +703,8 @@ retention = "2h"
 max_failures = 3
 queue_type = "quorum"
 queue_timeout = "10m"
+[groups.urgent]
+max_priority = 9
 [groups.etl.functions.wordcount]
 timeout = "5s"
 max_retries = 2
@@ -697,6 +725,8 @@ mode = "shared"
         assert_eq!(etl.max_failures, 3);
         assert_eq!(etl.queue_type, QueueType::Quorum);
         assert_eq!(etl.queue_timeout, Some(Duration::from_secs(600)));
+        assert_eq!(etl.max_priority, None);
+        assert_eq!(config.group("urgent").unwrap().max_priority, Some(9));
         let wordcount = config.function("etl", "wordcount").unwrap();
         assert_eq!(wordcount.timeout, Some(Duration::from_secs(5)));
         assert_eq!(wordcount.max_retries, 2);
@@ -724,6 +754,13 @@ mode = "shared"
             ("[groups.g.functions.f]\ntimeout = \"soon\"", "duration"),
             ("unknown_key = 1", "unknown"),
             ("[groups.\"a.b\"]", "group"),
+            ("[groups.g]\nmax_priority = 0", "max_priority must be 1..=9"),
+            ("[groups.g]\nmax_priority = 10", "max_priority must be 1..=9"),
+            ("[groups.g]\nmax_priority = 300", "max_priority"),
+            (
+                "[groups.g]\nqueue_type = \"quorum\"\nmax_priority = 5",
+                "quorum queues have no priorities",
+            ),
             ("[groups.g.functions.f]\nuser = \"nobody\"", "need sandbox"),
             (
                 "[groups.g.functions.f]\nsandbox = \"process\"\ncommand = [\"x\"]\nnetwork = true",

@@ -257,7 +257,14 @@ pub struct JobMessage {
     /// are set. At most [`MAX_DELAY_MS`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay_ms: Option<u64>,
+    /// 0..=[`MAX_PRIORITY`], higher first (SPEC §9), for a group with `max_priority`; sent
+    /// as the message's AMQP `priority` property too. None: 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u8>,
 }
+
+/// The highest job priority, and the most a group's `max_priority` may be.
+pub const MAX_PRIORITY: u8 = 9;
 
 /// The longest delay of a delayed job, milliseconds: 30 days. Longer delays are refused
 /// (422 at the API, `bad_message` on the wire).
@@ -275,7 +282,14 @@ impl JobMessage {
             timeout_ms: None,
             run_at: None,
             delay_ms: None,
+            priority: None,
         }
+    }
+
+    /// The same job with `priority` (0..=[`MAX_PRIORITY`]).
+    pub fn with_priority(mut self, priority: u8) -> Self {
+        self.priority = Some(priority);
+        self
     }
 
     /// The same job, delayed until `run_at` (unix ms).

@@ -11,7 +11,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{self, BasicProperties, Channel, Confirmation};
 
 /// Properties of a jobfleet message: persistent, MessagePack, `message_id` = `id`, and a
-/// W3C `traceparent` header when there is one.
+/// W3C `traceparent` header when there is one (a job's `priority` is added when it is sent).
 pub fn persistent_properties(id: &str, traceparent: Option<&str>) -> BasicProperties {
     let properties = BasicProperties::default()
         .with_delivery_mode(2)
@@ -120,6 +120,8 @@ pub async fn publish_batch(
 }
 
 /// Sends `job` as [`publish_job`] does and returns its confirm, still to be waited for.
+/// A job with a `priority` gets it as the AMQP `priority` property too: every publish of a
+/// job message goes through here, so a group queue with `x-max-priority` orders them all.
 async fn send_job(
     channel: &Channel,
     topology: &Topology,
@@ -129,6 +131,10 @@ async fn send_job(
     let mandatory = BasicPublishOptions {
         mandatory: true,
         ..Default::default()
+    };
+    let properties = match job.priority {
+        Some(priority) => properties.with_priority(priority),
+        None => properties,
     };
     channel
         .basic_publish(

@@ -97,15 +97,22 @@ impl Topology {
         bind(channel, &dead, &dead, "").await
     }
 
-    /// Declares a group's queue (dead-lettering to `NS.dead`) and binds it to `NS.jobs`.
+    /// Declares a group's queue (dead-lettering to `NS.dead`) and binds it to `NS.jobs`;
+    /// with `max_priority`, a priority queue (`x-max-priority`, a classic queue's feature).
+    /// A queue declared before with other arguments (another `max_priority`) is refused by
+    /// the broker with PRECONDITION_FAILED.
     pub async fn declare_group(
         &self,
         channel: &Channel,
         group: &str,
         queue_type: QueueType,
+        max_priority: Option<u8>,
     ) -> Result<(), AmqpError> {
         let queue = self.group_queue(group);
-        let arguments = dead_lettering(self.dead_letters(), queue_type);
+        let mut arguments = dead_lettering(self.dead_letters(), queue_type);
+        if let Some(max) = max_priority {
+            arguments.insert("x-max-priority".into(), AMQPValue::LongInt(max.into()));
+        }
         declare_durable_queue(channel, &queue, arguments).await?;
         bind(channel, &queue, &self.jobs_exchange(), group).await
     }

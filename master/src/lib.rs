@@ -52,7 +52,12 @@ async fn declare(state: &AppState) -> Result<(), ClientError> {
     for (group, group_config) in &state.config.groups {
         state
             .topology
-            .declare_group(&channel, group, group_config.queue_type)
+            .declare_group(
+                &channel,
+                group,
+                group_config.queue_type,
+                group_config.max_priority,
+            )
             .await?;
     }
     let _ = channel.close(200, "declared".into()).await;

@@ -138,7 +138,7 @@ async fn unknown_groups_are_404_and_unknown_functions_422() {
     .await;
     assert_eq!(message, r#"unknown group "nope""#);
     // Unknown fields are ignored: validation goes on to the group.
-    let body = json!({"group": "nope", "function": "echo", "priority": 9, "args": {}});
+    let body = json!({"group": "nope", "function": "echo", "future_field": 9, "args": {}});
     expect_error(submit(body), StatusCode::NOT_FOUND, "not_found").await;
     let message = expect_error(
         submit(json!({"group": "etl", "function": "nope"})),
@@ -186,6 +186,44 @@ async fn invalid_submit_values_are_400() {
         let message = expect_error(submit(body.clone()), StatusCode::BAD_REQUEST, "bad_request").await;
         assert!(message.starts_with(expected), "{body}: {message}");
     }
+}
+
+#[tokio::test]
+async fn priorities_out_of_range_or_for_a_group_without_max_priority_are_400() {
+    for priority in [
+        json!(10),
+        json!(300),
+        json!(-1),
+        json!(2.5),
+        json!("high"),
+        json!([1]),
+    ] {
+        let body = json!({"group": "etl", "function": "echo", "priority": priority});
+        let message = expect_error(submit(body), StatusCode::BAD_REQUEST, "bad_request").await;
+        assert!(
+            message.starts_with("invalid JSON body: priority must be an integer from 0 to 9"),
+            "{priority}: {message}"
+        );
+    }
+    // `etl` has no max_priority: its queue is no priority queue.
+    let body = json!({"group": "etl", "function": "echo", "priority": 3});
+    let message = expect_error(submit(body), StatusCode::BAD_REQUEST, "bad_request").await;
+    assert!(
+        message.starts_with(r#"priority 3: group "etl" has no max_priority"#),
+        "{message}"
+    );
+    let (_, document) = send(app(), request(Method::GET, "/openapi.json", None, "")).await;
+    let schemas = &document["components"]["schemas"];
+    let submitted = &schemas["SubmitRequest"]["properties"]["priority"];
+    assert_eq!(
+        (&submitted["minimum"], &submitted["maximum"]),
+        (&json!(0), &json!(9)),
+        "{submitted}"
+    );
+    assert!(
+        schemas["JobView"]["properties"]["priority"].is_object(),
+        "{schemas}"
+    );
 }
 
 #[tokio::test]

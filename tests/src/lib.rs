@@ -299,6 +299,25 @@ impl TestEnv {
         command
     }
 
+    /// Runs the binary `name` (`jobfleet-master`, `jobfleet-worker`) of this namespace with
+    /// the config `toml` and `args` to its end (at most 20 s), for a start it refuses;
+    /// returns its exit status and stderr.
+    pub async fn refused_start(&self, name: &str, toml: &str, args: &[&str]) -> (Option<i32>, String) {
+        let path = self.dir.join("refused.toml");
+        std::fs::write(&path, toml).expect("config file");
+        let output = tokio::process::Command::new(binary(name))
+            .args(["--config", path.to_str().expect("utf-8 path")])
+            .args(args)
+            .env("JOBFLEET_NAMESPACE", self.namespace())
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(20), output)
+            .await
+            .unwrap_or_else(|_| panic!("{name} ends within 20 s"))
+            .expect("the binary runs");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.code(), stderr)
+    }
+
     /// Waits for a spawned process to exit and returns its exit code.
     pub async fn wait_process(&mut self, pid: u32, timeout: Duration) -> Option<i32> {
         let index = self

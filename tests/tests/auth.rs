@@ -203,20 +203,8 @@ async fn tokens_never_reach_the_log_and_the_probes_stay_open() {
 
 /// Runs the master binary with `toml` and `listen`; returns its exit status and stderr.
 async fn master_refusal(env: &TestEnv, toml: &str, listen: &str) -> (Option<i32>, String) {
-    let path = env.config_path().with_file_name("refused.toml");
-    std::fs::write(&path, toml).unwrap();
-    let output = tokio::process::Command::new(binary("jobfleet-master"))
-        .args(["--config", path.to_str().unwrap(), "--listen", listen])
-        .env("JOBFLEET_NAMESPACE", env.namespace())
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(20), output)
+    env.refused_start("jobfleet-master", toml, &["--listen", listen])
         .await
-        .unwrap()
-        .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 #[tokio::test]

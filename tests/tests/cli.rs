@@ -459,7 +459,7 @@ async fn groups_workers_and_reset() {
     );
     jobfleet(m, &["limits", "fragile", "--rate-limit", "10/d"])
         .await
-        .expect(2);
+        .expect(3);
     jobfleet(m, &["limits", "fragile", "--max-running", "many"])
         .await
         .expect(2);

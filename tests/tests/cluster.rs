@@ -401,7 +401,7 @@ async fn a_job_dead_lettered_at_the_delivery_limit_still_ends_exactly_once() {
         .await
         .unwrap();
     env.topology
-        .declare_group(&channel, GROUP, QueueType::Quorum)
+        .declare_group(&channel, GROUP, QueueType::Quorum, None)
         .await
         .unwrap();
     let mut subscriber = env.subscriber(&["#"]).await;

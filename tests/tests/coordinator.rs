@@ -755,3 +755,19 @@ async fn an_attempt_whose_complete_reply_was_lost_still_publishes_after_its_reco
     ));
     assert!(c.job(&job.id).await.unwrap().is_none(), "no record comes back");
 }
+
+/// A job a foreign producer published straight to AMQP has no record until its claim: the
+/// record the claim creates keeps the message's priority, so a copy published later from
+/// the record (a held job released, the corrector) keeps its place in the priority queue.
+#[tokio::test]
+async fn a_record_created_by_a_claim_keeps_the_messages_priority() {
+    let env = TestEnv::new("claimprio");
+    let c = &env.coordinator;
+    c.set_paused("default", true).await.unwrap();
+    let job = JobMessage::new("default", "echo", json!("urgent")).with_priority(7);
+    let held = claim(c, &job, "w1", CopyKind::Fresh, true, "w1:1").await.unwrap();
+    assert!(matches!(held, Claim::Waiting(_)), "{held:?}");
+    let record = c.job(&job.id).await.unwrap().expect("the claim's record");
+    assert_eq!((record.status, record.priority), (JobStatus::Queued, Some(7)));
+    assert_eq!(record.to_job_message().priority, Some(7));
+}

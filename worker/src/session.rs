@@ -109,8 +109,9 @@ impl Worker {
         Ok((channel, control, intake))
     }
 
-    /// Declares the base topology, each group's queue and hold-delay queue (both of the
-    /// group's queue type), and the prefetch of each consumer.
+    /// Declares the base topology, each group's queue (a priority queue with the group's
+    /// `max_priority`) and hold-delay queue (both of the group's queue type), and the
+    /// prefetch of each consumer.
     async fn declare(&self, channel: &Channel) -> Result<(), WorkerError> {
         let shared = &self.shared;
         let dead_letters = shared.config.dead_letters_queue_type();
@@ -118,7 +119,11 @@ impl Worker {
         let hold_ms = shared.hold_delay.as_millis() as u64;
         for group in &self.groups {
             let queue_type = shared.queue_type(group);
-            shared.topology.declare_group(channel, group, queue_type).await?;
+            let max_priority = shared.config.group(group).and_then(|g| g.max_priority);
+            let declared = shared
+                .topology
+                .declare_group(channel, group, queue_type, max_priority);
+            declared.await?;
             let hold_queue = shared
                 .topology
                 .declare_delay(channel, group, hold_ms, queue_type)

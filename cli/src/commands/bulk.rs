@@ -90,6 +90,7 @@ pub async fn run(context: &Context, args: SubmitArgs) -> Result<(), CliError> {
                     timeout_ms,
                     run_at: None,
                     delay_ms: None,
+                    priority: args.priority,
                 },
             )
         })

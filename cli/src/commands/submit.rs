@@ -30,6 +30,7 @@ pub async fn run(context: &Context, args: SubmitArgs) -> Result<(), CliError> {
         delay_ms: args
             .delay
             .map(|delay| u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
+        priority: args.priority,
     };
     if !args.wait {
         let (id, status) = match context.client.submit(&request, None).await? {

@@ -38,7 +38,7 @@ pub enum Deferral {
 
 impl Coordinator {
     /// Defers a delivered job whose `run_at` is still ahead: creates its queued record if it
-    /// has none, records `run_at` and puts it in the group's delayed set.
+    /// has none, records `run_at` (and its priority) and puts it in the group's delayed set.
     pub async fn defer(
         &self,
         job: &JobMessage,
@@ -50,7 +50,8 @@ impl Coordinator {
         call.key(self.keys.delayed(&job.group))
             .arg(run_at)
             .arg(now_ms)
-            .arg(self.retention_secs());
+            .arg(self.retention_secs())
+            .arg(job.priority.map(|p| p.to_string()).unwrap_or_default());
         let mut conn = self.connection().await?;
         let reply: Vec<String> = call.invoke_async(&mut *conn).await?;
         match reply.first().map(String::as_str) {

@@ -15,6 +15,7 @@
 //! - delayed: delayed jobs waiting for their time, deferred by workers, published by the
 //!   leader
 //! - flow: a group's run-time limits, pause and resume, the held jobs the leader releases
+//! - priority: the priority of a producer's job in its record (SPEC §9)
 
 pub mod activity;
 mod audit;
@@ -25,6 +26,7 @@ pub mod keys;
 mod listing;
 mod orphans;
 mod pool;
+mod priority;
 mod record;
 mod registry;
 mod replication;

@@ -217,6 +217,8 @@ pub struct JobRecord {
     pub traceparent: Option<String>,
     /// The latest progress a running attempt reported (SPEC §10).
     pub progress: Option<Progress>,
+    /// The job's priority (SPEC §9), when its submit set one.
+    pub priority: Option<u8>,
 }
 
 /// How far a job is, as it last reported.
@@ -265,6 +267,7 @@ impl JobRecord {
             run_at: number(fields.remove("run_at")),
             retry_of: fields.remove("retry_of"),
             traceparent: fields.remove("traceparent"),
+            priority: fields.remove("priority").and_then(|p| p.parse().ok()),
             progress: fields
                 .remove("progress")
                 .and_then(|p| p.parse::<f64>().ok())
@@ -276,7 +279,7 @@ impl JobRecord {
     }
 
     /// The job message that runs this record's job now: its id, group, function, args,
-    /// submission time and timeout, without a delay (what the leader publishes when a
+    /// submission time, timeout and priority, without a delay (what the leader publishes when a
     /// delayed job is due, and the corrector when a job's message is lost).
     pub fn to_job_message(&self) -> JobMessage {
         JobMessage {
@@ -288,6 +291,7 @@ impl JobRecord {
             timeout_ms: self.timeout_ms,
             run_at: None,
             delay_ms: None,
+            priority: self.priority,
         }
     }
 
@@ -381,6 +385,7 @@ mod tests {
                 ("error_kind", "timeout"),
                 ("error_message", "slow"),
                 ("finished_at", "9"),
+                ("priority", "7"),
             ]
             .map(|(k, v)| (k.to_string(), v.to_string())),
         );
@@ -388,6 +393,7 @@ mod tests {
         assert_eq!(record.status, JobStatus::Failed);
         assert_eq!(record.args, serde_json::json!({"a": 1}));
         assert_eq!(record.error, Some(JobError::new(ErrorKind::Timeout, "slow")));
+        assert_eq!(record.to_job_message().priority, Some(7));
         let result = record.to_result_message().unwrap();
         assert_eq!(result.attempts, 2);
         assert_eq!(result.finished_at, 9);

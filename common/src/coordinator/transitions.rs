@@ -203,7 +203,8 @@ impl Coordinator {
                     .key(k.delayed(&job.group))
                     .arg(optional(request.limits.max_running))
                     .arg(optional(request.limits.rate_limit))
-                    .arg(request.limits.limit_key.as_deref().unwrap_or_default()),
+                    .arg(request.limits.limit_key.as_deref().unwrap_or_default())
+                    .arg(optional(job.priority)),
             )
             .await?;
         Claim::from_reply(&reply)

@@ -24,7 +24,8 @@
 -- Flow control (SPEC §9) of a job about to start: KEYS[7] the group's run-time limits,
 -- KEYS[8] its held set, KEYS[9] the prefix of its rate-limit keys, KEYS[10] its delayed
 -- set; ARGV 14 max_running, 15 rate_limit ('N/s', 'N/m', 'N/h') and 16 limit_key of the
--- config file ('' for none), which the run-time limits override ('none' lifts one)
+-- config file ('' for none), which the run-time limits override ('none' lifts one);
+-- ARGV 17 the message's priority ('' for none), kept in a record the claim creates
 local key = KEYS[1]
 local id = ARGV[1]
 local group = ARGV[2]
@@ -168,6 +169,9 @@ if not status then
   end
   redis.call('HSET', key, 'id', id, 'group', group, 'function', ARGV[3], 'args', ARGV[4],
     'status', 'queued', 'attempts', 0, 'submitted_at', submitted)
+  if ARGV[17] ~= '' then
+    redis.call('HSET', key, 'priority', ARGV[17])
+  end
   redis.call('ZADD', KEYS[2], submitted, id)
   status = 'queued'
 end

@@ -6,7 +6,7 @@
 -- KEYS[1] job key, KEYS[2] group index, KEYS[3] group queued set, KEYS[4] the id's
 -- tombstone, KEYS[5] group delayed set
 -- ARGV: 1 id, 2 group, 3 function, 4 args (JSON), 5 submitted_at (ms or ''), 6 run_at (ms),
---       7 now (ms), 8 retention (s)
+--       7 now (ms), 8 retention (s), 9 priority (or ''; kept for the copy published when due)
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then
   if redis.call('EXISTS', KEYS[4]) == 1 then
@@ -28,6 +28,9 @@ if status ~= 'queued' then
   return {'claim'}
 end
 redis.call('HSET', KEYS[1], 'run_at', ARGV[6])
+if ARGV[9] ~= '' then
+  redis.call('HSET', KEYS[1], 'priority', ARGV[9])
+end
 redis.call('ZADD', KEYS[5], ARGV[6], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[6], ARGV[1])
 return {'delayed'}

@@ -119,7 +119,12 @@ async fn attempt_record(
     uncertain: bool,
 ) -> Result<Submitted, CoordinatorError> {
     let job = submission.job;
-    let fields = submission.fields();
+    let priority = job.priority.map(|p| p.to_string());
+    let mut fields = submission.fields();
+    if let Some(priority) = &priority {
+        // Kept for the copies published from the record (a delayed job, the corrector).
+        fields.push(("priority", priority));
+    }
     let new = NewJob {
         job,
         idempotency_key: submission.idempotency_key,

@@ -23,6 +23,9 @@ use jobfleet_common::codec::{self, MAX_ARGS_DEPTH};
 use jobfleet_common::coordinator::{JobRecord, Submitted};
 use jobfleet_common::message::{is_valid_job_id, new_job_id, JobMessage, JobStatus, MAX_DELAY_MS};
 use jobfleet_common::trace::{TraceParent, TRACEPARENT};
+
+// The API reads `priority` within its own bound: the wire's.
+const _: () = assert!(jobfleet_api::MAX_PRIORITY == jobfleet_common::message::MAX_PRIORITY);
 use serde_json::Value;
 use std::time::Duration;
 
@@ -34,7 +37,7 @@ use std::time::Duration;
     responses(
         (status = 202, description = "Queued (or still running after `wait`)", body = Accepted),
         (status = 200, description = "The original job of a repeated id or idempotency key, or the ended job under `wait`", body = JobView),
-        (status = 400, description = "Malformed request, or args nested deeper than 64 levels", body = ErrorBody),
+        (status = 400, description = "Malformed request, args nested deeper than 64 levels, a priority that is not an integer 0..=9, or a priority above 0 for a group without max_priority", body = ErrorBody),
         UnknownGroup,
         (status = 413, description = "Args over max_args_bytes", body = ErrorBody),
         (status = 422, description = "Unknown function, args fail the function's schema, or a delay (`run_at`, `delay_ms`) that is unreadable or beyond 30 days", body = ErrorBody),
@@ -66,6 +69,7 @@ pub async fn submit(
         request.id,
         request.timeout_ms,
     )?;
+    job.priority = check_priority(&state, &job.group, request.priority)?;
     job.submitted_at = Some(now);
     job.run_at = run_at;
     // A job due later waits unpublished in its group's delayed set; one due now (a past
@@ -222,6 +226,21 @@ pub fn check_function(state: &AppState, group: &str, function: &str) -> Result<(
     Ok(())
 }
 
+/// A job's `priority` (already 0..=9, read with the body): above 0 needs a group with
+/// `max_priority` (400).
+fn check_priority(state: &AppState, group: &str, priority: Option<u8>) -> Result<Option<u8>, ApiError> {
+    let has_max = state
+        .config
+        .group(group)
+        .is_some_and(|g| g.max_priority.is_some());
+    match priority {
+        Some(p) if p > 0 && !has_max => Err(ApiError::bad_request(format!(
+            "priority {p}: group {group:?} has no max_priority (set max_priority in its config to use priorities)"
+        ))),
+        priority => Ok(priority),
+    }
+}
+
 /// Checks `args` against `max_args_bytes` (413).
 pub fn check_size(state: &AppState, args: &Value) -> Result<(), ApiError> {
     let size = serde_json::to_vec(args).map(|b| b.len()).unwrap_or(usize::MAX);
@@ -278,6 +297,7 @@ fn validate(
         timeout_ms,
         run_at: None,
         delay_ms: None,
+        priority: None,
     })
 }
 

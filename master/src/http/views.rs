@@ -36,6 +36,7 @@ pub fn job_view(r: &JobRecord) -> JobView {
         duration_ms: r.duration_ms,
         run_at: r.run_at.and_then(rfc3339),
         retry_of: r.retry_of.clone(),
+        priority: r.priority,
         progress: r.progress.as_ref().map(|p| ProgressView {
             percent: p.percent,
             message: p.message.clone(),

@@ -86,6 +86,7 @@ async fn fire(
         timeout_ms: None,
         run_at: Some(fire_ms),
         delay_ms: None,
+        priority: None,
     };
     let fields = [("schedule", name)];
     let new = NewJob {

@@ -50,6 +50,7 @@ fn record(id: &str, status: JobStatus, started_at: Option<i64>) -> JobRecord {
         run_at: None,
         retry_of: None,
         traceparent: None,
+        priority: None,
     }
 }
 
