@@ -514,9 +514,7 @@ async fn measure_delayed(
     producer: &Producer,
     report: &mut Report,
 ) -> Result<()> {
-    let (master, _) = fleet.master(false).await?;
-    let timeout = args.timeout(args.jobs);
-    let mut results = echo_results(fleet).await?;
+    let (master, timeout, mut results) = with_master(fleet, args).await?;
     (_, results) = measure::throughput(results, echo_jobs(args.warmup()), timeout, |jobs| {
         measure::publish_client(producer, jobs)
     })
@@ -568,10 +566,14 @@ async fn echo_round(
     .await
 }
 
-/// A subscriber to the echo group's results.
-async fn echo_results(fleet: &Fleet) -> Result<ResultSubscriber> {
+/// A master started for rows that need a leader, the rows' timeout, and a subscriber to
+/// the echo group's results.
+async fn with_master(fleet: &mut Fleet, args: &RunArgs) -> Result<(fleet::Proc, Duration, ResultSubscriber)> {
+    let (master, _) = fleet.master(false).await?;
     let patterns = ["default.echo.#"];
-    Ok(ResultSubscriber::connect(&fleet.config.amqp_url, fleet.topology.clone(), &patterns).await?)
+    let results =
+        ResultSubscriber::connect(&fleet.config.amqp_url, fleet.topology.clone(), &patterns).await?;
+    Ok((master, args.timeout(args.jobs), results))
 }
 
 /// The flow-control rows: e2e throughput (client library) without limits, then with each
@@ -583,9 +585,7 @@ async fn measure_flow(
     producer: &Producer,
     report: &mut Report,
 ) -> Result<()> {
-    let (master, _) = fleet.master(false).await?;
-    let timeout = args.timeout(args.jobs);
-    let mut results = echo_results(fleet).await?;
+    let (master, timeout, mut results) = with_master(fleet, args).await?;
     let set = |max_running, rate_limit| LimitsChange {
         max_running,
         rate_limit,

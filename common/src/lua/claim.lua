@@ -114,7 +114,10 @@ local function rate_gate()
   if not count or tonumber(count) < 1 then
     return nil
   end
-  local now_us = tonumber(now) * 1000
+  -- Redis's own clock, in µs: the claims of every worker are timed by one clock, in the
+  -- order they run, however the workers' clocks and round trips differ.
+  local time = redis.call('TIME')
+  local now_us = tonumber(time[1]) * 1000000 + tonumber(time[2])
   local reserved = tonumber(redis.call('HGET', key, 'rate_slot') or '')
   if reserved and reserved <= now_us + 1000000 then
     redis.call('HDEL', key, 'rate_slot')
