@@ -364,13 +364,19 @@ fn cgroups_of(pid: u32) -> Vec<PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkilled_worker_leaves_no_process_behind_and_the_next_start_removes_its_temp_dirs() {
     let mut env = TestEnv::with_config("escape-kill", &fleet());
-    let worker = env.spawn_worker_process(&["--group", "escape", "--concurrency", "4"]);
+    // A temp dir of this test's own: a worker starting in another test sweeps the dirs of
+    // dead workers in its own temp dir, which would take this one's before its next start.
+    let tmp = std::env::temp_dir().join(env.namespace());
+    std::fs::create_dir_all(&tmp).unwrap();
+    let worker = env.spawn_worker_process_with(&["--group", "escape", "--concurrency", "4"], |c| {
+        c.env("TMPDIR", &tmp);
+    });
     env.wait_for_queues(&["escape".to_string()]).await;
     let mut processes = Vec::new();
     for function in SANDBOXES {
         processes.extend(hanging_tree(&env, function).await.1);
     }
-    let temp_dirs = instance_dirs(&std::env::temp_dir(), worker);
+    let temp_dirs = instance_dirs(&tmp, worker);
     assert_eq!(temp_dirs.len(), 1, "{temp_dirs:?}");
 
     env.signal(worker, libc::SIGKILL);
@@ -380,13 +386,17 @@ async fn a_sigkilled_worker_leaves_no_process_behind_and_the_next_start_removes_
         "nothing but a next start removes the dead worker's temp dir"
     );
 
-    let next = env.spawn_worker_process(&["--group", "escape"]);
+    let next = env.spawn_worker_process_with(&["--group", "escape"], |c| {
+        c.env("TMPDIR", &tmp);
+    });
     env.wait_for_queues(&["escape".to_string()]).await;
     eventually(Duration::from_secs(20), || async {
         (!temp_dirs[0].exists() && cgroups_of(worker).is_empty()).then_some(())
     })
     .await;
-    assert_eq!(instance_dirs(&std::env::temp_dir(), next).len(), 1);
+    assert_eq!(instance_dirs(&tmp, next).len(), 1);
+    drop(env);
+    let _ = std::fs::remove_dir_all(&tmp);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
