@@ -271,7 +271,10 @@ async fn limits_changed_at_run_time_apply_and_reset_to_the_config() {
     let records = all_finished(&env, &ids, Duration::from_secs(30)).await;
     assert_eq!(most_at_once(&records, 25), 1, "max_running = 1 set at run time");
 
-    // null lifts a limit; DELETE goes back to the config file's.
+    // An empty change changes nothing; null lifts a limit; DELETE goes back to the config
+    // file's.
+    let (status, view) = api.patch(limits, &json!({})).await;
+    assert_eq!((status, &view["max_running"]), (200, &json!(1)), "{view}");
     let (_, view) = api.patch(limits, &json!({"max_running": null})).await;
     assert_eq!(view["max_running"], Value::Null, "{view}");
     let (status, view) = api.delete(limits).await;

@@ -61,18 +61,24 @@ impl Coordinator {
         Ok(in_force(configured, &set))
     }
 
-    /// Applies an admin's change of `group`'s limits (kept until changed again or reset).
+    /// Applies an admin's change of `group`'s limits (kept until changed again or reset);
+    /// a change of nothing changes nothing.
     pub async fn change_limits(&self, group: &str, change: &LimitsChange) -> Result<(), CoordinatorError> {
         let fields = [
             ("max_running", change.max_running.stored()),
             ("rate_limit", change.rate_limit.stored()),
             ("limit_key", change.limit_key.stored()),
         ];
+        let changed: Vec<(&str, String)> = fields
+            .into_iter()
+            .filter_map(|(field, value)| Some((field, value?)))
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
         let mut pipe = redis::pipe();
-        for (field, value) in fields {
-            if let Some(value) = value {
-                pipe.hset(self.keys.limits(group), field, value).ignore();
-            }
+        for (field, value) in changed {
+            pipe.hset(self.keys.limits(group), field, value).ignore();
         }
         let mut conn = self.connection().await?;
         pipe.query_async::<()>(&mut *conn).await?;
