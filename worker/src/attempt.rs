@@ -8,6 +8,7 @@ use crate::copy::Target;
 use crate::delivery::ack;
 use crate::error::CopyError;
 use crate::execute::Resolved;
+use crate::failpoint;
 use crate::function::HandlerResult;
 use crate::metrics::FunctionMetrics;
 use jobfleet_common::coordinator::{
@@ -134,6 +135,7 @@ impl<'a> Attempt<'a> {
         self.metrics.executed(elapsed, outcome.error.as_ref());
         // The job stays listed as running here until its outcome is settled: a copy of its
         // message arriving meanwhile (parked or redelivered) is parked, not run again.
+        failpoint::pause(failpoint::BEFORE_SETTLE).await;
         let (shared, id) = (self.shared, self.job.id.clone());
         let handled = match self.retry_plan(&outcome) {
             Some((error, delay)) => self.retry(error, delay).await,

@@ -22,6 +22,7 @@ mod copy;
 mod delivery;
 mod error;
 mod execute;
+mod failpoint;
 pub mod function;
 mod heartbeat;
 mod intake;
