@@ -3,6 +3,7 @@
 //! the cleanup of every queue, exchange and Redis key afterwards.
 
 use crate::ceiling;
+use crate::memory::{FUNCTION as MEMORY_FUNCTION, GROUP as MEMORY_GROUP};
 use anyhow::{bail, Context, Result};
 use jobfleet_common::auth::Role;
 use jobfleet_common::client::{amqp_pool, open_channel, AmqpPool};
@@ -107,6 +108,8 @@ impl Fleet {
 redis_min_replicas = {redis_min_replicas}
 
 [groups.{ECHO_GROUP}.functions.echo]
+
+[groups.{MEMORY_GROUP}.functions.{MEMORY_FUNCTION}]
 
 [groups.{PROCESS_GROUP}.functions.{EXCLUSIVE_FUNCTION}]
 sandbox = "process"

@@ -8,6 +8,7 @@ mod cpu;
 mod delayed;
 mod fleet;
 mod measure;
+mod memory;
 mod report;
 
 use anyhow::{Context, Result};
@@ -73,6 +74,8 @@ enum Row {
     /// Flow control: e2e throughput without limits, at max_running = 64, and under a
     /// rate limit far above the rate reached (the gate's cost, not its pacing).
     Flow,
+    /// Redis bytes per queued and per ended small job (a wordcount of one sentence).
+    Memory,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -140,6 +143,7 @@ impl RunArgs {
                 Row::Latency,
                 Row::Delayed,
                 Row::Flow,
+                Row::Memory,
             ];
         }
         self
@@ -494,7 +498,13 @@ async fn measure_all(fleet: &mut Fleet, args: &RunArgs, report: &mut Report) -> 
         measure_flow(fleet, args, &producer, report).await?;
     }
 
-    // 8. Peak RSS of the worker that ran every echo row.
+    // 8. Redis memory per queued and per ended small job.
+    if args.wants(Row::Memory) {
+        let per_job = memory::measure(fleet, &producer, jobs, args.concurrency, timeout).await?;
+        report.memory = Some(per_job);
+    }
+
+    // 9. Peak RSS of the worker that ran every echo row.
     worker.check_alive()?;
     report.worker_rss = worker.stop(Duration::from_secs(10)).await;
     ceiling_consumer.stop(Duration::from_secs(5)).await;

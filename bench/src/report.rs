@@ -14,6 +14,8 @@ const TARGET_P99: Duration = Duration::from_millis(10);
 const TARGET_WORKER_RSS: u64 = 30 * 1024 * 1024;
 /// Largest share of POST /v1/jobs throughput that API tokens may cost.
 const TARGET_AUTH_COST: f64 = 0.05;
+/// Redis bytes an ended small job may cost (issue #16).
+const TARGET_ENDED_JOB_BYTES: u64 = 400;
 
 /// Everything one run measured.
 pub struct Report {
@@ -39,6 +41,8 @@ pub struct Report {
     pub ceiling_latency: Option<Latency>,
     pub e2e_latency: Option<Latency>,
     pub worker_rss: Option<u64>,
+    /// Redis bytes per queued and per ended small job.
+    pub memory: Option<crate::memory::PerJob>,
     pub master_rss: Option<u64>,
     pub process_worker_rss: Option<u64>,
     /// (workers, concurrency, ceiling, jobfleet e2e)
@@ -124,6 +128,7 @@ impl Report {
             ceiling_latency: None,
             e2e_latency: None,
             worker_rss: None,
+            memory: None,
             master_rss: None,
             process_worker_rss: None,
             scaling: Vec::new(),
@@ -466,6 +471,13 @@ impl fmt::Display for Report {
             mb(self.master_rss),
             mb(self.process_worker_rss)
         )?;
+        if let Some(memory) = self.memory {
+            writeln!(
+                f,
+                "Redis memory per small job (wordcount of one sentence): queued {:.0} B, ended {:.0} B",
+                memory.queued, memory.ended
+            )?;
+        }
         writeln!(f)?;
         writeln!(f, "{:<30} {:>12} {:>12}  verdict", "target", "measured", "target")?;
         if let Some(ratio) = self.ratio(self.e2e) {
@@ -519,6 +531,16 @@ impl fmt::Display for Report {
                 mb(Some(rss)),
                 "< 30 MB",
                 verdict(rss < TARGET_WORKER_RSS)
+            )?;
+        }
+        if let Some(memory) = self.memory {
+            writeln!(
+                f,
+                "{:<30} {:>12} {:>12}  {}",
+                "Redis bytes per ended job",
+                format!("{:.0} B", memory.ended),
+                format!("<= {TARGET_ENDED_JOB_BYTES}"),
+                verdict(memory.ended <= TARGET_ENDED_JOB_BYTES as f64)
             )?;
         }
         if !self.scaling.is_empty() {
