@@ -261,6 +261,10 @@ pub struct GroupConfig {
     /// How long a job may wait for a worker before failing with `no_worker`; default none.
     #[serde(default, deserialize_with = "opt_duration")]
     pub queue_timeout: Option<Duration>,
+    /// How long the group's ended jobs are kept (records, their idempotency keys); default
+    /// the fleet's `retention`. A group with many small jobs keeps them shorter.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub retention: Option<Duration>,
     /// Job priorities (SPEC §9): the group queue is a priority queue (`x-max-priority`) of
     /// 1..=9 levels, and a job's `priority` above it counts as this; default none (every
     /// job has priority 0). Needs a classic queue.
@@ -299,6 +303,7 @@ impl Default for GroupConfig {
             max_takeovers: default_max_takeovers(),
             queue_type: QueueType::Classic,
             queue_timeout: None,
+            retention: None,
             max_priority: None,
             max_running: None,
             rate_limit: None,
@@ -705,6 +710,7 @@ retention = "2h"
 max_failures = 3
 queue_type = "quorum"
 queue_timeout = "10m"
+retention = "1h"
 [groups.urgent]
 max_priority = 9
 [groups.etl.functions.wordcount]
@@ -727,6 +733,8 @@ mode = "shared"
         assert_eq!(etl.max_failures, 3);
         assert_eq!(etl.queue_type, QueueType::Quorum);
         assert_eq!(etl.queue_timeout, Some(Duration::from_secs(600)));
+        assert_eq!(etl.retention, Some(Duration::from_secs(3600)));
+        assert_eq!(config.group("urgent").unwrap().retention, None);
         assert_eq!(etl.max_priority, None);
         assert_eq!(config.group("urgent").unwrap().max_priority, Some(9));
         let wordcount = config.function("etl", "wordcount").unwrap();

@@ -121,7 +121,9 @@ async fn duties(
     }
     if last_sweep.elapsed() >= sweep_every {
         *last_sweep = tokio::time::Instant::now();
-        let horizon = now_ms() - state.config.retention.as_millis() as i64;
+        // Only entries whose record is gone leave the index: the shortest retention of
+        // any group is a safe horizon for all.
+        let horizon = now_ms() - state.coordinator.shortest_retention().as_millis() as i64;
         let removed = state.coordinator.sweep_index(horizon, 1000, 100_000).await?;
         if removed > 0 {
             info!(removed, "expired jobs left the index");

@@ -76,7 +76,7 @@ impl Coordinator {
         }
         let mut call = ACTIVITY.key(self.keys.job(group, id));
         call.key(self.keys.events(group, id))
-            .arg(self.retention_secs())
+            .arg(self.retention_secs(group))
             .arg(MAX_EVENTS_PER_JOB)
             .arg(attempt);
         for entry in entries {

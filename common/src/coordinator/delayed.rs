@@ -50,7 +50,7 @@ impl Coordinator {
         call.key(self.keys.delayed(&job.group))
             .arg(run_at)
             .arg(now_ms)
-            .arg(self.retention_secs())
+            .arg(self.retention_secs(&job.group))
             .arg(job.priority.map(|p| p.to_string()).unwrap_or_default());
         let mut conn = self.connection().await?;
         let reply: Vec<String> = call.invoke_async(&mut *conn).await?;

@@ -55,6 +55,7 @@ use crate::topology::Topology;
 use connection::SharedConnection;
 use deadpool_redis::redis;
 use pool::RedisPool;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -155,6 +156,19 @@ fn is_passing_server_state(e: &redis::RedisError) -> bool {
     ) || matches!(e.code(), Some("OOM" | "LOADING" | "READONLY" | "MASTERDOWN"))
 }
 
+/// How long terminal records are kept: the fleet's retention, and the groups' own.
+#[derive(Debug, Clone)]
+struct Retention {
+    default: Duration,
+    groups: Arc<HashMap<String, Duration>>,
+}
+
+impl Retention {
+    fn of(&self, group: &str) -> Duration {
+        self.groups.get(group).copied().unwrap_or(self.default)
+    }
+}
+
 /// The coordinator of one namespace, over a deadpool-redis pool.
 #[derive(Clone)]
 pub struct Coordinator {
@@ -162,7 +176,7 @@ pub struct Coordinator {
     shared: Arc<SharedConnection>,
     keys: Keys,
     topology: Topology,
-    retention: Duration,
+    retention: Retention,
     /// The fleet's groups: where a lookup by job id alone searches.
     groups: Arc<[String]>,
     /// `redis_min_replicas`: replicas that must acknowledge each transition.
@@ -194,7 +208,10 @@ impl Coordinator {
             shared: Default::default(),
             keys: Keys::new(topology.namespace()),
             topology,
-            retention,
+            retention: Retention {
+                default: retention,
+                groups: Default::default(),
+            },
             groups: Arc::from(Vec::new()),
             replica_wait: None,
         })
@@ -204,11 +221,26 @@ impl Coordinator {
     /// and replica wait.
     pub fn from_config(config: &Config, topology: Topology) -> Result<Coordinator, CoordinatorError> {
         let groups: Vec<String> = config.groups.keys().cloned().collect();
+        let retention = config
+            .groups
+            .iter()
+            .filter_map(|(name, group)| Some((name.clone(), group.retention?)));
         Ok(
             Coordinator::connect(config.redis_endpoint(), topology, config.retention)?
                 .with_groups(groups)
+                .with_group_retention(retention)
                 .with_replica_wait(ReplicaWait::of(config)),
         )
+    }
+
+    /// The same coordinator, keeping the terminal records of the groups named here as long
+    /// as given instead of the fleet's retention.
+    pub fn with_group_retention(
+        mut self,
+        groups: impl IntoIterator<Item = (String, Duration)>,
+    ) -> Coordinator {
+        self.retention.groups = Arc::new(groups.into_iter().collect());
+        self
     }
 
     /// The same coordinator, searching `groups` on lookups by job id alone.
@@ -235,14 +267,25 @@ impl Coordinator {
         &self.groups
     }
 
-    /// How long terminal records are kept.
+    /// How long terminal records are kept: the fleet's retention.
     pub fn retention(&self) -> Duration {
-        self.retention
+        self.retention.default
     }
 
-    /// The retention in whole seconds, as the scripts take it.
-    fn retention_secs(&self) -> u64 {
-        self.retention.as_secs().max(1)
+    /// How long terminal records of `group` are kept: its own retention, or the fleet's.
+    pub fn retention_of(&self, group: &str) -> Duration {
+        self.retention.of(group)
+    }
+
+    /// The shortest retention of any group (the fleet's when no group has its own).
+    pub fn shortest_retention(&self) -> Duration {
+        let own = self.retention.groups.values().copied();
+        own.fold(self.retention.default, Duration::min)
+    }
+
+    /// The retention of `group` in whole seconds, as the scripts take it.
+    fn retention_secs(&self, group: &str) -> u64 {
+        self.retention.of(group).as_secs().max(1)
     }
 
     /// Checks that Redis answers.

@@ -193,7 +193,7 @@ impl Coordinator {
                     .arg(request.now_ms)
                     .arg(request.copy.as_arg())
                     .arg(k.alive_prefix(&job.group))
-                    .arg(self.retention_secs())
+                    .arg(self.retention_secs(&job.group))
                     .arg(request.token)
                     .arg(request.max_takeovers)
                     .arg(request.max_failures)
@@ -233,7 +233,7 @@ impl Coordinator {
                     .arg(message)
                     .arg(request.now_ms)
                     .arg(outcome.duration_ms)
-                    .arg(self.retention_secs())
+                    .arg(self.retention_secs(&attempt.job.group))
                     .arg(effect.as_arg())
                     .arg(request.max_failures),
             )
@@ -290,7 +290,7 @@ impl Coordinator {
                     .arg(bad.id)
                     .arg(bad.reason)
                     .arg(bad.now_ms)
-                    .arg(self.retention_secs())
+                    .arg(self.retention_secs(bad.group))
                     .arg(bad.group)
                     .arg(bad.function),
             )
@@ -333,7 +333,7 @@ impl Coordinator {
             .key(k.job(&job.group, ""))
             .key(k.delayed(&job.group))
             .arg(job.timeout_ms.map(|t| t.to_string()).unwrap_or_default())
-            .arg(self.retention_secs())
+            .arg(self.retention_secs(&job.group))
             .arg(run_at.map(|t| t.to_string()).unwrap_or_default())
             .arg(if new.delay_until.is_some() { "1" } else { "0" });
         for (name, value) in new.fields {
@@ -372,7 +372,7 @@ impl Coordinator {
                     .arg(request.error.kind.as_str())
                     .arg(&request.error.message)
                     .arg(crate::now_ms())
-                    .arg(self.retention_secs())
+                    .arg(self.retention_secs(&group))
                     .arg(from.join(",")),
             )
             .await?;
@@ -456,7 +456,7 @@ impl Coordinator {
                     .key(self.keys.tombstone(&group, id))
                     .key(self.keys.events(&group, id))
                     .arg(id)
-                    .arg(self.retention_secs()),
+                    .arg(self.retention_secs(&group)),
             )
             .await?;
         Forget::from_reply(&reply)
