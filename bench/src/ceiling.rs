@@ -30,12 +30,11 @@ pub fn topology(fleet: &Topology) -> Topology {
     Topology::new(format!("{}.ceiling", fleet.namespace()))
 }
 
-/// Declares the ceiling's exchanges and its job queue, as jobfleet declares a classic group.
-async fn declare(channel: &Channel, topology: &Topology) -> Result<()> {
-    topology.declare_base(channel, QueueType::Classic).await?;
-    topology
-        .declare_group(channel, GROUP, QueueType::Classic, None)
-        .await?;
+/// Declares the ceiling's exchanges and its job queue, as jobfleet declares a group of
+/// `queue_type`.
+async fn declare(channel: &Channel, topology: &Topology, queue_type: QueueType) -> Result<()> {
+    topology.declare_base(channel, queue_type).await?;
+    topology.declare_group(channel, GROUP, queue_type, None).await?;
     Ok(())
 }
 
@@ -124,11 +123,11 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects and declares the ceiling's exchanges and queue.
-    pub async fn connect(amqp_url: &str, topology: Topology) -> Result<Client> {
+    /// Connects and declares the ceiling's exchanges and queue (of `queue_type`).
+    pub async fn connect(amqp_url: &str, topology: Topology, queue_type: QueueType) -> Result<Client> {
         let connection = connect(amqp_url, "jobfleet-bench ceiling producer").await?;
         let channel = connection.create_channel().await?;
-        declare(&channel, &topology).await?;
+        declare(&channel, &topology, queue_type).await?;
         channel.confirm_select(ConfirmSelectOptions::default()).await?;
         Ok(Client {
             _connection: connection,

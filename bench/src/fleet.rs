@@ -7,7 +7,7 @@ use crate::memory::{FUNCTION as MEMORY_FUNCTION, GROUP as MEMORY_GROUP};
 use anyhow::{bail, Context, Result};
 use jobfleet_common::auth::Role;
 use jobfleet_common::client::{amqp_pool, open_channel, AmqpPool};
-use jobfleet_common::config::{self, Config};
+use jobfleet_common::config::{self, Config, QueueType};
 use jobfleet_common::coordinator::Coordinator;
 use jobfleet_common::lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
 use jobfleet_common::lapin::types::FieldTable;
@@ -73,6 +73,8 @@ impl Proc {
 pub struct Fleet {
     /// The resolved configuration (namespace, URLs, groups).
     pub config: Config,
+    /// The queue type of the echo group and the ceiling's queue.
+    pub queue_type: QueueType,
     /// Names under the namespace.
     pub topology: Topology,
     /// The ceiling's names, `NS.ceiling` (see [`crate::ceiling`]).
@@ -94,7 +96,12 @@ impl Fleet {
     /// A fresh namespace `bench-<random>` with the echo group and the process group whose
     /// functions run `python3` on the scripts in `functions_dir`, waiting for
     /// `redis_min_replicas` replicas after each transition.
-    pub fn new(bin_dir: PathBuf, functions_dir: &Path, redis_min_replicas: u32) -> Result<Fleet> {
+    pub fn new(
+        bin_dir: PathBuf,
+        functions_dir: &Path,
+        redis_min_replicas: u32,
+        queue_type: QueueType,
+    ) -> Result<Fleet> {
         let namespace = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let exclusive = functions_dir.join("wordcount.py");
         let shared = functions_dir.join("wordcount_shared.py");
@@ -103,10 +110,13 @@ impl Fleet {
                 bail!("{} is missing (pass --functions-dir)", script.display());
             }
         }
+        let echo_queue_type = queue_type.as_str();
         let toml = format!(
             r#"namespace = "{namespace}"
 redis_min_replicas = {redis_min_replicas}
 
+[groups.{ECHO_GROUP}]
+queue_type = "{echo_queue_type}"
 [groups.{ECHO_GROUP}.functions.echo]
 
 [groups.{MEMORY_GROUP}.functions.{MEMORY_FUNCTION}]
@@ -146,6 +156,7 @@ command = ["python3", {shared:?}]
         Ok(Fleet {
             config,
             ceiling: ceiling::topology(&topology),
+            queue_type,
             topology,
             coordinator,
             admin,

@@ -17,6 +17,7 @@ use cpu::{Meter, Tracked};
 use fleet::{Fleet, ECHO_GROUP, EXCLUSIVE_FUNCTION, PROCESS_GROUP, SHARED_FUNCTION};
 use jobfleet_common::binary::{self, Exit};
 use jobfleet_common::client::{Producer, ResultSubscriber};
+use jobfleet_common::config::QueueType;
 use jobfleet_common::limits::{Change, LimitsChange};
 use jobfleet_common::message::JobMessage;
 use jobfleet_common::topology::Topology;
@@ -78,6 +79,22 @@ enum Row {
     Memory,
 }
 
+/// `--queue-type`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum BenchQueueType {
+    Classic,
+    Quorum,
+}
+
+impl From<BenchQueueType> for QueueType {
+    fn from(queue_type: BenchQueueType) -> QueueType {
+        match queue_type {
+            BenchQueueType::Classic => QueueType::Classic,
+            BenchQueueType::Quorum => QueueType::Quorum,
+        }
+    }
+}
+
 #[derive(clap::Args, Debug, Clone)]
 struct RunArgs {
     /// Jobs per throughput row.
@@ -120,6 +137,10 @@ struct RunArgs {
     /// file; 0: none). Point `JOBFLEET_REDIS_URL` at a primary that has replicas.
     #[arg(long, default_value_t = 0)]
     redis_min_replicas: u32,
+    /// The queue type of the echo group and the ceiling's queue: `classic`, or `quorum`
+    /// (replicated; what a RabbitMQ cluster runs, here measured on one node).
+    #[arg(long, value_enum, default_value_t = BenchQueueType::Classic)]
+    queue_type: BenchQueueType,
     /// Where wordcount.py and wordcount_shared.py are.
     #[arg(long, default_value = "examples/python/functions")]
     functions_dir: PathBuf,
@@ -190,7 +211,12 @@ async fn run(args: RunArgs) -> Result<()> {
     };
     let functions_dir = std::fs::canonicalize(&args.functions_dir)
         .with_context(|| format!("--functions-dir {}", args.functions_dir.display()))?;
-    let mut fleet = Fleet::new(bin_dir, &functions_dir, args.redis_min_replicas)?;
+    let mut fleet = Fleet::new(
+        bin_dir,
+        &functions_dir,
+        args.redis_min_replicas,
+        args.queue_type.into(),
+    )?;
     let mut report = Report::new(
         args.jobs,
         args.concurrency,
@@ -199,6 +225,7 @@ async fn run(args: RunArgs) -> Result<()> {
         fleet.namespace(),
     );
     report.redis_min_replicas = args.redis_min_replicas;
+    report.queue_type = QueueType::from(args.queue_type).as_str();
     eprintln!(
         "jobfleet-bench: namespace {}, logs in {}",
         fleet.namespace(),
@@ -282,7 +309,8 @@ async fn ceiling_row(
     consumers: usize,
     concurrency: usize,
 ) -> Result<Throughput> {
-    let client = ceiling::Client::connect(&fleet.config.amqp_url, fleet.ceiling.clone()).await?;
+    let client =
+        ceiling::Client::connect(&fleet.config.amqp_url, fleet.ceiling.clone(), fleet.queue_type).await?;
     let mut procs = Vec::new();
     for _ in 0..consumers {
         procs.push(fleet.ceiling_consumer(concurrency).await?);
@@ -338,7 +366,8 @@ async fn measure_all(fleet: &mut Fleet, args: &RunArgs, report: &mut Report) -> 
     // 1 and 2. The ceiling (its consumer in its own process) and jobfleet end to end (a
     // worker process, the client library's producer and result subscriber), in alternating
     // rounds so that both see the same machine; the best round of each counts.
-    let ceiling_client = Arc::new(ceiling::Client::connect(&amqp_url, fleet.ceiling.clone()).await?);
+    let ceiling_client =
+        Arc::new(ceiling::Client::connect(&amqp_url, fleet.ceiling.clone(), fleet.queue_type).await?);
     let ceiling_consumer = fleet.ceiling_consumer(args.concurrency).await?;
     let mut ceiling_results = ResultSubscriber::connect(&amqp_url, fleet.ceiling.clone(), &["#"]).await?;
     let mut worker = fleet.worker(ECHO_GROUP, args.concurrency).await?;

@@ -26,6 +26,8 @@ pub struct Report {
     namespace: String,
     /// `--redis-min-replicas`: replicas each transition waited for.
     pub redis_min_replicas: u32,
+    /// `--queue-type` of the echo group and the ceiling: `classic` or `quorum`.
+    pub queue_type: &'static str,
     cpus: usize,
     load_before: String,
     load_after: String,
@@ -114,6 +116,7 @@ impl Report {
             rate,
             namespace: namespace.to_string(),
             redis_min_replicas: 0,
+            queue_type: "classic",
             cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             load_before: load_average(),
             load_after: String::new(),
@@ -345,8 +348,8 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "jobfleet benchmark: {} jobs per row, concurrency (prefetch) {}, namespace {}",
-            self.jobs, self.concurrency, self.namespace
+            "jobfleet benchmark: {} jobs per row, concurrency (prefetch) {}, {} queues, namespace {}",
+            self.jobs, self.concurrency, self.queue_type, self.namespace
         )?;
         writeln!(
             f,

@@ -90,6 +90,16 @@ pub enum QueueType {
     Quorum,
 }
 
+impl QueueType {
+    /// Its name in the fleet file: `classic` or `quorum`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
+        }
+    }
+}
+
 /// Where a function runs (SPEC §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
