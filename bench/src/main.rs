@@ -9,6 +9,7 @@ mod delayed;
 mod fleet;
 mod measure;
 mod memory;
+mod peers;
 mod report;
 
 use anyhow::{Context, Result};
@@ -141,6 +142,13 @@ struct RunArgs {
     /// (replicated; what a RabbitMQ cluster runs, here measured on one node).
     #[arg(long, value_enum, default_value_t = BenchQueueType::Classic)]
     queue_type: BenchQueueType,
+    /// Also run the peers over the same jobs (Celery, no-loss configuration); needs the
+    /// virtualenv `scripts/bench --peers` installs.
+    #[arg(long)]
+    peers: bool,
+    /// The Python with Celery installed, for `--peers`.
+    #[arg(long, default_value = "target/peers/venv/bin/python")]
+    peers_python: PathBuf,
     /// Where wordcount.py and wordcount_shared.py are.
     #[arg(long, default_value = "examples/python/functions")]
     functions_dir: PathBuf,
@@ -533,7 +541,21 @@ async fn measure_all(fleet: &mut Fleet, args: &RunArgs, report: &mut Report) -> 
         report.memory = Some(per_job);
     }
 
-    // 9. Peak RSS of the worker that ran every echo row.
+    // 9. Peers over the same jobs.
+    if args.peers {
+        let celery = peers::celery(
+            &args.peers_python,
+            &amqp_url,
+            &fleet.config.redis_url,
+            jobs,
+            args.concurrency,
+        )
+        .await?;
+        eprintln!("jobfleet-bench: Celery {:.0} jobs/s", celery.rate());
+        report.celery = Some(celery);
+    }
+
+    // 10. Peak RSS of the worker that ran every echo row.
     worker.check_alive()?;
     report.worker_rss = worker.stop(Duration::from_secs(10)).await;
     ceiling_consumer.stop(Duration::from_secs(5)).await;

@@ -43,6 +43,8 @@ pub struct Report {
     pub ceiling_latency: Option<Latency>,
     pub e2e_latency: Option<Latency>,
     pub worker_rss: Option<u64>,
+    /// Celery over the same echo jobs (`--peers`).
+    pub celery: Option<Throughput>,
     /// Redis bytes per queued and per ended small job.
     pub memory: Option<crate::memory::PerJob>,
     pub master_rss: Option<u64>,
@@ -132,6 +134,7 @@ impl Report {
             e2e_latency: None,
             worker_rss: None,
             memory: None,
+            celery: None,
             master_rss: None,
             process_worker_rss: None,
             scaling: Vec::new(),
@@ -388,6 +391,7 @@ impl fmt::Display for Report {
             &self.e2e_rounds,
         )?;
         self.throughput_line(f, "jobfleet: POST /v1/jobs, echo", self.http, &self.http_rounds)?;
+        self.throughput_line(f, "Celery: acks_late, confirms, Redis results", self.celery, &[])?;
         self.throughput_line(
             f,
             "jobfleet: POST /v1/jobs with [auth] and a token",
@@ -562,6 +566,9 @@ impl fmt::Display for Report {
                     e2e.rate() / ceiling.rate()
                 )?;
             }
+        }
+        if let (Some(e2e), Some(celery)) = (self.e2e, self.celery) {
+            writeln!(f, "jobfleet e2e / Celery = {:.1}", e2e.rate() / celery.rate())?;
         }
         writeln!(f)?;
         match self.ratio(self.e2e) {
