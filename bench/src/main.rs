@@ -527,12 +527,14 @@ async fn measure_all(fleet: &mut Fleet, args: &RunArgs, report: &mut Report) -> 
 
     // 6. Delayed jobs, published by a release master's scheduler (SPEC §9).
     if args.wants(Row::Delayed) {
-        measure_delayed(fleet, args, &producer, report).await?;
+        let rows = LeaderRows::start(fleet, args, &producer).await?;
+        measure_delayed(fleet, rows, report).await?;
     }
 
     // 7. Flow control's cost (SPEC §9), limits set at run time on the echo group.
     if args.wants(Row::Flow) {
-        measure_flow(fleet, args, &producer, report).await?;
+        let rows = LeaderRows::start(fleet, args, &producer).await?;
+        measure_flow(fleet, rows, report).await?;
     }
 
     // 8. Redis memory per queued and per ended small job.
@@ -569,17 +571,9 @@ async fn measure_all(fleet: &mut Fleet, args: &RunArgs, report: &mut Report) -> 
 /// The delayed rows: immediate throughput (client library) without, then with
 /// [`delayed::WAITING`] delayed jobs due in an hour, best of `rounds` each; then the start
 /// lateness of delayed jobs due while immediate jobs keep the worker busy.
-async fn measure_delayed(
-    fleet: &mut Fleet,
-    args: &RunArgs,
-    producer: &Producer,
-    report: &mut Report,
-) -> Result<()> {
-    let (master, timeout, mut results) = with_master(fleet, args).await?;
-    (_, results) = measure::throughput(results, echo_jobs(args.warmup()), timeout, |jobs| {
-        measure::publish_client(producer, jobs)
-    })
-    .await?;
+async fn measure_delayed(fleet: &mut Fleet, mut rows: LeaderRows<'_>, report: &mut Report) -> Result<()> {
+    let warmup = rows.args.warmup();
+    (_, rows) = rows.round(warmup).await?;
     for waiting in [false, true] {
         if waiting {
             let started = std::time::Instant::now();
@@ -588,65 +582,84 @@ async fn measure_delayed(
             report.delayed_scheduling = Some(started.elapsed());
             eprintln!("jobfleet-bench: {} delayed jobs scheduled", delayed::WAITING);
         }
-        for round in 1..=args.rounds.max(1) {
-            let row;
-            (row, results) = echo_round(results, args.jobs, timeout, producer).await?;
-            report.add_delayed(row, waiting);
-            eprintln!(
-                "jobfleet-bench: round {round}: e2e {} delayed waiting {:.0} jobs/s",
-                if waiting { delayed::WAITING } else { 0 },
-                row.rate()
-            );
-        }
+        rows = rows
+            .rounds(|round, row| {
+                report.add_delayed(row, waiting);
+                eprintln!(
+                    "jobfleet-bench: round {round}: e2e {} delayed waiting {:.0} jobs/s",
+                    if waiting { delayed::WAITING } else { 0 },
+                    row.rate()
+                );
+            })
+            .await?;
     }
-    let (late, _, _) = delayed::lateness(
-        &fleet.coordinator,
-        ECHO_GROUP,
+    let LeaderRows {
+        master,
+        args,
         producer,
-        results,
-        echo_jobs(args.jobs),
         timeout,
-    )
-    .await?;
+        results,
+    } = rows;
+    let jobs = echo_jobs(args.jobs);
+    let (late, _, _) =
+        delayed::lateness(&fleet.coordinator, ECHO_GROUP, producer, results, jobs, timeout).await?;
     report.lateness = Some(late);
     master.stop(Duration::from_secs(10)).await;
     Ok(())
 }
 
-/// One throughput round of `jobs` echo jobs through the client library; the subscriber
-/// comes back for the next round.
-async fn echo_round(
-    results: ResultSubscriber,
-    jobs: usize,
+/// What the rows that need a leader share: a master started for them, their timeout, and a
+/// subscriber to the results of the echo jobs `producer` publishes through the client library.
+struct LeaderRows<'a> {
+    master: fleet::Proc,
+    args: &'a RunArgs,
+    producer: &'a Producer,
     timeout: Duration,
-    producer: &Producer,
-) -> Result<(Throughput, ResultSubscriber)> {
-    measure::throughput(results, echo_jobs(jobs), timeout, |jobs| {
-        measure::publish_client(producer, jobs)
-    })
-    .await
+    results: ResultSubscriber,
 }
 
-/// A master started for rows that need a leader, the rows' timeout, and a subscriber to
-/// the echo group's results.
-async fn with_master(fleet: &mut Fleet, args: &RunArgs) -> Result<(fleet::Proc, Duration, ResultSubscriber)> {
-    let (master, _) = fleet.master(false).await?;
-    let patterns = ["default.echo.#"];
-    let results =
-        ResultSubscriber::connect(&fleet.config.amqp_url, fleet.topology.clone(), &patterns).await?;
-    Ok((master, args.timeout(args.jobs), results))
+impl<'a> LeaderRows<'a> {
+    /// Starts the master and subscribes to the echo group's results.
+    async fn start(fleet: &mut Fleet, args: &'a RunArgs, producer: &'a Producer) -> Result<Self> {
+        let (master, _) = fleet.master(false).await?;
+        let patterns = ["default.echo.#"];
+        let results =
+            ResultSubscriber::connect(&fleet.config.amqp_url, fleet.topology.clone(), &patterns).await?;
+        Ok(LeaderRows {
+            master,
+            args,
+            producer,
+            timeout: args.timeout(args.jobs),
+            results,
+        })
+    }
+
+    /// One throughput round of `jobs` echo jobs; the rows come back for the next round.
+    async fn round(self, jobs: usize) -> Result<(Throughput, Self)> {
+        let producer = self.producer;
+        let (row, results) = measure::throughput(self.results, echo_jobs(jobs), self.timeout, |jobs| {
+            measure::publish_client(producer, jobs)
+        })
+        .await?;
+        Ok((row, LeaderRows { results, ..self }))
+    }
+
+    /// `rounds` rounds of `jobs` echo jobs, each row handed to `add` with its round number.
+    async fn rounds(mut self, mut add: impl FnMut(usize, Throughput)) -> Result<Self> {
+        let (rounds, jobs) = (self.args.rounds.max(1), self.args.jobs);
+        for round in 1..=rounds {
+            let row;
+            (row, self) = self.round(jobs).await?;
+            add(round, row);
+        }
+        Ok(self)
+    }
 }
 
 /// The flow-control rows: e2e throughput (client library) without limits, then with each
 /// limit set at run time on the echo group, best of `rounds` each, with a master releasing
 /// held jobs.
-async fn measure_flow(
-    fleet: &mut Fleet,
-    args: &RunArgs,
-    producer: &Producer,
-    report: &mut Report,
-) -> Result<()> {
-    let (master, timeout, mut results) = with_master(fleet, args).await?;
+async fn measure_flow(fleet: &mut Fleet, mut rows: LeaderRows<'_>, report: &mut Report) -> Result<()> {
     let set = |max_running, rate_limit| LimitsChange {
         max_running,
         rate_limit,
@@ -662,18 +675,18 @@ async fn measure_flow(
     ];
     for (label, change) in settings {
         fleet.coordinator.change_limits(ECHO_GROUP, &change).await?;
-        for round in 1..=args.rounds.max(1) {
-            let row;
-            (row, results) = echo_round(results, args.jobs, timeout, producer).await?;
-            report.add_flow(label, row);
-            eprintln!(
-                "jobfleet-bench: round {round}: e2e {label} {:.0} jobs/s",
-                row.rate()
-            );
-        }
+        rows = rows
+            .rounds(|round, row| {
+                report.add_flow(label, row);
+                eprintln!(
+                    "jobfleet-bench: round {round}: e2e {label} {:.0} jobs/s",
+                    row.rate()
+                );
+            })
+            .await?;
     }
     fleet.coordinator.reset_limits(ECHO_GROUP).await?;
-    master.stop(Duration::from_secs(10)).await;
+    rows.master.stop(Duration::from_secs(10)).await;
     Ok(())
 }
 

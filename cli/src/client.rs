@@ -10,6 +10,7 @@ use jobfleet_api::{
 use jobfleet_common::message::JobStatus;
 use reqwest::{RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -250,6 +251,16 @@ impl MasterClient {
         Ok(self.send(request).await?.1)
     }
 
+    /// `POST` a JSON body.
+    async fn post_json(&self, segments: &[&str], body: &impl Serialize) -> Result<Value, ApiError> {
+        let request = self
+            .http
+            .post(self.url(segments))
+            .json(body)
+            .timeout(REQUEST_TIMEOUT);
+        Ok(self.send(request).await?.1)
+    }
+
     /// `POST /v1/jobs`, with `?wait=SECONDS` when `wait` is set.
     pub async fn submit(&self, request: &SubmitRequest, wait: Option<u64>) -> Result<Submitted, ApiError> {
         let mut builder = self.http.post(self.url(&["v1", "jobs"])).json(request);
@@ -347,22 +358,12 @@ impl MasterClient {
 
     /// `POST /v1/jobs/{action}` (`cancel` or `retry`) with a bulk filter.
     pub async fn bulk(&self, action: &str, filter: &BulkFilter) -> Result<Value, ApiError> {
-        let request = self
-            .http
-            .post(self.url(&["v1", "jobs", action]))
-            .json(filter)
-            .timeout(REQUEST_TIMEOUT);
-        Ok(self.send(request).await?.1)
+        self.post_json(&["v1", "jobs", action], filter).await
     }
 
     /// `POST /v1/schedules`.
     pub async fn create_schedule(&self, request: &ScheduleRequest) -> Result<Value, ApiError> {
-        let request = self
-            .http
-            .post(self.url(&["v1", "schedules"]))
-            .json(request)
-            .timeout(REQUEST_TIMEOUT);
-        Ok(self.send(request).await?.1)
+        self.post_json(&["v1", "schedules"], request).await
     }
 
     /// `GET /v1/schedules`.

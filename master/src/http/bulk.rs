@@ -26,42 +26,41 @@ use jobfleet_common::message::{is_valid_job_id, new_job_id, JobMessage, JobStatu
 /// Jobs acted on at once within one request.
 const IN_FLIGHT: usize = 16;
 
-/// Cancel the jobs a filter matches.
-#[utoipa::path(
-    post, path = "/v1/jobs/cancel", tag = "jobs",
-    request_body = BulkFilter,
-    responses(
-        (status = 200, description = "How many jobs matched and how many were canceled (queued or started ones)", body = BulkResult),
-        BadFilter,
-        UnknownGroup,
-        TooManyIds,
-        BackendDown,
-    )
-)]
-pub async fn cancel(
-    State(state): State<SharedState>,
-    body: Result<Json<BulkFilter>, JsonRejection>,
-) -> Result<Json<BulkResult>, ApiError> {
-    act(&state, body, cancel_one).await
+/// Declares bulk action routes: each one's OpenAPI entry (a [`BulkFilter`] in, a
+/// [`BulkResult`] out that `$answer` describes, 400, 404, 422, 503) and its handler, which
+/// runs `$act` on every record the filter matches (see [`act`]).
+macro_rules! bulk_routes {
+    ($($(#[doc = $doc:tt])* post $path:tt => $name:ident($act:ident), answering $answer:tt;)*) => {$(
+        $(#[doc = $doc])*
+        #[utoipa::path(
+            post, path = $path, tag = "jobs",
+            request_body = BulkFilter,
+            responses(
+                (status = 200, description = $answer, body = BulkResult),
+                BadFilter,
+                UnknownGroup,
+                TooManyIds,
+                BackendDown,
+            )
+        )]
+        pub async fn $name(
+            State(state): State<SharedState>,
+            body: Result<Json<BulkFilter>, JsonRejection>,
+        ) -> Result<Json<BulkResult>, ApiError> {
+            act(&state, body, $act).await
+        }
+    )*};
 }
 
-/// Retry the failed and canceled jobs a filter matches, as new jobs.
-#[utoipa::path(
-    post, path = "/v1/jobs/retry", tag = "jobs",
-    request_body = BulkFilter,
-    responses(
-        (status = 200, description = "How many jobs matched and how many were resubmitted (failed or canceled ones not retried before); `ids` are the new jobs", body = BulkResult),
-        BadFilter,
-        UnknownGroup,
-        TooManyIds,
-        BackendDown,
-    )
-)]
-pub async fn retry(
-    State(state): State<SharedState>,
-    body: Result<Json<BulkFilter>, JsonRejection>,
-) -> Result<Json<BulkResult>, ApiError> {
-    act(&state, body, retry_one).await
+bulk_routes! {
+    /// Cancel the jobs a filter matches.
+    post "/v1/jobs/cancel" => cancel(cancel_one),
+        answering "How many jobs matched and how many were canceled (queued or started ones)";
+
+    /// Retry the failed and canceled jobs a filter matches, as new jobs.
+    post "/v1/jobs/retry" => retry(retry_one),
+        answering "How many jobs matched and how many were resubmitted (failed or canceled ones not \
+                   retried before); `ids` are the new jobs";
 }
 
 /// Runs `act` on every record the filter of `body` matches, [`IN_FLIGHT`] at a time; stops

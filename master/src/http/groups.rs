@@ -7,7 +7,9 @@ use super::views::worker_view;
 use crate::fleet::{queue_depth, serving};
 use crate::state::{AppState, SharedState};
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use jobfleet_api::{ErrorBody, GroupList, GroupName, GroupView, LimitsPatch, WorkerList};
 use jobfleet_common::config::GroupConfig;
@@ -48,11 +50,6 @@ async fn group_view(
     })
 }
 
-/// The group as it is now, as `GET /v1/groups/{group}` shows it.
-async fn current(state: SharedState, group: String) -> Result<Json<GroupView>, ApiError> {
-    get(State(state), Path(GroupName { group })).await
-}
-
 /// All groups.
 #[utoipa::path(
     get, path = "/v1/groups", tag = "groups",
@@ -67,68 +64,87 @@ pub async fn list(State(state): State<SharedState>) -> Result<Json<GroupList>, A
     Ok(Json(GroupList { groups }))
 }
 
-/// One group.
-#[utoipa::path(
-    get, path = "/v1/groups/{group}", tag = "groups",
-    params(GroupName),
-    responses((status = 200, body = GroupView), UnknownGroup, BackendDown)
-)]
-pub async fn get(
-    State(state): State<SharedState>,
-    Path(GroupName { group }): Path<GroupName>,
-) -> Result<Json<GroupView>, ApiError> {
-    let config = configured(&state, &group)?;
-    let workers = backend::redis(state.coordinator.workers()).await?;
-    Ok(Json(group_view(&state, &group, config, &workers).await?))
+/// A configured group named by the route's path, with the state to act on it: a group
+/// the configuration does not name is a 404 before the handler runs.
+pub struct KnownGroup {
+    state: SharedState,
+    name: String,
 }
 
-/// Clear a group's broken flag and failure count.
-#[utoipa::path(
-    post, path = "/v1/groups/{group}/reset", tag = "groups",
-    params(GroupName),
-    responses((status = 200, body = GroupView), UnknownGroup, BackendDown)
-)]
-pub async fn reset(
-    State(state): State<SharedState>,
-    Path(GroupName { group }): Path<GroupName>,
-) -> Result<Json<GroupView>, ApiError> {
-    configured(&state, &group)?;
-    backend::redis(state.coordinator.reset_group(&group)).await?;
-    tracing::info!(%group, "group reset");
-    current(state, group).await
+impl FromRequestParts<SharedState> for KnownGroup {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, Response> {
+        let Path(GroupName { group }) = Path::<GroupName>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        configured(state, &group).map_err(IntoResponse::into_response)?;
+        Ok(KnownGroup {
+            state: state.clone(),
+            name: group,
+        })
+    }
 }
 
-/// Pause a group: it starts nothing; its queued jobs wait (SPEC §9).
-#[utoipa::path(
-    post, path = "/v1/groups/{group}/pause", tag = "groups",
-    params(GroupName),
-    responses((status = 200, body = GroupView), UnknownGroup, BackendDown)
-)]
-pub async fn pause(
-    State(state): State<SharedState>,
-    Path(GroupName { group }): Path<GroupName>,
-) -> Result<Json<GroupView>, ApiError> {
-    set_paused(state, group, true).await
+impl KnownGroup {
+    /// The group as it is now, as `GET /v1/groups/{group}` shows it.
+    async fn view(&self) -> Result<Json<GroupView>, ApiError> {
+        let config = configured(&self.state, &self.name)?;
+        let workers = backend::redis(self.state.coordinator.workers()).await?;
+        Ok(Json(group_view(&self.state, &self.name, config, &workers).await?))
+    }
+
+    /// Pauses or resumes the group.
+    async fn set_paused(&self, paused: bool) -> Result<(), ApiError> {
+        backend::redis(self.state.coordinator.set_paused(&self.name, paused)).await?;
+        tracing::info!(group = %self.name, paused, "group paused or resumed");
+        Ok(())
+    }
 }
 
-/// Resume a paused group: its held jobs start as its limits allow.
-#[utoipa::path(
-    post, path = "/v1/groups/{group}/resume", tag = "groups",
-    params(GroupName),
-    responses((status = 200, body = GroupView), UnknownGroup, BackendDown)
-)]
-pub async fn resume(
-    State(state): State<SharedState>,
-    Path(GroupName { group }): Path<GroupName>,
-) -> Result<Json<GroupView>, ApiError> {
-    set_paused(state, group, false).await
+/// Declares routes on one configured group that answer it as it is after the route's
+/// body has run: each one's OpenAPI entry (200 with the group, 404 for a group the
+/// configuration does not name, 503) and its handler, which takes the [`KnownGroup`].
+macro_rules! group_routes {
+    ($($(#[doc = $doc:tt])* $method:ident $path:tt => $name:ident($group:ident) { $($body:tt)* })*) => {$(
+        $(#[doc = $doc])*
+        #[utoipa::path(
+            $method, path = $path, tag = "groups",
+            params(GroupName),
+            responses((status = 200, body = GroupView), UnknownGroup, BackendDown)
+        )]
+        pub async fn $name($group: KnownGroup) -> Result<Json<GroupView>, ApiError> {
+            $($body)*
+            $group.view().await
+        }
+    )*};
 }
 
-async fn set_paused(state: SharedState, group: String, paused: bool) -> Result<Json<GroupView>, ApiError> {
-    configured(&state, &group)?;
-    backend::redis(state.coordinator.set_paused(&group, paused)).await?;
-    tracing::info!(%group, paused, "group paused or resumed");
-    current(state, group).await
+group_routes! {
+    /// One group.
+    get "/v1/groups/{group}" => get(group) {}
+
+    /// Clear a group's broken flag and failure count.
+    post "/v1/groups/{group}/reset" => reset(group) {
+        backend::redis(group.state.coordinator.reset_group(&group.name)).await?;
+        tracing::info!(group = %group.name, "group reset");
+    }
+
+    /// Pause a group: it starts nothing; its queued jobs wait (SPEC §9).
+    post "/v1/groups/{group}/pause" => pause(group) {
+        group.set_paused(true).await?;
+    }
+
+    /// Resume a paused group: its held jobs start as its limits allow.
+    post "/v1/groups/{group}/resume" => resume(group) {
+        group.set_paused(false).await?;
+    }
+
+    /// Go back to the config file's limits (the pause state stays).
+    delete "/v1/groups/{group}/limits" => reset_limits(group) {
+        backend::redis(group.state.coordinator.reset_limits(&group.name)).await?;
+        tracing::info!(group = %group.name, "group limits back to the config file's");
+    }
 }
 
 /// Change a group's limits at run time (kept in Redis over restarts; a field left out
@@ -145,32 +161,14 @@ async fn set_paused(state: SharedState, group: String, paused: bool) -> Result<J
     )
 )]
 pub async fn change_limits(
-    State(state): State<SharedState>,
-    Path(GroupName { group }): Path<GroupName>,
+    group: KnownGroup,
     body: Result<Json<LimitsPatch>, JsonRejection>,
 ) -> Result<Json<GroupView>, ApiError> {
-    configured(&state, &group)?;
     let Json(patch) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let change = limits_change(patch)?;
-    backend::redis(state.coordinator.change_limits(&group, &change)).await?;
-    tracing::info!(%group, ?change, "group limits changed");
-    current(state, group).await
-}
-
-/// Go back to the config file's limits (the pause state stays).
-#[utoipa::path(
-    delete, path = "/v1/groups/{group}/limits", tag = "groups",
-    params(GroupName),
-    responses((status = 200, body = GroupView), UnknownGroup, BackendDown)
-)]
-pub async fn reset_limits(
-    State(state): State<SharedState>,
-    Path(GroupName { group }): Path<GroupName>,
-) -> Result<Json<GroupView>, ApiError> {
-    configured(&state, &group)?;
-    backend::redis(state.coordinator.reset_limits(&group)).await?;
-    tracing::info!(%group, "group limits back to the config file's");
-    current(state, group).await
+    backend::redis(group.state.coordinator.change_limits(&group.name, &change)).await?;
+    tracing::info!(group = %group.name, ?change, "group limits changed");
+    group.view().await
 }
 
 /// Checks a limits patch; a bad value is a 400 naming it.
