@@ -24,6 +24,9 @@ pub struct PerJob {
     pub queued: f64,
     /// After every job ended (finished).
     pub ended: f64,
+    /// The server's `hash-max-listpack-value` (records longer than it take the larger
+    /// `hashtable` form), when `CONFIG GET` may read it.
+    pub listpack_value: Option<u64>,
 }
 
 /// `count` small wordcount jobs of the memory group.
@@ -115,5 +118,17 @@ pub async fn measure(
     Ok(PerJob {
         queued: per_job(queued),
         ended: per_job(ended),
+        listpack_value: listpack_value(&mut redis).await,
     })
+}
+
+/// The server's `hash-max-listpack-value`; `None` when `CONFIG` is not allowed.
+async fn listpack_value(redis: &mut MultiplexedConnection) -> Option<u64> {
+    let reply: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("hash-max-listpack-value")
+        .query_async(redis)
+        .await
+        .ok()?;
+    reply.get(1)?.parse().ok()
 }

@@ -481,8 +481,13 @@ impl fmt::Display for Report {
         if let Some(memory) = self.memory {
             writeln!(
                 f,
-                "Redis memory per small job (wordcount of one sentence): queued {:.0} B, ended {:.0} B",
-                memory.queued, memory.ended
+                "Redis memory per small job (wordcount of one sentence): queued {:.0} B, ended {:.0} B \
+                 (hash-max-listpack-value {})",
+                memory.queued,
+                memory.ended,
+                memory
+                    .listpack_value
+                    .map_or_else(|| "unknown".to_string(), |v| v.to_string())
             )?;
         }
         writeln!(f)?;

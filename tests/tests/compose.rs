@@ -712,6 +712,16 @@ fn brokers_prometheus_and_grafana_are_wired_as_provisioned() {
         "redis keeps its append-only file: {:?}",
         redis.command
     );
+    let listpack_value = redis
+        .command
+        .windows(2)
+        .find(|w| w[0] == "--hash-max-listpack-value")
+        .and_then(|w| w[1].parse::<u32>().ok());
+    assert!(
+        listpack_value >= Some(512),
+        "job records stay compact listpacks (operations.md): {:?}",
+        redis.command
+    );
 
     // Prometheus reads the prometheus.yml of this directory.
     let prometheus = service_of_image(&services, "prom/prometheus");
