@@ -538,6 +538,17 @@ impl ResultSubscriber {
         Ok((channel, consumer, queue.name().to_string()))
     }
 
+    /// Stops subscribing: closes the subscription's channel and connection (an exclusive
+    /// queue goes with them; a durable one stays, with its bindings) and the pool.
+    pub async fn close(mut self) {
+        if let Some(subscription) = self.consumer.take() {
+            let _ = subscription.channel.close(200, "closed".into()).await;
+            let connection = deadpool::managed::Object::take(subscription.connection);
+            let _ = tokio::time::timeout(SUBSCRIBER_DEADLINE, connection.close(200, "closed".into())).await;
+        }
+        self.pool.close();
+    }
+
     /// The next result. An undecodable message is acknowledged and returned as an error;
     /// a broken connection is reopened (an exclusive queue misses what came meanwhile).
     pub async fn next(&mut self) -> Result<ResultMessage, ClientError> {

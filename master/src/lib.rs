@@ -18,7 +18,7 @@ pub mod waiters;
 pub use error::MasterError;
 pub use monitor::MonitorTimings;
 
-use jobfleet_common::client::{self, ClientError, ResultSubscriber};
+use jobfleet_common::client::{self, ClientError};
 use jobfleet_common::config::Config;
 use state::AppState;
 use std::sync::Arc;
@@ -72,13 +72,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), MasterError> {
     let state = connect(config, &shutdown).await?;
-    let subscriber =
-        ResultSubscriber::connect(state.config.amqp_endpoint(), state.topology.clone(), &["#"]).await?;
-    let waiters = {
-        let state = state.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move { state.waiters.listen(subscriber, shutdown).await })
-    };
+    state.waiters.set_feed_idle(timings.feed_idle);
     let monitor = {
         let state = state.clone();
         let shutdown = shutdown.clone();
@@ -104,7 +98,7 @@ pub async fn run(
             .map_err(MasterError::from),
     };
     shutdown.cancel();
-    let _ = tokio::join!(waiters, monitor, scheduler);
+    let _ = tokio::join!(monitor, scheduler);
     state.pool.close();
     state.inspect_pool.close();
     info!("master stopped");

@@ -28,6 +28,9 @@ pub struct MasterMetrics {
     pub jobs_corrected: IntCounterVec,
     /// `jobfleet_http_waiting_requests`: synchronous submits waiting for their job to end.
     pub waiting_requests: IntGauge,
+    /// `jobfleet_master_result_feed`: 1 while this master subscribes to the result topic
+    /// (only while submits wait, and for a while after).
+    pub result_feed: IntGauge,
     /// `jobfleet_audit_write_failures_total`: audit entries Redis did not take (each is
     /// still logged).
     pub audit_write_failures: IntCounter,
@@ -133,6 +136,13 @@ impl MasterMetrics {
                 "Synchronous submits (?wait=) waiting for their job to end.",
             ),
         );
+        let result_feed = register(
+            &registry,
+            IntGauge::new(
+                "jobfleet_master_result_feed",
+                "1 while this master subscribes to the result topic (only while submits wait).",
+            ),
+        );
         let audit_write_failures = register(
             &registry,
             IntCounter::new(
@@ -150,6 +160,7 @@ impl MasterMetrics {
             schedule_firings,
             audit_write_failures,
             waiting_requests,
+            result_feed,
             registry,
             jobs_submitted,
             queue_depth,

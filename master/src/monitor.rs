@@ -23,6 +23,9 @@ pub struct MonitorTimings {
     pub lease_ttl: Duration,
     /// How often expired index entries are swept.
     pub sweep_every: Duration,
+    /// How long the result feed stays subscribed with no submit waiting
+    /// ([`crate::waiters::FEED_IDLE`] by default).
+    pub feed_idle: Duration,
 }
 
 impl Default for MonitorTimings {
@@ -31,6 +34,7 @@ impl Default for MonitorTimings {
             tick: Duration::from_secs(1),
             lease_ttl: Duration::from_secs(5),
             sweep_every: Duration::from_secs(10),
+            feed_idle: crate::waiters::FEED_IDLE,
         }
     }
 }

@@ -91,7 +91,7 @@ impl AppState {
             inspect_pool,
             pool,
             schemas,
-            waiters: Waiters::default(),
+            waiters: Waiters::new(config.amqp_endpoint(), topology.clone(), shutdown.clone()),
             metrics: MasterMetrics::for_config(&config),
             config,
             topology,

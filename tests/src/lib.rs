@@ -178,6 +178,7 @@ impl TestEnv {
             tick: Duration::from_millis(200),
             lease_ttl: Duration::from_secs(2),
             sweep_every: Duration::from_millis(500),
+            feed_idle: Duration::from_secs(2),
         };
         let handle = tokio::spawn(async move {
             jobfleet_master::run(config, listener, timings, token)

@@ -20,6 +20,11 @@ async fn post(client: &Client, url: &str, body: Value) -> Result<(StatusCode, Va
 
 /// The waiting-requests gauge of the master at `base`.
 async fn waiting(http: &Client, base: &str) -> Option<i64> {
+    gauge(http, base, "jobfleet_http_waiting_requests").await
+}
+
+/// The gauge `name` of the master at `base`.
+async fn gauge(http: &Client, base: &str, name: &str) -> Option<i64> {
     let text = http
         .get(format!("{base}/metrics"))
         .send()
@@ -29,7 +34,7 @@ async fn waiting(http: &Client, base: &str) -> Option<i64> {
         .await
         .ok()?;
     text.lines()
-        .find_map(|line| line.strip_prefix("jobfleet_http_waiting_requests "))
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|value| value.trim().parse().ok())
 }
 
@@ -86,4 +91,44 @@ async fn every_waiting_submit_leaves_the_registry() {
         (waiting(&http, &base).await? == 0).then_some(())
     })
     .await;
+}
+
+/// The master consumes results only while a submit waits (a master serving submits nobody
+/// waits for costs the broker no second delivery per job): its feed opens with the first
+/// waiting submit, wakes it, and closes once nobody waited for its idle time (2 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_master_subscribes_to_results_only_while_submits_wait() {
+    let mut env = TestEnv::with_config("waits-feed", FLEET);
+    let base = env.start_master().await;
+    env.start_worker(env.worker().concurrency(4)).await;
+    let http = Client::new();
+    let jobs = format!("{base}/v1/jobs");
+    let feed = || gauge(&http, &base, "jobfleet_master_result_feed");
+    let echo = |i: i32| json!({"group": "default", "function": "echo", "args": i});
+
+    let (status, _) = post(&http, &jobs, echo(0)).await.unwrap();
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(feed().await, Some(0), "nobody waits: no feed");
+
+    for round in 1..=2 {
+        let started = std::time::Instant::now();
+        let (status, record) = post(&http, &format!("{jobs}?wait=20"), echo(round))
+            .await
+            .unwrap();
+        assert_eq!(
+            (status, &record["status"]),
+            (StatusCode::OK, &json!("finished")),
+            "{record}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "woken by the result, not the timeout"
+        );
+        assert_eq!(feed().await, Some(1), "a submit waited: the feed is open");
+        eventually(Duration::from_secs(15), || async {
+            (feed().await == Some(0)).then_some(())
+        })
+        .await;
+    }
+    env.stop_workers().await;
 }

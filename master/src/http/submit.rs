@@ -309,7 +309,8 @@ async fn wait_for_end(
     mut waiter: Waiter<'_>,
     wait: Duration,
 ) -> Result<Option<JobRecord>, ApiError> {
-    // It may have ended before we registered.
+    // Results published from here on wake the waiter; it may have ended before.
+    state.waiters.subscribed().await;
     let record = backend::redis(state.coordinator.job(id)).await?;
     if record.as_ref().is_none_or(|r| r.status.is_terminal()) {
         return Ok(record);

@@ -32,6 +32,10 @@ pub async fn readyz(State(state): State<SharedState>) -> Result<Json<Health>, Ap
 pub async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
     crate::fleet::refresh_gauges(&state).await;
     state.metrics.waiting_requests.set(state.waiters.count() as i64);
+    state
+        .metrics
+        .result_feed
+        .set(i64::from(state.waiters.feeding().await));
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
