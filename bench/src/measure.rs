@@ -219,6 +219,54 @@ pub async fn submit_http(
     Ok(())
 }
 
+/// Jobs per `POST /v1/jobs/batch` request: the most the master takes.
+pub const BATCH_JOBS: usize = 1000;
+
+/// Submits `jobs` through `POST /v1/jobs/batch` in batches of up to 1,000 with `submitters`
+/// requests in flight; every job must be answered `created`.
+pub async fn submit_batches(base_url: &str, jobs: Vec<JobMessage>, submitters: usize) -> Result<()> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(submitters)
+        .build()?;
+    let batches: Vec<Value> = jobs
+        .chunks(BATCH_JOBS)
+        .map(|chunk| {
+            let specs: Vec<Value> = chunk
+                .iter()
+                .map(|job| json!({"group": job.group, "function": job.function, "args": job.args, "id": job.id}))
+                .collect();
+            json!({ "jobs": specs })
+        })
+        .collect();
+    let batches = Arc::new(batches);
+    let next = Arc::new(AtomicUsize::new(0));
+    let url = format!("{base_url}/v1/jobs/batch");
+    let mut tasks = Vec::with_capacity(submitters);
+    for _ in 0..submitters {
+        let (client, batches, next, url) = (client.clone(), batches.clone(), next.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(batch) = batches.get(i) else {
+                    return Ok(());
+                };
+                let response = client.post(&url).json(batch).send().await?;
+                let status = response.status();
+                let answer: Value = response.json().await.unwrap_or_default();
+                if status != reqwest::StatusCode::OK
+                    || answer["created"] != batch["jobs"].as_array().map(Vec::len).unwrap_or(0)
+                {
+                    bail!("POST /v1/jobs/batch answered {status}: {answer}");
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.context("submitter task")??;
+    }
+    Ok(())
+}
+
 /// Checks that every job's record is `finished` in Redis.
 pub async fn check_recorded(coordinator: &Coordinator, jobs: &[String]) -> Result<()> {
     let records = coordinator.jobs(jobs).await?;
