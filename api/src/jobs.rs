@@ -186,6 +186,62 @@ pub struct JobPage {
     pub next_cursor: Option<String>,
 }
 
+/// Most jobs one `POST /v1/jobs/batch` takes.
+pub const MAX_BATCH_JOBS: usize = 1000;
+
+/// `POST /v1/jobs/batch` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BatchRequest {
+    /// 1..=1000 jobs, each as the body of `POST /v1/jobs`.
+    pub jobs: Vec<SubmitRequest>,
+}
+
+/// What became of one job of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchOutcome {
+    /// A new job, queued (or delayed).
+    Created,
+    /// Its id or idempotency key names a job already: that one, never a second run.
+    Existing,
+    /// Refused, as `POST /v1/jobs` would have refused it alone.
+    Error,
+}
+
+/// One job's answer in a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BatchItem {
+    /// What became of it.
+    pub outcome: BatchOutcome,
+    /// `created`: the new job's id; `existing`: the original job's id (another id than the
+    /// one sent when the idempotency key matched); `error`: the job's id once it had one
+    /// (an unconfirmed publish: the job may still run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The status code `POST /v1/jobs` would have answered for this job alone: 202
+    /// (created), 200 (existing) or the error's.
+    pub http_status: u16,
+    /// A delayed job's start time (RFC 3339), when created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<String>,
+    /// `error`: the error `POST /v1/jobs` would have answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::error::ErrorDetail>,
+}
+
+/// The answer of `POST /v1/jobs/batch`: every job's, in the request's order, and counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BatchResult {
+    /// One answer per job of the request, in its order.
+    pub jobs: Vec<BatchItem>,
+    /// Jobs created.
+    pub created: u32,
+    /// Jobs that named an existing job.
+    pub existing: u32,
+    /// Jobs refused.
+    pub failed: u32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,7 @@ pub use fleet::{GroupList, GroupName, GroupView, Health, LimitsPatch, WorkerList
 pub use jobs::{
     Accepted, JobErrorView, JobId, JobPage, JobView, ListQuery, ProgressView, SubmitQuery, SubmitRequest,
 };
+pub use jobs::{BatchItem, BatchOutcome, BatchRequest, BatchResult, MAX_BATCH_JOBS};
 pub use schedules::{ScheduleList, ScheduleName, ScheduleRequest, ScheduleView};
 pub use time::{parse_rfc3339, rfc3339, LAST_RFC3339_MS};
 

@@ -66,6 +66,8 @@ enum Row {
     E2e,
     /// jobfleet through POST /v1/jobs.
     Http,
+    /// jobfleet through POST /v1/jobs/batch, 1,000 jobs a request.
+    Batch,
     /// The process sandbox, exclusive and shared.
     Process,
     /// Latency at a fixed rate, ceiling and jobfleet.
@@ -122,6 +124,9 @@ struct RunArgs {
     /// Concurrent HTTP clients of the POST /v1/jobs row.
     #[arg(long, default_value_t = 32)]
     http_clients: usize,
+    /// Requests in flight of the POST /v1/jobs/batch row (1,000 jobs each).
+    #[arg(long, default_value_t = 4)]
+    batch_clients: usize,
     /// Quick run: 500 jobs, 1 round, 200 latency samples, 50 exclusive jobs, no scaling.
     #[arg(long)]
     smoke: bool,
@@ -168,6 +173,7 @@ impl RunArgs {
                 Row::Ceiling,
                 Row::E2e,
                 Row::Http,
+                Row::Batch,
                 Row::Process,
                 Row::Latency,
                 Row::Delayed,
@@ -459,6 +465,11 @@ async fn measure_all(fleet: &mut Fleet, args: &RunArgs, report: &mut Report) -> 
         auth_master.stop(Duration::from_secs(10)).await;
     }
 
+    // 3b. The same through POST /v1/jobs/batch, 1,000 jobs a request.
+    if args.wants(Row::Batch) {
+        results = measure_batch(fleet, args, results, worker.pid, report).await?;
+    }
+
     // 4. The process sandbox, exclusive and shared, on its own worker.
     if args.wants(Row::Process) {
         let process_worker = fleet.worker(PROCESS_GROUP, args.process_concurrency).await?;
@@ -566,6 +577,46 @@ async fn measure_all(fleet: &mut Fleet, args: &RunArgs, report: &mut Report) -> 
         measure_scaling(fleet, args, report).await?;
     }
     Ok(())
+}
+
+/// The POST /v1/jobs/batch row on a release master process: warm-up, then best of
+/// `rounds`; every record must be `finished`. The subscriber comes back for the next rows.
+async fn measure_batch(
+    fleet: &mut Fleet,
+    args: &RunArgs,
+    mut results: ResultSubscriber,
+    worker_pid: u32,
+    report: &mut Report,
+) -> Result<ResultSubscriber> {
+    let timeout = args.timeout(args.jobs);
+    let (master, url) = fleet.master(false).await?;
+    (_, results) = measure::throughput(results, echo_jobs(args.warmup()), timeout, |jobs| {
+        measure::submit_batches(&url, jobs, args.batch_clients)
+    })
+    .await?;
+    let services = cpu::services(&fleet.config.amqp_url, &fleet.config.redis_url);
+    for round in 1..=args.rounds.max(1) {
+        let batch = echo_jobs(args.jobs);
+        let ids: Vec<String> = batch.iter().map(|j| j.id.clone()).collect();
+        let tracked = [
+            Tracked::new("worker", worker_pid),
+            Tracked::new("master", master.pid),
+        ];
+        let meter = Meter::start(&services, &tracked);
+        let (row, warm) = measure::throughput(results, batch, timeout, |jobs| {
+            measure::submit_batches(&url, jobs, args.batch_clients)
+        })
+        .await?;
+        results = warm;
+        measure::check_recorded(&fleet.coordinator, &ids).await?;
+        report.add_batch(row, meter.per_job(args.jobs));
+        eprintln!(
+            "jobfleet-bench: round {round}: http batch {:.0} jobs/s",
+            row.rate()
+        );
+    }
+    master.stop(Duration::from_secs(10)).await;
+    Ok(results)
 }
 
 /// The delayed rows: immediate throughput (client library) without, then with

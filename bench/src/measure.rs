@@ -190,25 +190,46 @@ pub async fn submit_http(
         .pool_max_idle_per_host(submitters)
         .default_headers(headers)
         .build()?;
-    let jobs = Arc::new(jobs);
+    let bodies = jobs.iter().map(job_spec).collect();
+    let accepted = |status, _: &Value, _: &Value| status == reqwest::StatusCode::ACCEPTED;
+    post_all(
+        client,
+        format!("{base_url}/v1/jobs"),
+        bodies,
+        submitters,
+        accepted,
+    )
+    .await
+}
+
+/// A job's spec as `POST /v1/jobs` takes it, with its id.
+fn job_spec(job: &JobMessage) -> Value {
+    json!({"group": job.group, "function": job.function, "args": job.args, "id": job.id})
+}
+
+/// POSTs each of `bodies` to `url`, `submitters` requests in flight; `accepted` judges each
+/// answer by its status, its body and the request's body.
+async fn post_all(
+    client: reqwest::Client,
+    url: String,
+    bodies: Vec<Value>,
+    submitters: usize,
+    accepted: fn(reqwest::StatusCode, &Value, &Value) -> bool,
+) -> Result<()> {
+    let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
-    let url = format!("{base_url}/v1/jobs");
     let mut tasks = Vec::with_capacity(submitters);
     for _ in 0..submitters {
-        let (client, jobs, next, url) = (client.clone(), jobs.clone(), next.clone(), url.clone());
+        let (client, bodies, next, url) = (client.clone(), bodies.clone(), next.clone(), url.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(job) = jobs.get(i) else { return Ok(()) };
-                let body =
-                    json!({"group": job.group, "function": job.function, "args": job.args, "id": job.id});
-                let response = client.post(&url).json(&body).send().await?;
-                if response.status() != reqwest::StatusCode::ACCEPTED {
-                    bail!(
-                        "POST /v1/jobs answered {}: {}",
-                        response.status(),
-                        response.text().await.unwrap_or_default()
-                    );
+                let Some(body) = bodies.get(i) else { return Ok(()) };
+                let response = client.post(&url).json(body).send().await?;
+                let status = response.status();
+                let answer: Value = response.json().await.unwrap_or_default();
+                if !accepted(status, &answer, body) {
+                    bail!("POST {url} answered {status}: {answer}");
                 }
             }
         }));
@@ -217,6 +238,32 @@ pub async fn submit_http(
         task.await.context("submitter task")??;
     }
     Ok(())
+}
+
+/// Jobs per `POST /v1/jobs/batch` request: the most the master takes.
+pub const BATCH_JOBS: usize = 1000;
+
+/// Submits `jobs` through `POST /v1/jobs/batch` in batches of up to 1,000 with `submitters`
+/// requests in flight; every job must be answered `created`.
+pub async fn submit_batches(base_url: &str, jobs: Vec<JobMessage>, submitters: usize) -> Result<()> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(submitters)
+        .build()?;
+    let bodies = jobs
+        .chunks(BATCH_JOBS)
+        .map(|chunk| json!({ "jobs": chunk.iter().map(job_spec).collect::<Vec<_>>() }))
+        .collect();
+    let all_created = |status, answer: &Value, body: &Value| {
+        status == reqwest::StatusCode::OK && answer["created"] == body["jobs"].as_array().map_or(0, Vec::len)
+    };
+    post_all(
+        client,
+        format!("{base_url}/v1/jobs/batch"),
+        bodies,
+        submitters,
+        all_created,
+    )
+    .await
 }
 
 /// Checks that every job's record is `finished` in Redis.

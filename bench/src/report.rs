@@ -38,6 +38,9 @@ pub struct Report {
     pub http_auth: Option<Throughput>,
     http_rounds: Vec<f64>,
     http_auth_rounds: Vec<f64>,
+    /// POST /v1/jobs/batch, 1,000 jobs a request.
+    pub batch: Option<Throughput>,
+    batch_rounds: Vec<f64>,
     pub exclusive: Option<Throughput>,
     pub shared: Option<Throughput>,
     pub ceiling_latency: Option<Latency>,
@@ -128,6 +131,8 @@ impl Report {
             http_auth: None,
             http_rounds: Vec::new(),
             http_auth_rounds: Vec::new(),
+            batch: None,
+            batch_rounds: Vec::new(),
             exclusive: None,
             shared: None,
             ceiling_latency: None,
@@ -294,6 +299,17 @@ impl Report {
         }
     }
 
+    /// A round of POST /v1/jobs/batch: kept when it is the best so far (with its CPU per job).
+    pub fn add_batch(&mut self, row: Throughput, cpu: Vec<(String, Duration)>) {
+        let label = "POST /v1/jobs/batch";
+        self.batch_rounds.push(row.rate());
+        if self.batch.is_none_or(|b| row.rate() > b.rate()) {
+            self.batch = Some(row);
+            self.cpu.retain(|(name, _)| *name != label);
+            self.cpu.push((label, cpu));
+        }
+    }
+
     /// A round of the jobfleet e2e row: kept when it is the best so far.
     pub fn add_e2e(&mut self, row: Throughput, cpu: Vec<(String, Duration)>) {
         self.e2e_rounds.push(row.rate());
@@ -397,6 +413,12 @@ impl fmt::Display for Report {
             "jobfleet: POST /v1/jobs with [auth] and a token",
             self.http_auth,
             &self.http_auth_rounds,
+        )?;
+        self.throughput_line(
+            f,
+            "jobfleet: POST /v1/jobs/batch, 1000 a request",
+            self.batch,
+            &self.batch_rounds,
         )?;
         self.throughput_line(
             f,

@@ -244,7 +244,7 @@ pub struct SubmitArgs {
     /// skipped), wait for all of them and print a summary; exits 1 if any did not finish.
     #[arg(long, value_name = "FILE.jsonl")]
     pub bulk: Option<PathBuf>,
-    /// With --bulk: requests in flight at once.
+    /// With --bulk: requests in flight at once (batches of up to 1,000 jobs, then waits).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024), requires = "bulk")]
     pub in_flight: u16,
 }

@@ -5,7 +5,8 @@
 
 use crate::error::exit;
 use jobfleet_api::{
-    BulkFilter, ErrorBody, LimitsPatch, ListQuery, ScheduleRequest, SubmitRequest, MAX_WAIT_SECONDS,
+    BatchRequest, BatchResult, BulkFilter, ErrorBody, LimitsPatch, ListQuery, ScheduleRequest, SubmitRequest,
+    MAX_WAIT_SECONDS,
 };
 use jobfleet_common::message::JobStatus;
 use reqwest::{RequestBuilder, StatusCode, Url};
@@ -349,6 +350,16 @@ impl MasterClient {
         }
         let body = response.bytes().await.map_err(|e| self.transport_error(e))?;
         Err(error_from_body(status, &body))
+    }
+
+    /// `POST /v1/jobs/batch`: up to 1,000 jobs in one request, each one's answer in order.
+    pub async fn submit_batch(&self, batch: &BatchRequest) -> Result<BatchResult, ApiError> {
+        let request = self
+            .http
+            .post(self.url(&["v1", "jobs", "batch"]))
+            .json(batch)
+            .timeout(REQUEST_TIMEOUT);
+        decode(&self.send(request).await?.1, "batch answer")
     }
 
     /// `POST /v1/jobs/{id}/cancel`.

@@ -65,7 +65,7 @@ fn expected(method: &str, path: &str) -> Option<Role> {
         ("POST", "/v1/jobs/cancel" | "/v1/jobs/retry" | "/v1/schedules") => Some(Role::Admin),
         ("DELETE", "/v1/schedules/{name}") => Some(Role::Admin),
         ("GET", "/metrics" | "/openapi.json") => Some(Role::Read),
-        ("POST", "/v1/jobs" | "/v1/jobs/{id}/cancel") => Some(Role::Submit),
+        ("POST", "/v1/jobs" | "/v1/jobs/batch" | "/v1/jobs/{id}/cancel") => Some(Role::Submit),
         ("DELETE", "/v1/jobs/{id}") | ("POST", "/v1/groups/{group}/reset") => Some(Role::Admin),
         ("POST", "/v1/groups/{group}/pause" | "/v1/groups/{group}/resume") => Some(Role::Admin),
         ("PATCH" | "DELETE", "/v1/groups/{group}/limits") => Some(Role::Admin),

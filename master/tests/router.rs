@@ -450,3 +450,105 @@ async fn bad_limits_are_400() {
     );
     expect_error(unknown, StatusCode::NOT_FOUND, "not_found").await;
 }
+
+#[tokio::test]
+async fn malformed_empty_and_oversized_batches_are_refused_whole() {
+    for body in ["{", "", "[]", "null", "{}", r#"{"jobs": {}}"#, r#"{"jobs": 3}"#] {
+        let request = request(Method::POST, "/v1/jobs/batch", Some("application/json"), body);
+        let message = expect_error(request, StatusCode::BAD_REQUEST, "bad_request").await;
+        assert!(message.starts_with("invalid JSON body"), "{body}: {message}");
+    }
+    let message = expect_error(
+        submit_to("/v1/jobs/batch", json!({"jobs": []})),
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    )
+    .await;
+    assert_eq!(message, "jobs is empty: a batch has 1..=1000 jobs");
+    let job = json!({"group": "etl", "function": "echo"});
+    let jobs = vec![job; 1001];
+    let message = expect_error(
+        submit_to("/v1/jobs/batch", json!({ "jobs": jobs })),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_value",
+    )
+    .await;
+    assert!(
+        message.starts_with("a batch has at most 1000 jobs, this one 1001"),
+        "{message}"
+    );
+    // Beyond a single submit's body limit but within the batch's: read, and refused only for
+    // its number of jobs.
+    let big = json!({"group": "etl", "function": "echo", "args": "x".repeat(900)});
+    let jobs = vec![big; 1001];
+    let body = json!({ "jobs": jobs });
+    assert!(body.to_string().len() > BODY_LIMIT);
+    let request = submit_to("/v1/jobs/batch", body);
+    expect_error(request, StatusCode::UNPROCESSABLE_ENTITY, "invalid_value").await;
+    let huge = "x".repeat(33 * 1024 * 1024);
+    let request = submit_to(
+        "/v1/jobs/batch",
+        json!({"jobs": [{"group": "etl", "function": "echo", "args": huge}]}),
+    );
+    expect_error(request, StatusCode::PAYLOAD_TOO_LARGE, "too_large").await;
+}
+
+#[tokio::test]
+async fn a_batch_of_invalid_jobs_answers_each_error_in_place_without_a_service() {
+    let jobs = json!([
+        {"group": "nope", "function": "echo"},
+        {"group": "etl", "function": "nope"},
+        {"group": "etl", "function": "echo", "id": "a b"},
+        {"group": "etl", "function": "wordcount", "args": {"text": 3}},
+        {"group": "etl", "function": "echo", "args": "x".repeat(1001)},
+        {"group": "etl", "function": "echo", "priority": 3},
+        {"group": "etl", "function": "echo", "delay_ms": 2_592_000_001_u64},
+        {"function": "echo"},
+        {"group": "etl", "function": "echo", "priority": 10},
+        "not a job",
+    ]);
+    let (status, body) = send(app(), submit_to("/v1/jobs/batch", json!({ "jobs": jobs }))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let expected = [
+        (404, "not_found"),
+        (422, "unknown_function"),
+        (400, "bad_request"),
+        (422, "invalid_args"),
+        (413, "too_large"),
+        (400, "bad_request"),
+        (422, "invalid_value"),
+        (400, "bad_request"),
+        (400, "bad_request"),
+        (400, "bad_request"),
+    ];
+    let answers = body["jobs"].as_array().unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(answers.len(), expected.len(), "{body}");
+    for (answer, (code, kind)) in answers.iter().zip(expected) {
+        assert_eq!(answer["outcome"], "error", "{answer}");
+        assert_eq!(answer["http_status"], code, "{answer}");
+        assert_eq!(answer["error"]["kind"], kind, "{answer}");
+        assert!(answer.get("id").is_none(), "{answer}");
+    }
+    assert_eq!(answers[0]["error"]["message"], r#"unknown group "nope""#);
+    assert_eq!(
+        (
+            body["created"].clone(),
+            body["existing"].clone(),
+            body["failed"].clone()
+        ),
+        (json!(0), json!(0), json!(10))
+    );
+    // Each job is answered as POST /v1/jobs answers it alone.
+    let alone = expect_error(
+        submit(json!({"group": "etl", "function": "echo", "priority": 10})),
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    )
+    .await;
+    let in_batch = answers[8]["error"]["message"].as_str().unwrap();
+    let why = "priority must be an integer from 0 to 9, not 10";
+    assert!(
+        in_batch.contains(why) && alone.contains(why),
+        "{in_batch} / {alone}"
+    );
+}

@@ -110,6 +110,33 @@ async fn a_broker_alarm_gives_503s_never_hangs() {
         assert_unavailable(&send(submit(&http, &base, &id)).await, &id);
         refused.push(id);
     }
+    // A batch is refused job by job, each in its place, and leaves no record behind.
+    let ids: Vec<String> = (0..3).map(|i| format!("blocked-batch-{i}")).collect();
+    let jobs: Vec<Value> = ids
+        .iter()
+        .map(|id| json!({"group": "default", "function": "echo", "id": id, "args": id}))
+        .collect();
+    let batch = http
+        .post(format!("{base}/v1/jobs/batch"))
+        .json(&json!({ "jobs": jobs }));
+    let (status, body) = send(batch).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let answers = body["jobs"].as_array().unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(answers.len(), ids.len(), "{body}");
+    for (answer, id) in answers.iter().zip(&ids) {
+        let shape = (
+            &answer["outcome"],
+            &answer["http_status"],
+            &answer["error"]["kind"],
+        );
+        assert_eq!(
+            shape,
+            (&json!("error"), &json!(503), &json!("unavailable")),
+            "{body}"
+        );
+        assert_eq!(env.coordinator.job(id).await.unwrap(), None, "{id} was discarded");
+    }
+    refused.extend(ids);
     // Reads that need only Redis still answer; the rest answer too.
     let (status, record) = send(http.get(format!("{base}/v1/jobs/before"))).await;
     assert_eq!(

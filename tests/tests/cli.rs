@@ -521,6 +521,18 @@ async fn bulk_submits_a_jsonl_file_and_summarizes_outcomes() {
         "{run:?}"
     );
     assert!(run.stderr.is_empty(), "no progress bar off a terminal: {run:?}");
+    // The lines went in one batch request; POST /v1/jobs only waited for them, one each.
+    let metrics = reqwest::get(format!("{m}/metrics")).await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    let posts = |route: &str| {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("jobfleet_http_requests_total{"))
+            .filter(|l| l.contains("method=\"POST\"") && l.contains(&format!("route=\"{route}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>()
+    };
+    assert_eq!((posts("/v1/jobs/batch"), posts("/v1/jobs")), (1, 20), "{metrics}");
 
     // 17 good lines and 3 the function rejects: exit 1, the summary names the bad lines.
     let mixed: String = (1..=20)

@@ -1,25 +1,29 @@
-//! `jobfleet submit GROUP FUNCTION --bulk FILE.jsonl`: one job per line, submitted with a
-//! bounded number of requests in flight over one connection pool, then waited for; a
-//! progress bar on a terminal's stderr and a summary of outcomes on stdout.
+//! `jobfleet submit GROUP FUNCTION --bulk FILE.jsonl`: one job per line, submitted in
+//! batches (`POST /v1/jobs/batch`, up to 1,000 jobs each) with a bounded number of requests
+//! in flight over one connection pool, then waited for; a progress bar on a terminal's
+//! stderr and a summary of outcomes on stdout.
 
 use super::submit::{read_input, timeout_ms};
 use super::Context;
 use crate::args::SubmitArgs;
-use crate::client::{decode, ApiError, MasterClient, Submitted};
+use crate::client::{decode, ApiError, MasterClient};
 use crate::error::CliError;
 use crate::output::{self, Table};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use jobfleet_api::{GroupView, JobView, SubmitRequest};
+use jobfleet_api::MAX_BATCH_JOBS;
+use jobfleet_api::{BatchOutcome, BatchRequest, BatchResult, ErrorDetail, GroupView, JobView, SubmitRequest};
 use jobfleet_common::message::new_job_id;
 use serde_json::{json, Value};
 use std::io::IsTerminal;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Attempts per submission when the master is unreachable or answers 5xx. Safe to repeat:
-/// every line's id is chosen here, and a repeated id never runs twice.
+/// Attempts per batch when the master is unreachable or answers 5xx. Safe to repeat: every
+/// line's id is chosen here, and a repeated id never runs twice.
 const SUBMIT_ATTEMPTS: u32 = 4;
+/// Bytes of args a batch carries at most (the master takes batch bodies up to 32 MiB).
+const BATCH_ARGS_BYTES: usize = 16 * 1024 * 1024;
 /// Unfinished jobs listed in the text summary (`--json` lists all).
 const LISTED: usize = 20;
 
@@ -103,26 +107,32 @@ pub async fn run(context: &Context, args: SubmitArgs) -> Result<(), CliError> {
     let mut outcomes = Vec::with_capacity(total);
 
     let mut queued = Vec::with_capacity(total);
-    let mut submissions = futures::stream::iter(requests)
-        .map(|(line, request)| async move {
-            let result = submit_retrying(client, &request).await;
-            (line, request, result)
+    let mut submissions = futures::stream::iter(batches(requests))
+        .map(|batch| async move {
+            let jobs = batch.iter().map(|(_, request)| request.clone()).collect();
+            let result = submit_retrying(client, &BatchRequest { jobs }).await;
+            (batch, result)
         })
         .buffer_unordered(in_flight);
-    while let Some((line, request, result)) = submissions.next().await {
-        bar.inc(1);
+    while let Some((batch, result)) = submissions.next().await {
+        bar.inc(batch.len() as u64);
         match result {
-            Ok(()) => queued.push((line, request)),
+            Ok(answer) => {
+                let mut answers = answer.jobs.into_iter();
+                for (line, request) in batch {
+                    match answers.next() {
+                        Some(item) if item.outcome != BatchOutcome::Error => queued.push((line, request)),
+                        item => outcomes.push(rejected(line, request, item.and_then(|i| i.error))),
+                    }
+                }
+            }
             Err(e @ ApiError::Unreachable { .. }) => {
                 bar.abandon();
                 return Err(e.into());
             }
-            Err(e) => outcomes.push(Outcome::from_error(
-                line,
-                request.id.unwrap_or_default(),
-                "rejected",
-                &e,
-            )),
+            Err(e) => outcomes.extend(batch.into_iter().map(|(line, request)| {
+                Outcome::from_error(line, request.id.unwrap_or_default(), "rejected", &e)
+            })),
         }
     }
     drop(submissions);
@@ -285,18 +295,53 @@ async fn preflight(client: &MasterClient, group: &str, function: &str) -> Result
     Ok(())
 }
 
-/// Submits one line, retrying while the master is unreachable or answers 5xx.
-async fn submit_retrying(client: &MasterClient, request: &SubmitRequest) -> Result<(), ApiError> {
+/// Submits one batch, retrying while the master is unreachable or answers 5xx.
+async fn submit_retrying(client: &MasterClient, batch: &BatchRequest) -> Result<BatchResult, ApiError> {
     let mut attempt = 0;
     loop {
-        match client.submit(request, None).await {
-            Ok(Submitted::Accepted { .. } | Submitted::Record(_)) => return Ok(()),
+        match client.submit_batch(batch).await {
             Err(e) if e.is_transient() && attempt + 1 < SUBMIT_ATTEMPTS => {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
             }
-            Err(e) => return Err(e),
+            answer => return answer,
         }
+    }
+}
+
+/// The lines in batches of up to [`MAX_BATCH_JOBS`] jobs and about [`BATCH_ARGS_BYTES`] of
+/// args (a larger line goes alone).
+fn batches(requests: Vec<(usize, SubmitRequest)>) -> Vec<Vec<(usize, SubmitRequest)>> {
+    let mut batches = Vec::new();
+    let mut batch: Vec<(usize, SubmitRequest)> = Vec::new();
+    let mut bytes = 0;
+    for (line, request) in requests {
+        let size = request.args.as_ref().map_or(4, |args| args.to_string().len());
+        if !batch.is_empty() && (batch.len() == MAX_BATCH_JOBS || bytes + size > BATCH_ARGS_BYTES) {
+            batches.push(std::mem::take(&mut batch));
+            bytes = 0;
+        }
+        bytes += size;
+        batch.push((line, request));
+    }
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
+    batches
+}
+
+/// A line the master refused, with its error (one is always given; none is a protocol slip).
+fn rejected(line: usize, request: SubmitRequest, error: Option<ErrorDetail>) -> Outcome {
+    let error = error.unwrap_or_else(|| ErrorDetail {
+        kind: "unavailable".into(),
+        message: "the master's batch answer left this job out".into(),
+    });
+    Outcome {
+        line,
+        id: request.id.unwrap_or_default(),
+        status: "rejected".into(),
+        result: None,
+        error: Some((error.kind, error.message)),
     }
 }
 
@@ -347,5 +392,26 @@ mod tests {
             vec![(1, json!({"a": 1})), (4, json!([1, 2])), (5, json!("s"))]
         );
         assert_eq!(parse_jsonl("1\n{oops\n").unwrap_err().0, 2);
+    }
+
+    #[test]
+    fn batches_hold_at_most_1000_jobs_and_keep_the_order() {
+        let request = |n: usize| SubmitRequest {
+            group: "g".into(),
+            function: "f".into(),
+            args: Some(json!(n)),
+            id: None,
+            idempotency_key: None,
+            timeout_ms: None,
+            run_at: None,
+            delay_ms: None,
+            priority: None,
+        };
+        let split = batches((1..=2001).map(|n| (n, request(n))).collect());
+        let sizes: Vec<usize> = split.iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![1000, 1000, 1]);
+        let lines: Vec<usize> = split.iter().flatten().map(|(line, _)| *line).collect();
+        assert_eq!(lines, (1..=2001).collect::<Vec<_>>());
+        assert!(batches(Vec::new()).is_empty());
     }
 }

@@ -108,21 +108,32 @@ impl IndexStream {
 impl Coordinator {
     /// The group holding job `id`, searching the fleet's groups in one round trip.
     pub async fn group_of(&self, id: &str) -> Result<Option<String>, CoordinatorError> {
-        if self.groups.is_empty() {
-            return Ok(None);
+        Ok(self.groups_of(&[id]).await?.pop().flatten())
+    }
+
+    /// [`Coordinator::group_of`] for many ids, in one pipelined round trip, in their order.
+    pub async fn groups_of(&self, ids: &[&str]) -> Result<Vec<Option<String>>, CoordinatorError> {
+        if self.groups.is_empty() || ids.is_empty() {
+            return Ok(vec![None; ids.len()]);
         }
         let mut pipe = redis::pipe();
-        for group in self.groups.iter() {
-            pipe.exists(self.keys.job(group, id));
+        for id in ids {
+            for group in self.groups.iter() {
+                pipe.exists(self.keys.job(group, id));
+            }
         }
         let mut conn = self.connection().await?;
         let found: Vec<bool> = pipe.query_async(&mut *conn).await?;
-        Ok(self
-            .groups
-            .iter()
-            .zip(found)
-            .find(|(_, f)| *f)
-            .map(|(g, _)| g.clone()))
+        Ok(found
+            .chunks(self.groups.len())
+            .map(|found| {
+                self.groups
+                    .iter()
+                    .zip(found)
+                    .find(|(_, f)| **f)
+                    .map(|(g, _)| g.clone())
+            })
+            .collect())
     }
 
     /// A job's record, or `None` for an unknown id.

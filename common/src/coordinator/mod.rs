@@ -32,6 +32,7 @@ mod registry;
 mod replication;
 mod schedules;
 mod sentinel;
+mod submit;
 mod transitions;
 
 pub use delayed::{Deferral, DueJob};

@@ -93,11 +93,23 @@ impl Coordinator {
         pipe: &mut Pipeline,
         reload: &ScriptInvocation<'_>,
     ) -> Result<Vec<i64>, CoordinatorError> {
+        let replies = self.pipelined(pipe, reload).await?;
+        let answers: Result<Vec<i64>, redis::ParsingError> =
+            replies.into_iter().map(i64::from_redis_value).collect();
+        Ok(answers.map_err(redis::RedisError::from)?)
+    }
+
+    /// [`Coordinator::transitions`] for scripts that answer anything: their replies, in order.
+    pub(super) async fn pipelined(
+        &self,
+        pipe: &mut Pipeline,
+        reload: &ScriptInvocation<'_>,
+    ) -> Result<Vec<redis::Value>, CoordinatorError> {
         if let Some(wait) = self.replica_wait {
             wait.append_to(pipe);
         }
         let mut conn = self.connection().await?;
-        let mut answers: Vec<i64> = match pipe.query_async(&mut *conn).await {
+        let mut replies: Vec<redis::Value> = match pipe.query_async(&mut *conn).await {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                 reload.load_async(&mut *conn).await?;
                 pipe.query_async(&mut *conn).await?
@@ -105,10 +117,13 @@ impl Coordinator {
             other => other?,
         };
         if let Some(wait) = self.replica_wait {
-            let acknowledged = answers.pop().unwrap_or_default();
+            let acknowledged = match replies.pop() {
+                Some(reply) => i64::from_redis_value(reply).map_err(redis::RedisError::from)?,
+                None => 0,
+            };
             wait.check(u32::try_from(acknowledged).unwrap_or(0))?;
         }
-        Ok(answers)
+        Ok(replies)
     }
 }
 

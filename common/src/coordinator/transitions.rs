@@ -17,7 +17,6 @@ static COMPLETE: LazyLock<Script> = LazyLock::new(|| attempt_script(include_str!
 static REQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/requeue.lua")));
 static BAD_MESSAGE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/bad_message.lua")));
 static RETRY: LazyLock<Script> = LazyLock::new(|| attempt_script(include_str!("../lua/retry.lua")));
-static SUBMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/submit.lua")));
 static END_EARLY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/end_early.lua")));
 static FORGET: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/forget.lua")));
 static DISCARD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/discard.lua")));
@@ -312,40 +311,10 @@ impl Coordinator {
     /// `run_at`, enters the delayed set, and counts as queued from `run_at` on (the queued
     /// set's score, which the queue timeout and the corrector read).
     pub async fn submit_job(&self, new: NewJob<'_>) -> Result<Submitted, CoordinatorError> {
-        let NewJob {
-            job, idempotency_key, ..
-        } = new;
-        if let Some(group) = self.group_of(&job.id).await? {
-            if group != job.group {
-                // The id names a job of another group already: that one is the original.
-                return Ok(Submitted::Existing(job.id.clone()));
-            }
-        }
-        let k = &self.keys;
-        let idem = idempotency_key
-            .map(|key| k.idempotency(&job.group, key))
-            .unwrap_or_default();
-        let submitted_at = job.submitted_at.unwrap_or_else(crate::now_ms);
-        let run_at = new.delay_until.or(job.run_at);
-        let mut call = self.record_call(&SUBMIT, job, json_text(&job.args), submitted_at);
-        call.key(k.group(&job.group))
-            .key(idem)
-            .key(k.job(&job.group, ""))
-            .key(k.delayed(&job.group))
-            .arg(job.timeout_ms.map(|t| t.to_string()).unwrap_or_default())
-            .arg(self.retention_secs(&job.group))
-            .arg(run_at.map(|t| t.to_string()).unwrap_or_default())
-            .arg(if new.delay_until.is_some() { "1" } else { "0" });
-        for (name, value) in new.fields {
-            call.arg(*name).arg(*value);
-        }
-        let reply: Vec<String> = self.transition(&call).await?;
-        match (reply.first().map(String::as_str), reply.get(1)) {
-            (Some("created"), _) => Ok(Submitted::Created),
-            (Some("existing"), Some(id)) => Ok(Submitted::Existing(id.clone())),
-            (Some("broken"), _) => Ok(Submitted::GroupBroken),
-            _ => Err(CoordinatorError::Corrupt(format!("submit reply {reply:?}"))),
-        }
+        let mut submitted = self.submit_jobs(&[new]).await?;
+        submitted
+            .pop()
+            .ok_or_else(|| CoordinatorError::Corrupt("no submit reply".into()))
     }
 
     /// Ends a job early: a cancel (`queued|started → canceled`) or a queue timeout

@@ -160,21 +160,33 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// A copy for another job of the same batch: the same status, kind and message (the
+    /// backing service's error stays with this one).
+    pub fn same(&self) -> ApiError {
+        ApiError::new(self.status, self.kind, self.message.clone())
+    }
+
+    /// The status and the `error` object of the answer, logging a backing service's failure.
+    pub fn into_detail(self) -> (StatusCode, ErrorDetail) {
         match self.source.as_deref() {
             Some(Backend::Coordinator(e)) => tracing::error!(error = %e, "redis call failed"),
             Some(Backend::Broker(e)) => tracing::error!(error = %e, "broker call failed"),
             Some(e @ Backend::Deadline { .. }) => tracing::error!(error = %e, "backing service too slow"),
             None => {}
         }
-        let body = ErrorBody {
-            error: ErrorDetail {
-                kind: self.kind.to_string(),
-                message: self.message,
-            },
+        let detail = ErrorDetail {
+            kind: self.kind.to_string(),
+            message: self.message,
         };
-        (self.status, Json(body)).into_response()
+        (self.status, detail)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, error) = self.into_detail();
+        (status, Json(ErrorBody { error })).into_response()
     }
 }
 

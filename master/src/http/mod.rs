@@ -4,6 +4,7 @@ pub mod access;
 pub mod activity;
 pub mod audit;
 pub mod backend;
+pub mod batch;
 pub mod bulk;
 pub mod error;
 pub mod groups;
@@ -23,6 +24,7 @@ use axum::response::Response;
 use axum::routing::{delete, get, patch, post};
 use axum::Router;
 use error::ApiError;
+use jobfleet_common::config::Config;
 use utoipa::OpenApi;
 
 /// The OpenAPI description, generated from the handlers' annotations.
@@ -34,6 +36,7 @@ use utoipa::OpenApi;
     ),
     paths(
         submit::submit,
+        batch::submit,
         jobs::get,
         jobs::list,
         jobs::cancel,
@@ -70,14 +73,12 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 
 /// The API router over `state`.
 pub fn router(state: SharedState) -> Router {
-    // Room for the JSON envelope around args of max_args_bytes.
-    let body_limit = state
-        .config
-        .max_args_bytes
-        .saturating_mul(2)
-        .saturating_add(64 * 1024);
     Router::new()
         .route("/v1/jobs", post(submit::submit).get(jobs::list))
+        .route(
+            "/v1/jobs/batch",
+            post(batch::submit).layer(DefaultBodyLimit::max(batch::body_limit(&state.config))),
+        )
         .route("/v1/jobs/cancel", post(bulk::cancel))
         .route("/v1/jobs/retry", post(bulk::retry))
         .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::delete))
@@ -103,10 +104,15 @@ pub fn router(state: SharedState) -> Router {
         .route("/openapi.json", get(system::openapi))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
-        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(DefaultBodyLimit::max(body_limit(&state.config)))
         .layer(middleware::from_fn_with_state(state.clone(), access::guard))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
+}
+
+/// The largest request body: room for the JSON envelope around args of `max_args_bytes`.
+pub fn body_limit(config: &Config) -> usize {
+    config.max_args_bytes.saturating_mul(2).saturating_add(64 * 1024)
 }
 
 /// Counts and times every request by method, matched route and status.

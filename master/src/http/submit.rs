@@ -26,6 +26,7 @@ use jobfleet_common::trace::{TraceParent, TRACEPARENT};
 
 // The API reads `priority` within its own bound: the wire's.
 const _: () = assert!(jobfleet_api::MAX_PRIORITY == jobfleet_common::message::MAX_PRIORITY);
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -50,53 +51,16 @@ pub async fn submit(
     query: Result<Query<SubmitQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    // A caller's W3C trace context continues on the job; a malformed one is ignored.
-    let traceparent = headers
-        .get(TRACEPARENT)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| TraceParent::parse(v).is_some())
-        .map(String::from);
+    let traceparent = traceparent_of(&headers);
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let wait = wait_of(query.wait)?;
-    let request = parse(&state, body)?;
-    let now = jobfleet_common::now_ms();
-    let run_at = run_at_of(request.run_at.as_deref(), request.delay_ms, now)?;
-    let mut job = validate(
-        &state,
-        request.group,
-        request.function,
-        request.args.unwrap_or(Value::Null),
-        request.id,
-        request.timeout_ms,
-    )?;
-    job.priority = check_priority(&state, &job.group, request.priority)?;
-    job.submitted_at = Some(now);
-    job.run_at = run_at;
-    // A job due later waits unpublished in its group's delayed set; one due now (a past
-    // run_at) is published at once, its run_at kept in the record.
-    let delay_until = run_at.filter(|&at| at > now);
-    let idempotency_key = match request.idempotency_key {
-        Some(key) if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES => {
-            return Err(ApiError::bad_request(format!(
-                "idempotency_key must be 1..={MAX_IDEMPOTENCY_KEY_BYTES} bytes"
-            )));
-        }
-        key => key,
-    };
-    let submission = Submission {
-        job: &job,
-        idempotency_key: idempotency_key.as_deref(),
-        traceparent: traceparent.as_deref(),
-        delay_until,
-        retry_of: None,
-    };
+    let prepared = prepare(&state, parse(&state, body)?, jobfleet_common::now_ms())?;
+    let submission = prepared.submission(traceparent.as_deref());
+    let job = &prepared.job;
     // Listen before the job can end, so a quick result is not missed.
     let waiter = wait.map(|_| state.waiters.register(&job.id));
     match submission::record(&state, submission).await? {
-        Submitted::GroupBroken => Err(ApiError::group_broken(format!(
-            "group {:?} is broken; POST /v1/groups/{}/reset to run jobs again",
-            job.group, job.group
-        ))),
+        Submitted::GroupBroken => Err(broken(&job.group)),
         // A repeat: the original job, never a second run.
         Submitted::Existing(existing) => {
             drop(waiter);
@@ -117,27 +81,117 @@ pub async fn submit(
                     Some(record) if record.status.is_terminal() => {
                         Ok((StatusCode::OK, Json(job_view(&record))).into_response())
                     }
-                    record => Ok(accepted(&job, record.map_or(JobStatus::Queued, |r| r.status))),
+                    record => Ok(accepted(job, record.map_or(JobStatus::Queued, |r| r.status))),
                 },
-                _ => Ok(accepted(&job, JobStatus::Queued)),
+                _ => Ok(accepted(job, JobStatus::Queued)),
             }
         }
     }
 }
 
+/// A job spec that passed every check of `POST /v1/jobs`, ready to record.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The job, its id chosen and `submitted_at` set.
+    pub job: JobMessage,
+    /// The caller's idempotency key.
+    pub idempotency_key: Option<String>,
+    /// A delayed job's start (see [`Submission::delay_until`]).
+    pub delay_until: Option<i64>,
+}
+
+impl Prepared {
+    /// The submission of this job with the caller's trace context.
+    pub fn submission<'a>(&'a self, traceparent: Option<&'a str>) -> Submission<'a> {
+        Submission {
+            job: &self.job,
+            idempotency_key: self.idempotency_key.as_deref(),
+            traceparent,
+            delay_until: self.delay_until,
+            retry_of: None,
+        }
+    }
+}
+
+/// Checks a job spec as `POST /v1/jobs` does (its body read, `now` its submit time):
+/// delay, group, function, id, timeout, args, priority, idempotency key.
+pub fn prepare(state: &AppState, request: SubmitRequest, now: i64) -> Result<Prepared, ApiError> {
+    let run_at = run_at_of(request.run_at.as_deref(), request.delay_ms, now)?;
+    let mut job = validate(
+        state,
+        request.group,
+        request.function,
+        request.args.unwrap_or(Value::Null),
+        request.id,
+        request.timeout_ms,
+    )?;
+    job.priority = check_priority(state, &job.group, request.priority)?;
+    job.submitted_at = Some(now);
+    job.run_at = run_at;
+    let idempotency_key = match request.idempotency_key {
+        Some(key) if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES => {
+            return Err(ApiError::bad_request(format!(
+                "idempotency_key must be 1..={MAX_IDEMPOTENCY_KEY_BYTES} bytes"
+            )));
+        }
+        key => key,
+    };
+    Ok(Prepared {
+        job,
+        idempotency_key,
+        // A job due later waits unpublished in its group's delayed set; one due now (a
+        // past run_at) is published at once, its run_at kept in the record.
+        delay_until: run_at.filter(|&at| at > now),
+    })
+}
+
+/// A caller's W3C trace context, which continues on the job; a malformed one is ignored.
+pub fn traceparent_of(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| TraceParent::parse(v).is_some())
+        .map(String::from)
+}
+
+/// The answer to a job of a broken group.
+pub fn broken(group: &str) -> ApiError {
+    ApiError::group_broken(format!(
+        "group {group:?} is broken; POST /v1/groups/{group}/reset to run jobs again"
+    ))
+}
+
 /// Publishes a job whose record was just created (a delayed one is left to the leader) and
 /// counts it in `jobfleet_jobs_submitted_total`.
 pub(super) async fn publish_created(state: &SharedState, submission: Submission<'_>) -> Result<(), ApiError> {
-    if submission.delay_until.is_none() {
-        submission::publish(state, submission).await?;
+    submission::one(publish_created_all(state, &[submission]).await)?
+}
+
+/// [`publish_created`] for many jobs, the immediate ones published together (see
+/// [`submission::publish_all`]): each one's outcome, in order.
+pub(super) async fn publish_created_all(
+    state: &SharedState,
+    submissions: &[Submission<'_>],
+) -> Vec<Result<(), ApiError>> {
+    let immediate: Vec<Submission<'_>> = submissions
+        .iter()
+        .filter(|s| s.delay_until.is_none())
+        .copied()
+        .collect();
+    let mut published = submission::publish_all(state, &immediate).await.into_iter();
+    let outcomes = submissions.iter().map(|s| match s.delay_until {
+        Some(_) => Ok(()),
+        None => published.next().unwrap_or(Ok(())),
+    });
+    let outcomes: Vec<Result<(), ApiError>> = outcomes.collect();
+    for (s, _) in submissions.iter().zip(&outcomes).filter(|(_, o)| o.is_ok()) {
+        state
+            .metrics
+            .jobs_submitted
+            .with_label_values(&[&s.job.group, &s.job.function])
+            .inc();
     }
-    let job = submission.job;
-    state
-        .metrics
-        .jobs_submitted
-        .with_label_values(&[&job.group, &job.function])
-        .inc();
-    Ok(())
+    outcomes
 }
 
 /// The `?wait=` duration, if any.
@@ -154,7 +208,10 @@ fn wait_of(wait: Option<f64>) -> Result<Option<Duration>, ApiError> {
 }
 
 /// The request body, read within the size limit and parsed.
-fn parse(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<SubmitRequest, ApiError> {
+pub fn parse<T: DeserializeOwned>(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::too_large(format!(
