@@ -7,6 +7,7 @@ mod ceiling;
 mod cpu;
 mod delayed;
 mod fleet;
+mod long_row;
 mod measure;
 mod memory;
 mod peers;
@@ -147,6 +148,11 @@ struct RunArgs {
     /// (replicated; what a RabbitMQ cluster runs, here measured on one node).
     #[arg(long, value_enum, default_value_t = BenchQueueType::Classic)]
     queue_type: BenchQueueType,
+    /// Only the long row: this many echo jobs (e.g. 1000000) through one group in segments
+    /// of 100,000, submitted with POST /v1/jobs/batch; each segment's throughput and the
+    /// worker's and master's RSS after it.
+    #[arg(long, value_name = "JOBS")]
+    long: Option<usize>,
     /// Also run the peers over the same jobs (Celery, no-loss configuration); needs the
     /// virtualenv `scripts/bench --peers` installs.
     #[arg(long)]
@@ -245,8 +251,17 @@ async fn run(args: RunArgs) -> Result<()> {
         fleet.namespace(),
         fleet.log_dir().display()
     );
+    let rows = async {
+        match args.long {
+            Some(total) => {
+                report.long = long_row::measure(&mut fleet, total, args.concurrency).await?;
+                Ok(())
+            }
+            None => measure_all(&mut fleet, &args, &mut report).await,
+        }
+    };
     let measured = tokio::select! {
-        measured = measure_all(&mut fleet, &args, &mut report) => measured,
+        measured = rows => measured,
         _ = stop_signal() => Err(anyhow::anyhow!("interrupted")),
     };
     // Children are killed by now (dropped); take their queues, exchanges and keys along.

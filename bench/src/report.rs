@@ -46,6 +46,8 @@ pub struct Report {
     pub ceiling_latency: Option<Latency>,
     pub e2e_latency: Option<Latency>,
     pub worker_rss: Option<u64>,
+    /// The long row's segments (`--long`).
+    pub long: Vec<crate::long_row::Segment>,
     /// Celery over the same echo jobs (`--peers`).
     pub celery: Option<Throughput>,
     /// Redis bytes per queued and per ended small job.
@@ -140,6 +142,7 @@ impl Report {
             worker_rss: None,
             memory: None,
             celery: None,
+            long: Vec::new(),
             master_rss: None,
             process_worker_rss: None,
             scaling: Vec::new(),
@@ -322,6 +325,37 @@ impl Report {
     /// Reads the load average at the end.
     pub fn finish(&mut self) {
         self.load_after = load_average();
+    }
+
+    /// The long row: each segment's jobs/s and RSS, and how the last compares with the first.
+    fn long_rows(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (Some(first), Some(last)) = (self.long.first(), self.long.last()) else {
+            return Ok(());
+        };
+        writeln!(f)?;
+        writeln!(
+            f,
+            "{:<24} {:>10} {:>12} {:>12}",
+            "long row: jobs so far", "jobs/s", "worker RSS", "master RSS"
+        )?;
+        let mut done = 0;
+        for segment in &self.long {
+            done += segment.throughput.jobs;
+            writeln!(
+                f,
+                "{done:<24} {:>10.0} {:>12} {:>12}",
+                segment.throughput.rate(),
+                mb(segment.worker_rss),
+                mb(segment.master_rss)
+            )?;
+        }
+        writeln!(
+            f,
+            "last / first segment: throughput {:.2}, worker RSS {}, master RSS {}",
+            last.throughput.rate() / first.throughput.rate(),
+            growth(first.worker_rss, last.worker_rss),
+            growth(first.master_rss, last.master_rss)
+        )
     }
 
     fn ratio(&self, row: Option<Throughput>) -> Option<f64> {
@@ -594,6 +628,7 @@ impl fmt::Display for Report {
                 )?;
             }
         }
+        self.long_rows(f)?;
         if let (Some(e2e), Some(celery)) = (self.e2e, self.celery) {
             writeln!(f, "jobfleet e2e / Celery = {:.1}", e2e.rate() / celery.rate())?;
         }
@@ -602,5 +637,13 @@ impl fmt::Display for Report {
             Some(ratio) => writeln!(f, "e2e/ceiling = {ratio:.2}"),
             None => writeln!(f, "e2e/ceiling = n/a (rows skipped)"),
         }
+    }
+}
+
+/// `last / first` of two sizes, as text.
+fn growth(first: Option<u64>, last: Option<u64>) -> String {
+    match (first, last) {
+        (Some(first), Some(last)) if first > 0 => format!("{:.2}", last as f64 / first as f64),
+        _ => "-".into(),
     }
 }
