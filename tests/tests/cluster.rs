@@ -79,6 +79,10 @@ impl Fault {
 struct Accepted {
     id: String,
     took: Duration,
+    /// An HTTP submit the master answered with an error first (its publish may have
+    /// been left unconfirmed: the record stays, and the run-record corrector republishes
+    /// the job if no message of it exists — docs/design.md).
+    unsettled: bool,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,8 +192,14 @@ async fn steady_load_through(fault: Fault) {
         late_jobs > 0,
         "the worker started while node {target} was down ran no job before it came back"
     );
+    // Only a job whose HTTP submit failed first may have been left for the corrector (an
+    // unconfirmed publish keeps its record); anything more, the cluster lost.
+    let unsettled = accepted.iter().filter(|a| a.unsettled).count() as u64;
     let corrected = corrected_jobs(&env, &master).await;
-    assert_eq!(corrected, 0, "the corrector had to repair jobs the cluster lost");
+    assert!(
+        corrected <= unsettled,
+        "the corrector had to repair {corrected} jobs, {unsettled} of them left unconfirmed by a failed submit"
+    );
 
     let duplicates: usize = results.values().map(|r| r.len() - 1).sum();
     let slowest = accepted.iter().map(|a| a.took).max().unwrap_or_default();
@@ -234,28 +244,31 @@ async fn submit_until(target: LoadTarget, stop: CancellationToken) -> Vec<Accept
         tick.tick().await;
         let job = JobMessage::new(GROUP, "sleep", json!({"ms": JOB_MS}));
         let started = Instant::now();
-        if accepted.len() % HTTP_EVERY == 0 {
-            submit_http(&target, &job).await;
+        let unsettled = if accepted.len() % HTTP_EVERY == 0 {
+            submit_http(&target, &job).await
         } else {
             target
                 .producer
                 .publish(&job)
                 .await
                 .unwrap_or_else(|e| panic!("job {} not accepted: {e}", job.id));
-        }
+            false
+        };
         accepted.push(Accepted {
             id: job.id,
             took: started.elapsed(),
+            unsettled,
         });
     }
     accepted
 }
 
 /// `POST /v1/jobs` with the job's id, repeated (safe: the id makes it one job) until the
-/// master accepts it.
-async fn submit_http(target: &LoadTarget, job: &JobMessage) {
+/// master accepts it; whether it answered an error first.
+async fn submit_http(target: &LoadTarget, job: &JobMessage) -> bool {
     let body = json!({"group": job.group, "function": job.function, "args": job.args, "id": job.id});
     let deadline = Instant::now() + GIVE_UP;
+    let mut failed_first = false;
     loop {
         let sent = target
             .http
@@ -264,7 +277,7 @@ async fn submit_http(target: &LoadTarget, job: &JobMessage) {
             .send()
             .await;
         let status = match sent {
-            Ok(response) if response.status().is_success() => return,
+            Ok(response) if response.status().is_success() => return failed_first,
             Ok(response) => response.status().to_string(),
             Err(e) => e.to_string(),
         };
@@ -273,6 +286,7 @@ async fn submit_http(target: &LoadTarget, job: &JobMessage) {
             "job {} not accepted by the master within {GIVE_UP:?}: {status}",
             job.id
         );
+        failed_first = true;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
