@@ -1,6 +1,6 @@
 //! Redis memory per job: what a queued and an ended small job (a wordcount of one
 //! sentence) cost in Redis. Measured as the sum of `MEMORY USAGE` over the keys of the
-//! bench's namespace (exact for each key, whatever else uses the same Redis), divided by the
+//! bench's namespace ([`Coordinator::namespace_bytes`](jobfleet_common::coordinator::Coordinator::namespace_bytes)) (exact for each key, whatever else uses the same Redis), divided by the
 //! number of jobs; the expiry of each record costs a few bytes more that this leaves out.
 
 use crate::fleet::Fleet;
@@ -43,46 +43,9 @@ pub fn jobs(count: usize) -> Vec<JobMessage> {
 }
 
 /// A connection to the Redis at `redis_url` (a plain `redis://` URL).
-pub async fn connect(redis_url: &str) -> Result<MultiplexedConnection> {
+async fn connect(redis_url: &str) -> Result<MultiplexedConnection> {
     let client = redis::Client::open(redis_url).context("the memory row needs a redis:// URL")?;
     Ok(client.get_multiplexed_async_connection().await?)
-}
-
-/// The bytes of every key of `namespace` (`MEMORY USAGE … SAMPLES 0`: every element counted).
-pub async fn namespace_bytes(redis: &mut MultiplexedConnection, namespace: &str) -> Result<u64> {
-    let keys = namespace_keys(redis, namespace).await?;
-    let mut total = 0u64;
-    for chunk in keys.chunks(1_000) {
-        let mut pipe = redis::pipe();
-        for key in chunk {
-            pipe.cmd("MEMORY").arg("USAGE").arg(key).arg("SAMPLES").arg(0);
-        }
-        let sizes: Vec<Option<u64>> = pipe.query_async(redis).await?;
-        total += sizes.into_iter().flatten().sum::<u64>();
-    }
-    Ok(total)
-}
-
-/// Every key of `namespace` (`NS:*`), by `SCAN`.
-async fn namespace_keys(redis: &mut MultiplexedConnection, namespace: &str) -> Result<Vec<String>> {
-    let pattern = format!("{namespace}:*");
-    let mut cursor = 0u64;
-    let mut keys = Vec::new();
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1_000)
-            .query_async(redis)
-            .await?;
-        keys.extend(batch);
-        if next == 0 {
-            return Ok(keys);
-        }
-        cursor = next;
-    }
 }
 
 /// Bytes per job of `count` small jobs: published through `producer` while the memory
@@ -94,16 +57,14 @@ pub async fn measure(
     concurrency: usize,
     timeout: Duration,
 ) -> Result<PerJob> {
-    let mut redis = connect(&fleet.config.redis_url).await?;
-    let namespace = fleet.topology.namespace().to_string();
     // A worker declares the group's queues; once it stopped, the jobs wait queued.
     let declaring = fleet.worker(GROUP, concurrency).await?;
     declaring.stop(Duration::from_secs(10)).await;
-    let before = namespace_bytes(&mut redis, &namespace).await?;
+    let before = fleet.coordinator.namespace_bytes().await?;
     let batch = jobs(count);
     let ids: Vec<String> = batch.iter().map(|job| job.id.clone()).collect();
     measure::publish_client(producer, batch).await?;
-    let queued = namespace_bytes(&mut redis, &namespace).await?;
+    let queued = fleet.coordinator.namespace_bytes().await?;
     let worker = fleet.worker(GROUP, concurrency).await?;
     let deadline = Instant::now() + timeout;
     while measure::check_recorded(&fleet.coordinator, &ids).await.is_err() {
@@ -112,22 +73,23 @@ pub async fn measure(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let ended = namespace_bytes(&mut redis, &namespace).await?;
+    let ended = fleet.coordinator.namespace_bytes().await?;
     worker.stop(Duration::from_secs(10)).await;
     let per_job = |bytes: u64| bytes.saturating_sub(before) as f64 / count as f64;
     Ok(PerJob {
         queued: per_job(queued),
         ended: per_job(ended),
-        listpack_value: listpack_value(&mut redis).await,
+        listpack_value: listpack_value(&fleet.config.redis_url).await,
     })
 }
 
 /// The server's `hash-max-listpack-value`; `None` when `CONFIG` is not allowed.
-async fn listpack_value(redis: &mut MultiplexedConnection) -> Option<u64> {
+async fn listpack_value(redis_url: &str) -> Option<u64> {
+    let mut redis = connect(redis_url).await.ok()?;
     let reply: Vec<String> = redis::cmd("CONFIG")
         .arg("GET")
         .arg("hash-max-listpack-value")
-        .query_async(redis)
+        .query_async(&mut redis)
         .await
         .ok()?;
     reply.get(1)?.parse().ok()

@@ -364,18 +364,9 @@ impl Coordinator {
     /// Deletes every Redis key of this namespace (tests and `jobfleet` tooling).
     pub async fn purge_namespace(&self) -> Result<u64, CoordinatorError> {
         let mut conn = self.connection().await?;
-        let pattern = self.keys.everything();
-        let mut cursor: u64 = 0;
-        let mut deleted = 0u64;
+        let (mut cursor, mut deleted) = (0, 0u64);
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut *conn)
-                .await?;
+            let (next, keys) = self.scan_namespace(&mut *conn, cursor).await?;
             if !keys.is_empty() {
                 let n: u64 = conn.del(&keys).await?;
                 deleted += n;
@@ -385,6 +376,45 @@ impl Coordinator {
             }
             cursor = next;
         }
+    }
+
+    /// The bytes every key of this namespace takes in Redis (`MEMORY USAGE … SAMPLES 0`:
+    /// each element counted; the benchmark's figure of bytes per job).
+    pub async fn namespace_bytes(&self) -> Result<u64, CoordinatorError> {
+        let mut conn = self.connection().await?;
+        let (mut cursor, mut total) = (0, 0u64);
+        loop {
+            let (next, keys) = self.scan_namespace(&mut *conn, cursor).await?;
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.cmd("MEMORY").arg("USAGE").arg(key).arg("SAMPLES").arg(0);
+            }
+            if !keys.is_empty() {
+                let sizes: Vec<Option<u64>> = pipe.query_async(&mut *conn).await?;
+                total += sizes.into_iter().flatten().sum::<u64>();
+            }
+            if next == 0 {
+                return Ok(total);
+            }
+            cursor = next;
+        }
+    }
+
+    /// One `SCAN` page of this namespace's keys from `cursor`: the next cursor (0: done)
+    /// and the keys.
+    async fn scan_namespace(
+        &self,
+        conn: &mut impl redis::aio::ConnectionLike,
+        cursor: u64,
+    ) -> Result<(u64, Vec<String>), CoordinatorError> {
+        Ok(redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(self.keys.everything())
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await?)
     }
 }
 

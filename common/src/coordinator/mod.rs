@@ -273,11 +273,6 @@ impl Coordinator {
         self.retention.default
     }
 
-    /// How long terminal records of `group` are kept: its own retention, or the fleet's.
-    pub fn retention_of(&self, group: &str) -> Duration {
-        self.retention.of(group)
-    }
-
     /// The shortest retention of any group (the fleet's when no group has its own).
     pub fn shortest_retention(&self) -> Duration {
         let own = self.retention.groups.values().copied();

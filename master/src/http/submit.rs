@@ -366,8 +366,9 @@ async fn wait_for_end(
     mut waiter: Waiter<'_>,
     wait: Duration,
 ) -> Result<Option<JobRecord>, ApiError> {
-    // Results published from here on wake the waiter; it may have ended before.
-    state.waiters.subscribed().await;
+    // Results published from here on wake the waiter; it may have ended before. A broker
+    // that does not let the feed subscribe within the wait leaves the record to answer.
+    let _ = tokio::time::timeout(wait, state.waiters.subscribed()).await;
     let record = backend::redis(state.coordinator.job(id)).await?;
     if record.as_ref().is_none_or(|r| r.status.is_terminal()) {
         return Ok(record);
