@@ -144,6 +144,15 @@ pub struct JobView {
     /// The latest progress a running attempt reported (SPEC §10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<ProgressView>,
+    /// The workflow whose step this job is (SPEC §10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
+    /// The step's name within its workflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// The batch this job belongs to (its job or its `on_complete` callback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<String>,
 }
 
 /// How far a job is, as it last reported.

@@ -14,6 +14,7 @@ mod fleet;
 mod jobs;
 mod schedules;
 mod time;
+mod workflows;
 
 pub use activity::{JobLogs, LogLine, LogsQuery, ProgressEvent, MAX_LOG_LIMIT};
 pub use audit::{AuditEntry, AuditPage, AuditQuery, DEFAULT_AUDIT_LIMIT};
@@ -26,6 +27,10 @@ pub use jobs::{
 pub use jobs::{BatchItem, BatchOutcome, BatchRequest, BatchResult, MAX_BATCH_JOBS};
 pub use schedules::{ScheduleList, ScheduleName, ScheduleRequest, ScheduleView};
 pub use time::{parse_rfc3339, rfc3339, LAST_RFC3339_MS};
+pub use workflows::{
+    BatchCreate, BatchJobRequest, BatchView, FlowAccepted, FlowPath, StepRequest, StepView, WorkflowRequest,
+    WorkflowView, MAX_FLOW_ID_CHARS, MAX_FLOW_STEPS,
+};
 
 /// Longest `?wait=` of `POST /v1/jobs`, seconds.
 pub const MAX_WAIT_SECONDS: u64 = 300;

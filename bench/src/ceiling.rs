@@ -111,6 +111,7 @@ fn echoed(job: JobMessage) -> ResultMessage {
         started_at: Some(now),
         finished_at: now,
         duration_ms: Some(0),
+        member: Default::default(),
     }
 }
 

@@ -131,6 +131,33 @@ pub enum Command {
     /// Cron schedules: each firing is a job `<name>:<fire time>` (admin to change).
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// Workflows: DAGs of steps, each a job that starts when the steps it waits for finished.
+    #[command(subcommand)]
+    Workflow(WorkflowCommand),
+}
+
+/// `jobfleet workflow`.
+#[derive(Debug, Subcommand)]
+pub enum WorkflowCommand {
+    /// Submit the workflow of a JSON file (`{"steps": [...], "id"?}`, as
+    /// `POST /v1/workflows` takes it; `-` reads stdin); prints its id.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Submit {
+        /// The file.
+        file: std::path::PathBuf,
+    },
+    /// Show a workflow and every step.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Status {
+        /// Its id.
+        id: String,
+    },
+    /// Cancel a workflow: its queued and started steps are canceled, the others never start.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Cancel {
+        /// Its id.
+        id: String,
+    },
 }
 
 /// `jobfleet schedule`.

@@ -377,6 +377,22 @@ impl MasterClient {
         self.post_json(&["v1", "schedules"], request).await
     }
 
+    /// `POST /v1/workflows`.
+    pub async fn create_workflow(&self, request: &Value) -> Result<Value, ApiError> {
+        self.post_json(&["v1", "workflows"], request).await
+    }
+
+    /// `GET /v1/workflows/{id}`.
+    pub async fn workflow(&self, id: &str) -> Result<Value, ApiError> {
+        self.get(&["v1", "workflows", id]).await
+    }
+
+    /// `POST /v1/workflows/{id}/cancel`.
+    pub async fn cancel_workflow(&self, id: &str) -> Result<Value, ApiError> {
+        self.post_json(&["v1", "workflows", id, "cancel"], &serde_json::json!({}))
+            .await
+    }
+
     /// `GET /v1/schedules`.
     pub async fn schedules(&self) -> Result<Value, ApiError> {
         self.get(&["v1", "schedules"]).await

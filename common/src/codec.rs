@@ -1,7 +1,9 @@
 //! Encoding and decoding of the wire messages: MessagePack maps with named fields
 //! (rmp-serde), JSON accepted on input by content type.
 
-use crate::message::{is_valid_job_id, is_valid_name, JobMessage, ResultMessage, MAX_DELAY_MS, MAX_PRIORITY};
+use crate::message::{
+    is_valid_job_id, is_valid_name, JobMessage, Membership, ResultMessage, MAX_DELAY_MS, MAX_PRIORITY,
+};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -95,6 +97,12 @@ struct WireJob {
     delay_ms: Option<u64>,
     #[serde(default)]
     priority: Option<u64>,
+    #[serde(default)]
+    workflow: Option<String>,
+    #[serde(default)]
+    step: Option<String>,
+    #[serde(default)]
+    batch: Option<String>,
 }
 
 /// A field read leniently: a string, or anything else (ignored).
@@ -198,6 +206,14 @@ pub fn decode_job(
         }
         p => p.map(|p| p as u8),
     };
+    let member = Membership {
+        workflow: wire.workflow,
+        step: wire.step,
+        batch: wire.batch,
+    };
+    if let Err(reason) = member.check() {
+        return fail(reason, Some(id));
+    }
     Ok(JobMessage {
         id,
         group,
@@ -208,6 +224,7 @@ pub fn decode_job(
         run_at: wire.run_at,
         delay_ms: wire.delay_ms,
         priority,
+        member,
     })
 }
 
@@ -425,6 +442,11 @@ mod tests {
             started_at: Some(2),
             finished_at: 3,
             duration_ms: Some(1),
+            member: Membership {
+                workflow: Some("wf".into()),
+                step: Some("s1".into()),
+                batch: None,
+            },
         };
         let decoded = decode_result(Some(MSGPACK), &encode(&result)).unwrap();
         assert_eq!(decoded, result);

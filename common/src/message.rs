@@ -116,11 +116,13 @@ pub enum ErrorKind {
     TooLarge,
     /// The job message could not be decoded.
     BadMessage,
+    /// A workflow step whose dependency failed or was canceled never ran (SPEC §10).
+    DependencyFailed,
 }
 
 impl ErrorKind {
     /// Every kind.
-    pub const ALL: [ErrorKind; 10] = [
+    pub const ALL: [ErrorKind; 11] = [
         ErrorKind::InvalidArgs,
         ErrorKind::UnknownFunction,
         ErrorKind::FunctionError,
@@ -131,6 +133,7 @@ impl ErrorKind {
         ErrorKind::NoWorker,
         ErrorKind::TooLarge,
         ErrorKind::BadMessage,
+        ErrorKind::DependencyFailed,
     ];
 
     /// The snake_case wire name.
@@ -146,6 +149,7 @@ impl ErrorKind {
             ErrorKind::NoWorker => "no_worker",
             ErrorKind::TooLarge => "too_large",
             ErrorKind::BadMessage => "bad_message",
+            ErrorKind::DependencyFailed => "dependency_failed",
         }
     }
 
@@ -261,6 +265,52 @@ pub struct JobMessage {
     /// as the message's AMQP `priority` property too. None: 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<u8>,
+    /// The workflow or batch the job belongs to (SPEC §10); none for a job of its own.
+    #[serde(flatten)]
+    pub member: Membership,
+}
+
+/// The workflow step or batch a job belongs to (SPEC §10): carried by its message, kept
+/// in its record and copied to its result, whose publish then also reaches the master's
+/// workflow driver. All empty for a job of its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    /// The workflow's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
+    /// The step's name within its workflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// The batch's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<String>,
+}
+
+impl Membership {
+    /// Whether the job belongs to a workflow or a batch.
+    pub fn is_member(&self) -> bool {
+        self.workflow.is_some() || self.batch.is_some()
+    }
+
+    /// Why these fields cannot be a job's: ids as job ids, a step name as a function
+    /// name, a step only within a workflow.
+    pub fn check(&self) -> Result<(), String> {
+        for (what, id) in [("workflow", &self.workflow), ("batch", &self.batch)] {
+            if let Some(id) = id.as_deref().filter(|id| !is_valid_job_id(id)) {
+                return Err(format!(
+                    "invalid {what} id {id:?}: 1..128 chars of [A-Za-z0-9._:-]"
+                ));
+            }
+        }
+        match (&self.workflow, self.step.as_deref()) {
+            (_, Some(step)) if !is_valid_name(step) => Err(format!(
+                "invalid step name {step:?}: 1..64 chars of [A-Za-z0-9_-]"
+            )),
+            (None, Some(_)) => Err("a step outside a workflow".into()),
+            (Some(_), None) => Err("a workflow job without its step".into()),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The highest job priority, and the most a group's `max_priority` may be.
@@ -283,6 +333,7 @@ impl JobMessage {
             run_at: None,
             delay_ms: None,
             priority: None,
+            member: Membership::default(),
         }
     }
 
@@ -388,6 +439,9 @@ pub struct ResultMessage {
     /// Execution time of the last attempt, ms.
     #[serde(default)]
     pub duration_ms: Option<u64>,
+    /// The workflow or batch the job belongs to (SPEC §10).
+    #[serde(flatten)]
+    pub member: Membership,
 }
 
 impl ResultMessage {

@@ -39,6 +39,25 @@ pub async fn confirmed(confirm: lapin::PublisherConfirm, id: &str, group: &str) 
     }
 }
 
+/// The header that marks the result of a workflow step or a batch's job (`workflow` or
+/// `batch`): `NS.results` passes those on to the master's workflow driver
+/// ([`Topology::declare_flows`]).
+pub const FLOW_HEADER: &str = "x-jobfleet-flow";
+
+/// The properties of `result`'s message: [`persistent_properties`], plus [`FLOW_HEADER`]
+/// for a workflow step's or batch job's result.
+fn result_properties(result: &ResultMessage, traceparent: Option<&str>) -> BasicProperties {
+    let properties = persistent_properties(&result.id, traceparent);
+    let flow = match (&result.member.workflow, &result.member.batch) {
+        (Some(_), _) => "workflow",
+        (None, Some(_)) => "batch",
+        (None, None) => return properties,
+    };
+    let mut headers = properties.headers().clone().unwrap_or_default();
+    headers.insert(FLOW_HEADER.into(), AMQPValue::LongString(flow.into()));
+    properties.with_headers(headers)
+}
+
 /// Publishes `result` to `NS.results` on a confirm-mode `channel` and waits for its confirm.
 pub async fn publish_result(
     channel: &Channel,
@@ -52,7 +71,7 @@ pub async fn publish_result(
             result.routing_key().into(),
             BasicPublishOptions::default(),
             &codec::encode(result),
-            persistent_properties(&result.id, traceparent),
+            result_properties(result, traceparent),
         )
         .await?;
     confirmed(confirm, &result.id, &result.group).await

@@ -1,7 +1,7 @@
 //! The AMQP objects of SPEC §3, every name under the namespace, and their declaration.
 
 use crate::config::QueueType;
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{ExchangeBindOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, Error as AmqpError, ExchangeKind};
 
@@ -50,6 +50,57 @@ impl Topology {
     /// `NS.dead`: the fanout dead-letter exchange and the queue bound to it.
     pub fn dead_letters(&self) -> String {
         format!("{}.dead", self.namespace)
+    }
+
+    /// `NS.flows`: the headers exchange `NS.results` passes every result to, and the queue
+    /// bound to it for the results of workflow steps and batch jobs (those carrying
+    /// [`crate::publish::FLOW_HEADER`]), which the masters' workflow driver consumes.
+    pub fn flows(&self) -> String {
+        format!("{}.flows", self.namespace)
+    }
+
+    /// Declares [`Topology::flows`]: the exchange, bound to `NS.results` for every result,
+    /// and the queue (of `queue_type`), bound to it for results that carry the flow
+    /// header. Other results stop at the exchange: they cost a routing step, no queue.
+    pub async fn declare_flows(&self, channel: &Channel, queue_type: QueueType) -> Result<(), AmqpError> {
+        let flows = self.flows();
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        channel
+            .exchange_declare(
+                flows.as_str().into(),
+                ExchangeKind::Headers,
+                durable,
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .exchange_bind(
+                flows.as_str().into(),
+                self.results_exchange().into(),
+                "#".into(),
+                ExchangeBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        declare_durable_queue(channel, &flows, queue_type_arguments(queue_type)).await?;
+        for kind in ["workflow", "batch"] {
+            let mut arguments = FieldTable::default();
+            arguments.insert("x-match".into(), long_string("all".into()));
+            arguments.insert(crate::publish::FLOW_HEADER.into(), long_string(kind.into()));
+            channel
+                .queue_bind(
+                    flows.as_str().into(),
+                    flows.as_str().into(),
+                    "".into(),
+                    QueueBindOptions::default(),
+                    arguments,
+                )
+                .await?;
+        }
+        Ok(())
     }
 
     /// `NS.group.<group>`: a group's durable queue.

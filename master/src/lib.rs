@@ -7,6 +7,7 @@ pub mod corrector;
 pub mod error;
 pub mod exposure;
 pub mod fleet;
+pub mod flows;
 pub mod http;
 pub mod https;
 pub mod metrics;
@@ -49,6 +50,7 @@ async fn declare(state: &AppState) -> Result<(), ClientError> {
     let channel = client::open_channel(&state.pool, false).await?;
     let dead_letters = state.config.dead_letters_queue_type();
     state.topology.declare_base(&channel, dead_letters).await?;
+    state.topology.declare_flows(&channel, dead_letters).await?;
     for (group, group_config) in &state.config.groups {
         state
             .topology
@@ -83,6 +85,11 @@ pub async fn run(
         let shutdown = shutdown.clone();
         tokio::spawn(async move { scheduler::run(&state, shutdown).await })
     };
+    let flows = {
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { flows::driver::run(&state, shutdown).await })
+    };
     let scheme = if state.config.https.is_some() {
         "https"
     } else {
@@ -98,7 +105,7 @@ pub async fn run(
             .map_err(MasterError::from),
     };
     shutdown.cancel();
-    let _ = tokio::join!(monitor, scheduler);
+    let _ = tokio::join!(monitor, scheduler, flows);
     state.pool.close();
     state.inspect_pool.close();
     info!("master stopped");

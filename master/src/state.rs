@@ -45,6 +45,8 @@ pub struct AppState {
     /// Whether this master held the monitor lease at its last renewal: the leader runs the
     /// duties that must run once per fleet (the monitor's, the scheduler's).
     pub leading: AtomicBool,
+    /// The workflow and batch plans this master has read (SPEC §10).
+    pub flows: crate::flows::driver::Plans,
 }
 
 /// The `[auth]` settings a request is checked against.
@@ -99,6 +101,7 @@ impl AppState {
             master_id,
             shutdown,
             leading: AtomicBool::new(false),
+            flows: Default::default(),
         })
     }
 }

@@ -552,3 +552,116 @@ async fn a_batch_of_invalid_jobs_answers_each_error_in_place_without_a_service()
         "{in_batch} / {alone}"
     );
 }
+
+/// A workflow step of `etl.echo` named `name`, after `after`.
+fn step(name: &str, after: &[&str], args: Value) -> Value {
+    json!({"name": name, "group": "etl", "function": "echo", "after": after, "args": args})
+}
+
+#[tokio::test]
+async fn workflows_that_are_not_a_valid_dag_are_refused_before_anything_is_stored() {
+    let unprocessable = [
+        (json!({"steps": []}), "0 steps"),
+        (
+            json!({"steps": (0..10_001).map(|i| step(&format!("s{i}"), &[], Value::Null)).collect::<Vec<_>>()}),
+            "10001 steps",
+        ),
+        (
+            json!({"steps": [step("a", &["b"], Value::Null), step("b", &["a"], Value::Null)]}),
+            "cycle",
+        ),
+        (
+            json!({"steps": [step("a", &[], Value::Null), step("b", &["c", "a"], Value::Null), step("c", &["b"], Value::Null)]}),
+            "cycle",
+        ),
+        (
+            json!({"steps": [step("a", &["nope"], Value::Null)]}),
+            "unknown step",
+        ),
+        (json!({"steps": [step("a", &["a"], Value::Null)]}), "itself"),
+        (
+            json!({"steps": [step("a", &[], Value::Null), step("a", &[], Value::Null)]}),
+            "named twice",
+        ),
+        (
+            json!({"steps": [step("has space", &[], Value::Null)]}),
+            "step name",
+        ),
+        (
+            json!({"steps": [step("a", &[], Value::Null), step("b", &[], json!({"x": {"$result": "a"}}))]}),
+            "not in its after",
+        ),
+    ];
+    for (body, expected) in unprocessable {
+        let request = request(
+            Method::POST,
+            "/v1/workflows",
+            Some("application/json"),
+            body.to_string(),
+        );
+        let message = expect_error(request, StatusCode::UNPROCESSABLE_ENTITY, "invalid_value").await;
+        assert!(message.contains(expected), "{message} should say {expected:?}");
+    }
+    let unknown_function = json!({"steps": [{"name": "a", "group": "etl", "function": "nope"}]});
+    expect_error(
+        submit_to("/v1/workflows", unknown_function),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown_function",
+    )
+    .await;
+    let schema =
+        json!({"steps": [{"name": "a", "group": "etl", "function": "wordcount", "args": {"text": 1}}]});
+    expect_error(
+        submit_to("/v1/workflows", schema),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_args",
+    )
+    .await;
+    let unknown_group = json!({"steps": [{"name": "a", "group": "nope", "function": "echo"}]});
+    expect_error(
+        submit_to("/v1/workflows", unknown_group),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let long_id = json!({"id": "x".repeat(64), "steps": [step("a", &[], Value::Null)]});
+    expect_error(
+        submit_to("/v1/workflows", long_id),
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    )
+    .await;
+    let unknown_field = json!({"steps": [step("a", &[], Value::Null)], "colour": 1});
+    expect_error(
+        submit_to("/v1/workflows", unknown_field),
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn batches_without_jobs_or_with_bad_jobs_are_refused() {
+    expect_error(
+        submit_to("/v1/batches", json!({"jobs": []})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_value",
+    )
+    .await;
+    let bad_job = json!({"jobs": [{"group": "etl", "function": "nope"}]});
+    expect_error(
+        submit_to("/v1/batches", bad_job),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown_function",
+    )
+    .await;
+    let bad_callback = json!({"jobs": [{"group": "etl", "function": "echo"}], "on_complete": {"group": "nope", "function": "echo"}});
+    expect_error(
+        submit_to("/v1/batches", bad_callback),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let malformed = request(Method::POST, "/v1/batches", Some("application/json"), "{");
+    expect_error(malformed, StatusCode::BAD_REQUEST, "bad_request").await;
+}

@@ -431,7 +431,7 @@ impl Drop for TestEnv {
                 let Ok(pool) = amqp_pool(config.amqp_endpoint(), 1, "jobfleet-test-cleanup") else {
                     return;
                 };
-                let mut queues = vec![topology.dead_letters()];
+                let mut queues = vec![topology.dead_letters(), topology.flows()];
                 for group in config.groups.keys().map(String::as_str).chain(["default"]) {
                     queues.push(topology.group_queue(group));
                     queues.push(topology.delay_queue(group, HOLD_DELAY.as_millis() as u64));
@@ -448,6 +448,7 @@ impl Drop for TestEnv {
                     topology.results_exchange(),
                     topology.control_exchange(),
                     topology.dead_letters(),
+                    topology.flows(),
                 ] {
                     if let Ok(channel) = open_channel(&pool, false).await {
                         let _ = channel

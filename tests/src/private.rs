@@ -137,12 +137,15 @@ impl PrivateRabbit {
         assert!(status.success(), "rabbitmq-server -detached failed");
     }
 
-    /// Waits until the node accepts AMQP connections (and TLS ones, if it has a listener).
+    /// Waits until the node accepts AMQP connections (and TLS ones, if it has a listener)
+    /// and has finished booting: its listeners open before the last boot steps, and until
+    /// those ran `rabbitmqctl` refuses commands such as `set_policy`.
     pub(crate) fn wait_until_listening(&self) {
         wait_for_port(self.port, Duration::from_secs(60));
         if let Some(tls_port) = self.tls_port {
             wait_for_port(tls_port, Duration::from_secs(60));
         }
+        self.ctl(&["await_startup", "--timeout", "60"]);
     }
 
     /// The AMQP URL of the node.

@@ -798,3 +798,44 @@ async fn watch_prints_results_as_they_come() {
     );
     env.stop_workers().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_submit_status_and_cancel() {
+    let mut env = TestEnv::with_config(
+        "cli-wf",
+        "[groups.default.functions.echo]\n[groups.default.functions.sleep]\n",
+    );
+    env.start_worker(env.worker()).await;
+    let master = env.start_master().await;
+    let file = env.config_path().with_file_name("workflow.json");
+    let workflow = json!({"id": "cliwf", "steps": [
+        {"name": "a", "group": "default", "function": "echo", "args": 1},
+        {"name": "b", "group": "default", "function": "echo", "after": ["a"], "args": {"$result": "a"}},
+    ]});
+    std::fs::write(&file, workflow.to_string()).unwrap();
+    let file = file.to_str().unwrap();
+    let submitted = jobfleet(&master, &["workflow", "submit", file]).await.expect(0);
+    assert_eq!(submitted.stdout.trim(), "cliwf");
+    eventually(Duration::from_secs(20), || async {
+        let run = jobfleet(&master, &["workflow", "status", "cliwf"])
+            .await
+            .expect(0);
+        run.stdout.starts_with("workflow cliwf finished").then_some(())
+    })
+    .await;
+    let json = jobfleet(&master, &["--json", "workflow", "status", "cliwf"])
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(json["steps"][1]["result"], 1, "{json}");
+    // A cycle is refused (4xx: exit 3), an ended workflow cannot be canceled (409: exit 3).
+    let cycle = json!({"steps": [{"name": "a", "group": "default", "function": "echo", "after": ["a"]}]});
+    std::fs::write(file, cycle.to_string()).unwrap();
+    jobfleet(&master, &["workflow", "submit", file]).await.expect(3);
+    jobfleet(&master, &["workflow", "cancel", "cliwf"])
+        .await
+        .expect(3);
+    jobfleet(&master, &["workflow", "submit", "/nonexistent.json"])
+        .await
+        .expect(2);
+}

@@ -27,6 +27,7 @@ fn result(id: &str) -> ResultMessage {
         started_at: None,
         finished_at: jobfleet_common::now_ms(),
         duration_ms: Some(1),
+        member: Default::default(),
     }
 }
 

@@ -15,7 +15,7 @@ use jobfleet_common::coordinator::{
     AttemptKey, CompleteRequest, Completion, JobRecord, Outcome, RetryRequest,
 };
 use jobfleet_common::lapin::message::Delivery;
-use jobfleet_common::message::{ErrorKind, JobError, JobMessage, JobStatus, ResultMessage};
+use jobfleet_common::message::{ErrorKind, JobError, JobMessage, JobStatus, Membership, ResultMessage};
 use jobfleet_common::now_ms;
 use jobfleet_common::topology::RETRY_HEADER;
 use jobfleet_common::trace::TraceParent;
@@ -38,12 +38,14 @@ pub(crate) struct Start {
     pub(crate) started_at: i64,
 }
 
-/// The names a result message carries: the job's id, group and function.
+/// The names a result message carries: the job's id, group and function, and the
+/// workflow or batch it belongs to (none for an undecodable message).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct JobNames<'a> {
     pub(crate) id: &'a str,
     pub(crate) group: &'a str,
     pub(crate) function: &'a str,
+    pub(crate) member: Option<&'a Membership>,
 }
 
 impl<'a> From<&'a JobMessage> for JobNames<'a> {
@@ -52,6 +54,7 @@ impl<'a> From<&'a JobMessage> for JobNames<'a> {
             id: &job.id,
             group: &job.group,
             function: &job.function,
+            member: Some(&job.member),
         }
     }
 }
@@ -78,6 +81,7 @@ pub(crate) fn result_message(
         started_at: start.map(|s| s.started_at),
         finished_at,
         duration_ms: start.map(|_| outcome.duration_ms),
+        member: job.member.cloned().unwrap_or_default(),
     }
 }
 

@@ -350,7 +350,12 @@ impl Shared {
                     error: Some(JobError::new(ErrorKind::BadMessage, e.reason.clone())),
                     duration_ms: 0,
                 };
-                let names = JobNames { id, group, function };
+                let names = JobNames {
+                    id,
+                    group,
+                    function,
+                    member: None,
+                };
                 let result = result_message(names, &self.worker_id, outcome, None, finished_at);
                 self.publish_result_until_done(&result, None).await
             }

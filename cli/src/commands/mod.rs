@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod schedules;
 pub mod submit;
 pub mod watch;
+pub mod workflows;
 
 use crate::args::{Cli, Command, TokenCommand};
 use crate::client::{decode, MasterClient};
@@ -81,6 +82,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Audit { limit } => access::audit(&context, limit).await,
         Command::Token(TokenCommand::New { name, role }) => access::new_token(&context, &name, role),
         Command::Schedule(command) => schedules::run(&context, command).await,
+        Command::Workflow(command) => workflows::run(&context, command).await,
     }
 }
 

@@ -140,6 +140,7 @@ mod tests {
             started_at: None,
             finished_at: 1_700_000_000_000,
             duration_ms: Some(3),
+            member: Default::default(),
         }
     }
 

@@ -2,6 +2,8 @@
 //! theirs as `KEYS`). Keys of one group share the hash tag `{group}`, so each transition
 //! touches a single hash slot and a Redis Cluster can spread groups over shards.
 
+use super::flows::FlowId;
+
 /// The key names of one namespace `NS`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keys {
@@ -75,6 +77,18 @@ impl Keys {
     /// `NS:schedules:fired`.
     pub fn schedules_fired(&self) -> String {
         format!("{}:schedules:fired", self.ns)
+    }
+
+    /// A workflow's or batch's state (a hash: its definition, each step's state, counts),
+    /// under a hash tag of its own: `NS:{workflow:<id>}:flow`, `NS:{batch:<id>}:flow`.
+    pub fn flow(&self, flow: &FlowId) -> String {
+        format!("{}:{{{}:{}}}:flow", self.ns, flow.kind.as_str(), flow.id)
+    }
+
+    /// The workflows and batches not ended yet, by creation time (unix ms), as
+    /// `<kind>:<id>`: what the leader's reconcile looks at: `NS:flows:active`.
+    pub fn active_flows(&self) -> String {
+        format!("{}:flows:active", self.ns)
     }
 
     /// A group's jobs the master ended whose result is not confirmed published yet, by the

@@ -15,6 +15,7 @@
 //! - delayed: delayed jobs waiting for their time, deferred by workers, published by the
 //!   leader
 //! - flow: a group's run-time limits, pause and resume, the held jobs the leader releases
+//! - flows: workflows and batches (SPEC §10): their state, steps ended once, unrun steps
 //! - priority: the priority of a producer's job in its record (SPEC §9)
 
 pub mod activity;
@@ -22,6 +23,7 @@ mod audit;
 mod connection;
 mod delayed;
 mod flow;
+mod flows;
 pub mod keys;
 mod listing;
 mod orphans;
@@ -37,6 +39,7 @@ mod transitions;
 
 pub use delayed::{Deferral, DueJob};
 pub use flow::Waiting;
+pub use flows::{FlowId, FlowKind, FlowRecord, StepEnded};
 pub use keys::Keys;
 pub use listing::{Cursor, ListFilter};
 pub use orphans::Orphan;

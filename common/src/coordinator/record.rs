@@ -3,7 +3,7 @@
 
 use super::flow::Waiting;
 use super::CoordinatorError;
-use crate::message::{JobError, JobMessage, JobStatus, ResultMessage};
+use crate::message::{JobError, JobMessage, JobStatus, Membership, ResultMessage};
 use deadpool_redis::redis::Value as RedisValue;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -219,6 +219,8 @@ pub struct JobRecord {
     pub progress: Option<Progress>,
     /// The job's priority (SPEC §9), when its submit set one.
     pub priority: Option<u8>,
+    /// The workflow step or batch it belongs to (SPEC §10).
+    pub member: Membership,
 }
 
 /// How far a job is, as it last reported.
@@ -268,6 +270,11 @@ impl JobRecord {
             retry_of: fields.remove("retry_of"),
             traceparent: fields.remove("traceparent"),
             priority: fields.remove("priority").and_then(|p| p.parse().ok()),
+            member: Membership {
+                workflow: fields.remove("workflow"),
+                step: fields.remove("step"),
+                batch: fields.remove("batch"),
+            },
             progress: fields
                 .remove("progress")
                 .and_then(|p| p.parse::<f64>().ok())
@@ -292,6 +299,7 @@ impl JobRecord {
             run_at: None,
             delay_ms: None,
             priority: self.priority,
+            member: self.member.clone(),
         }
     }
 
@@ -317,6 +325,7 @@ impl JobRecord {
             started_at: self.started_at,
             finished_at: self.finished_at.unwrap_or(0),
             duration_ms: self.duration_ms,
+            member: self.member.clone(),
         })
     }
 }

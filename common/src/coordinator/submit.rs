@@ -1,6 +1,7 @@
 //! Submitting jobs (→ queued): submit.lua for each, many of them pipelined, so that a batch
 //! costs the round trips of one job.
 
+use super::flows::member_fields;
 use super::transitions::{json_text, NewJob};
 use super::{Coordinator, CoordinatorError, Submitted};
 use deadpool_redis::redis::{self, FromRedisValue, Script, ScriptInvocation, Value as RedisValue};
@@ -63,8 +64,8 @@ impl Coordinator {
             .arg(self.retention_secs(&job.group))
             .arg(run_at.map(|t| t.to_string()).unwrap_or_default())
             .arg(if new.delay_until.is_some() { "1" } else { "0" });
-        for (name, value) in new.fields {
-            call.arg(*name).arg(*value);
+        for (name, value) in new.fields.iter().copied().chain(member_fields(job)) {
+            call.arg(name).arg(value);
         }
         call
     }

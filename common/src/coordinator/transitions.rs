@@ -534,7 +534,7 @@ impl Claim {
 
 impl EndEarly {
     /// Reads the reply of end_early.lua.
-    fn from_reply(reply: &RedisValue) -> Result<EndEarly, CoordinatorError> {
+    pub(super) fn from_reply(reply: &RedisValue) -> Result<EndEarly, CoordinatorError> {
         let RedisValue::Array(items) = reply else {
             return Err(CoordinatorError::Corrupt(format!("end reply {reply:?}")));
         };

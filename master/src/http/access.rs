@@ -37,8 +37,11 @@ pub fn required(method: &Method, route: Option<&str>, open_metrics: bool) -> Acc
         // opens them by widening a pattern below.
         ("POST", "/v1/jobs/cancel" | "/v1/jobs/retry" | "/v1/schedules")
         | ("DELETE", "/v1/schedules/{name}") => Access::Needs(Role::Admin),
-        ("POST", "/v1/jobs" | "/v1/jobs/batch" | "/v1/jobs/{id}/cancel" | "/v1/workflows")
-        | ("POST", "/v1/workflows/{id}/cancel") => Access::Needs(Role::Submit),
+        (
+            "POST",
+            "/v1/jobs" | "/v1/jobs/batch" | "/v1/jobs/{id}/cancel" | "/v1/workflows" | "/v1/batches",
+        )
+        | ("POST", "/v1/workflows/{id}/cancel" | "/v1/batches/{id}/cancel") => Access::Needs(Role::Submit),
         _ => Access::Needs(Role::Admin),
     }
 }

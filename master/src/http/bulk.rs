@@ -122,6 +122,7 @@ async fn retry_one(state: SharedState, record: JobRecord) -> Result<Option<Strin
         run_at: None,
         delay_ms: None,
         priority: record.priority,
+        member: Default::default(),
     };
     let key = format!("retry-of:{}", record.id);
     let submission = Submission {

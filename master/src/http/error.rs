@@ -212,3 +212,13 @@ impl From<crate::fleet::DepthError> for ApiError {
         }
     }
 }
+
+impl From<crate::flows::FlowError> for ApiError {
+    fn from(e: crate::flows::FlowError) -> Self {
+        match e {
+            crate::flows::FlowError::Coordinator(e) => e.into(),
+            crate::flows::FlowError::Broker(e) => e.into(),
+            e => ApiError::unavailable(e.to_string()),
+        }
+    }
+}

@@ -15,6 +15,7 @@ pub mod submission;
 pub mod submit;
 pub mod system;
 pub mod views;
+pub mod workflows;
 
 use crate::state::SharedState;
 use access::BearerAuth;
@@ -57,6 +58,12 @@ use utoipa::OpenApi;
         schedules::list,
         schedules::delete,
         audit::list,
+        workflows::create_workflow,
+        workflows::get_workflow,
+        workflows::cancel_workflow,
+        workflows::create_batch,
+        workflows::get_batch,
+        workflows::cancel_batch,
         system::healthz,
         system::readyz,
         system::metrics,
@@ -98,6 +105,18 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/schedules", post(schedules::create).get(schedules::list))
         .route("/v1/schedules/{name}", delete(schedules::delete))
         .route("/v1/audit", get(audit::list))
+        .route(
+            "/v1/workflows",
+            post(workflows::create_workflow).layer(DefaultBodyLimit::max(batch::body_limit(&state.config))),
+        )
+        .route("/v1/workflows/{id}", get(workflows::get_workflow))
+        .route("/v1/workflows/{id}/cancel", post(workflows::cancel_workflow))
+        .route(
+            "/v1/batches",
+            post(workflows::create_batch).layer(DefaultBodyLimit::max(batch::body_limit(&state.config))),
+        )
+        .route("/v1/batches/{id}", get(workflows::get_batch))
+        .route("/v1/batches/{id}/cancel", post(workflows::cancel_batch))
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/metrics", get(system::metrics))

@@ -312,7 +312,7 @@ pub fn check_size(state: &AppState, args: &Value) -> Result<(), ApiError> {
 
 /// Checks a submission against the configuration: group, function, id, timeout, size,
 /// nesting, schema (SPEC §4, "validate locally").
-fn validate(
+pub(crate) fn validate(
     state: &AppState,
     group: String,
     function: String,
@@ -320,7 +320,7 @@ fn validate(
     id: Option<String>,
     timeout_ms: Option<u64>,
 ) -> Result<JobMessage, ApiError> {
-    check_function(state, &group, &function)?;
+    check_job(state, &group, &function, &args, timeout_ms, true)?;
     let id = match id {
         Some(id) if !is_valid_job_id(&id) => {
             return Err(ApiError::bad_request(
@@ -330,32 +330,41 @@ fn validate(
         Some(id) => id,
         None => new_job_id(),
     };
+    let mut job = JobMessage::new(group, function, args).with_id(id);
+    job.timeout_ms = timeout_ms;
+    Ok(job)
+}
+
+/// Checks a job's group, function, timeout, args size and nesting and, when `schema`, its
+/// args against the function's schema (a workflow step whose args take another step's
+/// result is checked by its worker when it starts).
+pub(crate) fn check_job(
+    state: &AppState,
+    group: &str,
+    function: &str,
+    args: &Value,
+    timeout_ms: Option<u64>,
+    schema: bool,
+) -> Result<(), ApiError> {
+    check_function(state, group, function)?;
     if timeout_ms == Some(0) {
         return Err(ApiError::bad_request("timeout_ms must be positive"));
     }
-    check_size(state, &args)?;
+    check_size(state, args)?;
     // Workers fail deeper args as bad messages: refuse them here instead.
-    let depth = codec::depth(&args);
+    let depth = codec::depth(args);
     if depth > MAX_ARGS_DEPTH {
         return Err(ApiError::bad_request(format!(
             "args nest {depth} levels deep; they may nest at most {MAX_ARGS_DEPTH}"
         )));
     }
-    state
-        .schemas
-        .check(&group, &function, &args)
-        .map_err(ApiError::invalid_args)?;
-    Ok(JobMessage {
-        id,
-        group,
-        function,
-        args,
-        submitted_at: Some(jobfleet_common::now_ms()),
-        timeout_ms,
-        run_at: None,
-        delay_ms: None,
-        priority: None,
-    })
+    if schema {
+        state
+            .schemas
+            .check(group, function, args)
+            .map_err(ApiError::invalid_args)?;
+    }
+    Ok(())
 }
 
 /// Waits until the job ends or `wait` passes, woken by its result; returns the record.

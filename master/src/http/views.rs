@@ -3,6 +3,7 @@
 
 use jobfleet_api::{rfc3339, JobErrorView, JobView, ProgressView, WorkerView};
 use jobfleet_common::coordinator::JobRecord;
+use jobfleet_common::message::JobError;
 use serde_json::Value;
 
 /// The text of the first time that can be shown, else the epoch's.
@@ -23,10 +24,7 @@ pub fn job_view(r: &JobRecord) -> JobView {
         status: r.status.as_str().to_string(),
         args: r.args.clone(),
         result: r.result.clone(),
-        error: r.error.as_ref().map(|e| JobErrorView {
-            kind: e.kind.as_str().to_string(),
-            message: e.message.clone(),
-        }),
+        error: r.error.as_ref().map(error_view),
         attempts: r.attempts,
         worker: r.worker.clone(),
         // Required in a record: an unshowable submit time gives way to the next time known.
@@ -41,6 +39,17 @@ pub fn job_view(r: &JobRecord) -> JobView {
             percent: p.percent,
             message: p.message.clone(),
         }),
+        workflow: r.member.workflow.clone(),
+        step: r.member.step.clone(),
+        batch: r.member.batch.clone(),
+    }
+}
+
+/// A job's error as the API shows it.
+pub fn error_view(e: &JobError) -> JobErrorView {
+    JobErrorView {
+        kind: e.kind.as_str().to_string(),
+        message: e.message.clone(),
     }
 }
 

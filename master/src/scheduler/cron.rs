@@ -87,6 +87,7 @@ async fn fire(
         run_at: Some(fire_ms),
         delay_ms: None,
         priority: None,
+        member: Default::default(),
     };
     let fields = [("schedule", name)];
     let new = NewJob {

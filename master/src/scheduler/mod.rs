@@ -4,7 +4,8 @@
 //! - [`cron`]: firing the schedules (each firing is a job recorded as due, which the same
 //!   tick publishes);
 //! - [`release`]: releasing the jobs flow control held back, as the group's limits allow
-//!   (made due, which the same tick publishes).
+//!   (made due, which the same tick publishes);
+//! - every [`RECONCILE_EVERY`], the workflows' reconcile ([`crate::flows::reconcile`]).
 //!
 //! Only the master holding the monitor lease (`AppState::leading`) acts. During a lease
 //! handover two masters may both act for a moment: a delayed job may then be published
@@ -15,6 +16,7 @@ pub mod cron;
 pub mod promote;
 pub mod release;
 
+use crate::flows::reconcile::{reconcile, RECONCILE_EVERY};
 use crate::state::AppState;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -29,6 +31,7 @@ pub async fn run(state: &AppState, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut schedules = cron::Firing::default();
+    let mut last_reconcile = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -45,6 +48,12 @@ pub async fn run(state: &AppState, shutdown: CancellationToken) {
         }
         if let Err(e) = promote::promote_due(state).await {
             warn!(error = %e, "delayed jobs: publishing failed; retrying next tick");
+        }
+        if last_reconcile.elapsed() >= RECONCILE_EVERY {
+            last_reconcile = tokio::time::Instant::now();
+            if let Err(e) = reconcile(state).await {
+                warn!(error = %e, "workflows: reconcile failed; retrying");
+            }
         }
     }
 }

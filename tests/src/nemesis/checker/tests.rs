@@ -51,6 +51,7 @@ fn record(id: &str, status: JobStatus, started_at: Option<i64>) -> JobRecord {
         retry_of: None,
         traceparent: None,
         priority: None,
+        member: Default::default(),
     }
 }
 

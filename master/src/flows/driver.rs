@@ -1,0 +1,146 @@
+//! The workflow driver: every master consumes `NS.flows` (the results of workflow steps
+//! and batch jobs) and, for each, records the step's end once and releases the steps
+//! that wait for nothing more. Every decision is made once in Redis
+//! ([`Coordinator::step_ended`](jobfleet_common::coordinator::Coordinator::step_ended)),
+//! so two masters, a redelivered result or the reconcile repeating one change nothing. A
+//! result lost by a crash (it is acknowledged before it is handled) is made good by the
+//! leader's [`reconcile`](super::reconcile), which reads the step jobs' records.
+
+use super::release::release;
+use super::FlowError;
+use crate::state::AppState;
+use jobfleet_common::client::{backoff, ResultSubscriber};
+use jobfleet_common::config::QueueType;
+use jobfleet_common::coordinator::FlowId;
+use jobfleet_common::message::{JobStatus, ResultMessage};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::plan::{Definition, Plan};
+
+/// Plans read so far (definitions never change), at most [`PLAN_CACHE`] of them.
+#[derive(Debug, Default)]
+pub struct Plans {
+    cached: Mutex<HashMap<FlowId, Arc<Plan>>>,
+}
+
+/// How many plans a master keeps in memory.
+const PLAN_CACHE: usize = 1000;
+
+impl Plans {
+    /// The plan of `flow`, from memory or Redis; `None` when the flow is gone.
+    pub async fn get(&self, state: &AppState, flow: &FlowId) -> Result<Option<Arc<Plan>>, FlowError> {
+        if let Some(plan) = self.cached.lock().expect("plans").get(flow) {
+            return Ok(Some(plan.clone()));
+        }
+        let Some(record) = state.coordinator.flow(flow).await? else {
+            return Ok(None);
+        };
+        let plan = Arc::new(plan_of(flow, &record.definition)?);
+        let mut cached = self.cached.lock().expect("plans");
+        if cached.len() >= PLAN_CACHE {
+            cached.clear();
+        }
+        cached.insert(flow.clone(), plan.clone());
+        Ok(Some(plan))
+    }
+}
+
+/// The plan of a stored definition.
+pub fn plan_of(flow: &FlowId, definition: &str) -> Result<Plan, FlowError> {
+    let definition: Definition =
+        serde_json::from_str(definition).map_err(|e| FlowError::Corrupt(e.to_string()))?;
+    Ok(Plan::new(flow.clone(), definition))
+}
+
+/// Consumes `NS.flows` until `shutdown`, reconnecting after failures.
+pub async fn run(state: &AppState, shutdown: CancellationToken) {
+    let mut attempt = 0;
+    while !shutdown.is_cancelled() {
+        let subscriber = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            subscriber = subscribe(state) => subscriber,
+        };
+        match subscriber {
+            Ok(mut subscriber) => {
+                attempt = 0;
+                consume(state, &mut subscriber, &shutdown).await;
+                subscriber.close().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "workflow driver: cannot subscribe; retrying");
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+async fn subscribe(state: &AppState) -> Result<ResultSubscriber, FlowError> {
+    let endpoint = state.config.amqp_endpoint();
+    let queue = state.topology.flows();
+    let topology = state.topology.clone();
+    let subscriber = match state.config.dead_letters_queue_type() {
+        QueueType::Quorum => ResultSubscriber::durable_quorum(endpoint, topology, &queue, &[]).await?,
+        QueueType::Classic => ResultSubscriber::durable(endpoint, topology, &queue, &[]).await?,
+    };
+    Ok(subscriber)
+}
+
+async fn consume(state: &AppState, subscriber: &mut ResultSubscriber, shutdown: &CancellationToken) {
+    loop {
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            next = subscriber.next() => next,
+        };
+        match next {
+            Ok(result) => {
+                if let Err(e) = on_result(state, &result).await {
+                    warn!(error = %e, job_id = %result.id, "workflow driver: a step's end is left to the reconcile");
+                }
+            }
+            Err(e) => debug!(error = %e, "workflow driver: an undecodable result"),
+        }
+    }
+}
+
+/// Handles the result of a workflow step or batch job.
+pub async fn on_result(state: &AppState, result: &ResultMessage) -> Result<(), FlowError> {
+    let flow = match (&result.member.workflow, &result.member.batch) {
+        (Some(id), _) => FlowId::workflow(id),
+        (None, Some(id)) => FlowId::batch(id),
+        (None, None) => return Ok(()),
+    };
+    let Some(plan) = state.flows.get(state, &flow).await? else {
+        return Ok(());
+    };
+    // A result that is not the step's own job (a producer's forged fields) changes nothing.
+    let Some(step) = plan.step_of_job(&result.id) else {
+        return Ok(());
+    };
+    step_ended(state, &plan, &step.name, result.status).await
+}
+
+/// Records that `name` ended with `status` and releases what it frees.
+pub async fn step_ended(
+    state: &AppState,
+    plan: &Plan,
+    name: &str,
+    status: JobStatus,
+) -> Result<(), FlowError> {
+    let dependents = plan.dependents(name);
+    let ended = state
+        .coordinator
+        .step_ended(&plan.flow, name, status, &dependents)
+        .await?;
+    let Some(ended) = ended else {
+        return Ok(());
+    };
+    release(state, plan, &ended.ready).await?;
+    if ended.state != "running" {
+        state.coordinator.flow_inactive(&plan.flow).await?;
+    }
+    Ok(())
+}
