@@ -61,7 +61,11 @@ fn expected(method: &str, path: &str) -> Option<Role> {
             | "/v1/groups/{group}"
             | "/v1/workers",
         ) => Some(Role::Read),
-        ("GET", "/v1/schedules") => Some(Role::Read),
+        ("GET", "/v1/schedules" | "/v1/workflows/{id}" | "/v1/batches/{id}") => Some(Role::Read),
+        (
+            "POST",
+            "/v1/workflows" | "/v1/workflows/{id}/cancel" | "/v1/batches" | "/v1/batches/{id}/cancel",
+        ) => Some(Role::Submit),
         ("POST", "/v1/jobs/cancel" | "/v1/jobs/retry" | "/v1/schedules") => Some(Role::Admin),
         ("DELETE", "/v1/schedules/{name}") => Some(Role::Admin),
         ("GET", "/metrics" | "/openapi.json") => Some(Role::Read),
