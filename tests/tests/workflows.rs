@@ -2,7 +2,8 @@
 //! results downstream, a failed step fails its dependents with `dependency_failed`, a
 //! cancel mid-workflow cancels what has not ended, a fan-out of 1,000 steps fans in, a
 //! worker SIGKILLed mid-DAG still leaves every step ended once, and a batch's callback
-//! runs once with the outcomes summarized, however often its jobs' results arrive.
+//! runs once with the outcomes summarized, however often its jobs' results arrive; step
+//! results lost with a SIGKILLed master are made good by the next leader's reconcile.
 
 use jobfleet_common::client::{amqp_pool, open_channel};
 use jobfleet_common::message::ResultMessage;
@@ -285,4 +286,41 @@ async fn a_batch_callback_runs_once_with_the_outcomes_whatever_arrives_twice() {
         .count();
     assert_eq!(callbacks, 1, "the callback ran or was announced again");
     assert_eq!(api.job("b1.on_complete").await["attempts"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn step_results_lost_with_a_killed_master_are_made_good_by_the_next_leader() {
+    let mut env = TestEnv::with_config("wf-master", FLEET);
+    env.start_worker(env.worker().concurrency(4)).await;
+    let (pid, first) = env.spawn_master_process().await;
+    let api = JsonApi::new(env.http_client(), first);
+    let workflow = json!({"id": "lost", "steps": [
+        step("a", "sleep", &[], json!({"ms": 1000})),
+        step("b", "echo", &["a"], json!({"$result": "a"})),
+        step("c", "sleep", &[], json!({"ms": 1000})),
+        step("d", "echo", &["c"], Value::Null),
+    ]});
+    assert_eq!(api.post("/v1/workflows", &workflow).await.0, 202);
+    // The master dies, the roots end meanwhile, and their results are lost with it.
+    env.signal(pid, 9);
+    for id in ["lost.a", "lost.c"] {
+        eventually(Duration::from_secs(20), || async {
+            let record = env.coordinator.job(id).await.unwrap()?;
+            record.status.is_terminal().then_some(())
+        })
+        .await;
+    }
+    let pool = amqp_pool(env.config.amqp_endpoint(), 1, "wf-master-test").unwrap();
+    let channel = open_channel(&pool, false).await.unwrap();
+    channel
+        .queue_purge(env.topology.flows().into(), Default::default())
+        .await
+        .unwrap();
+    let api = JsonApi::new(env.http_client(), env.start_master().await);
+    let done = until_status(&api, "/v1/workflows/lost", "finished", Duration::from_secs(30)).await;
+    let steps = steps_of(&done);
+    assert_eq!(steps["b"]["result"], json!({"slept_ms": 1000}), "{done}");
+    for name in ["a", "b", "c", "d"] {
+        assert_eq!(api.job(&format!("lost.{name}")).await["attempts"], 1, "{done}");
+    }
 }

@@ -84,6 +84,12 @@ impl Api {
             .await
     }
 
+    /// `POST /v1/workflows` with `body`.
+    pub async fn submit_workflow(&self, body: &Value) -> Result<Answer, String> {
+        self.send(|client, base| client.post(format!("{base}/v1/workflows")).json(body))
+            .await
+    }
+
     /// `POST /v1/jobs/{id}/cancel`.
     pub async fn cancel(&self, id: &str) -> Result<Answer, String> {
         self.send(|client, base| client.post(format!("{base}/v1/jobs/{id}/cancel")))

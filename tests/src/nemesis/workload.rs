@@ -1,7 +1,8 @@
 //! The seeded workload: clients that submit a mix of jobs (echo, sleep, process functions
 //! in exclusive and shared mode, crashes, retries) through the masters' HTTP API and the
 //! client library's `Producer`, cancel some, delete some once ended, and publish some ids
-//! twice. Every request and its answer goes to the [`History`].
+//! twice, and submit workflows (a diamond of steps, each step job judged like any job).
+//! Every request and its answer goes to the [`History`].
 
 use super::api::{Answer, Api};
 use super::history::{CancelOutcome, DeleteOutcome, Event, History, SubmitOutcome, Via};
@@ -47,6 +48,9 @@ enum Op {
     DeleteAfterEnd(Job),
     /// Submit a job, then the same id again (maybe through the other door).
     Duplicate { job: Job, again: Via, gap: Duration },
+    /// Submit a workflow (a diamond whose steps pass results on; a failing root now and
+    /// then); each step's job is judged like any job.
+    Workflow { id: String, fail: bool, sleep_ms: u64 },
 }
 
 /// The job kinds with their weights: (group, function, weight).
@@ -88,7 +92,7 @@ fn job(rng: &mut Rng, id: String) -> Job {
 }
 
 fn op(rng: &mut Rng, id: String) -> Op {
-    match rng.weighted(&[66, 8, 8, 8, 10]) {
+    match rng.weighted(&[66, 8, 8, 8, 10, 5]) {
         0 => Op::Run(job(rng, id)),
         pick @ (1 | 2) => {
             let (job, after) = cancel_target(rng, id);
@@ -99,6 +103,11 @@ fn op(rng: &mut Rng, id: String) -> Op {
             }
         }
         3 => Op::DeleteAfterEnd(job(rng, id)),
+        5 => Op::Workflow {
+            id: format!("w{id}"),
+            fail: rng.percent(20),
+            sleep_ms: rng.between(50, 1500),
+        },
         _ => Op::Duplicate {
             job: job(rng, id),
             again: via(rng),
@@ -137,6 +146,18 @@ fn cancel_target(rng: &mut Rng, id: String) -> (Job, Duration) {
         rng.millis(0, 1500)
     };
     (job, after)
+}
+
+/// What an answer to a submit (of a job or a workflow) says.
+fn submit_outcome(answer: &Answer) -> SubmitOutcome {
+    match answer.status {
+        202 => SubmitOutcome::Accepted,
+        200 => SubmitOutcome::Existing,
+        status => SubmitOutcome::Rejected {
+            status,
+            kind: answer.kind(),
+        },
+    }
 }
 
 /// The clients' shared means: the API, a producer, the log, and the follow-up tasks.
@@ -214,6 +235,61 @@ impl Workload {
                 tokio::time::sleep(gap).await;
                 self.submit(&job, again).await;
             }
+            Op::Workflow { id, fail, sleep_ms } => self.submit_workflow(&id, fail, sleep_ms).await,
+        }
+    }
+
+    /// Submits a diamond workflow `id` over HTTP, retrying with the same id like a job's
+    /// submit; every answer is recorded for each of its step jobs (`<id>.<step>`), whose
+    /// outcomes the checker then judges like any job's.
+    async fn submit_workflow(&self, id: &str, fail: bool, sleep_ms: u64) {
+        let root = if fail {
+            ("fail", json!({"message": format!("planned failure of {id}")}))
+        } else {
+            ("sleep", json!({"ms": sleep_ms}))
+        };
+        let steps = [
+            ("a", root.0, json!([]), root.1),
+            ("b", "echo", json!(["a"]), json!({"from": {"$result": "a"}})),
+            ("c", "echo", json!(["a"]), json!([{"$result": "a"}])),
+            (
+                "d",
+                "echo",
+                json!(["b", "c"]),
+                json!({"b": {"$result": "b"}, "c": {"$result": "c"}}),
+            ),
+        ];
+        let body = json!({"id": id, "steps": steps.iter().map(|(name, function, after, args)| {
+            json!({"name": name, "group": "steady", "function": function, "after": after, "args": args})
+        }).collect::<Vec<_>>()});
+        let deadline = Instant::now() + SUBMIT_PATIENCE;
+        let mut attempt = 0u32;
+        loop {
+            let sent_at = now_ms();
+            let (outcome, unanswered) = match self.api.submit_workflow(&body).await {
+                Ok(answer) => (submit_outcome(&answer), answer.unanswered),
+                Err(error) => (SubmitOutcome::Uncertain { error }, Vec::new()),
+            };
+            let retry = matches!(&outcome, SubmitOutcome::Uncertain { .. })
+                || matches!(&outcome, SubmitOutcome::Rejected { status: 503, .. });
+            let accepted = outcome.is_accepted();
+            for (name, function, _, _) in &steps {
+                self.history.record(&Event::Submit {
+                    id: format!("{id}.{name}"),
+                    group: "steady".into(),
+                    function: (*function).into(),
+                    via: Via::Http,
+                    sent_at,
+                    at: now_ms(),
+                    outcome: outcome.clone(),
+                    unanswered: unanswered.clone(),
+                });
+            }
+            if accepted || !retry || Instant::now() > deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250 << attempt.min(3))).await;
+            attempt += 1;
         }
     }
 
@@ -256,17 +332,7 @@ impl Workload {
     async fn submit_http(&self, job: &Job) -> (SubmitOutcome, Vec<String>) {
         let body = json!({"id": job.id, "group": job.group, "function": job.function, "args": job.args});
         match self.api.submit(&body).await {
-            Ok(answer) => {
-                let outcome = match answer.status {
-                    202 => SubmitOutcome::Accepted,
-                    200 => SubmitOutcome::Existing,
-                    status => SubmitOutcome::Rejected {
-                        status,
-                        kind: answer.kind(),
-                    },
-                };
-                (outcome, answer.unanswered)
-            }
+            Ok(answer) => (submit_outcome(&answer), answer.unanswered),
             Err(error) => (SubmitOutcome::Uncertain { error }, Vec::new()),
         }
     }
