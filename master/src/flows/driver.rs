@@ -15,25 +15,32 @@ use jobfleet_common::coordinator::FlowId;
 use jobfleet_common::message::{JobStatus, ResultMessage};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::plan::{Definition, Plan};
 
-/// Plans read so far (definitions never change), at most [`PLAN_CACHE`] of them.
+/// Plans read so far (a definition never changes while its flow exists), at most
+/// [`PLAN_CACHE`] of them, each for [`PLAN_FRESH`]: an id can name a new flow once the old
+/// one expired, so no plan is trusted for long.
 #[derive(Debug, Default)]
 pub struct Plans {
-    cached: Mutex<HashMap<FlowId, Arc<Plan>>>,
+    cached: Mutex<HashMap<FlowId, (Instant, Arc<Plan>)>>,
 }
 
 /// How many plans a master keeps in memory.
 const PLAN_CACHE: usize = 1000;
+/// How long a plan read from Redis is used before it is read again.
+const PLAN_FRESH: Duration = Duration::from_secs(30);
 
 impl Plans {
     /// The plan of `flow`, from memory or Redis; `None` when the flow is gone.
     pub async fn get(&self, state: &AppState, flow: &FlowId) -> Result<Option<Arc<Plan>>, FlowError> {
-        if let Some(plan) = self.cached.lock().expect("plans").get(flow) {
-            return Ok(Some(plan.clone()));
+        if let Some((read_at, plan)) = self.cached.lock().expect("plans").get(flow) {
+            if read_at.elapsed() < PLAN_FRESH {
+                return Ok(Some(plan.clone()));
+            }
         }
         let Some(record) = state.coordinator.flow(flow).await? else {
             return Ok(None);
@@ -41,9 +48,12 @@ impl Plans {
         let plan = Arc::new(plan_of(flow, &record.definition)?);
         let mut cached = self.cached.lock().expect("plans");
         if cached.len() >= PLAN_CACHE {
-            cached.clear();
+            cached.retain(|_, (read_at, _)| read_at.elapsed() < PLAN_FRESH);
+            if cached.len() >= PLAN_CACHE {
+                cached.clear();
+            }
         }
-        cached.insert(flow.clone(), plan.clone());
+        cached.insert(flow.clone(), (Instant::now(), plan.clone()));
         Ok(Some(plan))
     }
 }
