@@ -191,6 +191,17 @@ impl Coordinator {
         Ok((state != "missing").then_some(state))
     }
 
+    /// Whether a cancel reached `flow` (a single field read, not the whole record).
+    pub async fn flow_canceled(&self, flow: &FlowId) -> Result<bool, CoordinatorError> {
+        let mut conn = self.connection().await?;
+        let canceled: Option<String> = redis::cmd("HGET")
+            .arg(self.keys.flow(flow))
+            .arg("canceled")
+            .query_async(&mut *conn)
+            .await?;
+        Ok(canceled.as_deref() == Some("1"))
+    }
+
     /// A flow's record; `None` when it is unknown or expired.
     pub async fn flow(&self, flow: &FlowId) -> Result<Option<FlowRecord>, CoordinatorError> {
         let mut conn = self.connection().await?;
@@ -230,6 +241,27 @@ impl Coordinator {
         Ok(members
             .into_iter()
             .filter_map(|(member, at)| Some((FlowId::from_member(&member)?, at)))
+            .collect())
+    }
+
+    /// The status of each job named by (group, id), in one pipelined round trip; `None`
+    /// for a job with no record.
+    pub async fn job_statuses(
+        &self,
+        jobs: &[(&str, &str)],
+    ) -> Result<Vec<Option<JobStatus>>, CoordinatorError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (group, id) in jobs {
+            pipe.hget(self.keys.job(group, id), "status");
+        }
+        let mut conn = self.connection().await?;
+        let statuses: Vec<Option<String>> = pipe.query_async(&mut *conn).await?;
+        Ok(statuses
+            .into_iter()
+            .map(|status| status.and_then(|s| s.parse().ok()))
             .collect())
     }
 

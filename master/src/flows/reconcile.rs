@@ -6,6 +6,7 @@
 //! repair goes through the same once-only calls as the driver.
 
 use super::driver::{plan_of, step_ended};
+use super::plan::Step;
 use super::release::release;
 use super::FlowError;
 use crate::state::AppState;
@@ -50,21 +51,20 @@ async fn repair(
         .collect();
     release(state, &plan, &roots).await?;
     // Released steps whose jobs ended unheard.
-    let released: Vec<&str> = plan
+    let released: Vec<&Step> = plan
         .definition
         .steps
         .iter()
         .filter(|step| record.steps.get(&step.name).is_some_and(|s| s == "released"))
-        .map(|step| step.name.as_str())
         .collect();
-    let ids: Vec<String> = released
+    let jobs: Vec<(&str, &str)> = released
         .iter()
-        .filter_map(|name| Some(plan.step(name)?.job_id.clone()))
+        .map(|step| (step.group.as_str(), step.job_id.as_str()))
         .collect();
-    let jobs = state.coordinator.jobs(&ids).await?;
-    for (name, job) in released.iter().zip(jobs) {
-        if let Some(job) = job.filter(|job| job.status.is_terminal()) {
-            step_ended(state, &plan, name, job.status).await?;
+    let statuses = state.coordinator.job_statuses(&jobs).await?;
+    for (step, status) in released.iter().zip(statuses) {
+        if let Some(status) = status.filter(|s| s.is_terminal()) {
+            step_ended(state, &plan, &step.name, status).await?;
         }
     }
     // Ended steps with dependents never released (repeating the end answers them).

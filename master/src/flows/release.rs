@@ -8,6 +8,7 @@
 use super::plan::{result_refs, substitute, Plan, Step, CALLBACK};
 use super::FlowError;
 use crate::announce::announce;
+use crate::http::jobs::cancel_job;
 use crate::state::AppState;
 use jobfleet_common::coordinator::{EndEarly, FlowKind, FlowRecord, NewJob, Submitted};
 use jobfleet_common::message::{ErrorKind, JobError, JobMessage, JobStatus};
@@ -51,6 +52,23 @@ pub async fn release(state: &AppState, plan: &Plan, ready: &[(String, bool)]) ->
     run_jobs(state, &runs).await?;
     let names: Vec<&str> = steps.iter().map(|(step, _)| step.name.as_str()).collect();
     state.coordinator.steps_released(&plan.flow, &names).await?;
+    cancel_if_canceled(state, plan, &runs).await
+}
+
+/// Cancels the jobs just released if a cancel of their flow came meanwhile: the cancel
+/// marks the flow before it cancels the jobs it finds, and this looks at the mark after
+/// recording them, so one of the two always sees the other.
+async fn cancel_if_canceled(state: &AppState, plan: &Plan, runs: &[JobMessage]) -> Result<(), FlowError> {
+    if runs.is_empty() {
+        return Ok(());
+    }
+    if state.coordinator.flow_canceled(&plan.flow).await? {
+        for job in runs {
+            if let Err(e) = cancel_job(state, &job.id, Some(&job.group)).await {
+                warn!(error = %e, job_id = %job.id, "workflow steps: could not cancel a step released during a cancel");
+            }
+        }
+    }
     Ok(())
 }
 

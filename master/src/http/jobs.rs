@@ -5,7 +5,7 @@ use super::error::ApiError;
 use super::openapi::{BackendDown, RedisDown, UnknownJob};
 use super::views::job_view;
 use crate::announce::announce;
-use crate::state::SharedState;
+use crate::state::{AppState, SharedState};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -119,7 +119,7 @@ pub async fn cancel(
 
 /// Cancels job `id` (of `group`, when known): queued or started → canceled, its result
 /// announced, and a started job's sandbox stopped wherever it runs.
-pub async fn cancel_job(state: &SharedState, id: &str, group: Option<&str>) -> Result<EndEarly, ApiError> {
+pub async fn cancel_job(state: &AppState, id: &str, group: Option<&str>) -> Result<EndEarly, ApiError> {
     let error = JobError::new(ErrorKind::Canceled, "canceled by request");
     let ended = state.coordinator.end_early(EndRequest {
         id,
