@@ -90,6 +90,19 @@ fn broke_protocol(result: &ResultMessage, reason: &str) {
     );
 }
 
+/// Asserts no job got another's answer: each finished with its own `n`, or failed because
+/// its process broke the protocol (a stray line met while it was outstanding).
+fn own_or_broken(jobs: &[JobMessage], results: &[ResultMessage]) {
+    for (job, result) in jobs.iter().zip(results) {
+        match result.status {
+            JobStatus::Finished => {
+                assert_eq!(answered(result), job.args["n"].as_i64().unwrap(), "{result:?}")
+            }
+            _ => broke_protocol(result, "answer"),
+        }
+    }
+}
+
 /// Asserts every job finished with its own `n`.
 fn all_own(jobs: &[JobMessage], results: &[ResultMessage]) {
     for (job, result) in jobs.iter().zip(results) {
@@ -124,12 +137,15 @@ async fn an_extra_line_after_an_answer_never_reaches_the_next_job() {
     let mut env = TestEnv::with_config("extra", &fleet());
     env.start_worker(env.worker().group("proto").concurrency(1)).await;
 
-    // A second answer printed right after the first: the process is discarded.
+    // A second answer printed right after the first, by a process that echoes ids: the
+    // process is discarded. (One that does not echo ids could print it after the next
+    // request went out, where nothing tells it from that request's answer: docs/design.md,
+    // "Shared process sandboxes", what remains.)
     let mut jobs = vec![
-        job("plain", 99, json!({})),
-        job("plain", 100, json!({"after": ["{\"result\": {\"n\": -1}}"]})),
+        job("ids", 99, json!({})),
+        job("ids", 100, json!({"after": ["{\"result\": {\"n\": -1}}"]})),
     ];
-    jobs.extend((0..5).map(|n| job("plain", n, json!({}))));
+    jobs.extend((0..5).map(|n| job("ids", n, json!({}))));
     let results = run_all(&env, jobs.clone()).await;
     assert_eq!(answered(&results[0]), 99);
     if results[1].status == JobStatus::Finished {
@@ -137,8 +153,12 @@ async fn an_extra_line_after_an_answer_never_reaches_the_next_job() {
     } else {
         broke_protocol(&results[1], "answer");
     }
-    all_own(&jobs[2..], &results[2..]);
-    assert_ne!(pid(&results[2]), pid(&results[0]), "the process was replaced");
+    own_or_broken(&jobs[2..], &results[2..]);
+    let later = results[2..]
+        .iter()
+        .find(|r| r.status == JobStatus::Finished)
+        .expect("a later job finished");
+    assert_ne!(pid(later), pid(&results[0]), "the process was replaced");
 
     // A line printed later, between jobs, while no request is outstanding.
     let marker = std::env::temp_dir().join(format!("{}-late", env.namespace()));
