@@ -3,6 +3,7 @@
 //! the cleanup of every queue, exchange and Redis key afterwards.
 
 use crate::ceiling;
+use crate::logs::FUNCTION as CHATTY_FUNCTION;
 use crate::memory::{FUNCTION as MEMORY_FUNCTION, GROUP as MEMORY_GROUP};
 use anyhow::{bail, Context, Result};
 use jobfleet_common::auth::Role;
@@ -18,7 +19,7 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::{Child, Command};
 
-/// The group of the echo rows (the built-in `echo`).
+/// The group of the echo rows (the built-in `echo`; and `chatty`, for the logs row).
 pub const ECHO_GROUP: &str = "default";
 /// The group of the process-sandbox rows.
 pub const PROCESS_GROUP: &str = "py";
@@ -128,6 +129,7 @@ redis_min_replicas = {redis_min_replicas}
 [groups.{ECHO_GROUP}]
 queue_type = "{echo_queue_type}"
 [groups.{ECHO_GROUP}.functions.echo]
+[groups.{ECHO_GROUP}.functions.{CHATTY_FUNCTION}]
 
 [groups.{MEMORY_GROUP}.functions.{MEMORY_FUNCTION}]
 

@@ -7,11 +7,13 @@ mod ceiling;
 mod cpu;
 mod delayed;
 mod fleet;
+mod logs;
 mod long_row;
 mod measure;
 mod memory;
 mod peers;
 mod report;
+mod steps;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -81,6 +83,11 @@ enum Row {
     Flow,
     /// Redis bytes per queued and per ended small job (a wordcount of one sentence).
     Memory,
+    /// Job logs' cost: e2e throughput of a function logging 10 lines per job against the
+    /// same function logging none.
+    Logs,
+    /// Workflows: the time from a step's end to its dependents' start, p50/p99, and steps/s.
+    Steps,
 }
 
 /// `--queue-type`.
@@ -184,6 +191,8 @@ impl RunArgs {
                 Row::Latency,
                 Row::Delayed,
                 Row::Flow,
+                Row::Logs,
+                Row::Steps,
                 Row::Memory,
             ];
         }
@@ -192,6 +201,11 @@ impl RunArgs {
 
     fn wants(&self, row: Row) -> bool {
         self.rows.contains(&row)
+    }
+
+    /// Steps of the steps row's chain: JOBS / 50 (200 by default), 20 to 5,000.
+    fn workflow_steps(&self) -> usize {
+        (self.jobs / 50).clamp(20, 5_000)
     }
 
     fn warmup(&self) -> usize {
@@ -561,6 +575,24 @@ async fn measure_all(fleet: &mut Fleet, args: &RunArgs, report: &mut Report) -> 
     if args.wants(Row::Flow) {
         let rows = LeaderRows::start(fleet, args, &producer).await?;
         measure_flow(fleet, rows, report).await?;
+    }
+
+    // 7b. What job logs cost the e2e row (SPEC §10).
+    if args.wants(Row::Logs) {
+        let plan = logs::Plan {
+            jobs,
+            rounds: args.rounds,
+            warmup: args.warmup(),
+            timeout,
+            services: services.clone(),
+            worker_pid: worker.pid,
+        };
+        report.logs = Some(logs::measure(fleet, &producer, plan).await?);
+    }
+
+    // 7c. Workflow steps: a step's end to its dependents' start (SPEC §10).
+    if args.wants(Row::Steps) {
+        report.steps = steps::measure(fleet, args.workflow_steps(), timeout).await?;
     }
 
     // 8. Redis memory per queued and per ended small job.

@@ -72,6 +72,10 @@ pub struct Report {
     pub lateness: Option<Lateness>,
     /// E2e throughput rounds (jobs/s) under each flow-control setting, in run order.
     flow: Vec<(&'static str, Vec<f64>)>,
+    /// The logs row: throughput logging nothing and logging 10 lines per job.
+    pub logs: Option<crate::logs::Rows>,
+    /// The steps row: a step's end to its dependents' start, per workflow shape.
+    pub steps: Vec<crate::steps::Gaps>,
 }
 
 /// Largest share of throughput flow control may cost at a cap of 64 (River's published
@@ -97,6 +101,15 @@ fn mb(bytes: Option<u64>) -> String {
     bytes
         .map(|b| format!("{:.1} MB", b as f64 / (1024.0 * 1024.0)))
         .unwrap_or_else(|| "-".into())
+}
+
+/// Jobs/s of each round, `a / b / c`.
+fn rounds_text(rounds: &[f64]) -> String {
+    rounds
+        .iter()
+        .map(|r| format!("{r:.0}"))
+        .collect::<Vec<_>>()
+        .join(" / ")
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -156,6 +169,8 @@ impl Report {
             delayed_scheduling: None,
             lateness: None,
             flow: Vec::new(),
+            logs: None,
+            steps: Vec::new(),
         }
     }
 
@@ -214,6 +229,86 @@ impl Report {
         Ok(())
     }
 
+    /// The logs row's lines: each kind's best round, the ratio, and the lines kept.
+    fn logs_lines(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(logs) = &self.logs else { return Ok(()) };
+        let Some((quiet, logging)) = logs.best() else {
+            return Ok(());
+        };
+        writeln!(f)?;
+        writeln!(
+            f,
+            "job logs (the built-in chatty, client library, the echo group's worker)"
+        )?;
+        writeln!(
+            f,
+            "  e2e jobs/s, no log line                     {quiet:>8.0}  (rounds {})",
+            rounds_text(&logs.quiet.rounds)
+        )?;
+        writeln!(
+            f,
+            "  e2e jobs/s, {:>2} log lines per job            {logging:>8.0}  (rounds {})",
+            crate::logs::LINES,
+            rounds_text(&logs.logging.rounds)
+        )?;
+        let (stored, logged) = logs.stored;
+        writeln!(
+            f,
+            "  with / without logs {:.2}; {stored} of {logged} lines stored for {} jobs of the last logging round",
+            logging / quiet,
+            logged / crate::logs::LINES as usize
+        )
+    }
+
+    /// The steps row's lines: per workflow shape, the gaps and steps/s.
+    fn steps_lines(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.steps.is_empty() {
+            return Ok(());
+        }
+        writeln!(f)?;
+        writeln!(
+            f,
+            "{:<50} {:>7} {:>9} {:>10} {:>10} {:>10}",
+            "workflow steps: a step's end -> dependents' start", "gaps", "p50", "p99", "max", "steps/s"
+        )?;
+        for g in &self.steps {
+            writeln!(
+                f,
+                "{:<50} {:>7} {:>9} {:>10} {:>10} {:>10.0}",
+                g.shape,
+                g.samples,
+                format!("{} ms", g.p50_ms),
+                format!("{} ms", g.p99_ms),
+                format!("{} ms", g.max_ms),
+                g.steps_per_s
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The verdict table's lines of the logs and steps rows: reported, no target set.
+    fn logs_and_steps_verdicts(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((quiet, logging)) = self.logs.as_ref().and_then(|l| l.best()) {
+            writeln!(
+                f,
+                "{:<30} {:>12} {:>12}  reported",
+                format!("cost of {} log lines a job", crate::logs::LINES),
+                format!("{:+.1} %", (1.0 - logging / quiet) * 100.0),
+                "none"
+            )?;
+        }
+        for g in &self.steps {
+            writeln!(
+                f,
+                "{:<30} {:>12} {:>12}  reported",
+                format!("step gap p99, {}", g.kind),
+                format!("{} ms", g.p99_ms),
+                "none"
+            )?;
+        }
+        Ok(())
+    }
+
     /// The delayed rows' lines: throughput without and with, lateness, and their targets.
     fn delayed_lines(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let best = |rounds: &[f64]| {
@@ -222,25 +317,18 @@ impl Report {
                 .copied()
                 .fold(None, |b: Option<f64>, r| Some(b.map_or(r, |b| b.max(r))))
         };
-        let all = |rounds: &[f64]| {
-            rounds
-                .iter()
-                .map(|r| format!("{r:.0}"))
-                .collect::<Vec<_>>()
-                .join(" / ")
-        };
         if let (Some(without), Some(with)) = (best(&self.delayed_without), best(&self.delayed_with)) {
             writeln!(f)?;
             writeln!(f, "delayed jobs (a master's scheduler running)")?;
             writeln!(
                 f,
                 "  e2e jobs/s, no delayed job waiting          {without:>8.0}  (rounds {})",
-                all(&self.delayed_without)
+                rounds_text(&self.delayed_without)
             )?;
             writeln!(
                 f,
                 "  e2e jobs/s, 100,000 delayed jobs waiting    {with:>8.0}  (rounds {})",
-                all(&self.delayed_with)
+                rounds_text(&self.delayed_with)
             )?;
             let cost = 1.0 - with / without;
             writeln!(
@@ -501,6 +589,8 @@ impl fmt::Display for Report {
         }
         self.delayed_lines(f)?;
         self.flow_lines(f)?;
+        self.logs_lines(f)?;
+        self.steps_lines(f)?;
         let mut cpu: Vec<(&str, &Vec<(String, Duration)>)> = Vec::new();
         if self.ceiling.is_some() {
             cpu.push(("ceiling", &self.ceiling_cpu));
@@ -509,6 +599,11 @@ impl fmt::Display for Report {
             cpu.push(("jobfleet e2e", &self.e2e_cpu));
         }
         cpu.extend(self.cpu.iter().map(|(row, processes)| (*row, processes)));
+        if let Some(logs) = &self.logs {
+            let [quiet, logging] = crate::logs::CPU_LABELS;
+            cpu.push((quiet, &logs.quiet.cpu));
+            cpu.push((logging, &logs.logging.cpu));
+        }
         if !cpu.is_empty() {
             writeln!(f)?;
             writeln!(f, "CPU per job (us), by process:")?;
@@ -611,6 +706,7 @@ impl fmt::Display for Report {
                 verdict(memory.ended <= TARGET_ENDED_JOB_BYTES as f64)
             )?;
         }
+        self.logs_and_steps_verdicts(f)?;
         if !self.scaling.is_empty() {
             writeln!(f)?;
             writeln!(

@@ -116,7 +116,7 @@ impl WorkerBuilder {
         self
     }
 
-    /// Registers the built-in functions (echo, sleep, fail, wordcount, crash).
+    /// Registers the built-in functions (echo, sleep, fail, wordcount, crash, chatty).
     pub fn builtins(mut self) -> Self {
         builtins::register(&mut self.registry);
         self

@@ -1,5 +1,8 @@
-//! The built-in functions of SPEC §6, for demos and tests: echo, sleep, fail, wordcount, crash.
+//! The built-in functions of SPEC §6, for demos and tests: echo, sleep, fail, wordcount, crash;
+//! and `chatty`, which logs lines through its [`JobContext`] (SPEC §10; the benchmark's logs
+//! row).
 
+use crate::activity::JobContext;
 use crate::function::{handler, Function, FunctionRegistry};
 use jobfleet_common::message::JobError;
 use serde::Deserialize;
@@ -28,6 +31,37 @@ pub struct FailArgs {
 pub struct WordcountArgs {
     /// The text whose words are counted.
     pub text: String,
+}
+
+/// Most lines one `chatty` job may ask for.
+pub const CHATTY_MAX_LINES: u32 = 10_000;
+
+/// Args of `chatty`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChattyArgs {
+    /// How many lines to log, up to [`CHATTY_MAX_LINES`]; none when absent.
+    #[serde(default)]
+    pub lines: u32,
+}
+
+/// `chatty`: logs `lines` lines through `context`, answers `{"logged": lines}`.
+pub fn chatty(args: ChattyArgs, context: &JobContext) -> Result<Value, JobError> {
+    if args.lines > CHATTY_MAX_LINES {
+        return Err(JobError::invalid_args(format!(
+            "lines: {} is over {CHATTY_MAX_LINES}",
+            args.lines
+        )));
+    }
+    for line in chatty_lines(args.lines) {
+        context.log(&line);
+    }
+    Ok(serde_json::json!({"logged": args.lines}))
+}
+
+/// The lines `chatty` logs: `line 1 of n` … `line n of n`.
+fn chatty_lines(lines: u32) -> impl Iterator<Item = String> {
+    (1..=lines).map(move |i| format!("line {i} of {lines}"))
 }
 
 /// Counts whitespace-separated words, lowercased, with surrounding punctuation trimmed.
@@ -75,6 +109,12 @@ pub fn register(registry: &mut FunctionRegistry) {
         })),
     );
     registry.insert(
+        "chatty",
+        plain(handler(|args: ChattyArgs| async move {
+            chatty(args, &JobContext::current())
+        })),
+    );
+    registry.insert(
         "crash",
         plain(handler(|_: Value| async move {
             if true {
@@ -97,5 +137,36 @@ mod tests {
         assert_eq!(counts.get("end"), Some(&1));
         assert_eq!(counts.len(), 4);
         assert!(wordcount("  ").is_empty());
+    }
+
+    #[test]
+    fn chatty_logs_numbered_lines_and_refuses_too_many() {
+        let lines: Vec<String> = chatty_lines(3).collect();
+        assert_eq!(lines, ["line 1 of 3", "line 2 of 3", "line 3 of 3"]);
+        assert_eq!(chatty_lines(0).count(), 0);
+        let context = JobContext::default();
+        let logged = chatty(ChattyArgs { lines: 10 }, &context).unwrap();
+        assert_eq!(logged, serde_json::json!({"logged": 10}));
+        let refused = chatty(
+            ChattyArgs {
+                lines: CHATTY_MAX_LINES + 1,
+            },
+            &context,
+        )
+        .unwrap_err();
+        assert_eq!(refused.kind, jobfleet_common::message::ErrorKind::InvalidArgs);
+    }
+
+    #[tokio::test]
+    async fn chatty_is_registered_and_takes_no_lines_by_default() {
+        let mut registry = FunctionRegistry::default();
+        register(&mut registry);
+        let chatty = registry.get("chatty").expect("chatty is a built-in");
+        let answer = (chatty.handler)(serde_json::json!({})).await.unwrap();
+        assert_eq!(answer, serde_json::json!({"logged": 0}));
+        let unknown = (chatty.handler)(serde_json::json!({"line": 1}))
+            .await
+            .unwrap_err();
+        assert_eq!(unknown.kind, jobfleet_common::message::ErrorKind::InvalidArgs);
     }
 }
