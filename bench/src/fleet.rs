@@ -368,7 +368,7 @@ impl AmqpObject {
 
 /// What a fleet of topology `t` declares for `groups`: its queues, then its exchanges.
 fn amqp_objects(t: &Topology, groups: &[&str]) -> Vec<AmqpObject> {
-    let mut queues = vec![t.dead_letters()];
+    let mut queues = vec![t.dead_letters(), t.flows()];
     for group in groups {
         queues.push(t.group_queue(group));
         queues.push(t.delay_queue(group, HOLD_DELAY_MS));
@@ -378,6 +378,7 @@ fn amqp_objects(t: &Topology, groups: &[&str]) -> Vec<AmqpObject> {
         t.results_exchange(),
         t.control_exchange(),
         t.dead_letters(),
+        t.flows(),
     ];
     let queues = queues.into_iter().map(AmqpObject::Queue);
     queues.chain(exchanges.map(AmqpObject::Exchange)).collect()

@@ -88,7 +88,7 @@ pub async fn run(
     let flows = {
         let state = state.clone();
         let shutdown = shutdown.clone();
-        tokio::spawn(async move { flows::driver::run(&state, shutdown).await })
+        tokio::spawn(async move { flows::driver::run(state, shutdown).await })
     };
     let scheme = if state.config.https.is_some() {
         "https"

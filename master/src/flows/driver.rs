@@ -16,6 +16,7 @@ use jobfleet_common::message::{JobStatus, ResultMessage};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -65,18 +66,22 @@ pub fn plan_of(flow: &FlowId, definition: &str) -> Result<Plan, FlowError> {
     Ok(Plan::new(flow.clone(), definition))
 }
 
+/// How many step results a master handles at once. Their order does not matter: each
+/// end is recorded once in Redis and each release is idempotent.
+const IN_FLIGHT: usize = 64;
+
 /// Consumes `NS.flows` until `shutdown`, reconnecting after failures.
-pub async fn run(state: &AppState, shutdown: CancellationToken) {
+pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
     let mut attempt = 0;
     while !shutdown.is_cancelled() {
         let subscriber = tokio::select! {
             _ = shutdown.cancelled() => return,
-            subscriber = subscribe(state) => subscriber,
+            subscriber = subscribe(&state) => subscriber,
         };
         match subscriber {
             Ok(mut subscriber) => {
                 attempt = 0;
-                consume(state, &mut subscriber, &shutdown).await;
+                consume(&state, &mut subscriber, &shutdown).await;
                 subscriber.close().await;
             }
             Err(e) => {
@@ -99,20 +104,31 @@ async fn subscribe(state: &AppState) -> Result<ResultSubscriber, FlowError> {
     Ok(subscriber)
 }
 
-async fn consume(state: &AppState, subscriber: &mut ResultSubscriber, shutdown: &CancellationToken) {
+/// Handles results as they come, up to [`IN_FLIGHT`] at once.
+async fn consume(state: &Arc<AppState>, subscriber: &mut ResultSubscriber, shutdown: &CancellationToken) {
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     loop {
         let next = tokio::select! {
             _ = shutdown.cancelled() => return,
             next = subscriber.next() => next,
         };
-        match next {
-            Ok(result) => {
-                if let Err(e) = on_result(state, &result).await {
-                    warn!(error = %e, job_id = %result.id, "workflow driver: a step's end is left to the reconcile");
-                }
+        let result = match next {
+            Ok(result) => result,
+            Err(e) => {
+                debug!(error = %e, "workflow driver: an undecodable result");
+                continue;
             }
-            Err(e) => debug!(error = %e, "workflow driver: an undecodable result"),
-        }
+        };
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            if let Err(e) = on_result(&state, &result).await {
+                warn!(error = %e, job_id = %result.id, "workflow driver: a step's end is left to the reconcile");
+            }
+            drop(slot);
+        });
     }
 }
 
