@@ -94,6 +94,8 @@ pub struct Fleet {
     pub coordinator: Coordinator,
     /// Admin connections (declares, readiness checks, cleanup); never on a measured path.
     pub admin: AmqpPool,
+    /// The broker's and Redis's own URLs (the config's go through `--link-delay` proxies).
+    service_urls: (String, String),
     bin_dir: PathBuf,
     dir: PathBuf,
     config_path: String,
@@ -104,6 +106,11 @@ pub struct Fleet {
 pub const BENCH_TOKEN: &str = "jf_bench_token_not_secret";
 
 impl Fleet {
+    /// The broker and Redis processes, when they run on this machine (CPU per job).
+    pub fn services(&self) -> Vec<crate::cpu::Tracked> {
+        crate::cpu::services(&self.service_urls.0, &self.service_urls.1)
+    }
+
     /// A fresh namespace `bench-<random>` with the echo group and the process group whose
     /// functions run `python3` on the scripts in `functions_dir`, waiting for
     /// `redis_min_replicas` replicas after each transition.
@@ -112,6 +119,7 @@ impl Fleet {
         functions_dir: &Path,
         redis_min_replicas: u32,
         queue_type: QueueType,
+        proxied: Option<(String, String)>,
     ) -> Result<Fleet> {
         let namespace = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let exclusive = functions_dir.join("wordcount.py");
@@ -146,8 +154,8 @@ command = ["python3", {shared:?}]
         let mut config = Config::from_toml(&toml).context("bench config")?;
         // Only the URLs come from the environment: the namespace is ours.
         let env = Config::load(None, config::process_env).context("JOBFLEET_* environment")?;
-        config.amqp_url = env.amqp_url;
-        config.redis_url = env.redis_url;
+        let service_urls = (env.amqp_url.clone(), env.redis_url.clone());
+        (config.amqp_url, config.redis_url) = proxied.unwrap_or((env.amqp_url, env.redis_url));
         let dir = std::env::temp_dir().join(&namespace);
         std::fs::create_dir_all(&dir)?;
         let config_path = dir
@@ -172,6 +180,7 @@ command = ["python3", {shared:?}]
             topology,
             coordinator,
             admin,
+            service_urls,
             bin_dir,
             dir,
             config_path,

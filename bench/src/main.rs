@@ -7,6 +7,7 @@ mod ceiling;
 mod cpu;
 mod delayed;
 mod fleet;
+mod links;
 mod logs;
 mod long_row;
 mod measure;
@@ -167,6 +168,10 @@ struct RunArgs {
     /// The Python with Celery installed, for `--peers`.
     #[arg(long, default_value = "target/peers/venv/bin/python")]
     peers_python: PathBuf,
+    /// Reach the broker and Redis through loopback proxies that hold every chunk this many
+    /// milliseconds each way (0: direct), as a network between machines would.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    link_delay: u64,
     /// Where wordcount.py and wordcount_shared.py are.
     #[arg(long, default_value = "examples/python/functions")]
     functions_dir: PathBuf,
@@ -245,11 +250,23 @@ async fn run(args: RunArgs) -> Result<()> {
     };
     let functions_dir = std::fs::canonicalize(&args.functions_dir)
         .with_context(|| format!("--functions-dir {}", args.functions_dir.display()))?;
+    let links = match args.link_delay {
+        0 => None,
+        ms => {
+            let env = jobfleet_common::config::Config::load(None, jobfleet_common::config::process_env)?;
+            let delay = Duration::from_millis(ms);
+            Some(links::Links::start(&env.amqp_url, &env.redis_url, delay).await?)
+        }
+    };
+    let proxied = links
+        .as_ref()
+        .map(|l| (l.proxied_broker_url(), l.proxied_redis_url()));
     let mut fleet = Fleet::new(
         bin_dir,
         &functions_dir,
         args.redis_min_replicas,
         args.queue_type.into(),
+        proxied,
     )?;
     let mut report = Report::new(
         args.jobs,
@@ -259,6 +276,7 @@ async fn run(args: RunArgs) -> Result<()> {
         fleet.namespace(),
     );
     report.redis_min_replicas = args.redis_min_replicas;
+    report.link_delay_ms = args.link_delay;
     report.queue_type = QueueType::from(args.queue_type).as_str();
     eprintln!(
         "jobfleet-bench: namespace {}, logs in {}",
@@ -404,7 +422,7 @@ async fn measure_all(fleet: &mut Fleet, args: &RunArgs, report: &mut Report) -> 
     let jobs = args.jobs;
     let timeout = args.timeout(jobs);
     let amqp_url = fleet.config.amqp_url.clone();
-    let services = cpu::services(&amqp_url, &fleet.config.redis_url);
+    let services = fleet.services();
 
     // 1 and 2. The ceiling (its consumer in its own process) and jobfleet end to end (a
     // worker process, the client library's producer and result subscriber), in alternating
@@ -641,7 +659,7 @@ async fn measure_batch(
         measure::submit_batches(&url, jobs, args.batch_clients)
     })
     .await?;
-    let services = cpu::services(&fleet.config.amqp_url, &fleet.config.redis_url);
+    let services = fleet.services();
     for round in 1..=args.rounds.max(1) {
         let batch = echo_jobs(args.jobs);
         let ids: Vec<String> = batch.iter().map(|j| j.id.clone()).collect();

@@ -26,6 +26,8 @@ pub struct Report {
     namespace: String,
     /// `--redis-min-replicas`: replicas each transition waited for.
     pub redis_min_replicas: u32,
+    /// `--link-delay`: ms added each way on the broker and Redis links (0: direct).
+    pub link_delay_ms: u64,
     /// `--queue-type` of the echo group and the ceiling: `classic` or `quorum`.
     pub queue_type: &'static str,
     cpus: usize,
@@ -137,6 +139,7 @@ impl Report {
             namespace: namespace.to_string(),
             redis_min_replicas: 0,
             queue_type: "classic",
+            link_delay_ms: 0,
             cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             load_before: load_average(),
             load_after: String::new(),
@@ -497,6 +500,13 @@ impl fmt::Display for Report {
             "machine: {} CPUs, load average {} before, {} after",
             self.cpus, self.load_before, self.load_after
         )?;
+        if self.link_delay_ms > 0 {
+            writeln!(
+                f,
+                "links: +{} ms each way to RabbitMQ and Redis, through loopback proxies (--link-delay)",
+                self.link_delay_ms
+            )?;
+        }
         if self.redis_min_replicas > 0 {
             writeln!(
                 f,

@@ -7,7 +7,7 @@ pub mod json_api;
 pub mod nemesis;
 pub mod pki;
 pub mod private;
-pub mod proxy;
+pub use jobfleet_proxy as proxy;
 pub mod sentinel;
 
 use jobfleet_common::client::{amqp_pool, open_channel, Producer, ResultSubscriber};
