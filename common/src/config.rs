@@ -12,6 +12,7 @@ use lapin::uri::AMQPUri;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -403,6 +404,30 @@ pub struct Config {
     /// `[https]`: the master serves HTTPS with this certificate (checked by the master).
     #[serde(default)]
     pub https: Option<HttpsConfig>,
+    /// `[ui]`: the master's web UI (SPEC §11).
+    #[serde(default)]
+    pub ui: UiConfig,
+}
+
+/// The `[ui]` table: settings of the master's web UI.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UiConfig {
+    /// The key that signs UI session cookies. Masters behind one address share it so a
+    /// session signed by one is honoured by the others; unset, every master process draws
+    /// a random one (sessions end when it restarts).
+    #[serde(default)]
+    pub session_secret: Option<String>,
+}
+
+impl fmt::Debug for UiConfig {
+    /// Never shows the secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secret = self.session_secret.as_ref().map(|_| "<set>");
+        f.debug_struct("UiConfig")
+            .field("session_secret", &secret)
+            .finish()
+    }
 }
 
 fn default_redis_wait_timeout() -> Duration {
@@ -472,6 +497,7 @@ impl Default for Config {
             audit_entries: default_audit_entries(),
             tls: TlsConfig::default(),
             https: None,
+            ui: UiConfig::default(),
             schedules: BTreeMap::new(),
             groups: BTreeMap::from([(
                 DEFAULT_GROUP.to_string(),
