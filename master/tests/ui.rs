@@ -5,7 +5,7 @@
 use axum::body::Body;
 use axum::http::{header, Method, Request, Response, StatusCode};
 use axum::Router;
-use jobfleet_common::auth::{token_hash_hex, Role};
+use jobfleet_common::auth::{token_hash_hex, Principal, Role};
 use jobfleet_common::config::Config;
 use jobfleet_master::http::router;
 use jobfleet_master::state::AppState;
@@ -145,6 +145,20 @@ async fn the_sign_in_page_renders_and_pages_need_a_session() {
     )
     .await;
     assert_eq!(forged.status(), StatusCode::SEE_OTHER);
+    // Signed with the right key, but for a token the configuration does not hold.
+    let key = SessionKey::of(&config("")).expect("a key");
+    let gone = Principal {
+        name: "gone".into(),
+        role: Role::Admin,
+    };
+    let header = Session::start(&key, &gone, jobfleet_common::now_ms()).set_cookie(false);
+    let value = header
+        .strip_prefix("jf_session=")
+        .and_then(|rest| rest.split(';').next())
+        .expect("a cookie value");
+    let response = send(app(), Method::GET, "/ui/jobs", Some(value), None).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(header_of(&response, header::LOCATION), "/ui/login");
 }
 
 #[tokio::test]

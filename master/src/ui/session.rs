@@ -176,12 +176,19 @@ fn cookie_value(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The session of a request: the open session without `[auth]`, else its valid cookie's.
+/// A session whose token has left the configuration (a master restarted with a shared
+/// `session_secret`) is none.
 pub fn session_of(state: &AppState, headers: &HeaderMap) -> Option<Session> {
-    if state.auth.is_none() {
+    let Some(auth) = state.auth.as_ref() else {
         return Some(Session::open());
-    }
+    };
     let value = cookie_value(headers)?;
-    Session::from_cookie(&state.ui_key, value, jobfleet_common::now_ms())
+    let session = Session::from_cookie(&state.ui_key, value, jobfleet_common::now_ms())?;
+    let principal = Principal {
+        name: session.name.clone(),
+        role: session.role,
+    };
+    auth.tokens.holds(&principal).then_some(session)
 }
 
 /// A signed-in visitor; a request without a session is sent to the sign-in page.
