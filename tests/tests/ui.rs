@@ -1,7 +1,8 @@
 //! The web UI (SPEC §11) in a real headless Chromium, driven through chromedriver with
 //! fantoccini against a real master, worker, RabbitMQ and Redis: sign in, the overview
 //! lists the groups, a job submitted over the API appears in the list and its page shows
-//! its result, a running `sleep` is canceled from its page, a read session sees no action
+//! its result, a running `sleep` is canceled from its page (and audited), the overview
+//! follows a paused group without a reload and resumes it, a read session sees no action
 //! controls, and args holding markup render as text. Every page is saved as a screenshot
 //! at 1280 px and 390 px wide under `target/ui/` for review.
 //!
@@ -283,6 +284,38 @@ async fn the_ui_in_a_real_browser() {
     })
     .await;
     api.until(&sleep, "canceled").await;
+    let audit = api.call(reqwest::Method::GET, "/v1/audit", None).await;
+    let cancel = &audit["entries"][0];
+    assert_eq!(cancel["who"], "ops", "{audit}");
+    assert_eq!(cancel["action"], "POST /v1/jobs/{id}/cancel (web UI)", "{audit}");
+    assert_eq!(cancel["target"], format!("/v1/jobs/{sleep}/cancel"), "{audit}");
+
+    // The overview follows the fleet without a reload, and its buttons act on groups.
+    open(&browser, &format!("{master}/ui"), "#groups").await;
+    api.call(reqwest::Method::POST, "/v1/groups/default/pause", None)
+        .await;
+    let paused = eventually(WAIT, || async {
+        let groups = try_text(&browser, "#groups").await?;
+        groups.contains("paused").then_some(groups)
+    })
+    .await;
+    assert!(paused.contains("Resume"), "{paused}");
+    shoot(&browser, "overview-paused").await;
+    let resume = Locator::Css("form[action='/ui/groups/default/resume'] button");
+    browser
+        .find(resume)
+        .await
+        .expect("a resume button")
+        .click()
+        .await
+        .expect("click");
+    eventually(WAIT, || async {
+        let groups = try_text(&browser, "#groups").await?;
+        (groups.contains("ok") && groups.contains("Pause")).then_some(())
+    })
+    .await;
+    let group = api.call(reqwest::Method::GET, "/v1/groups/default", None).await;
+    assert_eq!(group["paused"], false, "{group}");
 
     // A read session sees the same pages without a single action control.
     sign_out(&browser).await;
