@@ -221,6 +221,7 @@ async fn an_action_without_the_sessions_csrf_token_is_forbidden() {
             "/ui/jobs/j1/cancel",
             "/ui/jobs/j1/delete",
             "/ui/groups/etl/pause",
+            "/ui/bulk/cancel",
             "/ui/logout",
         ] {
             let response = send(app(), Method::POST, action, Some(&admin), form).await;
@@ -242,10 +243,13 @@ async fn actions_need_the_role_the_api_gives_their_route() {
         ("/ui/groups/etl/reset", Role::Admin),
         ("/ui/groups/etl/pause", Role::Admin),
         ("/ui/groups/etl/resume", Role::Admin),
+        ("/ui/bulk/cancel", Role::Admin),
+        ("/ui/bulk/retry", Role::Admin),
     ];
     for (role, token) in TOKENS {
         let cookie = sign_in(token).await;
-        let form = format!("csrf={}", csrf_of(&cookie));
+        // The filter fields matter to the bulk actions only; the others ignore them.
+        let form = format!("csrf={}&status=failed", csrf_of(&cookie));
         for (action, needed) in actions {
             let response = send(app(), Method::POST, action, Some(&cookie), Some(&form)).await;
             let status = response.status();

@@ -3,7 +3,8 @@
 //! lists the groups, a job submitted over the API appears in the list and its page shows
 //! its result, a running `sleep` is canceled from its page (and audited), the overview
 //! follows a paused group without a reload and resumes it, a read session sees no action
-//! controls, and args holding markup render as text. Every page is saved as a screenshot
+//! controls, args holding markup render as text, and a running job's page follows its log
+//! lines live. Every page is saved as a screenshot
 //! at 1280 px and 390 px wide under `target/ui/` for review.
 //!
 //! Needs `chromium` and `chromedriver` (the Debian packages `chromium` and
@@ -12,6 +13,7 @@
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use jobfleet_tests::{eventually, TestEnv};
+use jobfleet_worker::{JobContext, JobError};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -23,8 +25,25 @@ const OPS: &str = "jf_ui_ops_token";
 /// How long any element may take to appear (generous: two cores shared with builds).
 const WAIT: Duration = Duration::from_secs(30);
 
-fn auth_table() -> String {
-    jobfleet_tests::auth_table(&[("viewer", "read", VIEWER), ("ops", "admin", OPS)])
+/// Two tokens, and the `default` group with the built-ins used here and `report`.
+fn fleet() -> String {
+    let auth = jobfleet_tests::auth_table(&[("viewer", "read", VIEWER), ("ops", "admin", OPS)]);
+    format!(
+        "{auth}[groups.default.functions.echo]\n[groups.default.functions.sleep]\n\
+         [groups.default.functions.report]\n"
+    )
+}
+
+/// Logs `lines` lines `pause_ms` apart, then reports 100 % and answers how many.
+async fn report(args: Value) -> Result<Value, JobError> {
+    let context = JobContext::current();
+    let lines = args["lines"].as_u64().unwrap_or(3);
+    for i in 0..lines {
+        context.log(&format!("line {i}"));
+        tokio::time::sleep(Duration::from_millis(args["pause_ms"].as_u64().unwrap_or(0))).await;
+    }
+    context.progress(100.0, Some("done"));
+    Ok(json!({ "lines": lines }))
 }
 
 /// chromedriver on a free port, stopped when dropped.
@@ -203,9 +222,9 @@ impl Api {
 
 #[tokio::test]
 async fn the_ui_in_a_real_browser() {
-    let mut env = TestEnv::with_config("ui", &auth_table());
+    let mut env = TestEnv::with_config("ui", &fleet());
     let master = env.start_master().await;
-    env.start_worker(env.worker()).await;
+    env.start_worker(env.worker().function("report", report)).await;
     let api = Api {
         client: env.http_client(),
         master: master.clone(),
@@ -262,6 +281,24 @@ async fn the_ui_in_a_real_browser() {
     assert_eq!(scripts, json!(0));
     assert!(browser.get_alert_text().await.is_err(), "no alert opened");
 
+    // A running job's page follows its log lines live, and shows its end by itself.
+    let reporting = api.submit("report", json!({"lines": 60, "pause_ms": 150})).await;
+    api.until(&reporting, "started").await;
+    open(&browser, &format!("{master}/ui/jobs/{reporting}"), "#live-note").await;
+    let first = try_text(&browser, "#logs").await.unwrap_or_default();
+    assert!(!first.contains("line 20"), "{first}");
+    eventually(WAIT, || async {
+        let logs = try_text(&browser, "#logs").await?;
+        let status = try_text(&browser, "#job-status").await?;
+        (logs.contains("line 20") && status == "started").then_some(())
+    })
+    .await;
+    shoot(&browser, "job-live").await;
+    let result = eventually(WAIT, || async { try_text(&browser, "#result").await }).await;
+    assert!(result.contains("\"lines\": 60"), "{result}");
+    let logs = element_text(&browser, "#logs").await;
+    assert!(logs.contains("line 59"), "{logs}");
+
     let steps = open(&browser, &format!("{master}/ui/workflows/{workflow}"), "#steps").await;
     assert!(steps.contains("first") && steps.contains("second"), "{steps}");
     shoot(&browser, "workflow").await;
@@ -289,6 +326,30 @@ async fn the_ui_in_a_real_browser() {
     assert_eq!(cancel["who"], "ops", "{audit}");
     assert_eq!(cancel["action"], "POST /v1/jobs/{id}/cancel (web UI)", "{audit}");
     assert_eq!(cancel["target"], format!("/v1/jobs/{sleep}/cancel"), "{audit}");
+
+    // A filtered list's bulk retry: the canceled sleep runs again as a new job.
+    open(
+        &browser,
+        &format!("{master}/ui/jobs?status=canceled"),
+        "#bulk-retry",
+    )
+    .await;
+    shoot(&browser, "jobs-filtered").await;
+    browser
+        .find(Locator::Id("bulk-retry"))
+        .await
+        .expect("retry")
+        .click()
+        .await
+        .expect("click");
+    let done = element_text(&browser, "#message").await;
+    assert_eq!(done, "1 of 1 matching jobs retried as new jobs.");
+    let body = json!({"function": "sleep", "status": "queued"});
+    api.call(reqwest::Method::POST, "/v1/jobs/cancel", Some(body))
+        .await;
+    let body = json!({"function": "sleep", "status": "started"});
+    api.call(reqwest::Method::POST, "/v1/jobs/cancel", Some(body))
+        .await;
 
     // The overview follows the fleet without a reload, and its buttons act on groups.
     open(&browser, &format!("{master}/ui"), "#groups").await;
@@ -324,6 +385,12 @@ async fn the_ui_in_a_real_browser() {
     assert!(overview_forms.is_empty(), "a read session sees no group actions");
     let running = api.submit("sleep", json!({"ms": 60_000})).await;
     api.until(&running, "started").await;
+    open(&browser, &format!("{master}/ui/jobs?status=canceled"), "#jobs").await;
+    let bulk = browser
+        .find_all(Locator::Css("main form[method='post']"))
+        .await
+        .expect("query");
+    assert!(bulk.is_empty(), "a read session sees no bulk actions");
     for id in [&echo, &running] {
         open(&browser, &format!("{master}/ui/jobs/{id}"), "#job-status").await;
         let buttons = browser

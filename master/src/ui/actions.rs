@@ -10,6 +10,7 @@ use super::{api_error, message};
 use crate::http::access::{self, Access};
 use crate::http::error::ApiError;
 use crate::http::groups::{self, KnownGroup};
+use crate::http::jobs::non_empty;
 use crate::http::{audit, bulk, jobs};
 use crate::state::SharedState;
 use axum::extract::rejection::FormRejection;
@@ -18,6 +19,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use jobfleet_api::{BulkFilter, JobId};
+use serde::Deserialize;
 use std::future::Future;
 
 /// An action as the API names it.
@@ -30,19 +32,18 @@ struct Action {
     target: String,
 }
 
-/// Checks the CSRF token and the role, runs `run` (which answers where to go next) and
-/// audits the attempt; a refusal is a 403 page, a failure the API error's page.
+/// Checks the CSRF `token` and the role, runs `run` and audits the attempt; a refusal is a
+/// 403 page, a failure the API error's page.
 async fn perform<F>(
     state: &SharedState,
     session: &Session,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    token: Option<String>,
     action: Action,
     run: F,
 ) -> Response
 where
-    F: Future<Output = Result<String, ApiError>>,
+    F: Future<Output = Result<Response, ApiError>>,
 {
-    let token = form.ok().and_then(|Form(form)| form.csrf);
     if !session.csrf_ok(&state.ui_key, token.as_deref()) {
         return forbidden_form();
     }
@@ -63,13 +64,18 @@ where
         return message(StatusCode::FORBIDDEN, "Forbidden", &text);
     }
     let (status, response) = match run.await {
-        Ok(next) => (StatusCode::OK, Redirect::to(&next).into_response()),
+        Ok(response) => (StatusCode::OK, response),
         Err(e) => (e.status(), api_error(e)),
     };
     if audited {
         audit::record(state, &caller, label, action.target, status).await;
     }
     response
+}
+
+/// The CSRF token a form carries.
+fn csrf_of(form: Result<Form<CsrfForm>, FormRejection>) -> Option<String> {
+    form.ok().and_then(|Form(form)| form.csrf)
 }
 
 /// Cancels a job (submit role), retries it as a new job or deletes its record (admin).
@@ -99,13 +105,14 @@ pub async fn job(
         target,
     };
     let run = async {
-        match verb.as_str() {
-            "cancel" => cancel(&state, &id).await,
-            "retry" => retry(&state, &id).await,
-            _ => delete(&state, &id).await,
-        }
+        let next = match verb.as_str() {
+            "cancel" => cancel(&state, &id).await?,
+            "retry" => retry(&state, &id).await?,
+            _ => delete(&state, &id).await?,
+        };
+        Ok(Redirect::to(&next).into_response())
     };
-    perform(&state, &session, form, action, run).await
+    perform(&state, &session, csrf_of(form), action, run).await
 }
 
 /// Cancels job `id`; its page is next.
@@ -161,7 +168,67 @@ pub async fn group(
             "pause" => groups::pause(known).await?,
             _ => groups::resume(known).await?,
         };
-        Ok("/ui".to_string())
+        Ok(Redirect::to("/ui").into_response())
     };
-    perform(&state, &session, form, action, run).await
+    perform(&state, &session, csrf_of(form), action, run).await
+}
+
+/// The fields of a bulk action's form: the job list's filter and the CSRF token.
+#[derive(Debug, Deserialize)]
+pub struct BulkForm {
+    /// The session's CSRF token.
+    csrf: Option<String>,
+    /// Only jobs of this group.
+    group: Option<String>,
+    /// Only jobs of this function.
+    function: Option<String>,
+    /// Only jobs of this status.
+    status: Option<String>,
+}
+
+/// Cancels (queued and started) or retries (failed and canceled) the jobs the job list's
+/// filter matches (admin role), through the API's bulk actions; says how many it changed.
+pub async fn bulk(
+    State(state): State<SharedState>,
+    session: Session,
+    Path(verb): Path<String>,
+    form: Result<Form<BulkForm>, FormRejection>,
+) -> Response {
+    let route = match verb.as_str() {
+        "cancel" => "/v1/jobs/cancel",
+        "retry" => "/v1/jobs/retry",
+        _ => return message(StatusCode::NOT_FOUND, "Not found", "No such bulk action."),
+    };
+    let Ok(Form(form)) = form else {
+        return forbidden_form();
+    };
+    let filter = BulkFilter {
+        group: non_empty(form.group),
+        function: non_empty(form.function),
+        status: non_empty(form.status),
+        ..BulkFilter::default()
+    };
+    let action = Action {
+        method: Method::POST,
+        route,
+        target: format!("{route} ({})", serde_json::to_string(&filter).unwrap_or_default()),
+    };
+    let run = async {
+        let Json(result) = if verb == "cancel" {
+            bulk::cancel(State(state.clone()), Ok(Json(filter))).await?
+        } else {
+            bulk::retry(State(state.clone()), Ok(Json(filter))).await?
+        };
+        let done = if verb == "cancel" {
+            "canceled"
+        } else {
+            "retried as new jobs"
+        };
+        let mut text = format!("{} of {} matching jobs {done}.", result.changed, result.matched);
+        if result.next_cursor.is_some() {
+            text.push_str(" More may match: one action handles a bounded number; run it again.");
+        }
+        Ok(message(StatusCode::OK, "Done", &text))
+    };
+    perform(&state, &session, form.csrf, action, run).await
 }

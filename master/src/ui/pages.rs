@@ -201,6 +201,21 @@ pub async fn job(
     )
 }
 
+/// `/ui/jobs/{id}/events`: the API's event stream of a job (status, progress, log lines)
+/// for a signed-in page, resuming after `Last-Event-ID` or `?after=`.
+pub async fn job_events(
+    State(state): State<SharedState>,
+    _session: Session,
+    Path(JobId { id }): Path<JobId>,
+    headers: HeaderMap,
+    query: Result<Query<LogsQuery>, QueryRejection>,
+) -> Response {
+    match activity::events(State(state), Path(JobId { id }), headers, query).await {
+        Ok(stream) => stream.into_response(),
+        Err(e) => api_error(e),
+    }
+}
+
 /// `/ui/workflows/{id}`: the workflow and its steps.
 pub async fn workflow(
     State(state): State<SharedState>,
