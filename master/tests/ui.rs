@@ -131,6 +131,9 @@ async fn the_sign_in_page_renders_and_pages_need_a_session() {
         "/ui/jobs/abc",
         "/ui/workflows/w1",
         "/ui/live/overview",
+        "/ui/jobs/abc/events",
+        "/ui/schedules",
+        "/ui/audit",
     ] {
         let response = send(app(), Method::GET, page, None, None).await;
         assert_eq!(response.status(), StatusCode::SEE_OTHER, "{page}");
@@ -261,6 +264,21 @@ async fn actions_need_the_role_the_api_gives_their_route() {
                 assert!(text(response).await.contains(&format!("needs the {needed} role")));
             }
         }
+    }
+}
+
+#[tokio::test]
+async fn the_audit_page_needs_the_role_the_api_gives_the_audit_trail() {
+    for (role, token) in TOKENS {
+        let cookie = sign_in(token).await;
+        let response = send(app(), Method::GET, "/ui/audit", Some(&cookie), None).await;
+        let expected = if role == Role::Admin {
+            // Past the check: the API's handler ran and found no Redis.
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        assert_eq!(response.status(), expected, "{role}");
     }
 }
 

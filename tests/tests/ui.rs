@@ -30,7 +30,9 @@ fn fleet() -> String {
     let auth = jobfleet_tests::auth_table(&[("viewer", "read", VIEWER), ("ops", "admin", OPS)]);
     format!(
         "{auth}[groups.default.functions.echo]\n[groups.default.functions.sleep]\n\
-         [groups.default.functions.report]\n"
+         [groups.default.functions.report]\n\
+         [schedules.nightly-report]\ncron = \"0 2 * * *\"\ngroup = \"default\"\nfunction = \"echo\"\n\
+         args = {{ full = true }}\ntimezone = \"Europe/Paris\"\n"
     )
 }
 
@@ -351,6 +353,17 @@ async fn the_ui_in_a_real_browser() {
     api.call(reqwest::Method::POST, "/v1/jobs/cancel", Some(body))
         .await;
 
+    // The audit trail names the UI's actions; the schedules page the config file's.
+    let trail = open(&browser, &format!("{master}/ui/audit"), "#audit").await;
+    assert!(trail.contains("(web UI)") && trail.contains("ops"), "{trail}");
+    shoot(&browser, "audit").await;
+    let schedules = open(&browser, &format!("{master}/ui/schedules"), "#schedules").await;
+    assert!(
+        schedules.contains("nightly-report") && schedules.contains("0 2 * * *"),
+        "{schedules}"
+    );
+    shoot(&browser, "schedules").await;
+
     // The overview follows the fleet without a reload, and its buttons act on groups.
     open(&browser, &format!("{master}/ui"), "#groups").await;
     api.call(reqwest::Method::POST, "/v1/groups/default/pause", None)
@@ -383,6 +396,8 @@ async fn the_ui_in_a_real_browser() {
     sign_in(&browser, &master, VIEWER).await;
     let overview_forms = browser.find_all(Locator::Css("main form")).await.expect("query");
     assert!(overview_forms.is_empty(), "a read session sees no group actions");
+    let audit_links = browser.find_all(Locator::LinkText("Audit")).await.expect("query");
+    assert!(audit_links.is_empty(), "a read session has no audit link");
     let running = api.submit("sleep", json!({"ms": 60_000})).await;
     api.until(&running, "started").await;
     open(&browser, &format!("{master}/ui/jobs?status=canceled"), "#jobs").await;

@@ -31,6 +31,8 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("jobs.html", include_str!("templates/jobs.html")),
         ("job.html", include_str!("templates/job.html")),
         ("workflow.html", include_str!("templates/workflow.html")),
+        ("schedules.html", include_str!("templates/schedules.html")),
+        ("audit.html", include_str!("templates/audit.html")),
     ] {
         if let Err(e) = env.add_template(name, source) {
             tracing::error!(template = name, error = %e, "a UI template does not parse");
@@ -51,6 +53,8 @@ pub fn router() -> Router<SharedState> {
         .route("/ui/jobs/{id}", get(pages::job))
         .route("/ui/jobs/{id}/events", get(pages::job_events))
         .route("/ui/workflows/{id}", get(pages::workflow))
+        .route("/ui/schedules", get(pages::schedules))
+        .route("/ui/audit", get(pages::audit))
         .route("/ui/jobs/{id}/{action}", post(actions::job))
         .route("/ui/bulk/{action}", post(actions::bulk))
         .route("/ui/groups/{group}/{action}", post(actions::group))

@@ -3,21 +3,24 @@
 
 use super::session::{clear_cookie, session_of, Session};
 use super::{api_error, message, render};
+use crate::http::access::{self, Access};
 use crate::http::error::ApiError;
-use crate::http::{activity, groups, jobs, workflows};
+use crate::http::{activity, audit, groups, jobs, schedules, workflows};
 use crate::state::SharedState;
 use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Form, Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
-use jobfleet_api::{FlowPath, JobId, JobView, ListQuery, LogsQuery};
+use jobfleet_api::{AuditQuery, FlowPath, JobId, JobView, ListQuery, LogsQuery};
 use jobfleet_common::auth::Role;
 use minijinja::{context, Value};
 use serde::Deserialize;
 
 /// Jobs per page of the job list.
 const PAGE_SIZE: u32 = 50;
+/// Audit entries the audit page shows (the newest).
+const AUDIT_ENTRIES: u32 = 200;
 /// Log lines a job page shows (the newest are in the API's `/logs`).
 const LOG_LINES: u32 = 500;
 
@@ -212,6 +215,48 @@ pub async fn job_events(
 ) -> Response {
     match activity::events(State(state), Path(JobId { id }), headers, query).await {
         Ok(stream) => stream.into_response(),
+        Err(e) => api_error(e),
+    }
+}
+
+/// `/ui/schedules`: the cron schedules, from the config file and made over the API.
+pub async fn schedules(State(state): State<SharedState>, session: Session) -> Response {
+    let Json(list) = match schedules::list(State(state.clone())).await {
+        Ok(list) => list,
+        Err(e) => return api_error(e),
+    };
+    let rows: Vec<Value> = list
+        .schedules
+        .iter()
+        .map(|s| context! { s, args => s.args.to_string() })
+        .collect();
+    render(
+        StatusCode::OK,
+        "schedules.html",
+        context! { viewer => viewer(&state, &session), rows },
+    )
+}
+
+/// `/ui/audit`: the audit trail, newest first, for the role the API's `GET /v1/audit` needs.
+pub async fn audit(State(state): State<SharedState>, session: Session) -> Response {
+    if let Access::Needs(needed) = access::required(&Method::GET, Some("/v1/audit"), false) {
+        if !session.allows(needed) {
+            let text = format!(
+                "The audit trail needs the {needed} role; you are signed in as {}.",
+                session.role
+            );
+            return message(StatusCode::FORBIDDEN, "Forbidden", &text);
+        }
+    }
+    let query = AuditQuery {
+        limit: Some(AUDIT_ENTRIES),
+    };
+    match audit::list(State(state.clone()), Ok(Query(query))).await {
+        Ok(Json(page)) => render(
+            StatusCode::OK,
+            "audit.html",
+            context! { viewer => viewer(&state, &session), entries => page.entries },
+        ),
         Err(e) => api_error(e),
     }
 }
