@@ -154,18 +154,16 @@ async fn try_text(browser: &Client, css: &str) -> Option<String> {
     browser.find(Locator::Css(css)).await.ok()?.text().await.ok()
 }
 
-/// Signs in on the login page with `token`, landing on the overview.
+/// Signs in on the login page with `token`, landing on the overview: by keyboard alone
+/// (the field has the focus; Enter submits the form).
 async fn sign_in(browser: &Client, master: &str, token: &str) {
     open(browser, &format!("{master}/ui/login"), "#token").await;
-    let field = browser.find(Locator::Id("token")).await.expect("token field");
-    field.send_keys(token).await.expect("type the token");
-    browser
-        .find(Locator::Id("sign-in"))
+    let focused = browser.active_element().await.expect("a focused element");
+    assert_eq!(focused.attr("id").await.expect("id").as_deref(), Some("token"));
+    focused
+        .send_keys(&format!("{token}\u{E007}"))
         .await
-        .expect("button")
-        .click()
-        .await
-        .expect("click");
+        .expect("type the token and Enter");
     element_text(browser, "#groups").await;
 }
 
@@ -253,6 +251,11 @@ async fn the_ui_in_a_real_browser() {
     open(&browser, &format!("{master}/ui"), "#token").await;
     shoot(&browser, "login").await;
     sign_in(&browser, &master, OPS).await;
+    // The first Tab lands on the skip link.
+    let body = browser.find(Locator::Css("body")).await.expect("body");
+    body.send_keys("\u{E004}").await.expect("Tab");
+    let focused = browser.active_element().await.expect("a focused element");
+    assert_eq!(focused.text().await.expect("text"), "Skip to content");
     let groups = element_text(&browser, "#groups").await;
     assert!(groups.contains("default"), "{groups}");
     element_text(&browser, "#workers").await;
