@@ -5,46 +5,19 @@
 use axum::body::Body;
 use axum::http::{header, Method, Request, Response, StatusCode};
 use axum::Router;
-use jobfleet_common::auth::{token_hash_hex, Principal, Role};
+use jobfleet_common::auth::{Principal, Role};
 use jobfleet_common::config::Config;
-use jobfleet_master::http::router;
-use jobfleet_master::state::AppState;
 use jobfleet_master::ui::session::{Session, SessionKey};
-use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-/// A token per role; the file holds their hashes only.
-const TOKENS: [(Role, &str); 3] = [
-    (Role::Read, "jf_read_token"),
-    (Role::Submit, "jf_submit_token"),
-    (Role::Admin, "jf_admin_token"),
-];
+mod support;
 
-/// A fleet with `[auth]` and a fixed session secret (`extra` is appended).
+use support::{app_of, auth_fleet, TOKENS};
+
+/// The fleet of [`auth_fleet`] with a fixed session secret (`extra` tables are appended).
 fn config(extra: &str) -> Config {
-    let entries: Vec<String> = TOKENS
-        .iter()
-        .map(|(role, token)| {
-            format!(
-                r#"{{ name = "{role}-user", role = "{role}", sha256 = "{}" }}"#,
-                token_hash_hex(token)
-            )
-        })
-        .collect();
-    let toml = format!(
-        "amqp_url = \"amqp://127.0.0.1:1\"\nredis_url = \"redis://127.0.0.1:1\"\n\
-         [auth]\ntokens = [{}]\n[ui]\nsession_secret = \"s3cret\"\n[groups.etl.functions.echo]\n{extra}",
-        entries.join(", ")
-    );
-    Config::from_toml(&toml).expect("valid config")
-}
-
-fn app_of(config: Config) -> Router {
-    router(Arc::new(
-        AppState::new(config, CancellationToken::new()).expect("state without connecting"),
-    ))
+    auth_fleet("", &format!("[ui]\nsession_secret = \"s3cret\"\n{extra}"))
 }
 
 fn app() -> Router {
