@@ -107,6 +107,7 @@ async fn the_sign_in_page_renders_and_pages_need_a_session() {
         "/ui/jobs/abc/events",
         "/ui/schedules",
         "/ui/audit",
+        "/ui/batches/b1",
     ] {
         let response = send(app(), Method::GET, page, None, None).await;
         assert_eq!(response.status(), StatusCode::SEE_OTHER, "{page}");

@@ -307,6 +307,31 @@ async fn the_ui_in_a_real_browser() {
     let steps = open(&browser, &format!("{master}/ui/workflows/{workflow}"), "#steps").await;
     assert!(steps.contains("first") && steps.contains("second"), "{steps}");
     shoot(&browser, "workflow").await;
+    let batch = json!({
+        "jobs": [
+            {"group": "default", "function": "echo", "args": {"part": 1}},
+            {"group": "default", "function": "echo", "args": {"part": 2}}
+        ],
+        "on_complete": {"group": "default", "function": "echo"}
+    });
+    let batch = api.call(reqwest::Method::POST, "/v1/batches", Some(batch)).await;
+    let batch = batch["id"].as_str().expect("a batch id").to_string();
+    eventually(WAIT, || async {
+        let shown = api
+            .call(reqwest::Method::GET, &format!("/v1/batches/{batch}"), None)
+            .await;
+        (shown["status"] == "finished").then_some(())
+    })
+    .await;
+    let counts = open(&browser, &format!("{master}/ui/batches/{batch}"), "#counts").await;
+    assert!(
+        counts.contains("Total\n2") || counts.contains("Total 2"),
+        "{counts}"
+    );
+    assert!(element_text(&browser, "#callback-h")
+        .await
+        .contains("On complete"));
+    shoot(&browser, "batch").await;
 
     // Cancel a running sleep from its page.
     let sleep = api.submit("sleep", json!({"ms": 60_000})).await;

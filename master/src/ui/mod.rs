@@ -31,6 +31,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("jobs.html", include_str!("templates/jobs.html")),
         ("job.html", include_str!("templates/job.html")),
         ("workflow.html", include_str!("templates/workflow.html")),
+        ("batch.html", include_str!("templates/batch.html")),
         ("schedules.html", include_str!("templates/schedules.html")),
         ("audit.html", include_str!("templates/audit.html")),
     ] {
@@ -53,6 +54,7 @@ pub fn router() -> Router<SharedState> {
         .route("/ui/jobs/{id}", get(pages::job))
         .route("/ui/jobs/{id}/events", get(pages::job_events))
         .route("/ui/workflows/{id}", get(pages::workflow))
+        .route("/ui/batches/{id}", get(pages::batch))
         .route("/ui/schedules", get(pages::schedules))
         .route("/ui/audit", get(pages::audit))
         .route("/ui/jobs/{id}/{action}", post(actions::job))

@@ -268,11 +268,33 @@ pub async fn workflow(
     Path(FlowPath { id }): Path<FlowPath>,
 ) -> Response {
     match workflows::get_workflow(State(state.clone()), Path(FlowPath { id })).await {
-        Ok(Json(workflow)) => render(
-            StatusCode::OK,
-            "workflow.html",
-            context! { viewer => viewer(&state, &session), workflow },
-        ),
+        Ok(Json(flow)) => render_flow(&state, &session, "workflow.html", flow),
         Err(e) => api_error(e),
     }
+}
+
+/// `/ui/batches/{id}`: the batch's counts and its `on_complete` callback.
+pub async fn batch(
+    State(state): State<SharedState>,
+    session: Session,
+    Path(FlowPath { id }): Path<FlowPath>,
+) -> Response {
+    match workflows::get_batch(State(state.clone()), Path(FlowPath { id })).await {
+        Ok(Json(flow)) => render_flow(&state, &session, "batch.html", flow),
+        Err(e) => api_error(e),
+    }
+}
+
+/// A workflow's or batch's page: `template` with the flow as `flow`.
+fn render_flow(
+    state: &SharedState,
+    session: &Session,
+    template: &str,
+    flow: impl serde::Serialize,
+) -> Response {
+    render(
+        StatusCode::OK,
+        template,
+        context! { viewer => viewer(state, session), flow },
+    )
 }
