@@ -166,6 +166,32 @@ async fn a_bad_token_is_a_401_page_and_a_good_one_a_strict_http_only_cookie() {
 }
 
 #[tokio::test]
+async fn a_sign_in_posted_from_another_site_is_refused() {
+    let post = |origin: &str| {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/ui/login")
+            .header(header::HOST, "fleet.example:8080")
+            .header(header::ORIGIN, origin)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from("token=jf_admin_token"))
+            .expect("a valid request")
+    };
+    let refused = app()
+        .oneshot(post("https://evil.example"))
+        .await
+        .expect("an answer");
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(header_of(&refused, header::SET_COOKIE).is_empty());
+    let accepted = app()
+        .oneshot(post("http://fleet.example:8080"))
+        .await
+        .expect("an answer");
+    assert_eq!(accepted.status(), StatusCode::SEE_OTHER);
+    assert!(header_of(&accepted, header::SET_COOKIE).starts_with("jf_session="));
+}
+
+#[tokio::test]
 async fn the_cookie_is_secure_when_the_master_serves_https() {
     let https = app_of(config(
         "[https]\ncert_file = \"/nonexistent/cert.pem\"\nkey_file = \"/nonexistent/key.pem\"\n",

@@ -53,13 +53,19 @@ pub struct LoginForm {
 }
 
 /// Signs in with an API token: a session cookie for its name and role, or 401.
+/// A form posted from another site (an `Origin` that is not this master's) is refused with
+/// 403: nobody can sign a visitor in with a token of theirs.
 pub async fn login(
     State(state): State<SharedState>,
+    headers: HeaderMap,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
     let Some(auth) = state.auth.as_ref() else {
         return Redirect::to("/ui").into_response();
     };
+    if !same_origin(&headers) {
+        return forbidden_form();
+    }
     let token = form.ok().map(|Form(form)| form.token).unwrap_or_default();
     let Some(principal) = auth.tokens.authenticate(token.trim()) else {
         let error = "That token is not one this fleet knows.";
@@ -69,6 +75,20 @@ pub async fn login(
     tracing::info!(token = %principal.name, role = %principal.role, "signed in to the web UI");
     let cookie = session.set_cookie(state.config.https.is_some());
     ([(header::SET_COOKIE, cookie)], Redirect::to("/ui")).into_response()
+}
+
+/// Whether a request's `Origin` header, when it has one, names the host it was sent to.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, rest)| rest.trim_end_matches('/'));
+    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
 /// The sign-out form's fields.
