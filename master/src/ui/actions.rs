@@ -1,4 +1,5 @@
-//! The UI's actions: cancel, retry and delete a job; reset, pause and resume a group.
+//! The UI's actions: cancel, retry and delete a job; cancel or retry every job a filter
+//! matches; reset, pause and resume a group.
 //!
 //! Each one is a POST form carrying the session's CSRF token. It needs the role the API's
 //! access table gives the API route it stands for, is audited like that route, and runs

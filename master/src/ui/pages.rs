@@ -1,5 +1,6 @@
-//! The UI's pages: sign-in, the overview, the job list, a job and a workflow. Each one reads
-//! through the API's own handlers, so a page shows exactly what the API answers.
+//! The UI's pages: sign-in and sign-out, the overview, the job list, a job (and its live
+//! events), a workflow, a batch, the schedules and the audit trail. Each one reads through
+//! the API's own handlers, so a page shows exactly what the API answers.
 
 use super::session::{clear_cookie, session_of, Session};
 use super::{api_error, message, render};
