@@ -47,6 +47,8 @@ pub mod env {
     pub const CONCURRENCY: &str = "JOBFLEET_CONCURRENCY";
     /// Worker metrics address.
     pub const METRICS_LISTEN: &str = "JOBFLEET_METRICS_LISTEN";
+    /// The key that signs the master's web UI sessions (`[ui] session_secret`).
+    pub const UI_SESSION_SECRET: &str = "JOBFLEET_UI_SESSION_SECRET";
 }
 
 /// Why the configuration is unusable. Binaries exit 64 on it, before binding any port.
@@ -549,6 +551,9 @@ impl Config {
         if let Some(listen) = env(env::LISTEN) {
             config.listen = listen;
         }
+        if let Some(secret) = env(env::UI_SESSION_SECRET) {
+            config.ui.session_secret = Some(secret);
+        }
         config.validate()?;
         Ok(config)
     }
@@ -760,9 +765,18 @@ mode = "shared"
 "#,
         )
         .unwrap();
-        let env = HashMap::from([(env::NAMESPACE, "staging"), (env::REDIS_URL, "redis://r:6379/1")]);
+        let env = HashMap::from([
+            (env::NAMESPACE, "staging"),
+            (env::REDIS_URL, "redis://r:6379/1"),
+            (env::UI_SESSION_SECRET, "s3cret-ui-key"),
+        ]);
         let config = Config::load(Some(&path), |name| env.get(name).map(|v| v.to_string())).unwrap();
         assert_eq!(config.namespace, "staging");
+        assert_eq!(config.ui.session_secret.as_deref(), Some("s3cret-ui-key"));
+        assert!(
+            !format!("{config:?}").contains("s3cret-ui-key"),
+            "the secret is never shown"
+        );
         assert_eq!(config.redis_url, "redis://r:6379/1");
         assert_eq!(config.retention, Duration::from_secs(7200));
         let etl = config.group("etl").unwrap();
