@@ -251,15 +251,15 @@ async fn the_ui_in_a_real_browser() {
     open(&browser, &format!("{master}/ui"), "#token").await;
     shoot(&browser, "login").await;
     sign_in(&browser, &master, OPS).await;
+    let groups = element_text(&browser, "#groups").await;
+    assert!(groups.contains("default"), "{groups}");
+    element_text(&browser, "#workers").await;
+    shoot(&browser, "overview").await;
     // The first Tab lands on the skip link.
     let body = browser.find(Locator::Css("body")).await.expect("body");
     body.send_keys("\u{E004}").await.expect("Tab");
     let focused = browser.active_element().await.expect("a focused element");
     assert_eq!(focused.text().await.expect("text"), "Skip to content");
-    let groups = element_text(&browser, "#groups").await;
-    assert!(groups.contains("default"), "{groups}");
-    element_text(&browser, "#workers").await;
-    shoot(&browser, "overview").await;
 
     let list = open(&browser, &format!("{master}/ui/jobs"), "#jobs").await;
     assert!(list.contains(&echo), "{list}");
