@@ -47,7 +47,8 @@ KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 KEDA_KINDS = ("ScaledObject", "TriggerAuthentication")
 KEDA_API_VERSION = "keda.sh/v1alpha1"
 
-# SPEC §5: every JOBFLEET_* variable the master and the worker read.
+# SPEC §5: every JOBFLEET_* variable the master and the worker read (and the web UI's
+# session key, common/src/config.rs `env::UI_SESSION_SECRET`).
 JOBFLEET_ENV = {
     "JOBFLEET_CONFIG",
     "JOBFLEET_NAMESPACE",
@@ -57,6 +58,7 @@ JOBFLEET_ENV = {
     "JOBFLEET_GROUPS",
     "JOBFLEET_CONCURRENCY",
     "JOBFLEET_METRICS_LISTEN",
+    "JOBFLEET_UI_SESSION_SECRET",
 }
 DEFAULT_NAMESPACE = "jobfleet"
 DEFAULT_GROUP = "default"

@@ -168,6 +168,12 @@ impl TokenTable {
         }
         found
     }
+
+    /// Whether a configured token has `principal`'s name and role (a web UI session stands
+    /// for a token only while the configuration still holds one like it).
+    pub fn holds(&self, principal: &Principal) -> bool {
+        self.entries.iter().any(|(_, entry)| entry == principal)
+    }
 }
 
 /// The SHA-256 of a token's text.

@@ -12,6 +12,7 @@ use lapin::uri::AMQPUri;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -46,6 +47,8 @@ pub mod env {
     pub const CONCURRENCY: &str = "JOBFLEET_CONCURRENCY";
     /// Worker metrics address.
     pub const METRICS_LISTEN: &str = "JOBFLEET_METRICS_LISTEN";
+    /// The key that signs the master's web UI sessions (`[ui] session_secret`).
+    pub const UI_SESSION_SECRET: &str = "JOBFLEET_UI_SESSION_SECRET";
 }
 
 /// Why the configuration is unusable. Binaries exit 64 on it, before binding any port.
@@ -403,6 +406,30 @@ pub struct Config {
     /// `[https]`: the master serves HTTPS with this certificate (checked by the master).
     #[serde(default)]
     pub https: Option<HttpsConfig>,
+    /// `[ui]`: the master's web UI (SPEC §11).
+    #[serde(default)]
+    pub ui: UiConfig,
+}
+
+/// The `[ui]` table: settings of the master's web UI.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UiConfig {
+    /// The key that signs UI session cookies. Masters behind one address share it so a
+    /// session signed by one is honoured by the others; unset, every master process draws
+    /// a random one (sessions end when it restarts).
+    #[serde(default)]
+    pub session_secret: Option<String>,
+}
+
+impl fmt::Debug for UiConfig {
+    /// Never shows the secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secret = self.session_secret.as_ref().map(|_| "<set>");
+        f.debug_struct("UiConfig")
+            .field("session_secret", &secret)
+            .finish()
+    }
 }
 
 fn default_redis_wait_timeout() -> Duration {
@@ -472,6 +499,7 @@ impl Default for Config {
             audit_entries: default_audit_entries(),
             tls: TlsConfig::default(),
             https: None,
+            ui: UiConfig::default(),
             schedules: BTreeMap::new(),
             groups: BTreeMap::from([(
                 DEFAULT_GROUP.to_string(),
@@ -522,6 +550,9 @@ impl Config {
         }
         if let Some(listen) = env(env::LISTEN) {
             config.listen = listen;
+        }
+        if let Some(secret) = env(env::UI_SESSION_SECRET) {
+            config.ui.session_secret = Some(secret);
         }
         config.validate()?;
         Ok(config)
@@ -734,9 +765,18 @@ mode = "shared"
 "#,
         )
         .unwrap();
-        let env = HashMap::from([(env::NAMESPACE, "staging"), (env::REDIS_URL, "redis://r:6379/1")]);
+        let env = HashMap::from([
+            (env::NAMESPACE, "staging"),
+            (env::REDIS_URL, "redis://r:6379/1"),
+            (env::UI_SESSION_SECRET, "s3cret-ui-key"),
+        ]);
         let config = Config::load(Some(&path), |name| env.get(name).map(|v| v.to_string())).unwrap();
         assert_eq!(config.namespace, "staging");
+        assert_eq!(config.ui.session_secret.as_deref(), Some("s3cret-ui-key"));
+        assert!(
+            !format!("{config:?}").contains("s3cret-ui-key"),
+            "the secret is never shown"
+        );
         assert_eq!(config.redis_url, "redis://r:6379/1");
         assert_eq!(config.retention, Duration::from_secs(7200));
         let etl = config.group("etl").unwrap();

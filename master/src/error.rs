@@ -28,6 +28,9 @@ pub enum MasterError {
     /// The `[https]` certificate or key is unusable.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The operating system gave no random bytes (for the UI's session key).
+    #[error("no random bytes for the UI session key: {0}")]
+    Random(String),
     /// Serving HTTP failed.
     #[error("http server: {0}")]
     Serve(#[from] std::io::Error),

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod scheduler;
 pub mod state;
+pub mod ui;
 pub mod waiters;
 
 pub use error::MasterError;

@@ -47,6 +47,8 @@ pub struct AppState {
     pub leading: AtomicBool,
     /// The workflow and batch plans this master has read (SPEC §10).
     pub flows: crate::flows::driver::Plans,
+    /// The key that signs the web UI's session cookies (SPEC §11).
+    pub ui_key: crate::ui::session::SessionKey,
 }
 
 /// The `[auth]` settings a request is checked against.
@@ -88,6 +90,7 @@ impl AppState {
         let inspect_pool = amqp_pool(config.amqp_endpoint(), 1, &format!("{master_id}-inspect"))?;
         Ok(AppState {
             auth: AuthState::of(&config)?,
+            ui_key: crate::ui::session::SessionKey::of(&config)?,
             publisher: ChannelSlot::new(pool.clone(), true),
             inspector: ChannelSlot::new(inspect_pool.clone(), false),
             inspect_pool,

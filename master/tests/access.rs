@@ -7,42 +7,18 @@
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
-use jobfleet_common::auth::{token_hash_hex, Role};
-use jobfleet_common::config::Config;
-use jobfleet_master::http::{openapi_document, router};
-use jobfleet_master::state::AppState;
+use jobfleet_common::auth::Role;
+use jobfleet_master::http::openapi_document;
 use serde_json::Value;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-/// A token per role; the file holds their hashes only.
-const TOKENS: [(Role, &str); 3] = [
-    (Role::Read, "jf_read_token"),
-    (Role::Submit, "jf_submit_token"),
-    (Role::Admin, "jf_admin_token"),
-];
+mod support;
+
+use support::{app_of, auth_fleet, TOKENS};
 
 fn app(open_metrics: bool) -> Router {
-    let entries: Vec<String> = TOKENS
-        .iter()
-        .map(|(role, token)| {
-            format!(
-                r#"{{ name = "{role}-user", role = "{role}", sha256 = "{}" }}"#,
-                token_hash_hex(token)
-            )
-        })
-        .collect();
-    let toml = format!(
-        "amqp_url = \"amqp://127.0.0.1:1\"\nredis_url = \"redis://127.0.0.1:1\"\n\
-         [auth]\nopen_metrics = {open_metrics}\ntokens = [{}]\n[groups.etl.functions.echo]\n",
-        entries.join(", ")
-    );
-    let config = Config::from_toml(&toml).expect("valid config");
-    router(Arc::new(
-        AppState::new(config, CancellationToken::new()).expect("state"),
-    ))
+    app_of(auth_fleet(&format!("open_metrics = {open_metrics}\n"), ""))
 }
 
 /// The role each documented route needs (`None`: open), written out here on purpose,

@@ -464,6 +464,20 @@ impl Drop for TestEnv {
     }
 }
 
+/// An `[auth]` table of `tokens`: (name, role, token) each, the file holding their hashes.
+pub fn auth_table(tokens: &[(&str, &str, &str)]) -> String {
+    let entries: Vec<String> = tokens
+        .iter()
+        .map(|(name, role, token)| {
+            format!(
+                r#"{{ name = "{name}", role = "{role}", sha256 = "{}" }}"#,
+                jobfleet_common::auth::token_hash_hex(token)
+            )
+        })
+        .collect();
+    format!("[auth]\ntokens = [{}]\n", entries.join(", "))
+}
+
 /// The path of a workspace binary: next to the running executable, or one level up when
 /// that is a test executable in `target/<profile>/deps`.
 pub fn binary(name: &str) -> PathBuf {

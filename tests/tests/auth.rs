@@ -15,18 +15,11 @@ const BILLING: &str = "jf_test_billing_token";
 const OPS: &str = "jf_test_ops_token";
 
 fn auth_table() -> String {
-    let entry = |name: &str, role: &str, token: &str| {
-        format!(
-            r#"{{ name = "{name}", role = "{role}", sha256 = "{}" }}"#,
-            token_hash_hex(token)
-        )
-    };
-    format!(
-        "[auth]\ntokens = [{}, {}, {}]\n",
-        entry("viewer", "read", VIEWER),
-        entry("billing", "submit", BILLING),
-        entry("ops", "admin", OPS)
-    )
+    jobfleet_tests::auth_table(&[
+        ("viewer", "read", VIEWER),
+        ("billing", "submit", BILLING),
+        ("ops", "admin", OPS),
+    ])
 }
 
 /// Sends a request as `token` (or none); returns the status and the JSON body.

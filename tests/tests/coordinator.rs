@@ -536,6 +536,38 @@ async fn lookups_by_id_and_listings_span_every_group_of_the_fleet() {
 }
 
 #[tokio::test]
+async fn a_listing_pages_on_past_more_ties_than_one_index_read_holds() {
+    // A batch submit gives its jobs one score; a page that ends inside such a run starts the
+    // next one behind more entries of that score than one read of the index returns.
+    let env = TestEnv::new("ties");
+    let c = &env.coordinator;
+    let jobs: Vec<JobMessage> = (0..700)
+        .map(|i| {
+            let mut job = JobMessage::new("default", "echo", json!(i));
+            job.submitted_at = Some(if i < 600 { 2_000 } else { 1_000 });
+            job
+        })
+        .collect();
+    c.record_queued(&jobs).await.unwrap();
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor = None;
+    loop {
+        let (page, next) = c
+            .list(&ListFilter::default(), 450, cursor.as_ref())
+            .await
+            .unwrap();
+        for record in page {
+            assert!(seen.insert(record.id.clone()), "{} listed twice", record.id);
+        }
+        match next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), jobs.len(), "every job listed once");
+}
+
+#[tokio::test]
 async fn a_job_whose_workers_keep_dying_fails_crashed_after_the_takeover_limit() {
     let env = TestEnv::new("takeovers");
     let c = &env.coordinator;

@@ -70,16 +70,27 @@ struct IndexStream {
 }
 
 impl IndexStream {
-    /// Reads the next batch if the buffer ran dry. Equal scores come in reverse id order,
-    /// so "after the cursor" is a lower score, or the same score and a lower id.
+    /// Reads batches while the buffer is dry and the index goes on. Equal scores come in
+    /// reverse id order, so "after the cursor" is a lower score, or the same score and a
+    /// lower id: a whole batch can lie before the cursor (more than a batch of jobs
+    /// submitted in one millisecond, as a batch submit does), and the next one is read.
     async fn refill(
         &mut self,
         conn: &mut impl redis::aio::ConnectionLike,
         cursor: Option<&Cursor>,
     ) -> Result<(), CoordinatorError> {
-        if !self.buffer.is_empty() || self.exhausted {
-            return Ok(());
+        while self.buffer.is_empty() && !self.exhausted {
+            self.read_batch(conn, cursor).await?;
         }
+        Ok(())
+    }
+
+    /// Reads one batch from the index into the buffer, leaving out entries before the cursor.
+    async fn read_batch(
+        &mut self,
+        conn: &mut impl redis::aio::ConnectionLike,
+        cursor: Option<&Cursor>,
+    ) -> Result<(), CoordinatorError> {
         let max = cursor.map_or_else(|| "+inf".to_string(), |c| c.score.to_string());
         let entries: Vec<(String, f64)> = redis::cmd("ZREVRANGEBYSCORE")
             .arg(&self.key)

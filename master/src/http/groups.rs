@@ -87,6 +87,16 @@ impl FromRequestParts<SharedState> for KnownGroup {
 }
 
 impl KnownGroup {
+    /// The configured group `name` (404 for one the configuration does not name), for
+    /// callers other than the API's routes (the web UI's actions).
+    pub fn new(state: &SharedState, name: &str) -> Result<KnownGroup, ApiError> {
+        configured(state, name)?;
+        Ok(KnownGroup {
+            state: state.clone(),
+            name: name.to_string(),
+        })
+    }
+
     /// The group as it is now, as `GET /v1/groups/{group}` shows it.
     async fn view(&self) -> Result<Json<GroupView>, ApiError> {
         let config = configured(&self.state, &self.name)?;

@@ -125,6 +125,9 @@ pub fn router(state: SharedState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(body_limit(&state.config)))
         .layer(middleware::from_fn_with_state(state.clone(), access::guard))
+        // The web UI signs its visitors in with a session cookie of its own: outside the
+        // Bearer guard, inside the request metrics.
+        .merge(crate::ui::router())
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
