@@ -160,7 +160,11 @@ async fn an_extra_line_after_an_answer_never_reaches_the_next_job() {
         .expect("a later job finished");
     assert_ne!(pid(later), pid(&results[0]), "the process was replaced");
 
-    // A line printed later, between jobs, while no request is outstanding.
+    // A line printed later, between jobs, while no request is outstanding. (Not by a fresh
+    // process's first job: its answer waits 100 ms for a start-up line, as long as the
+    // late line's delay, and would take it for one.)
+    let warm = run_all(&env, vec![job("plain", 199, json!({}))]).await.remove(0);
+    assert_eq!(answered(&warm), 199);
     let marker = std::env::temp_dir().join(format!("{}-late", env.namespace()));
     let late = job(
         "plain",
