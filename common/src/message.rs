@@ -287,11 +287,6 @@ pub struct Membership {
 }
 
 impl Membership {
-    /// Whether the job belongs to a workflow or a batch.
-    pub fn is_member(&self) -> bool {
-        self.workflow.is_some() || self.batch.is_some()
-    }
-
     /// Why these fields cannot be a job's: ids as job ids, a step name as a function
     /// name, a step only within a workflow.
     pub fn check(&self) -> Result<(), String> {
@@ -492,6 +487,27 @@ mod tests {
         assert!(!is_valid_job_id("has space"));
         assert!(!is_valid_job_id("slash/no"));
         assert!(is_valid_job_id(&new_job_id()));
+    }
+
+    #[test]
+    fn membership_fields_a_producer_sends_are_checked() {
+        let member = |workflow: Option<&str>, step: Option<&str>, batch: Option<&str>| Membership {
+            workflow: workflow.map(String::from),
+            step: step.map(String::from),
+            batch: batch.map(String::from),
+        };
+        assert_eq!(member(None, None, None).check(), Ok(()));
+        assert_eq!(member(Some("w1"), Some("a"), None).check(), Ok(()));
+        assert_eq!(member(None, None, Some("b.7")).check(), Ok(()));
+        for bad in [
+            member(Some("has space"), Some("a"), None),
+            member(None, None, Some(&"x".repeat(129))),
+            member(Some("w1"), Some("a.b"), None),
+            member(None, Some("a"), None),
+            member(Some("w1"), None, None),
+        ] {
+            assert!(bad.check().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

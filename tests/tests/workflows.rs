@@ -324,3 +324,50 @@ async fn step_results_lost_with_a_killed_master_are_made_good_by_the_next_leader
         assert_eq!(api.job(&format!("lost.{name}")).await["attempts"], 1, "{done}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_result_for_a_running_step_releases_nothing() {
+    let (env, api, _subscriber) = fleet("wf-forged").await;
+    let workflow = json!({"id": "forged", "steps": [
+        step("a", "sleep", &[], json!({"ms": 3000})),
+        step("b", "echo", &["a"], Value::Null),
+    ]});
+    assert_eq!(api.post("/v1/workflows", &workflow).await.0, 202);
+    eventually(Duration::from_secs(20), || async {
+        let (_, body) = api.get("/v1/workflows/forged").await;
+        (steps_of(&body)["a"]["status"] == "started").then_some(())
+    })
+    .await;
+    // Anyone who may publish to NS.results claims `a` finished while it still runs.
+    let mut forged = ResultMessage {
+        id: "forged.a".into(),
+        group: "default".into(),
+        function: "sleep".into(),
+        status: jobfleet_common::message::JobStatus::Finished,
+        result: Some(json!("forged")),
+        error: None,
+        attempts: 1,
+        worker: "nobody".into(),
+        submitted_at: None,
+        started_at: None,
+        finished_at: jobfleet_common::now_ms(),
+        duration_ms: Some(1),
+        member: Default::default(),
+    };
+    forged.member.workflow = Some("forged".into());
+    forged.member.step = Some("a".into());
+    let pool = amqp_pool(env.config.amqp_endpoint(), 1, "forged-test").unwrap();
+    let channel = open_channel(&pool, true).await.unwrap();
+    publish_result(&channel, &env.topology, &forged, None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (_, body) = api.get("/v1/workflows/forged").await;
+    assert_eq!(steps_of(&body)["b"]["status"], "waiting", "{body}");
+    let done = until_status(&api, "/v1/workflows/forged", "finished", Duration::from_secs(30)).await;
+    assert_eq!(
+        steps_of(&done)["a"]["result"],
+        json!({"slept_ms": 3000}),
+        "{done}"
+    );
+}

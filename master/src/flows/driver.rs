@@ -146,7 +146,17 @@ pub async fn on_result(state: &AppState, result: &ResultMessage) -> Result<(), F
     let Some(step) = plan.step_of_job(&result.id) else {
         return Ok(());
     };
-    step_ended(state, &plan, &step.name, result.status).await
+    // The record says how the step ended, not the message: anyone who may publish to
+    // NS.results could claim a running step finished. A record not ended (or gone) is
+    // left to the reconcile, which reads records too.
+    let recorded = state
+        .coordinator
+        .job_statuses(&[(step.group.as_str(), step.job_id.as_str())])
+        .await?;
+    match recorded.into_iter().next().flatten() {
+        Some(status) if status.is_terminal() => step_ended(state, &plan, &step.name, status).await,
+        _ => Ok(()),
+    }
 }
 
 /// Records that `name` ended with `status` and releases what it frees.
